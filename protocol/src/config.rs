@@ -1,0 +1,153 @@
+//! A model's configuration: its tensors, batching limits and instances.
+//!
+//! Stored beside the model as `config.json`, for example:
+//!
+//! ```json
+//! {"name": "mlp", "max_batch_size": 64, "max_queue_delay_us": 500,
+//!  "inputs":  [{"name": "INPUT__0",  "datatype": "FP32", "shape": [-1, 256]}],
+//!  "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 10]}]}
+//! ```
+//!
+//! Shapes carry the batch dimension first as `-1`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::DataType;
+
+/// One input or output of a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorSpec {
+    /// The tensor's name, as requests and responses use it.
+    pub name: String,
+    /// Element type.
+    pub datatype: DataType,
+    /// Dimensions, `-1` for the batch dimension (first) and any variable one.
+    pub shape: Vec<i64>,
+}
+
+/// What the coordinator and node need to know to batch and run a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Model name, as it appears in request paths.
+    pub name: String,
+    /// The largest batch, in rows, that one execution takes.
+    pub max_batch_size: u32,
+    /// How long a partial batch may wait for more rows while other batches
+    /// of the model are already executing, in microseconds.
+    #[serde(default = "default_max_queue_delay_us")]
+    pub max_queue_delay_us: u64,
+    /// Inputs, in the order `forward` takes them.
+    pub inputs: Vec<TensorSpec>,
+    /// Outputs, in the order `forward` returns them.
+    pub outputs: Vec<TensorSpec>,
+    /// Model instances a node runs, each on its own thread.
+    #[serde(default = "default_instance_count")]
+    pub instance_count: u32,
+    /// Batch sizes run once at load so the first requests do not pay for
+    /// TorchScript's specialisation. Empty means `[1, max_batch_size]`.
+    #[serde(default)]
+    pub warmup_batch_sizes: Vec<u32>,
+}
+
+fn default_max_queue_delay_us() -> u64 {
+    500
+}
+
+fn default_instance_count() -> u32 {
+    1
+}
+
+impl ModelConfig {
+    /// Checks the configuration for what would make the model unservable.
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.is_empty() {
+            return Err("model name is empty".into());
+        }
+        if self.max_batch_size == 0 {
+            return Err(format!("model '{}': max_batch_size must be at least 1", self.name));
+        }
+        if self.instance_count == 0 {
+            return Err(format!("model '{}': instance_count must be at least 1", self.name));
+        }
+        if self.inputs.is_empty() || self.outputs.is_empty() {
+            return Err(format!("model '{}': needs at least one input and one output", self.name));
+        }
+        for spec in self.inputs.iter().chain(&self.outputs) {
+            if spec.shape.first() != Some(&-1) {
+                return Err(format!(
+                    "model '{}': tensor '{}' must have -1 (the batch dimension) first, got {:?}",
+                    self.name, spec.name, spec.shape
+                ));
+            }
+            if spec.datatype == DataType::Bytes {
+                return Err(format!(
+                    "model '{}': tensor '{}' is BYTES, which TorchScript models cannot take",
+                    self.name, spec.name
+                ));
+            }
+            if spec.shape.iter().any(|&d| d < -1 || d == 0) {
+                return Err(format!(
+                    "model '{}': tensor '{}' has an invalid dimension in {:?}",
+                    self.name, spec.name, spec.shape
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch sizes to warm up on.
+    pub fn warmup_sizes(&self) -> Vec<u32> {
+        if self.warmup_batch_sizes.is_empty() {
+            let mut sizes = vec![1, self.max_batch_size];
+            sizes.dedup();
+            sizes
+        } else {
+            self.warmup_batch_sizes.clone()
+        }
+    }
+
+    /// The input with this name, if the model has one.
+    pub fn input(&self, name: &str) -> Option<&TensorSpec> {
+        self.inputs.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mlp() -> ModelConfig {
+        serde_json::from_str(
+            r#"{"name":"mlp","max_batch_size":64,
+                "inputs":[{"name":"INPUT__0","datatype":"FP32","shape":[-1,256]}],
+                "outputs":[{"name":"OUTPUT__0","datatype":"FP32","shape":[-1,10]}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = mlp();
+        assert_eq!(config.max_queue_delay_us, 500);
+        assert_eq!(config.instance_count, 1);
+        assert_eq!(config.warmup_sizes(), vec![1, 64]);
+        assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn rejects_missing_batch_dimension() {
+        let mut config = mlp();
+        config.inputs[0].shape = vec![256];
+        assert!(config.check().unwrap_err().contains("batch dimension"));
+    }
+
+    #[test]
+    fn rejects_unknown_datatype() {
+        let err = serde_json::from_str::<ModelConfig>(
+            r#"{"name":"m","max_batch_size":1,
+                "inputs":[{"name":"x","datatype":"FLOAT","shape":[-1]}],"outputs":[]}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("FLOAT"));
+    }
+}

@@ -1,0 +1,25 @@
+//! Wire types shared by the maas coordinator and its nodes.
+//!
+//! This crate holds no IO: it defines the tensor and datatype vocabulary of
+//! the Open Inference Protocol ([`DataType`], [`Tensor`]), the model
+//! configuration both sides agree on ([`ModelConfig`]), the messages a
+//! coordinator and a node exchange on a QUIC stream ([`NodeRequest`],
+//! [`NodeResponse`]), their length-prefixed [`frame`] encoding with validated
+//! decoding, and the typed errors a node reports ([`NodeError`]).
+#![warn(missing_docs)]
+
+mod config;
+mod datatype;
+pub mod frame;
+mod message;
+mod tensor;
+pub mod validate;
+
+pub use config::{ModelConfig, TensorSpec};
+pub use datatype::DataType;
+pub use message::{
+    ArchivedBatchOutcome, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
+    BatchOutcome, BatchResult, InferBatch, LoadedModel, NodeError, NodeRequest, NodeResponse,
+    RequestOutcome,
+};
+pub use tensor::{ArchivedTensor, Tensor};
