@@ -1,1 +1,54 @@
-fn main(){}
+//! `maas-node`: a worker node holding LibTorch model instances and serving
+//! batches to coordinators over QUIC with mutual TLS.
+
+mod config;
+mod metrics;
+mod metrics_http;
+mod repository;
+mod runtime;
+mod server;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::NodeConfig;
+
+fn main() -> anyhow::Result<()> {
+    let config = NodeConfig::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    // LibTorch's thread pools must be sized before any other torch call.
+    runtime::configure_threads(config.inter_op_threads, config.intra_op_threads);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: NodeConfig) -> anyhow::Result<()> {
+    let prometheus = metrics::install()?;
+    let device = runtime::resolve_device(&config.device)?;
+    let sources = repository::scan(&config.model_repository, &config.models)?;
+    tracing::info!(node = %config.name, ?device, models = sources.len(), "loading models");
+    let host = runtime::ModelHost::load(sources, device, &config).await?;
+    let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
+    let quic = server::QuicServer::bind(&config, host)?;
+    tracing::info!(
+        node = %config.name,
+        quic = %quic.local_addr()?,
+        metrics = %config.metrics_addr,
+        "node ready"
+    );
+    tokio::select! {
+        result = quic.serve() => result,
+        result = metrics_server => result.context("metrics server"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}

@@ -125,6 +125,27 @@ impl DataType {
     }
 }
 
+impl From<ArchivedDataType> for DataType {
+    fn from(archived: ArchivedDataType) -> DataType {
+        match archived {
+            ArchivedDataType::Bool => DataType::Bool,
+            ArchivedDataType::Uint8 => DataType::Uint8,
+            ArchivedDataType::Uint16 => DataType::Uint16,
+            ArchivedDataType::Uint32 => DataType::Uint32,
+            ArchivedDataType::Uint64 => DataType::Uint64,
+            ArchivedDataType::Int8 => DataType::Int8,
+            ArchivedDataType::Int16 => DataType::Int16,
+            ArchivedDataType::Int32 => DataType::Int32,
+            ArchivedDataType::Int64 => DataType::Int64,
+            ArchivedDataType::Fp16 => DataType::Fp16,
+            ArchivedDataType::Bf16 => DataType::Bf16,
+            ArchivedDataType::Fp32 => DataType::Fp32,
+            ArchivedDataType::Fp64 => DataType::Fp64,
+            ArchivedDataType::Bytes => DataType::Bytes,
+        }
+    }
+}
+
 impl std::fmt::Display for DataType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

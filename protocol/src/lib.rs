@@ -16,9 +16,9 @@ mod tensor;
 pub mod validate;
 
 pub use config::{ModelConfig, TensorSpec};
-pub use datatype::DataType;
+pub use datatype::{ArchivedDataType, DataType};
 pub use message::{
-    ArchivedBatchOutcome, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
+    ArchivedBatchOutcome, ArchivedInferBatch, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
     BatchOutcome, BatchResult, InferBatch, LoadedModel, NodeError, NodeRequest, NodeResponse,
     RequestOutcome,
 };

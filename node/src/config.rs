@@ -1,0 +1,64 @@
+//! The node's command line; every flag also reads a `MAAS_NODE_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// A maas worker node: loads TorchScript models with LibTorch and runs the
+/// batches coordinators send it over QUIC.
+#[derive(Debug, Clone, Parser)]
+#[command(version)]
+pub struct NodeConfig {
+    /// This node's name; its certificate is `<cert-dir>/<name>.pem`.
+    #[arg(long, env = "MAAS_NODE_NAME", default_value = "node-0")]
+    pub name: String,
+
+    /// UDP address the QUIC server binds.
+    #[arg(long, env = "MAAS_NODE_QUIC_ADDR", default_value = "127.0.0.1:7100")]
+    pub quic_addr: SocketAddr,
+
+    /// TCP address of the Prometheus `/metrics` endpoint.
+    #[arg(long, env = "MAAS_NODE_METRICS_ADDR", default_value = "127.0.0.1:9100")]
+    pub metrics_addr: SocketAddr,
+
+    /// Folder with the cluster CA (`ca.pem`) and this node's certificate and key.
+    #[arg(long, env = "MAAS_CERT_DIR")]
+    pub cert_dir: PathBuf,
+
+    /// Model repository: `<repo>/<model>/config.json` and `<repo>/<model>/<version>/model.pt`.
+    #[arg(long, env = "MAAS_NODE_MODEL_REPOSITORY")]
+    pub model_repository: PathBuf,
+
+    /// Load only these models from the repository (all when empty).
+    #[arg(long, env = "MAAS_NODE_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+
+    /// Device for the models: `auto` (CUDA when available), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, env = "MAAS_NODE_DEVICE", default_value = "auto")]
+    pub device: String,
+
+    /// Instances per model, each on its own thread; overrides each model's `instance_count`.
+    #[arg(long, env = "MAAS_NODE_INSTANCES")]
+    pub instances: Option<u32>,
+
+    /// LibTorch intra-op threads (0: LibTorch's default, one per core).
+    #[arg(long, env = "MAAS_NODE_INTRA_OP_THREADS", default_value_t = 0)]
+    pub intra_op_threads: i32,
+
+    /// LibTorch inter-op threads.
+    #[arg(long, env = "MAAS_NODE_INTER_OP_THREADS", default_value_t = 1)]
+    pub inter_op_threads: i32,
+
+    /// Threads for QUIC and metrics IO.
+    #[arg(long, env = "MAAS_NODE_IO_THREADS", default_value_t = 1)]
+    pub io_threads: usize,
+
+    /// Batches that may wait per model before the node answers `Overloaded`.
+    #[arg(long, env = "MAAS_NODE_QUEUE_CAPACITY", default_value_t = 64)]
+    pub queue_capacity: usize,
+
+    /// Largest frame accepted on a QUIC stream, in bytes.
+    #[arg(long, env = "MAAS_NODE_MAX_FRAME_BYTES", default_value_t = maas_protocol::frame::DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+}

@@ -1,0 +1,70 @@
+//! Every metric the node exports, named in one place.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `maas_node_batches_total` | counter | model, version, outcome | batches run (`ok`, `partial`, `failed`, `rejected`) |
+//! | `maas_node_rows_total` | counter | model, version | rows run |
+//! | `maas_node_batch_rows` | histogram | model, version | rows per batch |
+//! | `maas_node_queue_seconds` | histogram | model, version | wait for a free instance |
+//! | `maas_node_compute_input_seconds` | histogram | model, version | building input tensors |
+//! | `maas_node_compute_infer_seconds` | histogram | model, version | `forward` |
+//! | `maas_node_compute_output_seconds` | histogram | model, version | copying outputs out |
+//! | `maas_node_models_loaded` | gauge | | model versions loaded |
+
+use anyhow::Context;
+use maas_protocol::{BatchOutcome, RequestOutcome};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::runtime::Timings;
+
+const BATCHES: &str = "maas_node_batches_total";
+const ROWS: &str = "maas_node_rows_total";
+const BATCH_ROWS: &str = "maas_node_batch_rows";
+const QUEUE_SECONDS: &str = "maas_node_queue_seconds";
+const INPUT_SECONDS: &str = "maas_node_compute_input_seconds";
+const INFER_SECONDS: &str = "maas_node_compute_infer_seconds";
+const OUTPUT_SECONDS: &str = "maas_node_compute_output_seconds";
+const MODELS_LOADED: &str = "maas_node_models_loaded";
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Installs the Prometheus recorder for this process.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROWS_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Records a batch that ran.
+pub fn record_batch(model: &str, version: &str, rows: u64, queue_ns: u64, timings: &Timings, outcome: &BatchOutcome) {
+    let labels = [("model", model.to_string()), ("version", version.to_string())];
+    let outcome_label = match outcome {
+        BatchOutcome::Whole(_) => "ok",
+        BatchOutcome::PerRequest(results) if results.iter().all(|r| matches!(r, RequestOutcome::Err(_))) => "failed",
+        BatchOutcome::PerRequest(_) => "partial",
+    };
+    metrics::counter!(BATCHES, "model" => model.to_string(), "version" => version.to_string(), "outcome" => outcome_label)
+        .increment(1);
+    metrics::counter!(ROWS, &labels).increment(rows);
+    metrics::histogram!(BATCH_ROWS, &labels).record(rows as f64);
+    metrics::histogram!(QUEUE_SECONDS, &labels).record(queue_ns as f64 * 1e-9);
+    metrics::histogram!(INPUT_SECONDS, &labels).record(timings.input_ns as f64 * 1e-9);
+    metrics::histogram!(INFER_SECONDS, &labels).record(timings.infer_ns as f64 * 1e-9);
+    metrics::histogram!(OUTPUT_SECONDS, &labels).record(timings.output_ns as f64 * 1e-9);
+}
+
+/// Records a batch refused by validation.
+pub fn record_rejected_batch(model: &str, version: &str) {
+    metrics::counter!(BATCHES, "model" => model.to_string(), "version" => version.to_string(), "outcome" => "rejected")
+        .increment(1);
+}
+
+/// Sets the number of loaded model versions.
+pub fn set_loaded_models(count: usize) {
+    metrics::gauge!(MODELS_LOADED).set(count as f64);
+}

@@ -1,0 +1,71 @@
+//! Reads a Triton-style model repository folder.
+//!
+//! ```text
+//! <repo>/<model>/config.json          maas_protocol::ModelConfig
+//! <repo>/<model>/<version>/model.pt   TorchScript, version a positive integer
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use maas_protocol::ModelConfig;
+
+/// One model version found in the repository.
+#[derive(Debug, Clone)]
+pub struct ModelSource {
+    /// The model's configuration.
+    pub config: ModelConfig,
+    /// Version number.
+    pub version: u64,
+    /// Path of the TorchScript file.
+    pub path: PathBuf,
+}
+
+/// Lists every model version in `repo`, or only those of the models in
+/// `only` when it is not empty.
+pub fn scan(repo: &Path, only: &[String]) -> Result<Vec<ModelSource>> {
+    let mut sources = Vec::new();
+    let entries = fs::read_dir(repo).with_context(|| format!("reading model repository {}", repo.display()))?;
+    for entry in entries {
+        let model_dir = entry?.path();
+        let config_path = model_dir.join("config.json");
+        if !config_path.is_file() {
+            continue;
+        }
+        let config = read_config(&config_path)?;
+        if !only.is_empty() && !only.contains(&config.name) {
+            continue;
+        }
+        for version_entry in fs::read_dir(&model_dir)? {
+            let version_dir = version_entry?.path();
+            let Some(version) = version_number(&version_dir) else { continue };
+            let path = version_dir.join("model.pt");
+            if path.is_file() {
+                sources.push(ModelSource { config: config.clone(), version, path });
+            }
+        }
+    }
+    for name in only {
+        if !sources.iter().any(|s| &s.config.name == name) {
+            bail!("model '{name}' is not in the repository {}", repo.display());
+        }
+    }
+    sources.sort_by(|a, b| (&a.config.name, a.version).cmp(&(&b.config.name, b.version)));
+    Ok(sources)
+}
+
+fn read_config(path: &Path) -> Result<ModelConfig> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: ModelConfig =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    config.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(config)
+}
+
+fn version_number(dir: &Path) -> Option<u64> {
+    if !dir.is_dir() {
+        return None;
+    }
+    dir.file_name()?.to_str()?.parse().ok().filter(|&v| v > 0)
+}

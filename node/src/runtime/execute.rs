@@ -1,0 +1,245 @@
+//! Running one batch through a TorchScript module.
+//!
+//! Every input is checked against the model's configuration (name, datatype,
+//! shape, byte length, row counts) before LibTorch sees it. If `forward`
+//! fails on a batch holding several client requests, each request is run on
+//! its own, so one bad request fails alone instead of its whole batch.
+
+use std::time::Instant;
+
+use maas_protocol::validate::{check_data_len, check_input_header};
+use maas_protocol::{
+    ArchivedInferBatch, ArchivedTensor, BatchOutcome, DataType, ModelConfig, NodeError, RequestOutcome,
+    Tensor as WireTensor,
+};
+use tch::{CModule, Device, IValue, Tensor};
+
+use super::kind::to_kind;
+
+/// Where a batch's compute time went, in nanoseconds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// Building input tensors (and moving them to the device).
+    pub input_ns: u64,
+    /// `forward`.
+    pub infer_ns: u64,
+    /// Copying outputs back to bytes.
+    pub output_ns: u64,
+}
+
+/// The parts of a batch `execute` reads, borrowed from the archived frame.
+pub struct BatchView<'a> {
+    /// Input tensors, in the configuration's order.
+    pub inputs: &'a [ArchivedTensor],
+    /// Rows of each client request.
+    pub request_rows: Vec<u32>,
+}
+
+impl<'a> BatchView<'a> {
+    /// Borrows the inputs and row counts of an archived batch.
+    pub fn of(batch: &'a ArchivedInferBatch) -> BatchView<'a> {
+        BatchView {
+            inputs: batch.inputs.as_slice(),
+            request_rows: batch.request_rows.iter().map(|r| r.to_native()).collect(),
+        }
+    }
+}
+
+/// Validates and runs a batch.
+pub fn execute(
+    module: &CModule,
+    config: &ModelConfig,
+    device: Device,
+    batch: &BatchView<'_>,
+) -> Result<(BatchOutcome, Timings), NodeError> {
+    let rows = validate(config, batch).map_err(|message| NodeError::InvalidInput { message })?;
+    let mut timings = Timings::default();
+    let started = Instant::now();
+    let inputs = build_inputs(config, device, batch.inputs)?;
+    timings.input_ns = elapsed_ns(started);
+
+    match run(module, config, &inputs, rows, &mut timings) {
+        Ok(outputs) => Ok((BatchOutcome::Whole(outputs), timings)),
+        Err(error) if batch.request_rows.len() > 1 => {
+            tracing::debug!(model = %config.name, %error, "batch failed; running its requests one by one");
+            let mut outcomes = Vec::with_capacity(batch.request_rows.len());
+            let mut start = 0i64;
+            for &request_rows in &batch.request_rows {
+                let len = i64::from(request_rows);
+                let slice: Vec<IValue> = inputs
+                    .iter()
+                    .map(|input| match input {
+                        IValue::Tensor(t) => IValue::Tensor(t.narrow(0, start, len)),
+                        _ => unreachable!("inputs are built as tensors; this is a bug"),
+                    })
+                    .collect();
+                outcomes.push(match run(module, config, &slice, len, &mut timings) {
+                    Ok(outputs) => RequestOutcome::Ok(outputs),
+                    Err(error) => RequestOutcome::Err(error),
+                });
+                start += len;
+            }
+            Ok((BatchOutcome::PerRequest(outcomes), timings))
+        }
+        Err(error) => Ok((BatchOutcome::PerRequest(vec![RequestOutcome::Err(error)]), timings)),
+    }
+}
+
+/// Checks every input against the configuration; returns the batch's rows.
+fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i64, String> {
+    let model = config.name.as_str();
+    if batch.inputs.len() != config.inputs.len() {
+        return Err(format!(
+            "model '{model}' takes {} inputs, the batch has {}",
+            config.inputs.len(),
+            batch.inputs.len()
+        ));
+    }
+    let mut rows = None;
+    for (spec, tensor) in config.inputs.iter().zip(batch.inputs) {
+        if tensor.name.as_str() != spec.name {
+            return Err(format!(
+                "input '{}' for model '{model}' is out of order: expected '{}'",
+                tensor.name.as_str(),
+                spec.name
+            ));
+        }
+        let datatype = DataType::from(tensor.datatype);
+        let shape = tensor.shape_vec();
+        let tensor_rows = check_input_header(model, spec, datatype, &shape, config.max_batch_size)?;
+        check_data_len(model, &spec.name, datatype, &shape, tensor.data.len())?;
+        if *rows.get_or_insert(tensor_rows) != tensor_rows {
+            return Err(format!("inputs of model '{model}' disagree on the batch size"));
+        }
+    }
+    let rows = i64::from(rows.unwrap_or(0));
+    let declared: i64 = batch.request_rows.iter().map(|&r| i64::from(r)).sum();
+    if declared != rows || batch.request_rows.contains(&0) {
+        return Err(format!(
+            "batch for model '{model}' has {rows} rows but its requests declare {declared}"
+        ));
+    }
+    Ok(rows)
+}
+
+fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedTensor]) -> Result<Vec<IValue>, NodeError> {
+    inputs
+        .iter()
+        .map(|tensor| {
+            let datatype = DataType::from(tensor.datatype);
+            let kind = to_kind(datatype).ok_or_else(|| NodeError::InvalidInput {
+                message: format!("datatype {datatype} is not supported by LibTorch models"),
+            })?;
+            let cpu = Tensor::f_from_data_size(tensor.data.as_slice(), &tensor.shape_vec(), kind)
+                .map_err(|e| internal(config, e))?;
+            let on_device = if device == Device::Cpu { cpu } else { cpu.to_device(device) };
+            Ok(IValue::Tensor(on_device))
+        })
+        .collect()
+}
+
+fn run(
+    module: &CModule,
+    config: &ModelConfig,
+    inputs: &[IValue],
+    rows: i64,
+    timings: &mut Timings,
+) -> Result<Vec<WireTensor>, NodeError> {
+    let started = Instant::now();
+    let output = module.forward_is(inputs).map_err(|e| NodeError::ModelFailed {
+        model: config.name.clone(),
+        message: torch_error_summary(&e.to_string()),
+    });
+    timings.infer_ns += elapsed_ns(started);
+    let started = Instant::now();
+    let outputs = output.and_then(|value| collect_outputs(config, value, rows));
+    timings.output_ns += elapsed_ns(started);
+    outputs
+}
+
+fn collect_outputs(config: &ModelConfig, value: IValue, rows: i64) -> Result<Vec<WireTensor>, NodeError> {
+    let tensors = match value {
+        IValue::Tensor(t) => vec![t],
+        IValue::Tuple(values) | IValue::GenericList(values) => values
+            .into_iter()
+            .map(|v| match v {
+                IValue::Tensor(t) => Ok(t),
+                other => Err(bad_output(config, format!("returned a non-tensor {other:?}"))),
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(bad_output(config, format!("returned {other:?} instead of tensors"))),
+    };
+    if tensors.len() != config.outputs.len() {
+        return Err(bad_output(
+            config,
+            format!("returned {} outputs, its configuration lists {}", tensors.len(), config.outputs.len()),
+        ));
+    }
+    config
+        .outputs
+        .iter()
+        .zip(tensors)
+        .map(|(spec, tensor)| {
+            let expected_kind = to_kind(spec.datatype);
+            if Some(tensor.kind()) != expected_kind {
+                return Err(bad_output(
+                    config,
+                    format!("output '{}' is {:?}, its configuration says {}", spec.name, tensor.kind(), spec.datatype),
+                ));
+            }
+            let shape = tensor.size();
+            let matches = shape.len() == spec.shape.len()
+                && shape[0] == rows
+                && shape.iter().zip(&spec.shape).skip(1).all(|(&got, &want)| want == -1 || got == want);
+            if !matches {
+                return Err(bad_output(
+                    config,
+                    format!("output '{}' has shape {:?} for {rows} rows, configured {:?}", spec.name, shape, spec.shape),
+                ));
+            }
+            let numel = tensor.numel();
+            let element_size = spec.datatype.element_size().expect("configs hold fixed-size types; checked at load");
+            let mut data = vec![0u8; numel * element_size];
+            tensor.f_copy_data_u8(&mut data, numel).map_err(|e| internal(config, e))?;
+            Ok(WireTensor { name: spec.name.clone(), datatype: spec.datatype, shape, data })
+        })
+        .collect()
+}
+
+/// The useful line of a TorchScript error: the exception, not the traceback.
+fn torch_error_summary(message: &str) -> String {
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.contains("Error:") || l.contains("Exception:"))
+        .or(lines.first())
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "forward failed".into())
+}
+
+fn bad_output(config: &ModelConfig, message: String) -> NodeError {
+    NodeError::ModelFailed { model: config.name.clone(), message }
+}
+
+fn internal(config: &ModelConfig, error: tch::TchError) -> NodeError {
+    NodeError::Internal { message: format!("model '{}': {error}", config.name) }
+}
+
+fn elapsed_ns(started: Instant) -> u64 {
+    started.elapsed().as_nanos() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::torch_error_summary;
+
+    #[test]
+    fn summary_keeps_the_exception() {
+        let message = "The following operation failed in the TorchScript interpreter.\n\
+                       Traceback of TorchScript (most recent call last):\n  File \"x.py\", line 3\n\
+                       builtins.ValueError: negative input is not allowed\n";
+        assert_eq!(torch_error_summary(message), "builtins.ValueError: negative input is not allowed");
+        assert_eq!(torch_error_summary("plain failure"), "plain failure");
+    }
+}

@@ -1,0 +1,144 @@
+//! One model instance: an OS thread that owns a TorchScript module.
+//!
+//! The thread loads the module, warms it up on the configured batch sizes
+//! (TorchScript's profiling executor specialises on the first shapes it
+//! sees), reports that it is ready, then runs batches from its model's queue
+//! until the queue closes. Gradient tracking is off for the thread's life.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use maas_protocol::frame::{self, Payload};
+use maas_protocol::{ArchivedNodeRequest, BatchResult, ModelConfig, NodeError, NodeResponse};
+use tch::{CModule, Device, IValue, Tensor};
+use tokio::sync::oneshot;
+
+use super::execute::{execute, BatchView};
+use super::kind::to_kind;
+use crate::metrics;
+
+/// A batch waiting for an instance.
+pub struct Job {
+    /// The validated-on-arrival frame payload holding the batch.
+    pub payload: Payload,
+    /// When the batch entered the model's queue.
+    pub enqueued: Instant,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<NodeResponse>,
+}
+
+/// What an instance thread needs to start.
+pub struct InstanceSpec {
+    /// The model's configuration.
+    pub config: Arc<ModelConfig>,
+    /// Version number, for logs and metrics.
+    pub version: u64,
+    /// TorchScript file.
+    pub path: PathBuf,
+    /// Device to load on.
+    pub device: Device,
+    /// Index among the version's instances.
+    pub index: u32,
+}
+
+/// Starts an instance thread. `loaded` receives `Ok` once the module is
+/// loaded and warm, or the reason it could not be.
+pub fn spawn(spec: InstanceSpec, jobs: flume::Receiver<Job>, loaded: oneshot::Sender<Result<()>>) -> Result<()> {
+    let name = format!("{}-v{}-{}", spec.config.name, spec.version, spec.index);
+    let thread_name = name.clone();
+    let spec_name = spec.config.name.clone();
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let _no_grad = tch::no_grad_guard();
+            let module = match load_and_warm(&spec) {
+                Ok(module) => {
+                    let _ = loaded.send(Ok(()));
+                    module
+                }
+                Err(error) => {
+                    let _ = loaded.send(Err(error));
+                    return;
+                }
+            };
+            serve(&spec, &module, jobs);
+            tracing::info!(instance = %name, "instance stopped");
+        })
+        .with_context(|| format!("spawning an instance thread for model '{}'", spec_name))?;
+    Ok(())
+}
+
+fn load_and_warm(spec: &InstanceSpec) -> Result<CModule> {
+    let started = Instant::now();
+    let mut module = CModule::load_on_device(&spec.path, spec.device)
+        .with_context(|| format!("loading {} on {:?}", spec.path.display(), spec.device))?;
+    module.set_eval();
+    for rows in spec.config.warmup_sizes() {
+        let inputs = warmup_inputs(&spec.config, spec.device, i64::from(rows))?;
+        for _ in 0..2 {
+            module
+                .forward_is(&inputs)
+                .with_context(|| format!("warming up model '{}' at batch size {rows}", spec.config.name))?;
+        }
+    }
+    tracing::info!(
+        model = %spec.config.name,
+        version = spec.version,
+        instance = spec.index,
+        device = ?spec.device,
+        ms = started.elapsed().as_millis() as u64,
+        "instance loaded and warm"
+    );
+    Ok(module)
+}
+
+fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<IValue>> {
+    config
+        .inputs
+        .iter()
+        .map(|spec| {
+            let kind = to_kind(spec.datatype)
+                .ok_or_else(|| anyhow!("input '{}' has datatype {}, which LibTorch cannot hold", spec.name, spec.datatype))?;
+            let shape: Vec<i64> =
+                std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
+            Ok(IValue::Tensor(Tensor::zeros(&shape, (kind, device))))
+        })
+        .collect()
+}
+
+fn serve(spec: &InstanceSpec, module: &CModule, jobs: flume::Receiver<Job>) {
+    let version_label = spec.version.to_string();
+    while let Ok(job) = jobs.recv() {
+        let queue_ns = job.enqueued.elapsed().as_nanos() as u64;
+        let response = match frame::access_request(&job.payload) {
+            Ok(ArchivedNodeRequest::Infer(batch)) => {
+                let view = BatchView::of(batch);
+                let rows: u64 = view.request_rows.iter().map(|&r| u64::from(r)).sum();
+                match execute(module, &spec.config, spec.device, &view) {
+                    Ok((outcome, timings)) => {
+                        metrics::record_batch(&spec.config.name, &version_label, rows, queue_ns, &timings, &outcome);
+                        NodeResponse::Infer(BatchResult {
+                            batch_id: batch.batch_id.to_native(),
+                            queue_ns,
+                            compute_input_ns: timings.input_ns,
+                            compute_infer_ns: timings.infer_ns,
+                            compute_output_ns: timings.output_ns,
+                            outcome,
+                        })
+                    }
+                    Err(error) => {
+                        metrics::record_rejected_batch(&spec.config.name, &version_label);
+                        NodeResponse::Error(error)
+                    }
+                }
+            }
+            Ok(ArchivedNodeRequest::ListModels) | Err(_) => NodeResponse::Error(NodeError::Internal {
+                message: "an instance was handed something other than a batch; this is a bug".into(),
+            }),
+        };
+        // The stream may have gone away meanwhile; nothing waits for the answer then.
+        let _ = job.reply.send(response);
+    }
+}

@@ -1,0 +1,81 @@
+//! Frames on QUIC streams.
+//!
+//! A stream opened by a coordinator starts with one byte naming its kind,
+//! so control and data streams can share a connection; then each side
+//! writes one frame (see `maas_protocol::frame`) and finishes.
+
+use maas_protocol::frame::{self, FrameError, Payload};
+
+/// The first byte of a stream says what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StreamKind {
+    /// One batch or query and its answer.
+    Data = b'D',
+}
+
+impl StreamKind {
+    /// Parses a stream's first byte.
+    pub fn from_byte(byte: u8) -> Option<StreamKind> {
+        match byte {
+            b'D' => Some(StreamKind::Data),
+            _ => None,
+        }
+    }
+}
+
+/// Why a frame could not be read from or written to a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The frame itself was bad.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream or connection broke.
+    #[error("stream read failed: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    /// The stream or connection broke while writing.
+    #[error("stream write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// The stream was already finished.
+    #[error("stream closed: {0}")]
+    Closed(#[from] quinn::ClosedStream),
+}
+
+impl StreamError {
+    /// Whether the peer sent a frame that was wrong, rather than the
+    /// connection failing.
+    pub fn is_bad_frame(&self) -> bool {
+        matches!(self, StreamError::Frame(_) | StreamError::Read(quinn::ReadExactError::FinishedEarly(_)))
+    }
+}
+
+/// Reads one frame and returns its aligned payload. The declared length is
+/// checked against `max` before anything is allocated.
+pub async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Payload, StreamError> {
+    let mut header = [0u8; frame::HEADER_LEN];
+    recv.read_exact(&mut header).await?;
+    let len = frame::payload_len(header, max)?;
+    let mut payload = Payload::with_capacity(len);
+    payload.resize(len, 0);
+    recv.read_exact(&mut payload).await?;
+    Ok(payload)
+}
+
+/// Writes one frame, optionally preceded by the stream's kind byte, and
+/// finishes the stream.
+pub async fn write_frame(
+    send: &mut quinn::SendStream,
+    kind: Option<StreamKind>,
+    header: &[u8],
+    payload: &[u8],
+) -> Result<(), StreamError> {
+    let mut head = Vec::with_capacity(1 + header.len());
+    if let Some(kind) = kind {
+        head.push(kind as u8);
+    }
+    head.extend_from_slice(header);
+    send.write_all(&head).await?;
+    send.write_all(payload).await?;
+    send.finish()?;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! quinn endpoints with mutual TLS 1.3 against the cluster CA.
+//!
+//! A node's server endpoint refuses any client whose certificate is not
+//! signed by the cluster CA; a coordinator's client endpoint presents its own
+//! certificate and checks the node's against the same CA and the node's name.
+//! Note: a client's `connect` can resolve before the server has refused its
+//! certificate, so a link counts as up only once a first exchange succeeds.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{IdleTimeout, VarInt};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+use crate::ALPN;
+
+/// The PEM files a process needs: the cluster CA and its own certificate and key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The cluster CA certificate.
+    pub ca_cert: PathBuf,
+    /// This process's certificate, signed by the CA.
+    pub cert: PathBuf,
+    /// This process's private key.
+    pub key: PathBuf,
+}
+
+impl TlsFiles {
+    /// The files for `name` in a folder written by `maas-certs`.
+    pub fn in_dir(dir: &Path, name: &str) -> TlsFiles {
+        let (ca_cert, _) = crate::certs::ca_paths(dir);
+        let (cert, key) = crate::certs::leaf_paths(dir, name);
+        TlsFiles { ca_cert, cert, key }
+    }
+}
+
+/// QUIC settings tuned for a cluster on a LAN. The keep-alive and idle
+/// timeout are the failure detector: a peer silent for `idle_timeout` is gone.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// How often an idle connection sends a keep-alive.
+    pub keep_alive: Duration,
+    /// How long a silent connection lives.
+    pub idle_timeout: Duration,
+    /// Concurrent bidirectional streams a peer may open (batches in flight).
+    pub max_streams: u32,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            keep_alive: Duration::from_millis(250),
+            idle_timeout: Duration::from_millis(1500),
+            max_streams: 1024,
+        }
+    }
+}
+
+impl TransportSettings {
+    fn transport_config(&self) -> Result<quinn::TransportConfig> {
+        let mut config = quinn::TransportConfig::default();
+        config
+            .keep_alive_interval(Some(self.keep_alive))
+            .max_idle_timeout(Some(IdleTimeout::try_from(self.idle_timeout).context("idle timeout")?))
+            .max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .initial_rtt(Duration::from_millis(5))
+            .stream_receive_window(VarInt::from_u32(64 << 20))
+            .receive_window(VarInt::from_u32(512 << 20))
+            .send_window(512 << 20);
+        Ok(config)
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("opening certificate {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing certificate {}", path.display()))?;
+    if certs.is_empty() {
+        return Err(anyhow!("no certificate in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path).with_context(|| format!("reading private key {}", path.display()))
+}
+
+fn roots(path: &Path) -> Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert).with_context(|| format!("adding CA {}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+/// A server endpoint bound to `addr` that admits only clients with a
+/// certificate from the cluster CA.
+pub fn server_endpoint(addr: SocketAddr, files: &TlsFiles, settings: &TransportSettings) -> Result<quinn::Endpoint> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&files.ca_cert)?), provider())
+        .build()
+        .context("building the client certificate verifier")?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)
+        .context("server certificate and key")?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = QuicServerConfig::try_from(tls).context("QUIC server crypto")?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(settings.transport_config()?));
+    quinn::Endpoint::server(config, addr).with_context(|| format!("binding QUIC on {addr}"))
+}
+
+/// A client endpoint presenting this process's certificate and trusting
+/// only the cluster CA.
+pub fn client_endpoint(files: &TlsFiles, settings: &TransportSettings) -> Result<quinn::Endpoint> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .context("TLS 1.3")?
+        .with_root_certificates(roots(&files.ca_cert)?)
+        .with_client_auth_cert(load_certs(&files.cert)?, load_key(&files.key)?)
+        .context("client certificate and key")?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).context("QUIC client crypto")?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(settings.transport_config()?));
+    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid address"))
+        .context("binding a QUIC client socket")?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
