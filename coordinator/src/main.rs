@@ -1,1 +1,76 @@
-fn main(){}
+//! `maas-coordinator`: the Open Inference Protocol v2 front of a maas
+//! cluster. It batches requests per model version and dispatches them to
+//! nodes over QUIC; see `docs/ARCHITECTURE.md` for a request's path.
+
+mod batcher;
+mod config;
+mod dispatch;
+mod error;
+mod http;
+mod infer;
+mod metrics;
+mod models;
+mod nodes;
+mod tensor;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use maas_transport::{TlsFiles, TransportSettings};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::CoordinatorConfig;
+use crate::models::{ModelTable, TableSettings};
+use crate::nodes::NodeLink;
+
+fn main() -> anyhow::Result<()> {
+    let config = CoordinatorConfig::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads.max(1))
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
+    let prometheus = metrics::install()?;
+    let table = Arc::new(ModelTable::new(TableSettings {
+        max_queue: config.max_queue,
+        batches_per_instance: config.batches_per_instance,
+        max_frame_bytes: config.max_frame_bytes,
+    }));
+    let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
+    let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
+    for node in &config.nodes {
+        let link = Arc::new(NodeLink::new(node.name.clone(), node.addr, config.max_frame_bytes));
+        nodes::spawn_supervisor(link, endpoint.clone(), table.clone());
+    }
+    let state = Arc::new(http::AppState {
+        inference: infer::Inference::new(table, config.request_timeout()),
+        prometheus: prometheus.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let server = http::serve(config.http_addr, config.http_workers, state)?;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            prometheus.run_upkeep();
+        }
+    });
+    tracing::info!(http = %config.http_addr, nodes = config.nodes.len(), "coordinator started");
+    let handle = server.handle();
+    tokio::select! {
+        result = server => result.context("HTTP server"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            handle.stop(true).await;
+            Ok(())
+        }
+    }
+}

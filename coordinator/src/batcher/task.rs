@@ -1,0 +1,96 @@
+//! The batcher task of one model version.
+//!
+//! It owns the version's [`BatchState`], receives requests from its
+//! handle, and whenever a replica slot is free asks the state for a batch
+//! and hands it to [`crate::dispatch`]. Requests past their deadline get a
+//! timeout; when no replica is up, every waiting request gets 503 at once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use super::state::{BatchPolicy, BatchState, Next};
+use super::{BatcherHandle, PendingRequest};
+use crate::dispatch;
+use crate::error::ServeError;
+use crate::models::VersionShared;
+
+/// Starts the batcher of `version` and returns its handle.
+pub fn spawn(version: Arc<VersionShared>, policy: BatchPolicy) -> BatcherHandle {
+    let (sender, requests) = mpsc::channel(policy.max_queue.max(1));
+    let handle = BatcherHandle { sender, model: version.name.clone(), version: version.version };
+    tokio::spawn(run(version, policy, requests));
+    handle
+}
+
+async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mpsc::Receiver<PendingRequest>) {
+    let mut state = BatchState::new(policy);
+    let (done_sender, mut done) = mpsc::unbounded_channel::<()>();
+    let mut in_flight = 0usize;
+    loop {
+        let wakeup = state.next_wakeup(in_flight);
+        tokio::select! {
+            biased;
+            Some(()) = done.recv() => in_flight -= 1,
+            request = requests.recv() => match request {
+                Some(request) => enqueue(&mut state, &version, request),
+                None => break,
+            },
+            _ = sleep_until(wakeup), if wakeup.is_some() => {}
+        }
+        // Take whatever else has arrived, so it can join the batch.
+        while let Ok(request) = requests.try_recv() {
+            enqueue(&mut state, &version, request);
+        }
+        while let Ok(()) = done.try_recv() {
+            in_flight -= 1;
+        }
+
+        let now = Instant::now();
+        for expired in state.take_expired(now) {
+            let waited = now - expired.enqueued;
+            expired.answer(Err(ServeError::Timeout { model: version.name.clone(), version: version.version, waited }));
+        }
+        let capacity = version.replicas.capacity();
+        if capacity == 0 {
+            for request in state.drain() {
+                request.answer(Err(version.no_replica_error()));
+            }
+            continue;
+        }
+        while in_flight < capacity {
+            match state.next_batch(now, in_flight) {
+                Next::Batch(batch) => {
+                    in_flight += 1;
+                    let version = version.clone();
+                    let done_sender = done_sender.clone();
+                    tokio::spawn(async move {
+                        dispatch::dispatch(&version, batch).await;
+                        let _ = done_sender.send(());
+                    });
+                }
+                Next::WaitUntil(_) | Next::Empty => break,
+            }
+        }
+    }
+    for request in state.drain() {
+        request.answer(Err(ServeError::Unavailable(format!(
+            "model '{}' version {} was unloaded",
+            version.name, version.version
+        ))));
+    }
+}
+
+fn enqueue(state: &mut BatchState<PendingRequest>, version: &VersionShared, request: PendingRequest) {
+    if let Err(refused) = state.push(request) {
+        refused.answer(Err(ServeError::Overloaded { model: version.name.clone(), version: version.version }));
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

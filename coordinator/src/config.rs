@@ -1,0 +1,88 @@
+//! The coordinator's command line; every flag also reads a `MAAS_COORDINATOR_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The maas coordinator: serves the Open Inference Protocol v2 over HTTP,
+/// batches requests per model version and dispatches them to nodes over QUIC.
+#[derive(Debug, Clone, Parser)]
+#[command(version)]
+pub struct CoordinatorConfig {
+    /// This coordinator's name; its certificate is `<cert-dir>/<name>.pem`.
+    #[arg(long, env = "MAAS_COORDINATOR_NAME", default_value = "coordinator")]
+    pub name: String,
+
+    /// TCP address of the HTTP front (inference, health, metadata, /metrics).
+    #[arg(long, env = "MAAS_COORDINATOR_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+
+    /// HTTP worker threads.
+    #[arg(long, env = "MAAS_COORDINATOR_HTTP_WORKERS", default_value_t = 2)]
+    pub http_workers: usize,
+
+    /// Threads for batching, dispatch and QUIC.
+    #[arg(long, env = "MAAS_COORDINATOR_IO_THREADS", default_value_t = 1)]
+    pub io_threads: usize,
+
+    /// Folder with the cluster CA (`ca.pem`) and this coordinator's certificate and key.
+    #[arg(long, env = "MAAS_CERT_DIR")]
+    pub cert_dir: PathBuf,
+
+    /// Nodes to serve from, as `NAME=HOST:PORT` (the name must match the node's certificate).
+    #[arg(long = "node", env = "MAAS_COORDINATOR_NODES", value_delimiter = ',', required = true)]
+    pub nodes: Vec<NodeAddress>,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAAS_COORDINATOR_MAX_BODY_BYTES", default_value_t = 64 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Requests that may wait per model version before new ones get 503.
+    #[arg(long, env = "MAAS_COORDINATOR_MAX_QUEUE", default_value_t = 1024)]
+    pub max_queue: usize,
+
+    /// Deadline of a request that sets no `timeout` parameter, in milliseconds.
+    #[arg(long, env = "MAAS_COORDINATOR_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+
+    /// Batches in flight per model instance on a node.
+    #[arg(long, env = "MAAS_COORDINATOR_BATCHES_PER_INSTANCE", default_value_t = 2)]
+    pub batches_per_instance: usize,
+
+    /// Largest frame exchanged with a node, in bytes.
+    #[arg(long, env = "MAAS_COORDINATOR_MAX_FRAME_BYTES", default_value_t = maas_protocol::frame::DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+}
+
+impl CoordinatorConfig {
+    /// The default request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// A node's certificate name and QUIC address.
+#[derive(Debug, Clone)]
+pub struct NodeAddress {
+    /// The name in the node's certificate.
+    pub name: String,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for NodeAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, addr) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not NAME=HOST:PORT"))?;
+        let addr = addr.parse().map_err(|e| format!("'{addr}' is not a socket address: {e}"))?;
+        if name.is_empty() {
+            return Err(format!("'{text}' has an empty node name"));
+        }
+        Ok(NodeAddress { name: name.to_string(), addr })
+    }
+}

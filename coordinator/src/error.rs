@@ -1,0 +1,131 @@
+//! The one error type of the serving path, and its mapping to HTTP.
+//!
+//! Every failure a client can see is a [`ServeError`]. Its `Display` is the
+//! message clients read; [`ServeError::status`] is the only place that picks
+//! an HTTP status, and [`ServeError::outcome`] the bounded metric label.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use maas_protocol::NodeError;
+
+/// A request's failure, as the client sees it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ServeError {
+    /// No model of that name.
+    #[error("Request for unknown model: '{model}' is not found")]
+    ModelNotFound {
+        /// Requested model.
+        model: String,
+    },
+    /// No route matches the path and method.
+    #[error("{0}")]
+    RouteNotFound(String),
+    /// The model exists but not that version.
+    #[error("Request for unknown model: '{model}' version {version} is not found")]
+    VersionNotFound {
+        /// Requested model.
+        model: String,
+        /// Requested version, as given.
+        version: String,
+    },
+    /// The request is malformed or does not match the model.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The body is larger than the configured limit.
+    #[error("request body of {size} bytes exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Bytes sent (or declared).
+        size: usize,
+        /// Configured maximum.
+        limit: usize,
+    },
+    /// The version's queue is full.
+    #[error("model '{model}' version {version} is overloaded: its queue is full, retry later")]
+    Overloaded {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: u64,
+    },
+    /// No replica can take the request now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request's deadline passed before it was answered.
+    #[error("request to model '{model}' version {version} timed out after {waited:?}")]
+    Timeout {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: u64,
+        /// Time from arrival to giving up.
+        waited: Duration,
+    },
+    /// The model raised while running the request.
+    #[error("model '{model}' failed: {message}")]
+    ModelFailed {
+        /// Model name.
+        model: String,
+        /// The model's error.
+        message: String,
+    },
+    /// A bug or a broken node.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServeError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServeError::ModelNotFound { .. } | ServeError::VersionNotFound { .. } | ServeError::RouteNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ServeError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ServeError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::Overloaded { .. } | ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ServeError::ModelFailed { .. } | ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for errors that pass.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ServeError::Overloaded { .. } | ServeError::Unavailable(_) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// A short, bounded label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ServeError::ModelNotFound { .. } | ServeError::VersionNotFound { .. } | ServeError::RouteNotFound(_) => {
+                "not_found"
+            }
+            ServeError::InvalidRequest(_) => "invalid",
+            ServeError::PayloadTooLarge { .. } => "too_large",
+            ServeError::Overloaded { .. } => "overloaded",
+            ServeError::Unavailable(_) => "unavailable",
+            ServeError::Timeout { .. } => "timeout",
+            ServeError::ModelFailed { .. } => "model_failed",
+            ServeError::Internal(_) => "internal",
+        }
+    }
+
+    /// Maps a node's error for a request of `model`.
+    pub fn from_node(model: &str, error: NodeError) -> ServeError {
+        match error {
+            NodeError::InvalidInput { message } => ServeError::InvalidRequest(message),
+            NodeError::ModelFailed { message, .. } => ServeError::ModelFailed { model: model.to_string(), message },
+            NodeError::ModelNotLoaded { model, version } => {
+                ServeError::Unavailable(format!("model '{model}' version {version} is not loaded on the chosen node"))
+            }
+            NodeError::Overloaded => ServeError::Unavailable(format!("the node serving model '{model}' is overloaded")),
+            NodeError::Internal { message } => ServeError::Internal(message),
+        }
+    }
+}
+
+/// Result of the serving path.
+pub type ServeResult<T> = Result<T, ServeError>;

@@ -1,0 +1,90 @@
+//! Encoding an inference response as JSON, with binary outputs after it.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+
+use super::json_data::JsonData;
+use super::request::OutputSelection;
+use crate::error::{ServeError, ServeResult};
+use crate::infer::InferResponse;
+use crate::tensor::TensorBytes;
+
+/// An encoded response body.
+pub struct EncodedResponse {
+    /// The whole body.
+    pub body: Bytes,
+    /// Length of the JSON part when binary outputs follow it.
+    pub json_len: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct ResponseJson<'a> {
+    model_name: &'a str,
+    model_version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    outputs: Vec<OutputJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct OutputJson<'a> {
+    name: &'a str,
+    datatype: &'static str,
+    shape: &'a [i64],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinaryParameters>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<JsonData<'a>>,
+}
+
+#[derive(Serialize)]
+struct BinaryParameters {
+    binary_data_size: usize,
+}
+
+/// Encodes the outputs `selection` asks for, in its order (configuration
+/// order when it names none).
+pub fn encode(response: &InferResponse, id: Option<&str>, selection: &OutputSelection) -> ServeResult<EncodedResponse> {
+    let chosen: Vec<(&TensorBytes, bool)> = match &selection.requested {
+        None => response.outputs.iter().map(|o| (o, selection.binary_by_default)).collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|wanted| {
+                let output = response.outputs.iter().find(|o| o.name == wanted.name).ok_or_else(|| {
+                    ServeError::InvalidRequest(format!(
+                        "unexpected inference output '{}' for model '{}'",
+                        wanted.name, response.model_name
+                    ))
+                })?;
+                Ok((output, wanted.binary.unwrap_or(selection.binary_by_default)))
+            })
+            .collect::<ServeResult<_>>()?,
+    };
+    let header = ResponseJson {
+        model_name: &response.model_name,
+        model_version: response.model_version.to_string(),
+        id,
+        outputs: chosen
+            .iter()
+            .map(|&(output, binary)| OutputJson {
+                name: &output.name,
+                datatype: output.datatype.as_str(),
+                shape: &output.shape,
+                parameters: binary.then_some(BinaryParameters { binary_data_size: output.data.len() }),
+                data: (!binary).then_some(JsonData { datatype: output.datatype, bytes: &output.data }),
+            })
+            .collect(),
+    };
+    let any_binary = chosen.iter().any(|&(_, binary)| binary);
+    let binary_len: usize = chosen.iter().filter(|&&(_, binary)| binary).map(|(o, _)| o.data.len()).sum();
+    let mut body = BytesMut::with_capacity(256 + binary_len).writer();
+    serde_json::to_writer(&mut body, &header).map_err(|e| ServeError::Internal(format!("encoding a response: {e}")))?;
+    let mut body = body.into_inner();
+    let json_len = body.len();
+    for (output, binary) in &chosen {
+        if *binary {
+            body.extend_from_slice(&output.data);
+        }
+    }
+    Ok(EncodedResponse { body: body.freeze(), json_len: any_binary.then_some(json_len) })
+}

@@ -1,0 +1,79 @@
+//! The HTTP front: the Open Inference Protocol v2 with Triton's binary
+//! tensor and model configuration extensions, plus `/metrics`.
+//!
+//! ```text
+//! GET  /v2/health/live | /v2/health/ready       health
+//! GET  /v2                                      server metadata
+//! GET  /v2/models/{m}[/versions/{v}]            model metadata
+//! GET  /v2/models/{m}[/versions/{v}]/ready      model readiness
+//! GET  /v2/models/{m}[/versions/{v}]/config     model configuration (Triton's JSON form)
+//! POST /v2/models/{m}[/versions/{v}]/infer      inference, JSON or binary tensors
+//! GET  /metrics                                 Prometheus text
+//! ```
+//!
+//! Every error body is `{"error": "<message>"}`.
+
+mod body;
+mod codec;
+mod error;
+mod health;
+mod infer;
+mod model;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::error::ServeError;
+use crate::infer::Inference;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The inference path.
+    pub inference: Inference,
+    /// Prometheus renderer.
+    pub prometheus: PrometheusHandle,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+}
+
+/// Starts the HTTP server on `addr` with `workers` threads.
+pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::Result<actix_web::dev::Server> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/v2/health/live", web::get().to(health::live))
+            .route("/v2/health/ready", web::get().to(health::ready))
+            .route("/v2", web::get().to(health::server_metadata))
+            .route("/v2/models/{model}", web::get().to(model::metadata))
+            .route("/v2/models/{model}/versions/{version}", web::get().to(model::metadata))
+            .route("/v2/models/{model}/ready", web::get().to(model::ready))
+            .route("/v2/models/{model}/versions/{version}/ready", web::get().to(model::ready))
+            .route("/v2/models/{model}/config", web::get().to(model::config))
+            .route("/v2/models/{model}/versions/{version}/config", web::get().to(model::config))
+            .route("/v2/models/{model}/infer", web::post().to(infer::infer))
+            .route("/v2/models/{model}/versions/{version}/infer", web::post().to(infer::infer))
+            .route("/metrics", web::get().to(metrics))
+            .default_service(web::to(unknown_route))
+    })
+    .workers(workers.max(1))
+    .backlog(4096)
+    .max_connection_rate(1024)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("binding HTTP on {addr}"))?
+    .run();
+    Ok(server)
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
+}
+
+async fn unknown_route(request: HttpRequest) -> HttpResponse {
+    error::response(&ServeError::RouteNotFound(format!("no route for {} {}", request.method(), request.path())))
+}

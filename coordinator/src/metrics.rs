@@ -1,0 +1,89 @@
+//! Every metric the coordinator exports, named in one place.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `maas_inference_requests_total` | counter | model, version, outcome | requests answered, by outcome (`ok` or the error kind) |
+//! | `maas_inference_request_duration_seconds` | histogram | model, version | arrival to answer |
+//! | `maas_inference_queue_duration_seconds` | histogram | model, version | arrival to dispatch of its batch |
+//! | `maas_inference_compute_duration_seconds` | histogram | model, version | node time of a batch (input, forward, output) |
+//! | `maas_inference_batch_size` | histogram | model, version | rows per dispatched batch |
+//! | `maas_inference_batch_requests` | histogram | model, version | requests per dispatched batch |
+//! | `maas_inference_batch_retries_total` | counter | model, version | batches retried on another replica |
+//! | `maas_node_link_up` | gauge | node | 1 while the node's link is up |
+//!
+//! Model and version labels only take names of models the coordinator
+//! serves; requests for unknown models are counted under `model="_unknown"`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use maas_protocol::BatchResult;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::batcher::PendingRequest;
+
+const REQUESTS: &str = "maas_inference_requests_total";
+const REQUEST_SECONDS: &str = "maas_inference_request_duration_seconds";
+const QUEUE_SECONDS: &str = "maas_inference_queue_duration_seconds";
+const COMPUTE_SECONDS: &str = "maas_inference_compute_duration_seconds";
+const BATCH_SIZE: &str = "maas_inference_batch_size";
+const BATCH_REQUESTS: &str = "maas_inference_batch_requests";
+const RETRIES: &str = "maas_inference_batch_retries_total";
+const LINK_UP: &str = "maas_node_link_up";
+
+/// Label value for requests whose model is unknown.
+pub const UNKNOWN_MODEL: &str = "_unknown";
+
+const SECONDS_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Installs the Prometheus recorder for this process.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Records an answered request.
+pub fn record_request(model: &str, version: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(REQUESTS, "model" => model.to_string(), "version" => version.to_string(), "outcome" => outcome)
+        .increment(1);
+    if outcome == "ok" {
+        metrics::histogram!(REQUEST_SECONDS, "model" => model.to_string(), "version" => version.to_string())
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// Records a batch leaving the queue at `now`.
+pub fn record_batch(model: &str, version: u64, batch: &[PendingRequest], now: Instant) {
+    let labels = [("model", model.to_string()), ("version", version.to_string())];
+    let rows: u32 = batch.iter().map(|r| r.rows).sum();
+    metrics::histogram!(BATCH_SIZE, &labels).record(f64::from(rows));
+    metrics::histogram!(BATCH_REQUESTS, &labels).record(batch.len() as f64);
+    let queue = metrics::histogram!(QUEUE_SECONDS, &labels);
+    for request in batch {
+        queue.record(now.saturating_duration_since(request.enqueued).as_secs_f64());
+    }
+}
+
+/// Records where a node spent a batch's time.
+pub fn record_node_timings(model: &str, version: u64, result: &BatchResult) {
+    let compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns;
+    metrics::histogram!(COMPUTE_SECONDS, "model" => model.to_string(), "version" => version.to_string())
+        .record(compute_ns as f64 * 1e-9);
+}
+
+/// Records a batch retried on another replica.
+pub fn record_retry(model: &str, version: u64) {
+    metrics::counter!(RETRIES, "model" => model.to_string(), "version" => version.to_string()).increment(1);
+}
+
+/// Records a node link going up or down.
+pub fn node_link_changed(node: &str, up: bool) {
+    metrics::gauge!(LINK_UP, "node" => node.to_string()).set(if up { 1.0 } else { 0.0 });
+}
