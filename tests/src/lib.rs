@@ -1,1 +1,14 @@
-//! stub
+//! Helpers for maas's cross-process tests: start real `maas-node` and
+//! `maas-coordinator` processes on loopback ports, load PyTorch's reference
+//! outputs for the example models, and build and check inference requests.
+//!
+//! The binaries come from the same cargo profile as the test (build them
+//! first with `cargo build --release --bins`); the example models from
+//! `scripts/export_models.py` (in `.maas/models`, or `MAAS_TEST_MODELS`).
+
+pub mod cluster;
+pub mod reference;
+pub mod requests;
+
+pub use cluster::{Cluster, ClusterBuilder, NodeSpec};
+pub use reference::Reference;

@@ -1,0 +1,405 @@
+//! Real processes on loopback: certificates, nodes and a coordinator.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Path of a workspace binary built in the test's own profile.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test runs from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build --release --bins)",
+        path.display()
+    );
+    path
+}
+
+/// The example model repository.
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("MAAS_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".maas/models"));
+    assert!(
+        dir.join("mlp/config.json").exists(),
+        "example models are missing in {}: run scripts/export_models.py",
+        dir.display()
+    );
+    dir
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free TCP port").port()
+}
+
+/// A free UDP port on 127.0.0.1.
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free UDP port").port()
+}
+
+/// A folder removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty folder under the system temp dir.
+    pub fn new(prefix: &str) -> TempDir {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "maas-{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("creating a temp dir");
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("MAAS_TEST_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Writes a CA and certificates for `names` into `dir` with `maas-certs`.
+pub fn make_certs(dir: &Path, names: &[&str]) -> Result<()> {
+    let status = Command::new(binary("maas-certs"))
+        .arg("--dir")
+        .arg(dir)
+        .args(names)
+        .stdout(Stdio::null())
+        .status()
+        .context("running maas-certs")?;
+    if !status.success() {
+        bail!("maas-certs failed: {status}");
+    }
+    Ok(())
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Option<Child>,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+impl Process {
+    fn spawn(command: &mut Command, log: PathBuf) -> Result<Process> {
+        let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = command
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
+        Ok(Process { child: Some(child), log })
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether it has exited.
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait().map(|s| s.is_some()).unwrap_or(true),
+            None => true,
+        }
+    }
+
+    /// The end of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One node to start.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// Node name (its certificate's).
+    pub name: String,
+    /// Models to load; all when empty.
+    pub models: Vec<String>,
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+}
+
+impl NodeSpec {
+    /// A node named `name` loading `models` (all when empty).
+    pub fn new(name: &str, models: &[&str]) -> NodeSpec {
+        NodeSpec { name: name.into(), models: models.iter().map(|m| m.to_string()).collect(), args: vec![] }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    /// Its specification.
+    pub spec: NodeSpec,
+    /// QUIC address.
+    pub quic_addr: SocketAddr,
+    /// Metrics address.
+    pub metrics_addr: SocketAddr,
+    /// The process.
+    pub process: Process,
+}
+
+/// Configures a [`Cluster`].
+pub struct ClusterBuilder {
+    nodes: Vec<NodeSpec>,
+    coordinator_args: Vec<String>,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![] }
+    }
+}
+
+impl ClusterBuilder {
+    /// Replaces the nodes to start.
+    pub fn nodes(mut self, nodes: Vec<NodeSpec>) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Adds coordinator arguments.
+    pub fn coordinator_args(mut self, args: &[&str]) -> Self {
+        self.coordinator_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Starts the nodes and the coordinator and waits until every node's
+    /// models are ready through the coordinator.
+    pub async fn start(self) -> Result<Cluster> {
+        let dir = TempDir::new("cluster");
+        let certs = dir.path().join("certs");
+        let mut names: Vec<&str> = vec!["coordinator"];
+        names.extend(self.nodes.iter().map(|n| n.name.as_str()));
+        make_certs(&certs, &names)?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            coordinator: None,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
+            certs,
+            client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
+            coordinator_args: self.coordinator_args,
+            dir,
+        };
+        for spec in self.nodes {
+            let quic_addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+            let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+            let process = cluster.spawn_node(&spec, quic_addr, metrics_addr)?;
+            cluster.nodes.push(Node { spec, quic_addr, metrics_addr, process });
+        }
+        for index in 0..cluster.nodes.len() {
+            cluster.wait_node_metrics(index).await?;
+        }
+        cluster.start_coordinator()?;
+        for index in 0..cluster.nodes.len() {
+            cluster.wait_node_serving(index).await?;
+        }
+        Ok(cluster)
+    }
+}
+
+/// Nodes and a coordinator on loopback, stopped when dropped.
+pub struct Cluster {
+    /// The nodes, in start order.
+    pub nodes: Vec<Node>,
+    /// The coordinator.
+    pub coordinator: Option<Process>,
+    /// The coordinator's HTTP address.
+    pub http_addr: SocketAddr,
+    /// Folder of the cluster's certificates.
+    pub certs: PathBuf,
+    /// An HTTP client for the tests.
+    pub client: reqwest::Client,
+    coordinator_args: Vec<String>,
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// A builder with one node serving every example model.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// `http://<coordinator>` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http_addr, path)
+    }
+
+    fn spawn_node(&self, spec: &NodeSpec, quic_addr: SocketAddr, metrics_addr: SocketAddr) -> Result<Process> {
+        let mut command = Command::new(binary("maas-node"));
+        command
+            .arg("--name")
+            .arg(&spec.name)
+            .arg("--quic-addr")
+            .arg(quic_addr.to_string())
+            .arg("--metrics-addr")
+            .arg(metrics_addr.to_string())
+            .arg("--cert-dir")
+            .arg(&self.certs)
+            .arg("--model-repository")
+            .arg(models_dir())
+            .arg("--device")
+            .arg(std::env::var("MAAS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into()))
+            .arg("--intra-op-threads")
+            .arg("1")
+            .args(&spec.args)
+            .env("MAAS_LOG", "info");
+        if !spec.models.is_empty() {
+            command.arg("--models").arg(spec.models.join(","));
+        }
+        Process::spawn(&mut command, self.dir.path().join(format!("{}.log", spec.name)))
+    }
+
+    fn start_coordinator(&mut self) -> Result<()> {
+        let nodes: Vec<String> = self.nodes.iter().map(|n| format!("{}={}", n.spec.name, n.quic_addr)).collect();
+        let mut command = Command::new(binary("maas-coordinator"));
+        command
+            .arg("--http-addr")
+            .arg(self.http_addr.to_string())
+            .arg("--cert-dir")
+            .arg(&self.certs)
+            .arg("--node")
+            .arg(nodes.join(","))
+            .args(&self.coordinator_args)
+            .env("MAAS_LOG", "info");
+        self.coordinator = Some(Process::spawn(&mut command, self.dir.path().join("coordinator.log"))?);
+        Ok(())
+    }
+
+    async fn wait_node_metrics(&mut self, index: usize) -> Result<()> {
+        let url = format!("http://{}/metrics", self.nodes[index].metrics_addr);
+        let started = Instant::now();
+        loop {
+            if self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            let node = &mut self.nodes[index];
+            if node.process.has_exited() || started.elapsed() > Duration::from_secs(60) {
+                bail!("node {} did not start:\n{}", node.spec.name, node.process.log_tail());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every model of node `index` is ready through the coordinator.
+    pub async fn wait_node_serving(&mut self, index: usize) -> Result<()> {
+        let models = if self.nodes[index].spec.models.is_empty() {
+            vec!["mlp".to_string(), "cnn".into(), "ranker".into(), "faulty".into(), "dtypes".into()]
+        } else {
+            self.nodes[index].spec.models.clone()
+        };
+        let started = Instant::now();
+        for model in models {
+            loop {
+                let url = self.url(&format!("/v2/models/{model}/ready"));
+                if self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    bail!(
+                        "model {model} never became ready; coordinator log:\n{}",
+                        self.coordinator.as_ref().map(|c| c.log_tail()).unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills node `index` with SIGKILL.
+    pub fn kill_node(&mut self, index: usize) {
+        self.nodes[index].process.kill();
+    }
+
+    /// Starts node `index` again on its old addresses and waits for its metrics endpoint.
+    pub async fn restart_node(&mut self, index: usize) -> Result<()> {
+        let node = &self.nodes[index];
+        let process = self.spawn_node(&node.spec.clone(), node.quic_addr, node.metrics_addr)?;
+        self.nodes[index].process = process;
+        self.wait_node_metrics(index).await
+    }
+
+    /// The coordinator's `/metrics` text.
+    pub async fn coordinator_metrics(&self) -> Result<String> {
+        Ok(self.client.get(self.url("/metrics")).send().await?.text().await?)
+    }
+
+    /// The coordinator process.
+    pub fn coordinator(&self) -> &Process {
+        self.coordinator.as_ref().expect("the coordinator was started")
+    }
+}
+
+/// Sums the samples of `metric` whose labels contain every `labels` pair,
+/// from Prometheus text.
+pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name_and_labels, value) = line.rsplit_once(' ')?;
+            let (name, label_text) = match name_and_labels.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (name_and_labels, ""),
+            };
+            if name != metric {
+                return None;
+            }
+            let all = labels.iter().all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
