@@ -1,1 +1,135 @@
-fn main(){}
+//! `maas-bench`: throughput and latency of a running maas coordinator,
+//! beside the ceiling of raw in-process LibTorch on the same model.
+//!
+//! ```text
+//! maas-bench raw   --model .maas/models/mlp/1/model.pt --batch 1,64
+//! maas-bench http  --url http://127.0.0.1:8000 --model mlp --concurrency 1,16,64
+//! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
+//! ```
+//!
+//! Every run is bounded in time; HTTP load is closed-loop (each client sends
+//! its next request when the previous one is answered) after a warm-up.
+
+mod load;
+mod raw;
+mod report;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about = "Benchmarks a maas cluster against raw LibTorch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rows/s of raw in-process LibTorch at each batch size.
+    Raw(RawArgs),
+    /// Closed-loop HTTP load on a coordinator.
+    Http(HttpArgs),
+    /// The standard suite: raw ceiling, then HTTP JSON and binary at each concurrency.
+    Suite(SuiteArgs),
+}
+
+#[derive(Args, Clone)]
+struct RawArgs {
+    /// TorchScript file.
+    #[arg(long, default_value = ".maas/models/mlp/1/model.pt")]
+    model: PathBuf,
+    /// Input shape without the batch dimension.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    row_shape: Vec<i64>,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,64")]
+    batch: Vec<i64>,
+    /// LibTorch intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    threads: i32,
+    /// Seconds per batch size.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+}
+
+#[derive(Args, Clone)]
+struct HttpArgs {
+    /// Coordinator base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// Model to load (its single FP32 input is filled with random rows).
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Concurrent clients to measure at.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// Request encodings: json, binary.
+    #[arg(long, value_delimiter = ',', default_value = "json,binary")]
+    encoding: Vec<load::Encoding>,
+    /// Seconds measured per point.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Seconds of warm-up per point.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+}
+
+#[derive(Args, Clone)]
+struct SuiteArgs {
+    #[command(flatten)]
+    http: HttpArgs,
+    #[command(flatten)]
+    raw: RawArgs,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Raw(args) => {
+            let points = run_raw(&args)?;
+            print!("{}", report::raw_table(&points));
+        }
+        Command::Http(args) => {
+            let points = run_http(&args)?;
+            print!("{}", report::http_table(&points, None));
+        }
+        Command::Suite(args) => {
+            let raw = run_raw(&args.raw)?;
+            let http = run_http(&args.http)?;
+            print!("{}", report::raw_table(&raw));
+            println!();
+            print!("{}", report::http_table(&http, Some(&raw)));
+        }
+    }
+    Ok(())
+}
+
+fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
+    raw::measure(&args.model, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.seconds))
+}
+
+fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let target = load::Target::discover(&args.url, &args.model).await?;
+        let mut points = Vec::new();
+        for &encoding in &args.encoding {
+            for &concurrency in &args.concurrency {
+                let point = load::closed_loop(
+                    &target,
+                    encoding,
+                    concurrency,
+                    Duration::from_secs_f64(args.warmup),
+                    Duration::from_secs_f64(args.seconds),
+                )
+                .await?;
+                eprintln!("{}", report::http_line(&point));
+                points.push(point);
+            }
+        }
+        Ok(points)
+    })
+}

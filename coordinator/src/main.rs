@@ -15,6 +15,8 @@ mod tensor;
 
 use std::sync::Arc;
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use maas_transport::{TlsFiles, TransportSettings};
@@ -28,6 +30,8 @@ fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads.max(1))

@@ -8,6 +8,8 @@ mod repository;
 mod runtime;
 mod server;
 
+use std::io::IsTerminal;
+
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -18,6 +20,8 @@ fn main() -> anyhow::Result<()> {
     let config = NodeConfig::parse();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     // LibTorch's thread pools must be sized before any other torch call.
     runtime::configure_threads(config.inter_op_threads, config.intra_op_threads);

@@ -1,0 +1,159 @@
+//! Closed-loop HTTP load: N clients, each sending its next request as soon
+//! as the previous one is answered.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// How request tensors travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    /// JSON `data` arrays in, JSON out.
+    Json,
+    /// Binary tensor extension in and out.
+    Binary,
+}
+
+/// A model to load, with prebuilt single-row bodies.
+pub struct Target {
+    infer_url: String,
+    model: String,
+    json_bodies: Vec<Vec<u8>>,
+    binary_bodies: Vec<(Vec<u8>, usize)>,
+}
+
+const DISTINCT_ROWS: usize = 64;
+
+impl Target {
+    /// Reads the model's metadata and prepares requests for its single FP32 input.
+    pub async fn discover(base: &str, model: &str) -> Result<Target> {
+        let metadata: Value = reqwest::get(format!("{base}/v2/models/{model}"))
+            .await
+            .with_context(|| format!("is a coordinator running at {base}?"))?
+            .json()
+            .await?;
+        let inputs = metadata["inputs"].as_array().context("model metadata has no inputs")?;
+        if inputs.len() != 1 || inputs[0]["datatype"] != "FP32" {
+            bail!("the HTTP benchmark drives models with one FP32 input; {model} has {inputs:?}");
+        }
+        let name = inputs[0]["name"].as_str().context("input name")?.to_string();
+        let shape: Vec<i64> = serde_json::from_value(inputs[0]["shape"].clone())?;
+        let row_shape: Vec<i64> = std::iter::once(1).chain(shape[1..].iter().copied()).collect();
+        let row_len: usize = shape[1..].iter().product::<i64>() as usize;
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        };
+        let mut json_bodies = Vec::new();
+        let mut binary_bodies = Vec::new();
+        for _ in 0..DISTINCT_ROWS {
+            let row: Vec<f32> = (0..row_len).map(|_| next()).collect();
+            json_bodies.push(serde_json::to_vec(&json!({
+                "inputs": [{"name": name, "shape": row_shape, "datatype": "FP32", "data": row}],
+            }))?);
+            let mut body = serde_json::to_vec(&json!({
+                "inputs": [{"name": name, "shape": row_shape, "datatype": "FP32",
+                            "parameters": {"binary_data_size": row_len * 4}}],
+                "parameters": {"binary_data_output": true},
+            }))?;
+            let json_len = body.len();
+            body.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            binary_bodies.push((body, json_len));
+        }
+        Ok(Target { infer_url: format!("{base}/v2/models/{model}/infer"), model: model.into(), json_bodies, binary_bodies })
+    }
+}
+
+/// One measured point.
+pub struct LoadPoint {
+    /// Model.
+    pub model: String,
+    /// Encoding used.
+    pub encoding: Encoding,
+    /// Concurrent clients.
+    pub concurrency: usize,
+    /// Successful requests in the measured window.
+    pub requests: u64,
+    /// Failed requests in the measured window.
+    pub errors: u64,
+    /// Measured window.
+    pub window: Duration,
+    /// Latencies in microseconds.
+    pub latency_us: Histogram<u64>,
+}
+
+impl LoadPoint {
+    /// Successful requests per second.
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.window.as_secs_f64()
+    }
+
+    /// A latency quantile.
+    pub fn quantile(&self, q: f64) -> Duration {
+        Duration::from_micros(self.latency_us.value_at_quantile(q))
+    }
+}
+
+/// Runs `concurrency` clients for `warmup + window` and measures the window.
+pub async fn closed_loop(
+    target: &Target,
+    encoding: Encoding,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<LoadPoint> {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + window;
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let client = client.clone();
+        let url = target.infer_url.clone();
+        let bodies: Vec<(Vec<u8>, Option<usize>)> = match encoding {
+            Encoding::Json => target.json_bodies.iter().map(|b| (b.clone(), None)).collect(),
+            Encoding::Binary => target.binary_bodies.iter().map(|(b, l)| (b.clone(), Some(*l))).collect(),
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut index = worker;
+            while Instant::now() < stop_at {
+                index = (index + 1) % bodies.len();
+                let (body, json_len) = &bodies[index];
+                let mut request = client.post(&url).body(body.clone());
+                if let Some(len) = json_len {
+                    request = request.header("Inference-Header-Content-Length", len.to_string());
+                }
+                let sent = Instant::now();
+                let success = match request.send().await {
+                    Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if sent >= measure_from && sent < stop_at {
+                    if success {
+                        ok += 1;
+                        let _ = histogram.record(sent.elapsed().as_micros().max(1) as u64);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (histogram, ok, errors)
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut requests, mut errors) = (0, 0);
+    for task in tasks {
+        let (histogram, ok, failed) = task.await?;
+        latency_us.add(histogram)?;
+        requests += ok;
+        errors += failed;
+    }
+    Ok(LoadPoint { model: target.model.clone(), encoding, concurrency, requests, errors, window, latency_us })
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) setup of a maas checkout on Debian:
+#   - system packages: protoc with the well-known protos, etcd
+#   - a project venv (.venv) with PyTorch 2.11.0, whose LibTorch the binaries link
+#   - a release build of every binary (they find LibTorch through their rpath)
+#   - the example models (.maas/models) and development certificates (.maas/certs)
+# Each step is skipped when already done.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$MAAS_ROOT"
+
+TORCH_VERSION=2.11.0
+step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+missing=()
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[ -e /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+    echo "installed ${missing[*]}"
+else
+    echo "protoc, etcd and python3 are present"
+fi
+
+step "python venv with torch==$TORCH_VERSION"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION"
+fi
+.venv/bin/python -c 'import torch; print("torch", torch.__version__, "at", torch.__path__[0])'
+
+step "build (release)"
+cargo build --release --workspace --bins
+
+step "example models"
+.venv/bin/python scripts/export_models.py --out .maas/models
+
+step "development certificates"
+if [ ! -f .maas/certs/ca.pem ]; then
+    "$MAAS_TARGET_DIR/release/maas-certs" --dir .maas/certs coordinator node-0 node-1 node-2 node-3
+else
+    echo "certificates in .maas/certs are present"
+fi
