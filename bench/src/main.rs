@@ -2,7 +2,7 @@
 //! beside the ceiling of raw in-process LibTorch on the same model.
 //!
 //! ```text
-//! maas-bench raw   --model .maas/models/mlp/1/model.pt --batch 1,64
+//! maas-bench raw   --torchscript .maas/models/mlp/1/model.pt --batch 1,64
 //! maas-bench http  --url http://127.0.0.1:8000 --model mlp --concurrency 1,16,64
 //! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
 //! ```
@@ -41,7 +41,7 @@ enum Command {
 struct RawArgs {
     /// TorchScript file.
     #[arg(long, default_value = ".maas/models/mlp/1/model.pt")]
-    model: PathBuf,
+    torchscript: PathBuf,
     /// Input shape without the batch dimension.
     #[arg(long, value_delimiter = ',', default_value = "256")]
     row_shape: Vec<i64>,
@@ -53,7 +53,7 @@ struct RawArgs {
     threads: i32,
     /// Seconds per batch size.
     #[arg(long, default_value_t = 3.0)]
-    seconds: f64,
+    raw_seconds: f64,
 }
 
 #[derive(Args, Clone)]
@@ -108,7 +108,7 @@ fn main() -> Result<()> {
 }
 
 fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
-    raw::measure(&args.model, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.seconds))
+    raw::measure(&args.torchscript, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds))
 }
 
 fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
