@@ -10,9 +10,54 @@
 //!
 //! Shapes carry the batch dimension first as `-1`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::DataType;
+
+/// Which versions of a model are loaded, as Triton's `version_policy`:
+/// `{"latest": {"num_versions": 1}}`, `{"all": {}}` or
+/// `{"specific": {"versions": [1, 3]}}`. Versions an alias or a traffic
+/// split points at are loaded whatever the policy says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VersionPolicy {
+    /// The newest `num_versions` versions.
+    Latest {
+        /// How many.
+        num_versions: u32,
+    },
+    /// Every version.
+    All {},
+    /// Exactly these versions.
+    Specific {
+        /// Version numbers.
+        versions: Vec<u64>,
+    },
+}
+
+impl Default for VersionPolicy {
+    fn default() -> Self {
+        VersionPolicy::Latest { num_versions: 1 }
+    }
+}
+
+impl VersionPolicy {
+    /// The versions this policy selects among `available` (ascending).
+    pub fn select(&self, available: &[u64]) -> Vec<u64> {
+        match self {
+            VersionPolicy::Latest { num_versions } => {
+                let skip = available.len().saturating_sub(*num_versions as usize);
+                available[skip..].to_vec()
+            }
+            VersionPolicy::All {} => available.to_vec(),
+            VersionPolicy::Specific { versions } => {
+                available.iter().copied().filter(|v| versions.contains(v)).collect()
+            }
+        }
+    }
+}
 
 /// One input or output of a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +92,18 @@ pub struct ModelConfig {
     /// TorchScript's specialisation. Empty means `[1, max_batch_size]`.
     #[serde(default)]
     pub warmup_batch_sizes: Vec<u32>,
+    /// Device: `auto`, `cpu`, `cuda` or `cuda:N`; the node's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Estimated memory one instance needs, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Which versions are loaded.
+    #[serde(default)]
+    pub version_policy: VersionPolicy,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 fn default_max_queue_delay_us() -> u64 {
@@ -123,6 +180,18 @@ mod tests {
                 "outputs":[{"name":"OUTPUT__0","datatype":"FP32","shape":[-1,10]}]}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn version_policies_select() {
+        let available = [1, 2, 3, 5];
+        assert_eq!(VersionPolicy::default().select(&available), vec![5]);
+        assert_eq!(VersionPolicy::Latest { num_versions: 2 }.select(&available), vec![3, 5]);
+        assert_eq!(VersionPolicy::All {}.select(&available), vec![1, 2, 3, 5]);
+        assert_eq!(VersionPolicy::Specific { versions: vec![2, 4] }.select(&available), vec![2]);
+        let json: VersionPolicy = serde_json::from_str(r#"{"latest":{"num_versions":1}}"#).unwrap();
+        assert_eq!(json, VersionPolicy::default());
+        assert_eq!(serde_json::to_string(&VersionPolicy::All {}).unwrap(), r#"{"all":{}}"#);
     }
 
     #[test]

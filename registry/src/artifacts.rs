@@ -1,0 +1,184 @@
+//! Model files stored by content digest.
+//!
+//! Layout inside the store: `blobs/sha256/<hex>` for each distinct file and
+//! `uploads/<id>` for uploads in progress. An upload streams into the store
+//! while its sha256 is computed; when it completes it is renamed to its
+//! digest's path, or dropped if that digest is already stored, so identical
+//! uploads are stored once. A fetch streams a blob to a local file,
+//! recomputing the digest, and refuses the file if it does not match.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, WriteMultipart};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::{ArtifactRef, RegistryError, RegistryResult};
+
+/// A content-addressed artifact store.
+#[derive(Clone)]
+pub struct ArtifactStore {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+}
+
+/// An artifact now in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    /// Its digest and size.
+    pub artifact: ArtifactRef,
+    /// False when an identical file was already stored.
+    pub newly_stored: bool,
+}
+
+fn backend(message: String) -> RegistryError {
+    RegistryError::Backend(message)
+}
+
+fn blob_path(sha256: &str) -> ObjectPath {
+    ObjectPath::from(format!("blobs/sha256/{sha256}"))
+}
+
+/// Checks that `digest` is 64 lowercase hex digits.
+pub fn check_digest(digest: &str) -> RegistryResult<()> {
+    if digest.len() == 64 && digest.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid(format!("'{digest}' is not a sha256 digest (64 lowercase hex digits)")))
+    }
+}
+
+impl ArtifactStore {
+    /// Opens a store by location: a local directory path or a `file://` URL.
+    pub fn open(location: &str) -> RegistryResult<ArtifactStore> {
+        let dir = match location.split_once("://") {
+            None => location,
+            Some(("file", path)) => path,
+            Some((scheme, _)) => {
+                return Err(RegistryError::Invalid(format!(
+                    "artifact store scheme '{scheme}' is not supported by this build; use a directory or file://"
+                )))
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(|e| backend(format!("creating artifact store {dir}: {e}")))?;
+        let local = LocalFileSystem::new_with_prefix(dir).map_err(|e| backend(e.to_string()))?;
+        Ok(ArtifactStore { store: Arc::new(local), location: location.to_string() })
+    }
+
+    /// Where the store is.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Starts an upload.
+    pub async fn begin_upload(&self) -> RegistryResult<UploadSink> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let id = format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+        let path = ObjectPath::from(format!("uploads/{id}"));
+        let upload = self.store.put_multipart(&path).await.map_err(|e| backend(e.to_string()))?;
+        Ok(UploadSink {
+            store: self.store.clone(),
+            path,
+            writer: WriteMultipart::new(upload),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Whether a blob with this digest is stored.
+    pub async fn contains(&self, sha256: &str) -> bool {
+        self.store.head(&blob_path(sha256)).await.is_ok()
+    }
+
+    /// Streams the blob of `artifact` to `dest`, verifying size and digest;
+    /// a mismatch leaves nothing at `dest`.
+    pub async fn fetch_to(&self, artifact: &ArtifactRef, dest: &Path) -> RegistryResult<()> {
+        check_digest(&artifact.sha256)?;
+        let result = self
+            .store
+            .get(&blob_path(&artifact.sha256))
+            .await
+            .map_err(|e| RegistryError::NotFound(format!("artifact {} is not in the store: {e}", artifact.sha256)))?;
+        let partial = dest.with_extension("partial");
+        let mut file = tokio::fs::File::create(&partial)
+            .await
+            .map_err(|e| backend(format!("creating {}: {e}", partial.display())))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| backend(format!("reading artifact {}: {e}", artifact.sha256)))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(|e| backend(e.to_string()))?;
+        }
+        file.sync_all().await.map_err(|e| backend(e.to_string()))?;
+        let digest = hex::encode(hasher.finalize());
+        if digest != artifact.sha256 || size != artifact.size {
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(RegistryError::Invalid(format!(
+                "artifact {} failed verification: got sha256 {digest} and {size} bytes",
+                artifact.sha256
+            )));
+        }
+        tokio::fs::rename(&partial, dest).await.map_err(|e| backend(format!("placing {}: {e}", dest.display())))
+    }
+}
+
+/// An upload in progress.
+pub struct UploadSink {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    writer: WriteMultipart,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl UploadSink {
+    /// Appends a chunk, waiting while too many parts are in flight.
+    pub async fn write(&mut self, chunk: &[u8]) -> RegistryResult<()> {
+        self.writer.wait_for_capacity(4).await.map_err(|e| backend(e.to_string()))?;
+        self.hasher.update(chunk);
+        self.size += chunk.len() as u64;
+        self.writer.write(chunk);
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Completes the upload and files it under its digest.
+    pub async fn finish(self) -> RegistryResult<StoredArtifact> {
+        let UploadSink { store, path, writer, hasher, size } = self;
+        writer.finish().await.map_err(|e| backend(e.to_string()))?;
+        let sha256 = hex::encode(hasher.finalize());
+        let artifact = ArtifactRef { sha256: sha256.clone(), size };
+        let target = blob_path(&sha256);
+        let newly_stored = match store.rename_if_not_exists(&path, &target).await {
+            Ok(()) => true,
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let _ = store.delete(&path).await;
+                false
+            }
+            Err(e) => {
+                let _ = store.delete(&path).await;
+                return Err(backend(e.to_string()));
+            }
+        };
+        Ok(StoredArtifact { artifact, newly_stored })
+    }
+
+    /// Drops the partial upload.
+    pub async fn abort(self) {
+        let _ = self.writer.abort().await;
+        let _ = self.store.delete(&self.path).await;
+    }
+}

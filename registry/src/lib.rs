@@ -1,0 +1,30 @@
+//! The maas model registry and artifact store.
+//!
+//! A [`ModelRecord`] per model holds its immutable versions (configuration,
+//! artifact digest, lineage), its aliases with their history, its traffic
+//! split and whether it is loaded. Records live in a [`RecordStore`]: etcd
+//! ([`EtcdStore`]) for clusters, or one file ([`EmbeddedStore`]) for a
+//! single machine. Every write is compare-and-swap on the record's revision,
+//! so two writers racing on a model never lose an update: the loser gets
+//! [`RegistryError::Conflict`]. [`Registry`] implements the operations
+//! (publish, alias, split, rollback, delete) once, on any store.
+//!
+//! Artifacts (TorchScript files) are stored by their sha256 in an
+//! [`ArtifactStore`]; identical uploads are stored once.
+
+mod artifacts;
+mod embedded;
+mod error;
+mod etcd;
+mod ops;
+mod record;
+mod store;
+pub mod testsuite;
+
+pub use artifacts::{ArtifactStore, StoredArtifact, UploadSink};
+pub use embedded::EmbeddedStore;
+pub use error::{RegistryError, RegistryResult};
+pub use etcd::EtcdStore;
+pub use ops::Registry;
+pub use record::{AliasRecord, ArtifactRef, Lineage, ModelRecord, SplitEntry, VersionRecord};
+pub use store::{RecordStore, StoredRecord};
