@@ -26,9 +26,20 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_CERT_DIR")]
     pub cert_dir: PathBuf,
 
-    /// Model repository: `<repo>/<model>/config.json` and `<repo>/<model>/<version>/model.pt`.
+    /// A model repository to load at start: `<repo>/<model>/config.json` and
+    /// `<repo>/<model>/<version>/model.pt`. Coordinators load further
+    /// versions from the artifact store.
     #[arg(long, env = "MAAS_NODE_MODEL_REPOSITORY")]
-    pub model_repository: PathBuf,
+    pub model_repository: Option<PathBuf>,
+
+    /// Artifact store to fetch model versions from: a directory or `file://` URL,
+    /// the same store the coordinators upload to.
+    #[arg(long, env = "MAAS_ARTIFACT_STORE")]
+    pub artifact_store: Option<String>,
+
+    /// Folder for fetched artifacts (default: `<temp>/maas-node-<name>`).
+    #[arg(long, env = "MAAS_NODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Load only these models from the repository (all when empty).
     #[arg(long, env = "MAAS_NODE_MODELS", value_delimiter = ',')]
@@ -61,4 +72,11 @@ pub struct NodeConfig {
     /// Largest frame accepted on a QUIC stream, in bytes.
     #[arg(long, env = "MAAS_NODE_MAX_FRAME_BYTES", default_value_t = maas_protocol::frame::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
+}
+
+impl NodeConfig {
+    /// The node's data folder.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("maas-node-{}", self.name)))
+    }
 }

@@ -2,6 +2,7 @@
 //! batches to coordinators over QUIC with mutual TLS.
 
 mod config;
+mod fetch;
 mod metrics;
 mod metrics_http;
 mod repository;
@@ -36,11 +37,22 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
     let device = runtime::resolve_device(&config.device)?;
-    let sources = repository::scan(&config.model_repository, &config.models)?;
-    tracing::info!(node = %config.name, ?device, models = sources.len(), "loading models");
-    let host = runtime::ModelHost::load(sources, device, &config).await?;
+    let host = runtime::ModelHost::new(runtime::HostSettings {
+        device,
+        instances: config.instances,
+        queue_capacity: config.queue_capacity,
+    });
+    if let Some(repository) = &config.model_repository {
+        let sources = repository::scan(repository, &config.models)?;
+        tracing::info!(node = %config.name, ?device, models = sources.len(), "loading the model repository");
+        for source in sources {
+            host.load(source).await?;
+        }
+    }
+    let store = config.artifact_store.as_deref().map(maas_registry::ArtifactStore::open).transpose()?;
+    let fetcher = fetch::Fetcher::new(store, config.data_dir())?;
     let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
-    let quic = server::QuicServer::bind(&config, host)?;
+    let quic = server::QuicServer::bind(&config, host, fetcher)?;
     tracing::info!(
         node = %config.name,
         quic = %quic.local_addr()?,

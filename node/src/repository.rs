@@ -20,6 +20,8 @@ pub struct ModelSource {
     pub version: u64,
     /// Path of the TorchScript file.
     pub path: PathBuf,
+    /// sha256 of the file when it came from the artifact store.
+    pub sha256: Option<String>,
 }
 
 /// Lists every model version in `repo`, or only those of the models in
@@ -42,7 +44,7 @@ pub fn scan(repo: &Path, only: &[String]) -> Result<Vec<ModelSource>> {
             let Some(version) = version_number(&version_dir) else { continue };
             let path = version_dir.join("model.pt");
             if path.is_file() {
-                sources.push(ModelSource { config: config.clone(), version, path });
+                sources.push(ModelSource { config: config.clone(), version, path, sha256: None });
             }
         }
     }

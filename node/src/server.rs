@@ -11,25 +11,29 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use maas_protocol::frame::{self, Payload};
-use maas_protocol::{ArchivedNodeRequest, NodeError, NodeResponse};
+use maas_protocol::{ArchivedLoadModel, ArchivedNodeRequest, ModelConfig, NodeError, NodeResponse};
+use maas_registry::ArtifactRef;
 use maas_transport::{read_frame, write_frame, StreamKind, TlsFiles, TransportSettings};
 
 use crate::config::NodeConfig;
+use crate::fetch::Fetcher;
+use crate::repository::ModelSource;
 use crate::runtime::ModelHost;
 
 /// A bound QUIC endpoint serving a [`ModelHost`].
 pub struct QuicServer {
     endpoint: quinn::Endpoint,
     host: Arc<ModelHost>,
+    fetcher: Arc<Fetcher>,
     max_frame_bytes: usize,
 }
 
 impl QuicServer {
     /// Binds the node's QUIC address with its certificate.
-    pub fn bind(config: &NodeConfig, host: Arc<ModelHost>) -> Result<QuicServer> {
+    pub fn bind(config: &NodeConfig, host: Arc<ModelHost>, fetcher: Fetcher) -> Result<QuicServer> {
         let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
         let endpoint = maas_transport::server_endpoint(config.quic_addr, &files, &TransportSettings::default())?;
-        Ok(QuicServer { endpoint, host, max_frame_bytes: config.max_frame_bytes })
+        Ok(QuicServer { endpoint, host, fetcher: Arc::new(fetcher), max_frame_bytes: config.max_frame_bytes })
     }
 
     /// The bound address.
@@ -40,12 +44,11 @@ impl QuicServer {
     /// Accepts connections until the endpoint closes.
     pub async fn serve(self) -> Result<()> {
         while let Some(incoming) = self.endpoint.accept().await {
-            let host = self.host.clone();
-            let max = self.max_frame_bytes;
+            let services = Services { host: self.host.clone(), fetcher: self.fetcher.clone(), max_frame_bytes: self.max_frame_bytes };
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 match incoming.await {
-                    Ok(connection) => serve_connection(connection, host, max).await,
+                    Ok(connection) => serve_connection(connection, Arc::new(services)).await,
                     Err(error) => tracing::warn!(%remote, %error, "refused a QUIC connection"),
                 }
             });
@@ -54,14 +57,20 @@ impl QuicServer {
     }
 }
 
-async fn serve_connection(connection: quinn::Connection, host: Arc<ModelHost>, max_frame_bytes: usize) {
+/// What a stream handler needs.
+struct Services {
+    host: Arc<ModelHost>,
+    fetcher: Arc<Fetcher>,
+    max_frame_bytes: usize,
+}
+
+async fn serve_connection(connection: quinn::Connection, services: Arc<Services>) {
     let remote = connection.remote_address();
     tracing::info!(%remote, "coordinator connected");
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
-                let host = host.clone();
-                tokio::spawn(serve_stream(send, recv, host, max_frame_bytes));
+                tokio::spawn(serve_stream(send, recv, services.clone()));
             }
             Err(error) => {
                 tracing::info!(%remote, %error, "coordinator connection closed");
@@ -71,7 +80,8 @@ async fn serve_connection(connection: quinn::Connection, host: Arc<ModelHost>, m
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, host: Arc<ModelHost>, max: usize) {
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, services: Arc<Services>) {
+    let max = services.max_frame_bytes;
     let mut kind = [0u8; 1];
     if recv.read_exact(&mut kind).await.is_err() {
         return;
@@ -82,7 +92,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
         return;
     }
     let response = match read_frame(&mut recv, max).await {
-        Ok(payload) => answer(payload, &host).await,
+        Ok(payload) => answer(payload, &services).await,
         Err(error) if error.is_bad_frame() => {
             NodeResponse::Error(NodeError::InvalidInput { message: format!("bad frame: {error}") })
         }
@@ -107,18 +117,59 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     }
 }
 
-async fn answer(payload: Payload, host: &ModelHost) -> NodeResponse {
+async fn answer(payload: Payload, services: &Services) -> NodeResponse {
+    let host = &services.host;
     let (model, version) = match frame::access_request(&payload) {
         Err(error) => {
             return NodeResponse::Error(NodeError::InvalidInput { message: format!("bad frame: {error}") });
         }
         Ok(ArchivedNodeRequest::ListModels) => return NodeResponse::Models(host.list()),
         Ok(ArchivedNodeRequest::Infer(batch)) => (batch.model.as_str().to_owned(), batch.version.to_native()),
+        Ok(ArchivedNodeRequest::Unload { model, version }) => {
+            host.unload(model.as_str(), version.to_native());
+            return NodeResponse::Done;
+        }
+        Ok(ArchivedNodeRequest::Load(load)) => return load_version(load, services, false).await,
+        Ok(ArchivedNodeRequest::Check(load)) => return load_version(load, services, true).await,
     };
     match host.submit(&model, version, payload) {
         Ok(answer) => answer.await.unwrap_or_else(|_| {
             NodeResponse::Error(NodeError::Internal { message: format!("model '{model}' instance stopped mid-batch") })
         }),
         Err(error) => NodeResponse::Error(error),
+    }
+}
+
+/// Fetches and loads (or, for a check, trial-loads) a version.
+async fn load_version(load: &ArchivedLoadModel, services: &Services, trial_only: bool) -> NodeResponse {
+    let model = load.model.as_str().to_string();
+    let version = load.version.to_native();
+    let failed = |message: String| NodeError::LoadFailed { model: model.clone(), version, message };
+    let config: ModelConfig = match serde_json::from_str(load.config_json.as_str()) {
+        Ok(config) => config,
+        Err(error) => return NodeResponse::Error(failed(format!("invalid configuration: {error}"))),
+    };
+    if let Err(error) = config.check() {
+        return NodeResponse::Error(failed(error));
+    }
+    if config.name != model {
+        return NodeResponse::Error(failed(format!("the configuration names model '{}'", config.name)));
+    }
+    let artifact = ArtifactRef { sha256: load.sha256.as_str().to_string(), size: load.size.to_native() };
+    let path = match services.fetcher.fetch(&model, version, &artifact).await {
+        Ok(path) => path,
+        Err(error) => return NodeResponse::Error(error),
+    };
+    let source = ModelSource { config, version, path, sha256: Some(artifact.sha256) };
+    let result = if trial_only { services.host.check(source).await } else { services.host.load(source).await };
+    match result {
+        Ok(()) => {
+            tracing::info!(model, version, trial_only, "model version loaded");
+            NodeResponse::Done
+        }
+        Err(error) => {
+            tracing::warn!(model, version, %error, "model version failed to load");
+            NodeResponse::Error(error)
+        }
     }
 }

@@ -18,8 +18,8 @@ pub mod validate;
 pub use config::{ModelConfig, TensorSpec, VersionPolicy};
 pub use datatype::{ArchivedDataType, DataType};
 pub use message::{
-    ArchivedBatchOutcome, ArchivedInferBatch, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
-    BatchOutcome, BatchResult, InferBatch, LoadedModel, NodeError, NodeRequest, NodeResponse,
+    ArchivedBatchOutcome, ArchivedInferBatch, ArchivedLoadModel, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
+    BatchOutcome, BatchResult, InferBatch, LoadModel, LoadedModel, NodeError, NodeRequest, NodeResponse,
     RequestOutcome,
 };
 pub use tensor::{ArchivedTensor, Tensor};

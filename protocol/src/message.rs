@@ -12,6 +12,33 @@ pub enum NodeRequest {
     Infer(InferBatch),
     /// List the model versions this node has loaded.
     ListModels,
+    /// Fetch a version's artifact, load its instances and warm them up.
+    Load(LoadModel),
+    /// Load one instance of a version, run its warm-up, and drop it: a
+    /// trial that the artifact is TorchScript matching its configuration.
+    Check(LoadModel),
+    /// Unload a version; batches already queued still run.
+    Unload {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: u64,
+    },
+}
+
+/// A model version to load and where its artifact is.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct LoadModel {
+    /// Model name.
+    pub model: String,
+    /// Version.
+    pub version: u64,
+    /// The [`crate::ModelConfig`] as JSON.
+    pub config_json: String,
+    /// sha256 of the TorchScript file, lowercase hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// Rows of one or more client requests for one model version, concatenated
@@ -39,6 +66,9 @@ pub enum NodeResponse {
     Infer(BatchResult),
     /// The answer to [`NodeRequest::ListModels`].
     Models(Vec<LoadedModel>),
+    /// A [`NodeRequest::Load`], [`NodeRequest::Check`] or
+    /// [`NodeRequest::Unload`] succeeded.
+    Done,
     /// The request could not be handled at all.
     Error(NodeError),
 }
@@ -92,6 +122,8 @@ pub struct LoadedModel {
     pub instances: u32,
     /// Whether the model is loaded and warmed up.
     pub ready: bool,
+    /// sha256 of its artifact, when it came from the artifact store.
+    pub sha256: Option<String>,
 }
 
 /// Why a node could not run a batch.
@@ -124,6 +156,17 @@ pub enum NodeError {
     /// The node's queue for the model is full.
     #[error("node is overloaded")]
     Overloaded,
+    /// A version could not be loaded: its artifact is missing or fails
+    /// verification, it is not TorchScript, or its warm-up failed.
+    #[error("model '{model}' version {version} could not be loaded: {message}")]
+    LoadFailed {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: u64,
+        /// Why.
+        message: String,
+    },
     /// Anything else; a bug or a broken node.
     #[error("internal node error: {message}")]
     Internal {

@@ -21,7 +21,7 @@ mod record;
 mod store;
 pub mod testsuite;
 
-pub use artifacts::{ArtifactStore, StoredArtifact, UploadSink};
+pub use artifacts::{check_digest, ArtifactStore, StoredArtifact, UploadSink};
 pub use embedded::EmbeddedStore;
 pub use error::{RegistryError, RegistryResult};
 pub use etcd::EtcdStore;

@@ -1,17 +1,21 @@
-//! The set of model versions a node holds and their instance queues.
+//! The model versions a node holds and their instance queues.
+//!
+//! Versions come and go at run time: [`ModelHost::load`] starts a version's
+//! instances and returns once all are warm, [`ModelHost::unload`] closes its
+//! queue (batches already queued still run, then the threads end), and
+//! [`ModelHost::check`] loads one throw-away instance as a trial.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
 use maas_protocol::frame::Payload;
 use maas_protocol::{LoadedModel, ModelConfig, NodeError, NodeResponse};
+use parking_lot::RwLock;
 use tch::Device;
 use tokio::sync::oneshot;
 
 use super::instance::{self, InstanceSpec, Job};
-use crate::config::NodeConfig;
 use crate::metrics;
 use crate::repository::ModelSource;
 
@@ -19,50 +23,108 @@ struct LoadedVersion {
     config: Arc<ModelConfig>,
     queue: flume::Sender<Job>,
     instances: u32,
+    sha256: Option<String>,
+}
+
+/// How versions are loaded on this node.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Device for models whose configuration names none.
+    pub device: Device,
+    /// Overrides each model's instance count.
+    pub instances: Option<u32>,
+    /// Batches queued per version before `Overloaded`.
+    pub queue_capacity: usize,
 }
 
 /// Every loaded model version, keyed by name and version.
 pub struct ModelHost {
-    versions: HashMap<(String, u64), LoadedVersion>,
+    versions: RwLock<HashMap<(String, u64), LoadedVersion>>,
+    settings: HostSettings,
+}
+
+fn load_failed(source: &ModelSource, message: String) -> NodeError {
+    NodeError::LoadFailed { model: source.config.name.clone(), version: source.version, message }
 }
 
 impl ModelHost {
-    /// Loads every source with its instances and waits until all are warm.
-    pub async fn load(sources: Vec<ModelSource>, device: Device, node: &NodeConfig) -> Result<Arc<ModelHost>> {
-        let mut versions = HashMap::new();
+    /// An empty host.
+    pub fn new(settings: HostSettings) -> Arc<ModelHost> {
+        Arc::new(ModelHost { versions: RwLock::new(HashMap::new()), settings })
+    }
+
+    fn device_for(&self, source: &ModelSource) -> Result<Device, NodeError> {
+        match &source.config.device {
+            Some(flag) => super::resolve_device(flag).map_err(|e| load_failed(source, e.to_string())),
+            None => Ok(self.settings.device),
+        }
+    }
+
+    /// Loads a version with all its instances and waits until they are warm.
+    /// Loading a version already held from the same artifact does nothing.
+    pub async fn load(&self, source: ModelSource) -> Result<(), NodeError> {
+        let key = (source.config.name.clone(), source.version);
+        if let Some(existing) = self.versions.read().get(&key) {
+            return if existing.sha256 == source.sha256 {
+                Ok(())
+            } else {
+                Err(load_failed(&source, "a different artifact is already loaded under this version".into()))
+            };
+        }
+        let device = self.device_for(&source)?;
+        let config = Arc::new(source.config.clone());
+        let instances = self.settings.instances.unwrap_or(config.instance_count).max(1);
+        let (queue, jobs) = flume::bounded(self.settings.queue_capacity);
         let mut pending = Vec::new();
-        for source in sources {
-            let config = Arc::new(source.config);
-            let instances = node.instances.unwrap_or(config.instance_count).max(1);
-            let (queue, jobs) = flume::bounded(node.queue_capacity);
-            for index in 0..instances {
-                let (loaded, ready) = oneshot::channel();
-                let spec = InstanceSpec {
-                    config: config.clone(),
-                    version: source.version,
-                    path: source.path.clone(),
-                    device,
-                    index,
-                };
-                instance::spawn(spec, jobs.clone(), loaded)?;
-                pending.push((config.name.clone(), source.version, ready));
-            }
-            versions.insert((config.name.clone(), source.version), LoadedVersion { config, queue, instances });
+        for index in 0..instances {
+            let (loaded, ready) = oneshot::channel();
+            let spec = InstanceSpec { config: config.clone(), version: source.version, path: source.path.clone(), device, index };
+            instance::spawn(spec, jobs.clone(), loaded).map_err(|e| load_failed(&source, e.to_string()))?;
+            pending.push(ready);
         }
-        for (model, version, ready) in pending {
-            ready
-                .await
-                .context("an instance thread ended while loading; this is a bug")?
-                .with_context(|| format!("loading model '{model}' version {version}"))?;
+        drop(jobs);
+        for ready in pending {
+            let loaded = ready.await.map_err(|_| load_failed(&source, "an instance thread ended while loading".into()))?;
+            // On failure, dropping `queue` stops the instances that did load.
+            loaded.map_err(|e| load_failed(&source, format!("{e:#}")))?;
         }
+        let mut versions = self.versions.write();
+        versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone() });
         metrics::set_loaded_models(versions.len());
-        Ok(Arc::new(ModelHost { versions }))
+        Ok(())
+    }
+
+    /// Loads one instance of a version, warms it up and drops it.
+    pub async fn check(&self, source: ModelSource) -> Result<(), NodeError> {
+        let device = self.device_for(&source)?;
+        let spec = InstanceSpec {
+            config: Arc::new(source.config.clone()),
+            version: source.version,
+            path: source.path.clone(),
+            device,
+            index: 0,
+        };
+        let result = tokio::task::spawn_blocking(move || instance::trial(&spec))
+            .await
+            .map_err(|e| load_failed(&source, format!("the trial load panicked: {e}")))?;
+        result.map_err(|e| load_failed(&source, format!("{e:#}")))
+    }
+
+    /// Unloads a version; returns whether it was loaded.
+    pub fn unload(&self, model: &str, version: u64) -> bool {
+        let mut versions = self.versions.write();
+        let removed = versions.remove(&(model.to_string(), version)).is_some();
+        metrics::set_loaded_models(versions.len());
+        if removed {
+            tracing::info!(model, version, "unloaded");
+        }
+        removed
     }
 
     /// Queues a batch for `model` / `version`; the receiver yields its answer.
     pub fn submit(&self, model: &str, version: u64, payload: Payload) -> Result<oneshot::Receiver<NodeResponse>, NodeError> {
-        let loaded = self
-            .versions
+        let versions = self.versions.read();
+        let loaded = versions
             .get(&(model.to_string(), version))
             .ok_or_else(|| NodeError::ModelNotLoaded { model: model.to_string(), version })?;
         let (reply, answer) = oneshot::channel();
@@ -80,6 +142,7 @@ impl ModelHost {
     pub fn list(&self) -> Vec<LoadedModel> {
         let mut models: Vec<LoadedModel> = self
             .versions
+            .read()
             .iter()
             .map(|((name, version), loaded)| LoadedModel {
                 name: name.clone(),
@@ -88,6 +151,7 @@ impl ModelHost {
                     .expect("a ModelConfig always serializes; this is a bug"),
                 instances: loaded.instances,
                 ready: true,
+                sha256: loaded.sha256.clone(),
             })
             .collect();
         models.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));

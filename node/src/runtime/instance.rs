@@ -70,6 +70,12 @@ pub fn spawn(spec: InstanceSpec, jobs: flume::Receiver<Job>, loaded: oneshot::Se
     Ok(())
 }
 
+/// Loads and warms up one instance on the calling thread, then drops it.
+pub fn trial(spec: &InstanceSpec) -> Result<()> {
+    let _no_grad = tch::no_grad_guard();
+    load_and_warm(spec).map(drop)
+}
+
 fn load_and_warm(spec: &InstanceSpec) -> Result<CModule> {
     let started = Instant::now();
     let mut module = CModule::load_on_device(&spec.path, spec.device)
@@ -134,7 +140,7 @@ fn serve(spec: &InstanceSpec, module: &CModule, jobs: flume::Receiver<Job>) {
                     }
                 }
             }
-            Ok(ArchivedNodeRequest::ListModels) | Err(_) => NodeResponse::Error(NodeError::Internal {
+            Ok(_) | Err(_) => NodeResponse::Error(NodeError::Internal {
                 message: "an instance was handed something other than a batch; this is a bug".into(),
             }),
         };

@@ -14,7 +14,7 @@ mod kind;
 
 pub use device::resolve_device;
 pub use execute::Timings;
-pub use host::ModelHost;
+pub use host::{HostSettings, ModelHost};
 
 /// Sizes LibTorch's thread pools. Must run before any other torch call.
 pub fn configure_threads(inter_op: i32, intra_op: i32) {

@@ -1,0 +1,43 @@
+//! Fetching model artifacts from the artifact store into a local cache.
+//!
+//! A version's TorchScript file is fetched once into
+//! `<data-dir>/artifacts/<sha256>.pt`; the store streams it while its
+//! digest is recomputed, and a file whose digest does not match is refused
+//! and never loaded.
+
+use std::path::PathBuf;
+
+use maas_protocol::NodeError;
+use maas_registry::{ArtifactRef, ArtifactStore};
+
+/// The node's view of the artifact store.
+pub struct Fetcher {
+    store: Option<ArtifactStore>,
+    cache: PathBuf,
+}
+
+impl Fetcher {
+    /// A fetcher caching into `data_dir/artifacts`.
+    pub fn new(store: Option<ArtifactStore>, data_dir: PathBuf) -> anyhow::Result<Fetcher> {
+        let cache = data_dir.join("artifacts");
+        std::fs::create_dir_all(&cache)?;
+        Ok(Fetcher { store, cache })
+    }
+
+    /// The local path of a verified copy of the artifact.
+    pub async fn fetch(&self, model: &str, version: u64, artifact: &ArtifactRef) -> Result<PathBuf, NodeError> {
+        let failed = |message: String| NodeError::LoadFailed { model: model.to_string(), version, message };
+        maas_registry::check_digest(&artifact.sha256).map_err(|e| failed(e.to_string()))?;
+        let path = self.cache.join(format!("{}.pt", artifact.sha256));
+        if path.exists() {
+            return Ok(path);
+        }
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| failed("this node has no artifact store (--artifact-store)".into()))?;
+        store.fetch_to(artifact, &path).await.map_err(|e| failed(e.to_string()))?;
+        tracing::info!(model, version, sha256 = %artifact.sha256, "artifact fetched and verified");
+        Ok(path)
+    }
+}
