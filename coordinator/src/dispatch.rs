@@ -133,7 +133,9 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], res
             }
         }
         NodeResponse::Error(error) => fail_all(batch, ServeError::from_node(&version.name, error)),
-        NodeResponse::Models(_) => fail_all(batch, ServeError::Internal("node answered a batch with a model list".into())),
+        NodeResponse::Models(_) | NodeResponse::Done => {
+            fail_all(batch, ServeError::Internal("node answered a batch with something else".into()))
+        }
     }
 }
 

@@ -123,6 +123,7 @@ impl ServeError {
             }
             NodeError::Overloaded => ServeError::Unavailable(format!("the node serving model '{model}' is overloaded")),
             NodeError::Internal { message } => ServeError::Internal(message),
+            error @ NodeError::LoadFailed { .. } => ServeError::InvalidRequest(error.to_string()),
         }
     }
 }
