@@ -32,8 +32,44 @@ pub struct CoordinatorConfig {
     pub cert_dir: PathBuf,
 
     /// Nodes to serve from, as `NAME=HOST:PORT` (the name must match the node's certificate).
-    #[arg(long = "node", env = "MAAS_COORDINATOR_NODES", value_delimiter = ',', required = true)]
+    #[arg(long = "node", env = "MAAS_COORDINATOR_NODES", value_delimiter = ',')]
     pub nodes: Vec<NodeAddress>,
+
+    /// etcd endpoints holding the registry (e.g. `http://127.0.0.1:2379`); without
+    /// them the registry is a file in the data folder, for a single machine.
+    #[arg(long, env = "MAAS_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Key prefix of the registry in etcd.
+    #[arg(long, env = "MAAS_ETCD_PREFIX", default_value = "/maas/v1/")]
+    pub etcd_prefix: String,
+
+    /// Folder for the embedded registry, the generated admin token and, by
+    /// default, the artifact store.
+    #[arg(long, env = "MAAS_COORDINATOR_DATA_DIR", default_value = ".maas/coordinator")]
+    pub data_dir: PathBuf,
+
+    /// Artifact store for uploaded models: a directory or `file://` URL that
+    /// nodes read too (default: `<data-dir>/artifacts`).
+    #[arg(long, env = "MAAS_ARTIFACT_STORE")]
+    pub artifact_store: Option<String>,
+
+    /// Largest model upload accepted, in bytes.
+    #[arg(long, env = "MAAS_COORDINATOR_MAX_UPLOAD_BYTES", default_value_t = 2 << 30)]
+    pub max_upload_bytes: u64,
+
+    /// Bearer token for the management API. When unset it is read from
+    /// `--admin-token-file`, which is generated (mode 0600) at first start.
+    #[arg(long, env = "MAAS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// File holding the admin token (default: `<data-dir>/admin.token`).
+    #[arg(long, env = "MAAS_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Bearer token inference requests must carry; inference is open when unset.
+    #[arg(long, env = "MAAS_INFERENCE_TOKEN", hide_env_values = true)]
+    pub inference_token: Option<String>,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_BODY_BYTES", default_value_t = 64 << 20)]
@@ -57,6 +93,13 @@ pub struct CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// Where the artifact store is.
+    pub fn artifact_store(&self) -> String {
+        self.artifact_store
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("artifacts").to_string_lossy().into_owned())
+    }
+
     /// The default request deadline.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)

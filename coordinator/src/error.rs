@@ -72,6 +72,12 @@ pub enum ServeError {
     /// A bug or a broken node.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The request lacks the token its route needs.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Another writer changed the registry first.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl ServeError {
@@ -86,6 +92,8 @@ impl ServeError {
             ServeError::Overloaded { .. } | ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServeError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ServeError::ModelFailed { .. } | ServeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ServeError::Conflict(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -110,6 +118,8 @@ impl ServeError {
             ServeError::Timeout { .. } => "timeout",
             ServeError::ModelFailed { .. } => "model_failed",
             ServeError::Internal(_) => "internal",
+            ServeError::Unauthorized(_) => "unauthorized",
+            ServeError::Conflict(_) => "conflict",
         }
     }
 
@@ -124,6 +134,18 @@ impl ServeError {
             NodeError::Overloaded => ServeError::Unavailable(format!("the node serving model '{model}' is overloaded")),
             NodeError::Internal { message } => ServeError::Internal(message),
             error @ NodeError::LoadFailed { .. } => ServeError::InvalidRequest(error.to_string()),
+        }
+    }
+}
+
+impl From<maas_registry::RegistryError> for ServeError {
+    fn from(error: maas_registry::RegistryError) -> ServeError {
+        use maas_registry::RegistryError;
+        match error {
+            RegistryError::Conflict { .. } => ServeError::Conflict(error.to_string()),
+            RegistryError::NotFound(message) => ServeError::RouteNotFound(message),
+            RegistryError::Invalid(message) => ServeError::InvalidRequest(message),
+            RegistryError::Backend(message) => ServeError::Unavailable(format!("registry unavailable: {message}")),
         }
     }
 }

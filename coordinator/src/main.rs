@@ -2,6 +2,7 @@
 //! cluster. It batches requests per model version and dispatches them to
 //! nodes over QUIC; see `docs/ARCHITECTURE.md` for a request's path.
 
+mod auth;
 mod batcher;
 mod config;
 mod dispatch;
@@ -11,6 +12,7 @@ mod infer;
 mod metrics;
 mod models;
 mod nodes;
+mod reconcile;
 mod tensor;
 
 use std::sync::Arc;
@@ -21,6 +23,9 @@ use anyhow::Context;
 use clap::Parser;
 use maas_transport::{TlsFiles, TransportSettings};
 use tracing_subscriber::EnvFilter;
+
+use maas_registry::{ArtifactStore, EmbeddedStore, EtcdStore, RecordStore, Registry};
+use tokio::sync::Notify;
 
 use crate::config::CoordinatorConfig;
 use crate::models::{ModelTable, TableSettings};
@@ -48,16 +53,29 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         batches_per_instance: config.batches_per_instance,
         max_frame_bytes: config.max_frame_bytes,
     }));
+    let registry = open_registry(&config).await?;
+    let artifacts = ArtifactStore::open(&config.artifact_store())?;
+    let tokens = auth::Tokens::load(&config)?;
     let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
     let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
+    let link_up = Arc::new(Notify::new());
+    let mut links = Vec::new();
     for node in &config.nodes {
         let link = Arc::new(NodeLink::new(node.name.clone(), node.addr, config.max_frame_bytes));
-        nodes::spawn_supervisor(link, endpoint.clone(), table.clone());
+        nodes::spawn_supervisor(link.clone(), endpoint.clone(), table.clone(), link_up.clone());
+        links.push(link);
     }
+    reconcile::Reconciler::new(registry.clone(), table.clone(), links.clone(), link_up.clone()).spawn();
     let state = Arc::new(http::AppState {
         inference: infer::Inference::new(table, config.request_timeout()),
         prometheus: prometheus.clone(),
         max_body_bytes: config.max_body_bytes,
+        max_upload_bytes: config.max_upload_bytes,
+        registry,
+        artifacts,
+        tokens,
+        links,
+        reconcile: link_up,
     });
     let server = http::serve(config.http_addr, config.http_workers, state)?;
     tokio::spawn(async move {
@@ -77,4 +95,17 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The registry: etcd when endpoints are configured, else a file in the data folder.
+async fn open_registry(config: &CoordinatorConfig) -> anyhow::Result<Registry> {
+    let store: Arc<dyn RecordStore> = if config.etcd_endpoints.is_empty() {
+        let dir = config.data_dir.join("registry");
+        tracing::info!(path = %dir.display(), "registry: embedded file");
+        Arc::new(EmbeddedStore::open(&dir)?)
+    } else {
+        tracing::info!(endpoints = %config.etcd_endpoints.join(","), "registry: etcd");
+        Arc::new(EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix).await?)
+    };
+    Ok(Registry::new(store))
 }

@@ -1,11 +1,16 @@
 //! The models the coordinator can serve, their versions and replicas.
 //!
-//! Versions appear when a node that holds them connects: the node link
-//! reports the node's loaded models and [`ModelTable::attach`] records the
-//! node as a replica of each, starting a batcher for versions seen for the
-//! first time. A version is ready while at least one replica's link is up.
+//! Versions come from two places: the registry ([`ModelTable::apply_registry`],
+//! which also sets each model's aliases and traffic split) and the nodes
+//! (each node link reports what its node holds and [`ModelTable::attach`]
+//! records the node as a replica). A batcher starts for each version the
+//! first time it is seen. A version is ready while a replica's link is up.
+//!
+//! A request names a model and optionally a version, or `model@alias`.
+//! Without either it goes to the model's traffic split when one is set, else
+//! to its `production` alias, else to its newest ready version.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +40,11 @@ impl ReplicaSet {
     /// Batches the version may have in flight over all replicas that are up.
     pub fn capacity(&self) -> usize {
         self.replicas.read().iter().filter(|r| r.link.is_up()).map(|r| r.slots).sum()
+    }
+
+    /// Replicas whose link is up.
+    pub fn ready_count(&self) -> usize {
+        self.replicas.read().iter().filter(|r| r.link.is_up()).count()
     }
 
     /// The up replica with the fewest outstanding batches, skipping `tried`.
@@ -106,43 +116,97 @@ pub struct TableSettings {
     pub max_frame_bytes: usize,
 }
 
+/// The alias requests without a version go to when no split is set.
+pub const DEFAULT_ALIAS: &str = "production";
+
+/// How the registry routes one model's requests.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routing {
+    /// Versions the registry holds.
+    pub versions: BTreeSet<u64>,
+    /// Alias targets.
+    pub aliases: BTreeMap<String, u64>,
+    /// Traffic split as (version, weight).
+    pub split: Vec<(u64, u32)>,
+}
+
 /// Every known model version, by name then version.
 pub struct ModelTable {
     models: RwLock<BTreeMap<String, BTreeMap<u64, Arc<ModelVersion>>>>,
+    routing: RwLock<HashMap<String, Routing>>,
     settings: TableSettings,
 }
 
 impl ModelTable {
     /// An empty table.
     pub fn new(settings: TableSettings) -> Self {
-        ModelTable { models: RwLock::new(BTreeMap::new()), settings }
+        ModelTable { models: RwLock::new(BTreeMap::new()), routing: RwLock::new(HashMap::new()), settings }
     }
 
-    /// Finds the version a request names: an explicit version, or the
-    /// newest ready one (the newest at all when none is ready).
+    /// Finds the version a request names. `model` may be `name@alias`;
+    /// `version` is an explicit version number.
     pub fn resolve(&self, model: &str, version: Option<&str>) -> ServeResult<Arc<ModelVersion>> {
+        let (name, alias) = match model.split_once('@') {
+            Some((name, alias)) => (name, Some(alias)),
+            None => (model, None),
+        };
+        let routing = self.routing.read().get(name).cloned();
         let models = self.models.read();
         let versions = models
-            .get(model)
-            .ok_or_else(|| ServeError::ModelNotFound { model: model.to_string() })?;
-        let not_found = || ServeError::VersionNotFound {
-            model: model.to_string(),
-            version: version.unwrap_or_default().to_string(),
-        };
-        match version {
-            Some(text) => {
-                let number: u64 = text.parse().map_err(|_| not_found())?;
-                versions.get(&number).cloned().ok_or_else(not_found)
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ServeError::ModelNotFound { model: name.to_string() })?;
+        let not_found = |shown: String| ServeError::VersionNotFound { model: name.to_string(), version: shown };
+        let number = match (alias, version) {
+            (Some(alias), _) => *routing
+                .as_ref()
+                .and_then(|r| r.aliases.get(alias))
+                .ok_or_else(|| ServeError::RouteNotFound(format!("model '{name}' has no alias '{alias}'")))?,
+            (None, Some(text)) => {
+                let number: u64 = text.parse().map_err(|_| not_found(text.to_string()))?;
+                if routing.as_ref().is_some_and(|r| !r.versions.contains(&number)) {
+                    return Err(not_found(text.to_string()));
+                }
+                number
             }
-            None => versions
-                .values()
-                .rev()
-                .find(|v| v.shared.is_ready())
-                .or_else(|| versions.values().next_back())
-                .cloned()
-                .ok_or_else(not_found),
-        }
+            (None, None) => match routing.as_ref().and_then(choose_default) {
+                Some(number) => number,
+                None => {
+                    let newest = versions.values().rev().find(|v| v.shared.is_ready()).or_else(|| versions.values().next_back());
+                    return newest.cloned().ok_or_else(|| not_found(String::new()));
+                }
+            },
+        };
+        versions.get(&number).cloned().ok_or_else(|| not_found(number.to_string()))
     }
+
+    /// Applies the registry: routing for every model, and a (not yet ready)
+    /// entry for every version the registry wants loaded.
+    pub fn apply_registry(&self, records: &[maas_registry::ModelRecord]) {
+        let mut routing = HashMap::new();
+        let mut models = self.models.write();
+        for record in records {
+            routing.insert(
+                record.name.clone(),
+                Routing {
+                    versions: record.versions.keys().copied().collect(),
+                    aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect(),
+                    split: record.split.iter().map(|s| (s.version, s.weight)).collect(),
+                },
+            );
+            let versions = models.entry(record.name.clone()).or_default();
+            for number in record.versions_to_load() {
+                let config = record.versions[&number].config.clone();
+                versions
+                    .entry(number)
+                    .or_insert_with(|| self.new_version(record.name.clone(), number, config));
+            }
+            // Versions deleted from the registry are no longer served.
+            versions.retain(|number, _| record.versions.contains_key(number));
+        }
+        *self.routing.write() = routing;
+    }
+
 
     /// Every version of every model, ordered.
     pub fn all(&self) -> Vec<Arc<ModelVersion>> {
@@ -205,5 +269,43 @@ impl ModelTable {
         });
         let batcher = batcher::spawn(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })
+    }
+}
+
+/// The version a request without one goes to: a weighted draw from the
+/// split, else the default alias's target.
+fn choose_default(routing: &Routing) -> Option<u64> {
+    let total: u64 = routing.split.iter().map(|&(_, w)| u64::from(w)).sum();
+    if total > 0 {
+        let mut draw = rand::random_range(0..total);
+        for &(version, weight) in &routing.split {
+            if draw < u64::from(weight) {
+                return Some(version);
+            }
+            draw -= u64::from(weight);
+        }
+    }
+    routing.aliases.get(DEFAULT_ALIAS).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_draws_follow_weights() {
+        let routing = Routing { split: vec![(1, 90), (2, 10)], ..Routing::default() };
+        let draws = 20_000;
+        let twos = (0..draws).filter(|_| choose_default(&routing) == Some(2)).count();
+        let share = twos as f64 / draws as f64;
+        assert!((0.08..0.12).contains(&share), "version 2 got {share}");
+    }
+
+    #[test]
+    fn default_alias_without_split() {
+        let mut routing = Routing::default();
+        assert_eq!(choose_default(&routing), None);
+        routing.aliases.insert(DEFAULT_ALIAS.into(), 3);
+        assert_eq!(choose_default(&routing), Some(3));
     }
 }

@@ -91,9 +91,20 @@ impl ArtifactStore {
         })
     }
 
-    /// Whether a blob with this digest is stored.
-    pub async fn contains(&self, sha256: &str) -> bool {
-        self.store.head(&blob_path(sha256)).await.is_ok()
+    /// The stored artifact with this digest, if any.
+    pub async fn describe(&self, sha256: &str) -> RegistryResult<Option<ArtifactRef>> {
+        check_digest(sha256)?;
+        match self.store.head(&blob_path(sha256)).await {
+            Ok(meta) => Ok(Some(ArtifactRef { sha256: sha256.to_string(), size: meta.size })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend(e.to_string())),
+        }
+    }
+
+    /// Removes a blob (used to drop an upload that failed its checks).
+    pub async fn remove(&self, sha256: &str) -> RegistryResult<()> {
+        check_digest(sha256)?;
+        self.store.delete(&blob_path(sha256)).await.map_err(|e| backend(e.to_string()))
     }
 
     /// Streams the blob of `artifact` to `dest`, verifying size and digest;

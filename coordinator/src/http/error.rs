@@ -11,5 +11,8 @@ pub fn response(error: &ServeError) -> HttpResponse {
     if let Some(seconds) = error.retry_after() {
         builder.insert_header(("Retry-After", seconds.to_string()));
     }
+    if matches!(error, ServeError::Unauthorized(_)) {
+        builder.insert_header(("WWW-Authenticate", "Bearer"));
+    }
     builder.json(serde_json::json!({ "error": error.to_string() }))
 }

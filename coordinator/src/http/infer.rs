@@ -19,6 +19,7 @@ pub async fn infer(state: web::Data<AppState>, request: HttpRequest, payload: we
 
 async fn run(state: &AppState, request: &HttpRequest, payload: web::Payload) -> ServeResult<HttpResponse> {
     let arrived = Instant::now();
+    state.tokens.require_inference(request)?;
     let (model, version) = path_model(request);
     let version = state.inference.resolve(&model, version.as_deref())?;
     let result = async {

@@ -11,8 +11,10 @@
 //! GET  /metrics                                 Prometheus text
 //! ```
 //!
-//! Every error body is `{"error": "<message>"}`.
+//! The management API (`/v1/...`) and Triton's repository extension are in
+//! [`admin`]. Every error body is `{"error": "<message>"}`.
 
+mod admin;
 mod body;
 mod codec;
 mod error;
@@ -27,8 +29,13 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use maas_registry::{ArtifactStore, Registry};
+use tokio::sync::Notify;
+
+use crate::auth::Tokens;
 use crate::error::ServeError;
 use crate::infer::Inference;
+use crate::nodes::NodeLink;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -38,6 +45,33 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Largest model upload.
+    pub max_upload_bytes: u64,
+    /// The model registry.
+    pub registry: Registry,
+    /// Where uploaded artifacts go.
+    pub artifacts: ArtifactStore,
+    /// Accepted tokens.
+    pub tokens: Tokens,
+    /// Links to every configured node.
+    pub links: Vec<Arc<NodeLink>>,
+    /// Wakes the reconciler.
+    pub reconcile: Arc<Notify>,
+}
+
+impl AppState {
+    /// After a registry write: applies the registry's routing here before
+    /// the write is acknowledged, and asks the reconciler for a round.
+    pub async fn registry_changed(&self) {
+        match self.registry.list().await {
+            Ok(stored) => {
+                let records: Vec<_> = stored.into_iter().map(|s| s.record).collect();
+                self.inference.table().apply_registry(&records);
+            }
+            Err(error) => tracing::warn!(%error, "could not reread the registry after a write"),
+        }
+        self.reconcile.notify_one();
+    }
 }
 
 /// Starts the HTTP server on `addr` with `workers` threads.
@@ -58,6 +92,7 @@ pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::
             .route("/v2/models/{model}/infer", web::post().to(infer::infer))
             .route("/v2/models/{model}/versions/{version}/infer", web::post().to(infer::infer))
             .route("/metrics", web::get().to(metrics))
+            .configure(admin::routes)
             .default_service(web::to(unknown_route))
     })
     .workers(workers.max(1))

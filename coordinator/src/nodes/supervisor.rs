@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maas_protocol::{NodeRequest, NodeResponse};
+use tokio::sync::Notify;
 
 use super::NodeLink;
 use crate::metrics;
@@ -14,11 +15,11 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 
 /// Starts the task that connects `link`, registers its models and
 /// reconnects after every loss.
-pub fn spawn_supervisor(link: Arc<NodeLink>, endpoint: quinn::Endpoint, table: Arc<ModelTable>) {
+pub fn spawn_supervisor(link: Arc<NodeLink>, endpoint: quinn::Endpoint, table: Arc<ModelTable>, link_up: Arc<Notify>) {
     tokio::spawn(async move {
         let mut retry = FIRST_RETRY;
         loop {
-            match session(&link, &endpoint, &table).await {
+            match session(&link, &endpoint, &table, &link_up).await {
                 Ok(()) => retry = FIRST_RETRY,
                 Err(error) => tracing::debug!(node = %link.name, addr = %link.addr, %error, "node link attempt failed"),
             }
@@ -29,7 +30,12 @@ pub fn spawn_supervisor(link: Arc<NodeLink>, endpoint: quinn::Endpoint, table: A
 }
 
 /// One connection's life: connect, list models, serve until it closes.
-async fn session(link: &Arc<NodeLink>, endpoint: &quinn::Endpoint, table: &ModelTable) -> anyhow::Result<()> {
+async fn session(
+    link: &Arc<NodeLink>,
+    endpoint: &quinn::Endpoint,
+    table: &ModelTable,
+    link_up: &Notify,
+) -> anyhow::Result<()> {
     let connection = endpoint.connect(link.addr, &link.name)?.await?;
     link.set_connection(Some(connection.clone()));
     // A resolved connect does not prove the node accepted our certificate;
@@ -49,6 +55,7 @@ async fn session(link: &Arc<NodeLink>, endpoint: &quinn::Endpoint, table: &Model
     link.set_up(true);
     metrics::node_link_changed(&link.name, true);
     tracing::info!(node = %link.name, addr = %link.addr, models = models.len(), "node link up");
+    link_up.notify_one();
     let reason = connection.closed().await;
     link.set_up(false);
     link.set_connection(None);

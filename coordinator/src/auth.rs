@@ -1,0 +1,99 @@
+//! Bearer tokens: an admin token for the management API and an optional,
+//! weaker inference token.
+//!
+//! The admin token comes from `--admin-token`, or from `--admin-token-file`,
+//! which is generated with 32 random bytes and mode 0600 at first start.
+//! Comparisons are constant-time. The admin token is accepted for inference
+//! too; the inference token never for management.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use actix_web::HttpRequest;
+use anyhow::{Context, Result};
+use subtle::ConstantTimeEq;
+
+use crate::config::CoordinatorConfig;
+use crate::error::{ServeError, ServeResult};
+
+/// The tokens this coordinator accepts.
+pub struct Tokens {
+    admin: String,
+    inference: Option<String>,
+}
+
+impl Tokens {
+    /// Reads or generates the tokens `config` names.
+    pub fn load(config: &CoordinatorConfig) -> Result<Tokens> {
+        let admin = match &config.admin_token {
+            Some(token) => token.clone(),
+            None => {
+                let path = config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token"));
+                read_or_generate(&path)?
+            }
+        };
+        anyhow::ensure!(admin.len() >= 16, "the admin token must have at least 16 characters");
+        Ok(Tokens { admin, inference: config.inference_token.clone() })
+    }
+
+    /// Admits only the admin token.
+    pub fn require_admin(&self, request: &HttpRequest) -> ServeResult<()> {
+        match bearer(request) {
+            Some(token) if equal(token, &self.admin) => Ok(()),
+            Some(_) => Err(ServeError::Unauthorized("the bearer token is not the admin token".into())),
+            None => Err(ServeError::Unauthorized(
+                "this route needs the admin token: send 'Authorization: Bearer <token>'".into(),
+            )),
+        }
+    }
+
+    /// Admits the inference or admin token, or anyone when no inference token is set.
+    pub fn require_inference(&self, request: &HttpRequest) -> ServeResult<()> {
+        let Some(expected) = &self.inference else { return Ok(()) };
+        match bearer(request) {
+            Some(token) if equal(token, expected) || equal(token, &self.admin) => Ok(()),
+            _ => Err(ServeError::Unauthorized(
+                "inference needs a token: send 'Authorization: Bearer <token>'".into(),
+            )),
+        }
+    }
+}
+
+fn bearer(request: &HttpRequest) -> Option<&str> {
+    request
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+fn equal(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+fn read_or_generate(path: &Path) -> Result<String> {
+    if let Ok(text) = fs::read_to_string(path) {
+        return Ok(text.trim().to_string());
+    }
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let mut random = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("reading /dev/urandom")?;
+    let token = hex::encode(random);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the admin token file {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated an admin token");
+    Ok(token)
+}
