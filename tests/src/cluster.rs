@@ -106,7 +106,11 @@ pub struct Process {
 
 impl Process {
     fn spawn(command: &mut Command, log: PathBuf) -> Result<Process> {
-        let file = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let child = command
             .stdout(file.try_clone()?)
             .stderr(file)
@@ -171,12 +175,19 @@ pub struct NodeSpec {
     pub models: Vec<String>,
     /// Extra command-line arguments.
     pub args: Vec<String>,
+    /// Whether it preloads the example model repository.
+    pub repository: bool,
 }
 
 impl NodeSpec {
-    /// A node named `name` loading `models` (all when empty).
+    /// A node named `name` preloading `models` from the example repository (all when empty).
     pub fn new(name: &str, models: &[&str]) -> NodeSpec {
-        NodeSpec { name: name.into(), models: models.iter().map(|m| m.to_string()).collect(), args: vec![] }
+        NodeSpec { name: name.into(), models: models.iter().map(|m| m.to_string()).collect(), args: vec![], repository: true }
+    }
+
+    /// A node with no preloaded models: it serves what the registry places on it.
+    pub fn bare(name: &str) -> NodeSpec {
+        NodeSpec { name: name.into(), models: vec![], args: vec![], repository: false }
     }
 }
 
@@ -192,15 +203,21 @@ pub struct Node {
     pub process: Process,
 }
 
+/// The admin token test clusters use.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+/// The inference token test clusters use when inference tokens are on.
+pub const INFERENCE_TOKEN: &str = "test-inference-token-0123456789";
+
 /// Configures a [`Cluster`].
 pub struct ClusterBuilder {
     nodes: Vec<NodeSpec>,
     coordinator_args: Vec<String>,
+    etcd: bool,
 }
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
-        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![] }
+        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![], etcd: false }
     }
 }
 
@@ -217,10 +234,17 @@ impl ClusterBuilder {
         self
     }
 
+    /// Keeps the registry in a real etcd started for the cluster.
+    pub fn with_etcd(mut self) -> Self {
+        self.etcd = true;
+        self
+    }
+
     /// Starts the nodes and the coordinator and waits until every node's
     /// models are ready through the coordinator.
     pub async fn start(self) -> Result<Cluster> {
         let dir = TempDir::new("cluster");
+        let etcd = if self.etcd { Some(maas_registry::testsuite::EtcdProcess::start().await?) } else { None };
         let certs = dir.path().join("certs");
         let mut names: Vec<&str> = vec!["coordinator"];
         names.extend(self.nodes.iter().map(|n| n.name.as_str()));
@@ -232,6 +256,7 @@ impl ClusterBuilder {
             certs,
             client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
             coordinator_args: self.coordinator_args,
+            etcd,
             dir,
         };
         for spec in self.nodes {
@@ -264,6 +289,8 @@ pub struct Cluster {
     /// An HTTP client for the tests.
     pub client: reqwest::Client,
     coordinator_args: Vec<String>,
+    /// The etcd holding the registry, when the cluster has one.
+    pub etcd: Option<maas_registry::testsuite::EtcdProcess>,
     dir: TempDir,
 }
 
@@ -289,18 +316,28 @@ impl Cluster {
             .arg(metrics_addr.to_string())
             .arg("--cert-dir")
             .arg(&self.certs)
-            .arg("--model-repository")
-            .arg(models_dir())
             .arg("--device")
             .arg(std::env::var("MAAS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into()))
             .arg("--intra-op-threads")
             .arg("1")
+            .arg("--artifact-store")
+            .arg(self.artifact_store())
+            .arg("--data-dir")
+            .arg(self.dir.path().join(&spec.name))
             .args(&spec.args)
             .env("MAAS_LOG", "info");
+        if spec.repository {
+            command.arg("--model-repository").arg(models_dir());
+        }
         if !spec.models.is_empty() {
             command.arg("--models").arg(spec.models.join(","));
         }
         Process::spawn(&mut command, self.dir.path().join(format!("{}.log", spec.name)))
+    }
+
+    /// The artifact store shared by the coordinator and the nodes.
+    pub fn artifact_store(&self) -> PathBuf {
+        self.dir.path().join("artifacts")
     }
 
     fn start_coordinator(&mut self) -> Result<()> {
@@ -313,9 +350,43 @@ impl Cluster {
             .arg(&self.certs)
             .arg("--node")
             .arg(nodes.join(","))
+            .arg("--data-dir")
+            .arg(self.dir.path().join("coordinator"))
+            .arg("--artifact-store")
+            .arg(self.artifact_store())
+            .arg("--admin-token")
+            .arg(ADMIN_TOKEN)
             .args(&self.coordinator_args)
             .env("MAAS_LOG", "info");
+        if let Some(etcd) = &self.etcd {
+            command.arg("--etcd-endpoints").arg(&etcd.endpoint);
+        }
         self.coordinator = Some(Process::spawn(&mut command, self.dir.path().join("coordinator.log"))?);
+        Ok(())
+    }
+
+    /// Kills the coordinator and starts it again with the same data.
+    pub async fn restart_coordinator(&mut self) -> Result<()> {
+        if let Some(mut old) = self.coordinator.take() {
+            old.kill();
+        }
+        self.start_coordinator()?;
+        let started = Instant::now();
+        while self.client.get(self.url("/v2/health/live")).send().await.is_err() {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the coordinator did not restart");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// Kills every node and starts them again.
+    pub async fn restart_nodes(&mut self) -> Result<()> {
+        for index in 0..self.nodes.len() {
+            self.kill_node(index);
+        }
+        for index in 0..self.nodes.len() {
+            self.restart_node(index).await?;
+        }
         Ok(())
     }
 
@@ -336,7 +407,9 @@ impl Cluster {
 
     /// Waits until every model of node `index` is ready through the coordinator.
     pub async fn wait_node_serving(&mut self, index: usize) -> Result<()> {
-        let models = if self.nodes[index].spec.models.is_empty() {
+        let models = if !self.nodes[index].spec.repository {
+            vec![]
+        } else if self.nodes[index].spec.models.is_empty() {
             vec!["mlp".to_string(), "cnn".into(), "ranker".into(), "faulty".into(), "dtypes".into()]
         } else {
             self.nodes[index].spec.models.clone()
