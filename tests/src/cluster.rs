@@ -269,6 +269,7 @@ impl ClusterBuilder {
             cluster.wait_node_metrics(index).await?;
         }
         cluster.start_coordinator()?;
+        cluster.wait_links_up().await?;
         for index in 0..cluster.nodes.len() {
             cluster.wait_node_serving(index).await?;
         }
@@ -371,12 +372,27 @@ impl Cluster {
             old.kill();
         }
         self.start_coordinator()?;
+        self.wait_links_up().await
+    }
+
+    /// Waits until the coordinator answers and its link to every node is up.
+    pub async fn wait_links_up(&self) -> Result<()> {
         let started = Instant::now();
-        while self.client.get(self.url("/v2/health/live")).send().await.is_err() {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the coordinator did not restart");
+        loop {
+            if let Ok(metrics) = self.coordinator_metrics().await {
+                let up = self
+                    .nodes
+                    .iter()
+                    .all(|n| metric_sum(&metrics, "maas_node_link_up", &[("node", n.spec.name.as_str())]) == 1.0);
+                if up {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("node links never came up; coordinator log:\n{}", self.coordinator().log_tail());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
     }
 
     /// Kills every node and starts them again.

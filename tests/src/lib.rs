@@ -6,6 +6,7 @@
 //! first with `cargo build --release --bins`); the example models from
 //! `scripts/export_models.py` (in `.maas/models`, or `MAAS_TEST_MODELS`).
 
+pub mod admin;
 pub mod cluster;
 pub mod reference;
 pub mod requests;
