@@ -128,6 +128,8 @@ pub struct Routing {
     pub aliases: BTreeMap<String, u64>,
     /// Traffic split as (version, weight).
     pub split: Vec<(u64, u32)>,
+    /// Whether the model is loaded (Triton's repository load / unload).
+    pub loaded: bool,
 }
 
 /// Every known model version, by name then version.
@@ -151,6 +153,11 @@ impl ModelTable {
             None => (model, None),
         };
         let routing = self.routing.read().get(name).cloned();
+        if routing.as_ref().is_some_and(|r| !r.loaded) {
+            return Err(ServeError::Unavailable(format!(
+                "model '{name}' is unloaded; load it with POST /v2/repository/models/{name}/load"
+            )));
+        }
         let models = self.models.read();
         let versions = models
             .get(name)
@@ -192,6 +199,7 @@ impl ModelTable {
                     versions: record.versions.keys().copied().collect(),
                     aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect(),
                     split: record.split.iter().map(|s| (s.version, s.weight)).collect(),
+                    loaded: record.loaded,
                 },
             );
             let versions = models.entry(record.name.clone()).or_default();

@@ -17,11 +17,11 @@ pub async fn index(state: web::Data<AppState>, request: HttpRequest) -> HttpResp
             let to_load = record.versions_to_load();
             for version in record.versions.keys() {
                 let ready = table.resolve(&record.name, Some(&version.to_string())).is_ok_and(|m| m.shared.is_ready());
-                let (state_name, reason) = match (ready, to_load.contains(version)) {
-                    (true, _) => ("READY", ""),
-                    (false, true) => ("LOADING", "waiting for a node to load it"),
-                    (false, false) if !record.loaded => ("UNAVAILABLE", "unloaded"),
-                    (false, false) => ("UNAVAILABLE", "not selected by the version policy"),
+                let (state_name, reason) = match (record.loaded, ready, to_load.contains(version)) {
+                    (false, _, _) => ("UNAVAILABLE", "unloaded"),
+                    (true, true, _) => ("READY", ""),
+                    (true, false, true) => ("LOADING", "waiting for a node to load it"),
+                    (true, false, false) => ("UNAVAILABLE", "not selected by the version policy"),
                 };
                 entries.push(json!({ "name": record.name, "version": version.to_string(), "state": state_name, "reason": reason }));
             }
