@@ -1,1 +1,288 @@
-fn main() {}
+//! `maas`: the command line for a maas cluster's management API.
+//!
+//! ```text
+//! maas deploy clf --model model.pt --config config.json [--alias production]
+//! maas models | describe clf | alias clf production 2 | traffic clf 1=90 2=10
+//! maas rollback clf production | delete clf 1 | status
+//! ```
+//!
+//! Human tables by default; `--json` prints the API's JSON for scripts.
+
+mod client;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::output::table;
+
+/// Manage the models of a maas cluster.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// Coordinator URL.
+    #[arg(long, global = true, env = "MAAS_URL", default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// Admin token (default: read from --token-file).
+    #[arg(long, global = true, env = "MAAS_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the admin token.
+    #[arg(long, global = true, env = "MAAS_ADMIN_TOKEN_FILE", default_value = ".maas/coordinator/admin.token")]
+    token_file: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload a TorchScript file and publish it as the model's next version.
+    Deploy {
+        /// Model name.
+        name: String,
+        /// TorchScript file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Configuration JSON (its name is set to NAME).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where the model came from, recorded in its lineage.
+        #[arg(long)]
+        source: Option<String>,
+        /// Version it derives from (default: the newest).
+        #[arg(long)]
+        parent: Option<u64>,
+        /// Point this alias at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// List models.
+    Models,
+    /// Show a model's versions, aliases and split.
+    Describe {
+        /// Model name.
+        name: String,
+    },
+    /// Point an alias at a version, or delete it.
+    Alias {
+        /// Model name.
+        name: String,
+        /// Alias name.
+        alias: String,
+        /// Target version.
+        version: Option<u64>,
+        /// Delete the alias.
+        #[arg(long, conflicts_with = "version")]
+        delete: bool,
+    },
+    /// Split traffic between versions: VERSION=WEIGHT ...
+    Traffic {
+        /// Model name.
+        name: String,
+        /// Shares such as 1=90 2=10.
+        shares: Vec<String>,
+        /// Remove the split.
+        #[arg(long, conflicts_with = "shares")]
+        clear: bool,
+    },
+    /// Move an alias back to its previous version.
+    Rollback {
+        /// Model name.
+        name: String,
+        /// Alias name.
+        alias: String,
+    },
+    /// Delete a version no alias or split uses.
+    Delete {
+        /// Model name.
+        name: String,
+        /// Version.
+        version: u64,
+    },
+    /// Show the coordinator's health and every version's state.
+    Status,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = run(cli).await {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let token = match cli.token.clone() {
+        Some(token) => Some(token),
+        None => std::fs::read_to_string(&cli.token_file).ok().map(|t| t.trim().to_string()),
+    };
+    let client = Client::new(&cli.url, token);
+    let print = |value: &Value| println!("{}", serde_json::to_string_pretty(value).expect("JSON"));
+    match cli.command {
+        Command::Deploy { name, model, config, source, parent, alias } => {
+            let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
+            let mut config: Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
+            config["name"] = json!(name);
+            let uploaded = client.upload(&model, !cli.json).await?;
+            let body = json!({
+                "config": config,
+                "artifact": {"sha256": uploaded["sha256"]},
+                "source": source.unwrap_or_else(|| model.display().to_string()),
+                "parent": parent,
+            });
+            let mut published = client.send_json(Method::POST, &format!("/v1/models/{name}/versions"), &body).await?;
+            let version = published["version"].as_u64().context("the coordinator did not return a version")?;
+            if let Some(alias) = alias {
+                client.send_json(Method::PUT, &format!("/v1/models/{name}/aliases/{alias}"), &json!({"version": version})).await?;
+                published["alias"] = json!(alias);
+            }
+            if cli.json {
+                print(&published);
+            } else {
+                println!("{name} version {version} (sha256 {})", published["sha256"].as_str().unwrap_or_default());
+            }
+        }
+        Command::Models => {
+            let models = client.get("/v1/models").await?;
+            if cli.json {
+                return Ok(print(&models));
+            }
+            let rows: Vec<Vec<String>> = models["models"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| {
+                    vec![
+                        m["name"].as_str().unwrap_or_default().to_string(),
+                        join(&m["versions"]),
+                        join(&m["ready_versions"]),
+                        m["aliases"].as_object().map(|a| a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                        split_text(&m["split"]),
+                        if m["loaded"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+                    ]
+                })
+                .collect();
+            table(&["MODEL", "VERSIONS", "READY", "ALIASES", "SPLIT", "LOADED"], &rows);
+        }
+        Command::Describe { name } => {
+            let model = client.get(&format!("/v1/models/{name}")).await?;
+            if cli.json {
+                return Ok(print(&model));
+            }
+            println!("model {name}  loaded: {}  split: {}", model["loaded"], split_text(&model["split"]));
+            if let Some(aliases) = model["aliases"].as_object() {
+                for (alias, target) in aliases {
+                    println!("alias {alias} -> {} (history {})", target["version"], join(&target["history"]));
+                }
+            }
+            let rows: Vec<Vec<String>> = model["versions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|v| {
+                    vec![
+                        v["version"].to_string(),
+                        v["ready_replicas"].to_string(),
+                        v["artifact"]["sha256"].as_str().unwrap_or_default().chars().take(12).collect(),
+                        v["artifact"]["size"].to_string(),
+                        v["lineage"]["uploaded_by"].as_str().unwrap_or_default().to_string(),
+                        v["lineage"]["parent"].to_string(),
+                        v["lineage"]["source"].as_str().unwrap_or_default().to_string(),
+                    ]
+                })
+                .collect();
+            table(&["VERSION", "REPLICAS", "SHA256", "BYTES", "BY", "PARENT", "SOURCE"], &rows);
+        }
+        Command::Alias { name, alias, version, delete } => {
+            let path = format!("/v1/models/{name}/aliases/{alias}");
+            let answer = match (version, delete) {
+                (_, true) => client.send_empty(Method::DELETE, &path).await?,
+                (Some(version), false) => client.send_json(Method::PUT, &path, &json!({"version": version})).await?,
+                (None, false) => bail!("give the version the alias should point at, or --delete"),
+            };
+            if cli.json {
+                print(&answer);
+            } else if delete {
+                println!("{name}@{alias} deleted");
+            } else {
+                println!("{name}@{alias} -> version {}", answer["version"]);
+            }
+        }
+        Command::Traffic { name, shares, clear } => {
+            if shares.is_empty() && !clear {
+                bail!("give shares such as 1=90 2=10, or --clear");
+            }
+            let split = shares
+                .iter()
+                .map(|share| {
+                    let (version, weight) = share.split_once('=').with_context(|| format!("'{share}' is not VERSION=WEIGHT"))?;
+                    Ok(json!({"version": version.parse::<u64>()?, "weight": weight.parse::<u32>()?}))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let answer = client.send_json(Method::PUT, &format!("/v1/models/{name}/split"), &json!({"split": split})).await?;
+            if cli.json {
+                print(&answer);
+            } else {
+                println!("{name} traffic: {}", if clear { "no split".into() } else { split_text(&answer["split"]) });
+            }
+        }
+        Command::Rollback { name, alias } => {
+            let answer = client.send_empty(Method::POST, &format!("/v1/models/{name}/aliases/{alias}/rollback")).await?;
+            if cli.json {
+                print(&answer);
+            } else {
+                println!("{name}@{alias}: version {} -> {}", answer["from"], answer["version"]);
+            }
+        }
+        Command::Delete { name, version } => {
+            let answer = client.send_empty(Method::DELETE, &format!("/v1/models/{name}/versions/{version}")).await?;
+            if cli.json {
+                print(&answer);
+            } else {
+                println!("{name} version {version} deleted");
+            }
+        }
+        Command::Status => {
+            let server = client.get("/v2").await?;
+            let ready = client.send_empty(Method::GET, "/v2/health/ready").await.is_ok();
+            let index = client.send_empty(Method::POST, "/v2/repository/index").await?;
+            if cli.json {
+                return Ok(print(&json!({"server": server, "ready": ready, "models": index})));
+            }
+            println!("{} {} at {}: {}", server["name"].as_str().unwrap_or("?"), server["version"].as_str().unwrap_or("?"), cli.url, if ready { "ready" } else { "not ready" });
+            let rows: Vec<Vec<String>> = index
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| ["name", "version", "state", "reason"].iter().map(|k| e[*k].as_str().unwrap_or_default().to_string()).collect())
+                .collect();
+            table(&["MODEL", "VERSION", "STATE", "REASON"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn join(list: &Value) -> String {
+    list.as_array().map(|l| l.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")).unwrap_or_default()
+}
+
+fn split_text(split: &Value) -> String {
+    match split.as_array() {
+        Some(entries) if !entries.is_empty() => {
+            entries.iter().map(|e| format!("{}={}", e["version"], e["weight"])).collect::<Vec<_>>().join(" ")
+        }
+        _ => "-".into(),
+    }
+}

@@ -1,0 +1,103 @@
+//! Calls to a coordinator's management API, with errors that say what to do.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+/// A coordinator and the admin token to use with it.
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for `url`.
+    pub fn new(url: &str, token: Option<String>) -> Client {
+        Client { http: reqwest::Client::new(), url: url.trim_end_matches('/').to_string(), token }
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        request
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value> {
+        let response = request.send().await.map_err(|e| {
+            anyhow!("no coordinator answered at {} ({e}); start one with scripts/cluster.sh up or pass --url", self.url)
+        })?;
+        let status = response.status();
+        let text = response.text().await?;
+        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = body["error"].as_str().map(str::to_string).unwrap_or_else(|| body.to_string());
+        match status {
+            StatusCode::UNAUTHORIZED => bail!(
+                "{message}\nthe admin token was refused: pass --token, set MAAS_ADMIN_TOKEN, or point --token-file at the \
+                 coordinator's admin.token"
+            ),
+            StatusCode::CONFLICT => bail!("{message}\nsomeone else changed the model at the same time; run the command again"),
+            _ => bail!("{message} (HTTP {})", status.as_u16()),
+        }
+    }
+
+    /// GET a JSON document.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.send(self.request(Method::GET, path)).await
+    }
+
+    /// Sends JSON with `method`.
+    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
+        self.send(self.request(method, path).json(body)).await
+    }
+
+    /// Sends a request without a body.
+    pub async fn send_empty(&self, method: Method, path: &str) -> Result<Value> {
+        self.send(self.request(method, path)).await
+    }
+
+    /// Streams a file to `/v1/artifacts` with a progress bar; returns the answer.
+    pub async fn upload(&self, file: &Path, show_progress: bool) -> Result<Value> {
+        let size = tokio::fs::metadata(file).await.with_context(|| format!("reading {}", file.display()))?.len();
+        let bar = if show_progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("uploading {bytes}/{total_bytes} [{bar:30}] {bytes_per_sec}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        let reader = tokio::fs::File::open(file).await?;
+        let progress = bar.clone();
+        let stream = futures_util::stream::unfold(Some(reader), move |state| {
+            let progress = progress.clone();
+            async move {
+                let mut reader = state?;
+                let mut buffer = vec![0u8; 256 << 10];
+                match reader.read(&mut buffer).await {
+                    Ok(0) => None,
+                    Ok(read) => {
+                        buffer.truncate(read);
+                        progress.inc(read as u64);
+                        Some((Ok(buffer), Some(reader)))
+                    }
+                    Err(error) => Some((Err(error), None)),
+                }
+            }
+        });
+        let body = reqwest::Body::wrap_stream(stream);
+        let answer = self
+            .send(self.request(Method::PUT, "/v1/artifacts").header("content-length", size).body(body))
+            .await;
+        bar.finish_and_clear();
+        answer
+    }
+}
+
