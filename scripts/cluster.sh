@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# A local maas deployment on loopback: N nodes serving the example models
-# and one coordinator in front of them.
+# A local maas deployment on loopback: an etcd holding the registry, N nodes
+# serving the example models, and one coordinator in front of them. Models
+# deployed with the `maas` CLI land in .maas/artifacts and load on every node.
 #
 #   scripts/cluster.sh up [NODES]   set up if needed, start NODES nodes (default 2) and a coordinator
 #   scripts/cluster.sh status       processes, readiness and models
 #   scripts/cluster.sh down         stop everything
 #
-# Ports: coordinator HTTP $MAAS_HTTP_PORT (8000); node i QUIC 7100+i, metrics 9100+i.
+# Ports: coordinator HTTP $MAAS_HTTP_PORT (8000); etcd 2379; node i QUIC 7100+i, metrics 9100+i.
 # Logs and pids: .maas/run/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -51,18 +52,26 @@ up() {
         names+=("node-$i")
     done
     "$BIN/maas-certs" --dir .maas/certs coordinator "${names[@]}" >/dev/null
+    start_process etcd etcd --name maas --data-dir .maas/etcd \
+        --listen-client-urls "http://127.0.0.1:${MAAS_ETCD_PORT:-2379}" \
+        --advertise-client-urls "http://127.0.0.1:${MAAS_ETCD_PORT:-2379}" \
+        --listen-peer-urls "http://127.0.0.1:${MAAS_ETCD_PEER_PORT:-2380}" \
+        --initial-advertise-peer-urls "http://127.0.0.1:${MAAS_ETCD_PEER_PORT:-2380}" \
+        --initial-cluster "maas=http://127.0.0.1:${MAAS_ETCD_PEER_PORT:-2380}"
     local addresses=()
     for i in $(seq 0 $((nodes - 1))); do
         start_process "node-$i" "$BIN/maas-node" --name "node-$i" \
             --quic-addr "127.0.0.1:$((7100 + i))" --metrics-addr "127.0.0.1:$((9100 + i))" \
             --cert-dir .maas/certs --model-repository "$MODELS" \
+            --artifact-store .maas/artifacts --data-dir ".maas/node-$i" \
             --intra-op-threads "${MAAS_NODE_INTRA_OP_THREADS:-1}"
         addresses+=("node-$i=127.0.0.1:$((7100 + i))")
     done
     local joined
     joined=$(IFS=,; echo "${addresses[*]}")
     start_process coordinator "$BIN/maas-coordinator" --http-addr "127.0.0.1:$HTTP_PORT" \
-        --cert-dir .maas/certs --node "$joined"
+        --cert-dir .maas/certs --node "$joined" --data-dir .maas/coordinator \
+        --artifact-store .maas/artifacts --etcd-endpoints "http://127.0.0.1:${MAAS_ETCD_PORT:-2379}"
     wait_ready
     cat <<EOT
 
@@ -73,6 +82,8 @@ maas is serving on http://127.0.0.1:$HTTP_PORT with $nodes node(s). Try:
                    {"name":"features","shape":[1,4],"datatype":"FP32","data":[0.1,0.2,0.3,0.4]}]}'
 
 Models: $(ls "$MODELS" | tr '\n' ' ')
+Deploy your own: target/release/maas deploy NAME --model model.pt --config config.json --alias production
+  (the admin token is in .maas/coordinator/admin.token, which the CLI reads by default)
 Status: scripts/cluster.sh status     Stop: scripts/cluster.sh down
 EOT
 }
