@@ -236,8 +236,11 @@ impl EtcdProcess {
     /// Starts `etcd` (from PATH, or `MAAS_ETCD_BIN`) and waits until it answers.
     pub async fn start() -> anyhow::Result<EtcdProcess> {
         use anyhow::Context;
-        let port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
-        let (client_port, peer_port) = (port()?, port()?);
+        // Both listeners stay open until both ports are known, so the two differ.
+        let client_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let peer_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let (client_port, peer_port) = (client_listener.local_addr()?.port(), peer_listener.local_addr()?.port());
+        drop((client_listener, peer_listener));
         static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let data_dir = std::env::temp_dir().join(format!(
             "maas-etcd-{}-{}",
@@ -248,6 +251,8 @@ impl EtcdProcess {
         let endpoint = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let binary = std::env::var("MAAS_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path)?;
         let child = std::process::Command::new(&binary)
             .arg("--name=test")
             .arg(format!("--data-dir={}", data_dir.display()))
@@ -257,7 +262,7 @@ impl EtcdProcess {
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=test={peer}"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .with_context(|| format!("starting {binary}; scripts/setup.sh installs etcd"))?;
         let etcd = EtcdProcess { child, data_dir, endpoint };
@@ -268,7 +273,11 @@ impl EtcdProcess {
                     return Ok(etcd);
                 }
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "etcd did not start in 20 s");
+            if started.elapsed() > Duration::from_secs(20) {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(10).collect();
+                anyhow::bail!("etcd did not start in 20 s; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -279,5 +288,6 @@ impl Drop for EtcdProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
     }
 }
