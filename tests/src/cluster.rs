@@ -341,18 +341,18 @@ impl Cluster {
         self.dir.path().join("artifacts")
     }
 
-    fn start_coordinator(&mut self) -> Result<()> {
+    fn coordinator_command(&self, http_addr: SocketAddr, data_dir: &Path) -> Command {
         let nodes: Vec<String> = self.nodes.iter().map(|n| format!("{}={}", n.spec.name, n.quic_addr)).collect();
         let mut command = Command::new(binary("maas-coordinator"));
         command
             .arg("--http-addr")
-            .arg(self.http_addr.to_string())
+            .arg(http_addr.to_string())
             .arg("--cert-dir")
             .arg(&self.certs)
             .arg("--node")
             .arg(nodes.join(","))
             .arg("--data-dir")
-            .arg(self.dir.path().join("coordinator"))
+            .arg(data_dir)
             .arg("--artifact-store")
             .arg(self.artifact_store())
             .arg("--admin-token")
@@ -362,8 +362,29 @@ impl Cluster {
         if let Some(etcd) = &self.etcd {
             command.arg("--etcd-endpoints").arg(&etcd.endpoint);
         }
+        command
+    }
+
+    fn start_coordinator(&mut self) -> Result<()> {
+        let data_dir = self.dir.path().join("coordinator");
+        let mut command = self.coordinator_command(self.http_addr, &data_dir);
         self.coordinator = Some(Process::spawn(&mut command, self.dir.path().join("coordinator.log"))?);
         Ok(())
+    }
+
+    /// Starts another coordinator over the same nodes, registry and artifact
+    /// store, and returns it with its base URL once it answers.
+    pub async fn start_another_coordinator(&self, name: &str) -> Result<(Process, String)> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        let mut command = self.coordinator_command(addr, &self.dir.path().join(name));
+        let process = Process::spawn(&mut command, self.dir.path().join(format!("{name}.log")))?;
+        let url = format!("http://{addr}");
+        let started = Instant::now();
+        while self.client.get(format!("{url}/v2/health/live")).send().await.is_err() {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "{name} did not start:\n{}", process.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok((process, url))
     }
 
     /// Kills the coordinator and starts it again with the same data.

@@ -14,11 +14,21 @@ async fn snapshot(cluster: &Cluster) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_uploads_and_requests_leave_the_registry_unchanged() {
-    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    let cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::bare("node-0")])
+        .coordinator_args(&["--max-upload-bytes", "4000000"])
+        .start()
+        .await
+        .unwrap();
     deploy_example(&cluster, "mlp", 1, "clf").await.unwrap();
     set_alias(&cluster, "clf", "production", 1).await.unwrap().ok().unwrap();
     wait_ready(&cluster, "clf").await.unwrap();
     let before = snapshot(&cluster).await;
+
+    // An upload over the size limit.
+    let answer = call(&cluster, Method::PUT, "/v1/artifacts", Some(vec![7u8; 5_000_000]), None).await.unwrap();
+    assert_eq!(answer.status, 413);
+    assert!(answer.error().contains("exceeds the limit of 4000000 bytes"), "{}", answer.error());
 
     // Not TorchScript: stored as bytes, refused at publication by the trial load.
     let junk = upload(&cluster, b"this is not a TorchScript file".to_vec()).await.unwrap();

@@ -173,3 +173,34 @@ async fn traffic_split_and_restart() {
     let share = share_of_v2(&cluster).await;
     assert!((0.07..=0.13).contains(&share), "after the restart v2 received {:.1}%", share * 100.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_coordinator_sees_changes_within_a_second() {
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).with_etcd().start().await.unwrap();
+    let (_second, second_url) = cluster.start_another_coordinator("coordinator-b").await.unwrap();
+    deploy_example(&cluster, "mlp", 1, "clf").await.unwrap();
+    deploy_example(&cluster, "mlp", 2, "clf").await.unwrap();
+    set_alias(&cluster, "clf", "production", 1).await.unwrap().ok().unwrap();
+    wait_ready(&cluster, "clf/versions/1").await.unwrap();
+
+    let row = Reference::load("mlp", 1).rows(4, 1);
+    let body = json_body(&row.inputs, None);
+    let version_at_b = || async {
+        let answer = post_json(&cluster.client, &format!("{second_url}/v2/models/clf/infer"), &body).await.unwrap();
+        answer.answer().ok().map(|a| a.header["model_version"].as_str().unwrap().to_string())
+    };
+    // The second coordinator serves the version the first one published.
+    let started = Instant::now();
+    while version_at_b().await.as_deref() != Some("1") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the second coordinator never served clf");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (alias_target, expected) in [(2, "2"), (1, "1")] {
+        set_alias(&cluster, "clf", "production", alias_target).await.unwrap().ok().unwrap();
+        let moved = Instant::now();
+        while version_at_b().await.as_deref() != Some(expected) {
+            assert!(moved.elapsed() < Duration::from_secs(1), "the second coordinator still routes to the old version after 1 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
