@@ -152,8 +152,7 @@ impl ModelTable {
             Some((name, alias)) => (name, Some(alias)),
             None => (model, None),
         };
-        let routing = self.routing.read().get(name).cloned();
-        if routing.as_ref().is_some_and(|r| !r.loaded) {
+        if self.routing.read().get(name).is_some_and(|r| !r.loaded) {
             return Err(ServeError::Unavailable(format!(
                 "model '{name}' is unloaded; load it with POST /v2/repository/models/{name}/load"
             )));
@@ -164,27 +163,33 @@ impl ModelTable {
             .filter(|v| !v.is_empty())
             .ok_or_else(|| ServeError::ModelNotFound { model: name.to_string() })?;
         let not_found = |shown: String| ServeError::VersionNotFound { model: name.to_string(), version: shown };
-        let number = match (alias, version) {
-            (Some(alias), _) => *routing
-                .as_ref()
-                .and_then(|r| r.aliases.get(alias))
-                .ok_or_else(|| ServeError::RouteNotFound(format!("model '{name}' has no alias '{alias}'")))?,
-            (None, Some(text)) => {
-                let number: u64 = text.parse().map_err(|_| not_found(text.to_string()))?;
-                if routing.as_ref().is_some_and(|r| !r.versions.contains(&number)) {
-                    return Err(not_found(text.to_string()));
+        let number = {
+            let routing_table = self.routing.read();
+            let routing = routing_table.get(name);
+            match (alias, version) {
+                (Some(alias), _) => Some(*routing.and_then(|r| r.aliases.get(alias)).ok_or_else(|| {
+                    ServeError::RouteNotFound(format!("model '{name}' has no alias '{alias}'"))
+                })?),
+                (None, Some(text)) => {
+                    let number: u64 = text.parse().map_err(|_| not_found(text.to_string()))?;
+                    if routing.is_some_and(|r| !r.versions.contains(&number)) {
+                        return Err(not_found(text.to_string()));
+                    }
+                    Some(number)
                 }
-                number
+                (None, None) => routing.and_then(choose_default),
             }
-            (None, None) => match routing.as_ref().and_then(choose_default) {
-                Some(number) => number,
-                None => {
-                    let newest = versions.values().rev().find(|v| v.shared.is_ready()).or_else(|| versions.values().next_back());
-                    return newest.cloned().ok_or_else(|| not_found(String::new()));
-                }
-            },
         };
-        versions.get(&number).cloned().ok_or_else(|| not_found(number.to_string()))
+        match number {
+            Some(number) => versions.get(&number).cloned().ok_or_else(|| not_found(number.to_string())),
+            None => versions
+                .values()
+                .rev()
+                .find(|v| v.shared.is_ready())
+                .or_else(|| versions.values().next_back())
+                .cloned()
+                .ok_or_else(|| not_found(String::new())),
+        }
     }
 
     /// Applies the registry: routing for every model, and a (not yet ready)
