@@ -31,7 +31,10 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_CERT_DIR")]
     pub cert_dir: PathBuf,
 
-    /// Nodes to serve from, as `NAME=HOST:PORT` (the name must match the node's certificate).
+    /// Nodes to serve from, as `NAME=HOST:PORT` (the name must match the
+    /// node's certificate); each loads every version. Without this flag and
+    /// with etcd, nodes are found through their etcd registration and the
+    /// leader coordinator places replicas on them.
     #[arg(long = "node", env = "MAAS_COORDINATOR_NODES", value_delimiter = ',')]
     pub nodes: Vec<NodeAddress>,
 
@@ -39,6 +42,11 @@ pub struct CoordinatorConfig {
     /// them the registry is a file in the data folder, for a single machine.
     #[arg(long, env = "MAAS_ETCD_ENDPOINTS", value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
+
+    /// Seconds the leader's election lease lives without keep-alives; a
+    /// dead leader is replaced within about this long.
+    #[arg(long, env = "MAAS_COORDINATOR_LEASE_TTL_SECONDS", default_value_t = 3)]
+    pub lease_ttl_seconds: u64,
 
     /// Key prefix of the registry in etcd.
     #[arg(long, env = "MAAS_ETCD_PREFIX", default_value = "/maas/v1/")]

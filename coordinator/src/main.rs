@@ -4,6 +4,7 @@
 
 mod auth;
 mod batcher;
+mod cluster;
 mod config;
 mod dispatch;
 mod error;
@@ -29,7 +30,7 @@ use tokio::sync::Notify;
 
 use crate::config::CoordinatorConfig;
 use crate::models::{ModelTable, TableSettings};
-use crate::nodes::NodeLink;
+use crate::nodes::NodeSet;
 
 fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();
@@ -53,19 +54,30 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         batches_per_instance: config.batches_per_instance,
         max_frame_bytes: config.max_frame_bytes,
     }));
-    let registry = open_registry(&config).await?;
+    let (registry, etcd) = open_registry(&config).await?;
     let artifacts = ArtifactStore::open(&config.artifact_store())?;
     let tokens = auth::Tokens::load(&config)?;
     let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
     let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
     let link_up = Arc::new(Notify::new());
-    let mut links = Vec::new();
+    let node_set = NodeSet::new(endpoint, table.clone(), link_up.clone(), config.max_frame_bytes);
     for node in &config.nodes {
-        let link = Arc::new(NodeLink::new(node.name.clone(), node.addr, config.max_frame_bytes));
-        nodes::spawn_supervisor(link.clone(), endpoint.clone(), table.clone(), link_up.clone());
-        links.push(link);
+        node_set.add(&node.name, node.addr);
     }
-    reconcile::Reconciler::new(registry.clone(), table.clone(), links.clone(), link_up.clone()).spawn();
+    let cluster = match etcd {
+        Some(client) if config.nodes.is_empty() => {
+            let settings = cluster::ClusterSettings {
+                name: config.name.clone(),
+                prefix: config.etcd_prefix.clone(),
+                lease_ttl: std::time::Duration::from_secs(config.lease_ttl_seconds),
+            };
+            tracing::info!("cluster mode: nodes from etcd membership, placement by the leader");
+            Some(cluster::start(client, settings, registry.clone(), node_set.clone(), link_up.clone()).await)
+        }
+        _ => None,
+    };
+    let placement = cluster.as_ref().map(|c| c.placement.clone());
+    reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
     let state = Arc::new(http::AppState {
         inference: infer::Inference::new(table, config.request_timeout()),
         prometheus: prometheus.clone(),
@@ -74,7 +86,8 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         registry,
         artifacts,
         tokens,
-        links,
+        nodes: node_set,
+        cluster,
         reconcile: link_up,
     });
     let server = http::serve(config.http_addr, config.http_workers, state)?;
@@ -97,15 +110,19 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     }
 }
 
-/// The registry: etcd when endpoints are configured, else a file in the data folder.
-async fn open_registry(config: &CoordinatorConfig) -> anyhow::Result<Registry> {
-    let store: Arc<dyn RecordStore> = if config.etcd_endpoints.is_empty() {
+/// The registry: etcd when endpoints are configured (with its client), else
+/// a file in the data folder.
+async fn open_registry(
+    config: &CoordinatorConfig,
+) -> anyhow::Result<(Registry, Option<maas_registry::etcd_client::Client>)> {
+    if config.etcd_endpoints.is_empty() {
         let dir = config.data_dir.join("registry");
         tracing::info!(path = %dir.display(), "registry: embedded file");
-        Arc::new(EmbeddedStore::open(&dir)?)
-    } else {
-        tracing::info!(endpoints = %config.etcd_endpoints.join(","), "registry: etcd");
-        Arc::new(EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix).await?)
-    };
-    Ok(Registry::new(store))
+        let store: Arc<dyn RecordStore> = Arc::new(EmbeddedStore::open(&dir)?);
+        return Ok((Registry::new(store), None));
+    }
+    tracing::info!(endpoints = %config.etcd_endpoints.join(","), "registry: etcd");
+    let store = EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
+    let client = store.client();
+    Ok((Registry::new(Arc::new(store)), Some(client)))
 }

@@ -10,6 +10,7 @@
 //! | `maas_inference_batch_requests` | histogram | model, version | requests per dispatched batch |
 //! | `maas_inference_batch_retries_total` | counter | model, version | batches retried on another replica |
 //! | `maas_node_link_up` | gauge | node | 1 while the node's link is up |
+//! | `maas_coordinator_leader` | gauge | | 1 while this coordinator leads placement |
 //!
 //! Model and version labels only take names of models the coordinator
 //! serves; requests for unknown models are counted under `model="_unknown"`.
@@ -30,6 +31,7 @@ const BATCH_SIZE: &str = "maas_inference_batch_size";
 const BATCH_REQUESTS: &str = "maas_inference_batch_requests";
 const RETRIES: &str = "maas_inference_batch_retries_total";
 const LINK_UP: &str = "maas_node_link_up";
+const LEADER: &str = "maas_coordinator_leader";
 
 /// Label value for requests whose model is unknown.
 pub const UNKNOWN_MODEL: &str = "_unknown";
@@ -86,4 +88,9 @@ pub fn record_retry(model: &str, version: u64) {
 /// Records a node link going up or down.
 pub fn node_link_changed(node: &str, up: bool) {
     metrics::gauge!(LINK_UP, "node" => node.to_string()).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Records whether this coordinator leads.
+pub fn set_leader(leader: bool) {
+    metrics::gauge!(LEADER).set(if leader { 1.0 } else { 0.0 });
 }

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maas_protocol::{LoadModel, LoadedModel, NodeRequest, NodeResponse};
+use maas_registry::placement::Placement;
 use maas_registry::{ModelRecord, Registry};
 use parking_lot::Mutex;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::models::ModelTable;
-use crate::nodes::NodeLink;
+use crate::nodes::{NodeLink, NodeSet};
 
 /// How long an unwanted version stays loaded.
 pub const UNLOAD_GRACE: Duration = Duration::from_secs(10);
@@ -30,15 +31,24 @@ const TICK: Duration = Duration::from_secs(2);
 pub struct Reconciler {
     registry: Registry,
     table: Arc<ModelTable>,
-    links: Vec<Arc<NodeLink>>,
+    nodes: Arc<NodeSet>,
+    placement: Option<watch::Receiver<Placement>>,
     wake: Arc<Notify>,
     unwanted_since: Mutex<HashMap<(String, String, u64), Instant>>,
 }
 
 impl Reconciler {
-    /// A reconciler over `links`; `wake` is notified when a link comes up.
-    pub fn new(registry: Registry, table: Arc<ModelTable>, links: Vec<Arc<NodeLink>>, wake: Arc<Notify>) -> Arc<Reconciler> {
-        Arc::new(Reconciler { registry, table, links, wake, unwanted_since: Mutex::new(HashMap::new()) })
+    /// A reconciler over `nodes`; `wake` is notified when a link comes up.
+    /// With a `placement`, a node loads only the versions placed on it;
+    /// without one, every node loads every version.
+    pub fn new(
+        registry: Registry,
+        table: Arc<ModelTable>,
+        nodes: Arc<NodeSet>,
+        placement: Option<watch::Receiver<Placement>>,
+        wake: Arc<Notify>,
+    ) -> Arc<Reconciler> {
+        Arc::new(Reconciler { registry, table, nodes, placement, wake, unwanted_since: Mutex::new(HashMap::new()) })
     }
 
     /// Runs reconciliation rounds until the process ends.
@@ -66,7 +76,7 @@ impl Reconciler {
             }
         };
         self.table.apply_registry(&records);
-        for link in self.links.iter().filter(|l| l.is_up()) {
+        for link in self.nodes.list().iter().filter(|l| l.is_up()) {
             if let Err(error) = self.reconcile_node(link, &records).await {
                 tracing::warn!(node = %link.name, %error, "could not reconcile node");
             }
@@ -76,12 +86,15 @@ impl Reconciler {
     async fn reconcile_node(&self, link: &Arc<NodeLink>, records: &[ModelRecord]) -> anyhow::Result<()> {
         let held = list_models(link).await?;
         let mut changed = false;
+        let placement = self.placement.as_ref().map(|p| p.borrow().clone());
+        let placed_here = |model: &str, version: u64| placement.as_ref().is_none_or(|p| p.places(model, version, &link.name));
         let wanted: BTreeSet<(String, u64)> = records
             .iter()
             .flat_map(|r| r.versions_to_load().into_iter().map(move |v| (r.name.clone(), v)))
+            .filter(|(model, version)| placed_here(model, *version))
             .collect();
         for record in records {
-            for number in record.versions_to_load() {
+            for number in record.versions_to_load().into_iter().filter(|&v| placed_here(&record.name, v)) {
                 let version = &record.versions[&number];
                 let holds = held.iter().any(|m| {
                     m.name == record.name && m.version == number && m.sha256.as_deref() == Some(&version.artifact.sha256)

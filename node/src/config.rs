@@ -37,6 +37,27 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 
+    /// etcd endpoints to register in; coordinators then find this node and
+    /// the leader places replicas on it.
+    #[arg(long, env = "MAAS_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Key prefix in etcd.
+    #[arg(long, env = "MAAS_ETCD_PREFIX", default_value = "/maas/v1/")]
+    pub etcd_prefix: String,
+
+    /// Seconds the membership lease lives without keep-alives.
+    #[arg(long, env = "MAAS_NODE_LEASE_TTL_SECONDS", default_value_t = 3)]
+    pub lease_ttl_seconds: u64,
+
+    /// QUIC address coordinators should dial (default: the bound address).
+    #[arg(long, env = "MAAS_NODE_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<SocketAddr>,
+
+    /// Memory offered to models, in bytes; placement never exceeds it.
+    #[arg(long, env = "MAAS_NODE_MEMORY_BYTES", default_value_t = 8 << 30)]
+    pub memory_bytes: u64,
+
     /// Folder for fetched artifacts (default: `<temp>/maas-node-<name>`).
     #[arg(long, env = "MAAS_NODE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -53,6 +53,19 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let fetcher = fetch::Fetcher::new(store, config.data_dir())?;
     let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
     let quic = server::QuicServer::bind(&config, host, fetcher)?;
+    if !config.etcd_endpoints.is_empty() {
+        let client = maas_registry::etcd_client::Client::connect(&config.etcd_endpoints, None)
+            .await
+            .with_context(|| format!("connecting to etcd at {}", config.etcd_endpoints.join(",")))?;
+        let info = maas_registry::NodeInfo {
+            name: config.name.clone(),
+            quic_addr: config.advertise_addr.unwrap_or(quic.local_addr()?).to_string(),
+            device: format!("{device:?}").to_lowercase(),
+            memory_bytes: config.memory_bytes,
+        };
+        let ttl = std::time::Duration::from_secs(config.lease_ttl_seconds);
+        tokio::spawn(maas_registry::keep_registered(client, config.etcd_prefix.clone(), info, ttl));
+    }
     tracing::info!(
         node = %config.name,
         quic = %quic.local_addr()?,

@@ -104,6 +104,24 @@ pub struct ModelConfig {
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// How many nodes hold each loaded version.
+    #[serde(default)]
+    pub replicas: ReplicaRange,
+}
+
+/// Replica count of a version: at least `min`, at most `max` (for autoscaling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaRange {
+    /// Replicas placed whenever nodes allow.
+    pub min: u32,
+    /// Upper bound.
+    pub max: u32,
+}
+
+impl Default for ReplicaRange {
+    fn default() -> Self {
+        ReplicaRange { min: 1, max: 1 }
+    }
 }
 
 fn default_max_queue_delay_us() -> u64 {
@@ -122,6 +140,12 @@ impl ModelConfig {
         }
         if self.max_batch_size == 0 {
             return Err(format!("model '{}': max_batch_size must be at least 1", self.name));
+        }
+        if self.replicas.min == 0 || self.replicas.max < self.replicas.min {
+            return Err(format!(
+                "model '{}': replicas must have 1 <= min <= max, got {:?}",
+                self.name, self.replicas
+            ));
         }
         if self.instance_count == 0 {
             return Err(format!("model '{}': instance_count must be at least 1", self.name));

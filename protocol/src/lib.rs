@@ -15,7 +15,7 @@ mod message;
 mod tensor;
 pub mod validate;
 
-pub use config::{ModelConfig, TensorSpec, VersionPolicy};
+pub use config::{ModelConfig, ReplicaRange, TensorSpec, VersionPolicy};
 pub use datatype::{ArchivedDataType, DataType};
 pub use message::{
     ArchivedBatchOutcome, ArchivedInferBatch, ArchivedLoadModel, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,

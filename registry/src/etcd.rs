@@ -33,6 +33,11 @@ impl EtcdStore {
         Ok(EtcdStore { client, prefix, changes })
     }
 
+    /// The etcd client, for membership, placement and election.
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn key(&self, model: &str) -> String {
         format!("{}models/{model}", self.prefix)
     }

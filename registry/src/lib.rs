@@ -16,15 +16,20 @@ mod artifacts;
 mod embedded;
 mod error;
 mod etcd;
+mod membership;
 mod ops;
+pub mod placement;
 mod record;
 mod store;
 pub mod testsuite;
+
+pub use etcd_client;
 
 pub use artifacts::{check_digest, ArtifactStore, StoredArtifact, UploadSink};
 pub use embedded::EmbeddedStore;
 pub use error::{RegistryError, RegistryResult};
 pub use etcd::EtcdStore;
+pub use membership::{keep_registered, watch_nodes, NodeInfo};
 pub use ops::Registry;
 pub use record::{AliasRecord, ArtifactRef, Lineage, ModelRecord, SplitEntry, VersionRecord};
 pub use store::{RecordStore, StoredRecord};

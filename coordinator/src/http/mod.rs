@@ -35,7 +35,8 @@ use tokio::sync::Notify;
 use crate::auth::Tokens;
 use crate::error::ServeError;
 use crate::infer::Inference;
-use crate::nodes::NodeLink;
+use crate::cluster::ClusterView;
+use crate::nodes::NodeSet;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -53,8 +54,10 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     /// Accepted tokens.
     pub tokens: Tokens,
-    /// Links to every configured node.
-    pub links: Vec<Arc<NodeLink>>,
+    /// Links to the nodes.
+    pub nodes: Arc<NodeSet>,
+    /// Membership, placement and leadership, in cluster mode.
+    pub cluster: Option<ClusterView>,
     /// Wakes the reconciler.
     pub reconcile: Arc<Notify>,
 }

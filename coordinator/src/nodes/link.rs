@@ -67,6 +67,13 @@ impl NodeLink {
         self.outstanding.load(Ordering::Relaxed)
     }
 
+    /// Closes the connection, failing calls in flight over it.
+    pub(super) fn close(&self) {
+        if let Some(connection) = self.connection.write().take() {
+            connection.close(quinn::VarInt::from_u32(0), b"node left the cluster");
+        }
+    }
+
     pub(super) fn set_connection(&self, connection: Option<quinn::Connection>) {
         *self.connection.write() = connection;
     }

@@ -8,7 +8,9 @@
 //! coordinator restart.
 
 mod link;
+mod set;
 mod supervisor;
 
 pub use link::{LinkError, NodeLink};
+pub use set::NodeSet;
 pub use supervisor::spawn_supervisor;

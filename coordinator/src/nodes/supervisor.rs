@@ -15,7 +15,12 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 
 /// Starts the task that connects `link`, registers its models and
 /// reconnects after every loss.
-pub fn spawn_supervisor(link: Arc<NodeLink>, endpoint: quinn::Endpoint, table: Arc<ModelTable>, link_up: Arc<Notify>) {
+pub fn spawn_supervisor(
+    link: Arc<NodeLink>,
+    endpoint: quinn::Endpoint,
+    table: Arc<ModelTable>,
+    link_up: Arc<Notify>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut retry = FIRST_RETRY;
         loop {
@@ -26,7 +31,7 @@ pub fn spawn_supervisor(link: Arc<NodeLink>, endpoint: quinn::Endpoint, table: A
             tokio::time::sleep(retry).await;
             retry = (retry * 2).min(LAST_RETRY);
         }
-    });
+    })
 }
 
 /// One connection's life: connect, list models, serve until it closes.

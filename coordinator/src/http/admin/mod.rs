@@ -10,6 +10,7 @@
 //! DELETE /v1/models/{m}/aliases/{a}                  remove an alias
 //! POST   /v1/models/{m}/aliases/{a}/rollback         move an alias back to its previous target
 //! PUT    /v1/models/{m}/split                        set the traffic split {split: [{version, weight}]}
+//! GET    /v1/cluster                                 nodes, links, leadership and placement
 //! POST   /v2/repository/index                        Triton: every version and its state
 //! POST   /v2/repository/models/{m}/load | unload     Triton: load or unload a model
 //! ```
@@ -17,6 +18,7 @@
 //! Every route needs the admin token. `docs/openapi.yaml` documents them.
 
 mod artifacts;
+mod cluster;
 mod models;
 mod repository;
 mod routing;
@@ -27,6 +29,7 @@ use actix_web::web;
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/v1/artifacts", web::put().to(artifacts::upload))
+        .route("/v1/cluster", web::get().to(cluster::status))
         .route("/v1/models", web::get().to(models::list))
         .route("/v1/models/{model}", web::get().to(models::describe))
         .route("/v1/models/{model}/versions", web::post().to(models::publish))

@@ -139,8 +139,8 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
 /// Loads the version once on a node that is up: the artifact must be
 /// TorchScript and its warm-up forward must accept the configured shapes.
 async fn trial_load(state: &AppState, config: &ModelConfig, artifact: &maas_registry::ArtifactRef) -> ServeResult<()> {
-    let link = state
-        .links
+    let links = state.nodes.list();
+    let link = links
         .iter()
         .filter(|l| l.is_up())
         .min_by_key(|l| l.outstanding())

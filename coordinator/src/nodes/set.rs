@@ -1,0 +1,75 @@
+//! The nodes this coordinator links to: fixed by `--node`, or followed from
+//! etcd membership, where a node whose lease lapses is removed.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{spawn_supervisor, NodeLink};
+use crate::metrics;
+use crate::models::ModelTable;
+
+/// Every node link with the task keeping it connected.
+pub struct NodeSet {
+    links: RwLock<BTreeMap<String, (Arc<NodeLink>, JoinHandle<()>)>>,
+    endpoint: quinn::Endpoint,
+    table: Arc<ModelTable>,
+    link_up: Arc<Notify>,
+    max_frame_bytes: usize,
+}
+
+impl NodeSet {
+    /// An empty set dialing through `endpoint`.
+    pub fn new(endpoint: quinn::Endpoint, table: Arc<ModelTable>, link_up: Arc<Notify>, max_frame_bytes: usize) -> Arc<NodeSet> {
+        Arc::new(NodeSet { links: RwLock::new(BTreeMap::new()), endpoint, table, link_up, max_frame_bytes })
+    }
+
+    /// Links to `name` at `addr`, replacing a link to another address.
+    pub fn add(&self, name: &str, addr: SocketAddr) {
+        if self.links.read().get(name).is_some_and(|(link, _)| link.addr == addr) {
+            return;
+        }
+        self.remove(name);
+        let link = Arc::new(NodeLink::new(name.to_string(), addr, self.max_frame_bytes));
+        let task = spawn_supervisor(link.clone(), self.endpoint.clone(), self.table.clone(), self.link_up.clone());
+        tracing::info!(node = name, %addr, "node joined");
+        self.links.write().insert(name.to_string(), (link, task));
+    }
+
+    /// Drops the link to `name`: its replicas stop receiving batches.
+    pub fn remove(&self, name: &str) {
+        let Some((link, task)) = self.links.write().remove(name) else { return };
+        task.abort();
+        link.set_up(false);
+        link.close();
+        self.table.attach(&link, &[]);
+        metrics::node_link_changed(name, false);
+        tracing::warn!(node = name, "node left");
+    }
+
+    /// Keeps exactly `nodes` (name, address).
+    pub fn sync(&self, nodes: &[(String, SocketAddr)]) {
+        let gone: Vec<String> = self
+            .links
+            .read()
+            .keys()
+            .filter(|name| !nodes.iter().any(|(n, _)| n == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.remove(&name);
+        }
+        for (name, addr) in nodes {
+            self.add(name, *addr);
+        }
+    }
+
+    /// Every link.
+    pub fn list(&self) -> Vec<Arc<NodeLink>> {
+        self.links.read().values().map(|(link, _)| link.clone()).collect()
+    }
+}
