@@ -4,7 +4,9 @@
 //! dropping a node whose lease lapsed) and the stored placement (which tells
 //! its reconciler which node holds which version). All coordinators
 //! campaign; the leader alone recomputes the placement whenever the
-//! registry or the membership changes (and every second), writing it only
+//! registry or the membership changes (and every second), over the nodes it
+//! has a working link to (so a node whose certificate does not match its
+//! name, or comes from another CA, never gets replicas), writing it only
 //! under its election key, so a deposed leader's writes fail.
 
 use std::collections::BTreeMap;
@@ -53,9 +55,9 @@ pub async fn start(
     let nodes = maas_registry::watch_nodes(client.clone(), settings.prefix.clone()).await;
     let placement = placement::watch_placement(client.clone(), settings.prefix.clone()).await;
     let is_leader = Arc::new(AtomicBool::new(false));
-    tokio::spawn(follow_membership(nodes.clone(), node_set, wake.clone()));
+    tokio::spawn(follow_membership(nodes.clone(), node_set.clone(), wake.clone()));
     tokio::spawn(wake_on_placement(placement.clone(), wake));
-    tokio::spawn(lead(client, settings, registry, nodes.clone(), is_leader.clone()));
+    tokio::spawn(lead(client, settings, registry, nodes.clone(), node_set, is_leader.clone()));
     ClusterView { nodes, placement, is_leader }
 }
 
@@ -91,6 +93,7 @@ async fn lead(
     settings: ClusterSettings,
     registry: Registry,
     nodes: watch::Receiver<BTreeMap<String, NodeInfo>>,
+    node_set: Arc<NodeSet>,
     is_leader: Arc<AtomicBool>,
 ) {
     loop {
@@ -109,7 +112,11 @@ async fn lead(
         let mut nodes = nodes.clone();
         let mut lost = leadership.lost.clone();
         while !*lost.borrow() {
-            let members = nodes.borrow_and_update().clone();
+            // Only nodes this coordinator could link to (their certificate
+            // matches their name and our CA) get replicas.
+            let up: Vec<String> = node_set.list().iter().filter(|l| l.is_up()).map(|l| l.name.clone()).collect();
+            let members: BTreeMap<String, NodeInfo> =
+                nodes.borrow_and_update().iter().filter(|(name, _)| up.contains(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
             match place(&mut client, &settings, &registry, &members, &leadership.key).await {
                 Ok(true) => {}
                 Ok(false) => {

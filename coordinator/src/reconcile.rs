@@ -138,10 +138,10 @@ impl Reconciler {
             tracing::info!(node = %link.name, model = %model.name, version = model.version, "unloaded from node");
             changed = true;
         }
-        if changed {
-            let held = list_models(link).await?;
-            self.table.attach(link, &held);
-        }
+        // Another coordinator may have loaded or unloaded versions on this
+        // node: record what it holds now in any case.
+        let held = if changed { list_models(link).await? } else { held };
+        self.table.attach(link, &held);
         Ok(())
     }
 }

@@ -5,15 +5,20 @@
 //! digest is recomputed, and a file whose digest does not match is refused
 //! and never loaded.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use maas_protocol::NodeError;
+use parking_lot::Mutex;
 use maas_registry::{ArtifactRef, ArtifactStore};
 
 /// The node's view of the artifact store.
 pub struct Fetcher {
     store: Option<ArtifactStore>,
     cache: PathBuf,
+    /// One lock per digest: concurrent loads of the same artifact fetch it once.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Fetcher {
@@ -21,7 +26,7 @@ impl Fetcher {
     pub fn new(store: Option<ArtifactStore>, data_dir: PathBuf) -> anyhow::Result<Fetcher> {
         let cache = data_dir.join("artifacts");
         std::fs::create_dir_all(&cache)?;
-        Ok(Fetcher { store, cache })
+        Ok(Fetcher { store, cache, in_flight: Mutex::new(HashMap::new()) })
     }
 
     /// The local path of a verified copy of the artifact.
@@ -29,6 +34,8 @@ impl Fetcher {
         let failed = |message: String| NodeError::LoadFailed { model: model.to_string(), version, message };
         maas_registry::check_digest(&artifact.sha256).map_err(|e| failed(e.to_string()))?;
         let path = self.cache.join(format!("{}.pt", artifact.sha256));
+        let lock = self.in_flight.lock().entry(artifact.sha256.clone()).or_default().clone();
+        let _fetching = lock.lock().await;
         if path.exists() {
             return Ok(path);
         }

@@ -116,7 +116,8 @@ impl ArtifactStore {
             .get(&blob_path(&artifact.sha256))
             .await
             .map_err(|e| RegistryError::NotFound(format!("artifact {} is not in the store: {e}", artifact.sha256)))?;
-        let partial = dest.with_extension("partial");
+        static FETCHES: AtomicU64 = AtomicU64::new(0);
+        let partial = dest.with_extension(format!("partial-{}-{}", std::process::id(), FETCHES.fetch_add(1, Ordering::Relaxed)));
         let mut file = tokio::fs::File::create(&partial)
             .await
             .map_err(|e| backend(format!("creating {}: {e}", partial.display())))?;

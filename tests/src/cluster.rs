@@ -177,17 +177,31 @@ pub struct NodeSpec {
     pub args: Vec<String>,
     /// Whether it preloads the example model repository.
     pub repository: bool,
+    /// A certificate folder of its own instead of the cluster's (to test
+    /// nodes that must not be admitted); such nodes are not waited for.
+    pub cert_dir: Option<PathBuf>,
 }
 
 impl NodeSpec {
     /// A node named `name` preloading `models` from the example repository (all when empty).
     pub fn new(name: &str, models: &[&str]) -> NodeSpec {
-        NodeSpec { name: name.into(), models: models.iter().map(|m| m.to_string()).collect(), args: vec![], repository: true }
+        NodeSpec {
+            name: name.into(),
+            models: models.iter().map(|m| m.to_string()).collect(),
+            args: vec![],
+            repository: true,
+            cert_dir: None,
+        }
     }
 
     /// A node with no preloaded models: it serves what the registry places on it.
     pub fn bare(name: &str) -> NodeSpec {
-        NodeSpec { name: name.into(), models: vec![], args: vec![], repository: false }
+        NodeSpec { name: name.into(), models: vec![], args: vec![], repository: false, cert_dir: None }
+    }
+
+    /// A bare node using the certificates in `cert_dir`.
+    pub fn with_certs(name: &str, cert_dir: PathBuf) -> NodeSpec {
+        NodeSpec { cert_dir: Some(cert_dir), ..NodeSpec::bare(name) }
     }
 }
 
@@ -213,11 +227,12 @@ pub struct ClusterBuilder {
     nodes: Vec<NodeSpec>,
     coordinator_args: Vec<String>,
     etcd: bool,
+    membership: bool,
 }
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
-        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![], etcd: false }
+        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![], etcd: false, membership: false }
     }
 }
 
@@ -240,6 +255,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Cluster mode: etcd, nodes that register there, coordinators that find
+    /// them there and place replicas (no `--node` list).
+    pub fn with_membership(mut self) -> Self {
+        self.etcd = true;
+        self.membership = true;
+        self
+    }
+
     /// Starts the nodes and the coordinator and waits until every node's
     /// models are ready through the coordinator.
     pub async fn start(self) -> Result<Cluster> {
@@ -257,6 +280,7 @@ impl ClusterBuilder {
             client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
             coordinator_args: self.coordinator_args,
             etcd,
+            membership: self.membership,
             dir,
         };
         for spec in self.nodes {
@@ -292,6 +316,7 @@ pub struct Cluster {
     coordinator_args: Vec<String>,
     /// The etcd holding the registry, when the cluster has one.
     pub etcd: Option<maas_registry::testsuite::EtcdProcess>,
+    membership: bool,
     dir: TempDir,
 }
 
@@ -316,7 +341,7 @@ impl Cluster {
             .arg("--metrics-addr")
             .arg(metrics_addr.to_string())
             .arg("--cert-dir")
-            .arg(&self.certs)
+            .arg(spec.cert_dir.as_ref().unwrap_or(&self.certs))
             .arg("--device")
             .arg(std::env::var("MAAS_TEST_DEVICE").unwrap_or_else(|_| "cpu".into()))
             .arg("--intra-op-threads")
@@ -327,6 +352,9 @@ impl Cluster {
             .arg(self.dir.path().join(&spec.name))
             .args(&spec.args)
             .env("MAAS_LOG", "info");
+        if let (true, Some(etcd)) = (self.membership, &self.etcd) {
+            command.arg("--etcd-endpoints").arg(&etcd.endpoint).arg("--lease-ttl-seconds").arg("2");
+        }
         if spec.repository {
             command.arg("--model-repository").arg(models_dir());
         }
@@ -344,13 +372,11 @@ impl Cluster {
     fn coordinator_command(&self, http_addr: SocketAddr, data_dir: &Path) -> Command {
         let nodes: Vec<String> = self.nodes.iter().map(|n| format!("{}={}", n.spec.name, n.quic_addr)).collect();
         let mut command = Command::new(binary("maas-coordinator"));
+        command.arg("--http-addr").arg(http_addr.to_string()).arg("--cert-dir").arg(&self.certs);
+        if !self.membership {
+            command.arg("--node").arg(nodes.join(","));
+        }
         command
-            .arg("--http-addr")
-            .arg(http_addr.to_string())
-            .arg("--cert-dir")
-            .arg(&self.certs)
-            .arg("--node")
-            .arg(nodes.join(","))
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--artifact-store")
@@ -376,7 +402,9 @@ impl Cluster {
     /// store, and returns it with its base URL once it answers.
     pub async fn start_another_coordinator(&self, name: &str) -> Result<(Process, String)> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        make_certs(&self.certs, &[name])?;
         let mut command = self.coordinator_command(addr, &self.dir.path().join(name));
+        command.arg("--name").arg(name);
         let process = Process::spawn(&mut command, self.dir.path().join(format!("{name}.log")))?;
         let url = format!("http://{addr}");
         let started = Instant::now();
@@ -404,6 +432,7 @@ impl Cluster {
                 let up = self
                     .nodes
                     .iter()
+                    .filter(|n| n.spec.cert_dir.is_none())
                     .all(|n| metric_sum(&metrics, "maas_node_link_up", &[("node", n.spec.name.as_str())]) == 1.0);
                 if up {
                     return Ok(());
@@ -468,6 +497,15 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Starts one more node after the cluster is up.
+    pub async fn add_node(&mut self, spec: NodeSpec) -> Result<()> {
+        let quic_addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
+        let process = self.spawn_node(&spec, quic_addr, metrics_addr)?;
+        self.nodes.push(Node { spec, quic_addr, metrics_addr, process });
+        self.wait_node_metrics(self.nodes.len() - 1).await
     }
 
     /// Kills node `index` with SIGKILL.

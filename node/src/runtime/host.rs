@@ -44,6 +44,11 @@ pub struct ModelHost {
 }
 
 fn load_failed(source: &ModelSource, message: String) -> NodeError {
+    // LibTorch appends a C++ stack trace to its errors; keep the message.
+    let message = match message.find("\nException raised from") {
+        Some(end) => message[..end].to_string(),
+        None => message,
+    };
     NodeError::LoadFailed { model: source.config.name.clone(), version: source.version, message }
 }
 

@@ -1,0 +1,282 @@
+//! Cluster mode with real etcd, two coordinators and three nodes: placement
+//! spreads replicas, a lost node's replicas move, a lost leader is
+//! replaced, and a model too large for any node is reported unplaceable.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maas_tests::admin::{call, example_artifact, example_config, publish, upload, wait_ready};
+use maas_tests::requests::{assert_matches, json_body, post_json};
+use maas_tests::{Cluster, NodeSpec, Reference};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const MODELS: [&str; 3] = ["alpha", "beta", "gamma"];
+
+async fn deploy(cluster: &Cluster, name: &str, replicas: u32, memory_bytes: u64) {
+    let sha = upload(cluster, example_artifact("mlp", 1)).await.unwrap();
+    let mut config = example_config("mlp", name);
+    config["replicas"] = json!({"min": replicas, "max": replicas});
+    config["memory_bytes"] = json!(memory_bytes);
+    publish(cluster, name, &config, &sha).await.unwrap().ok().unwrap();
+}
+
+async fn cluster_view(cluster: &Cluster, base: &str) -> Value {
+    let response = cluster
+        .client
+        .get(format!("{base}/v1/cluster"))
+        .bearer_auth(maas_tests::cluster::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+fn placed_nodes(view: &Value, model: &str) -> Vec<String> {
+    view["placement"]["assignments"][format!("{model}/1")]["nodes"]
+        .as_array()
+        .map(|nodes| nodes.iter().map(|n| n.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn serve_check(cluster: &Cluster, base: &str, model: &str) {
+    let single = Reference::load("mlp", 1).rows(7, 1);
+    let answer = post_json(&cluster.client, &format!("{base}/v2/models/{model}/infer"), &json_body(&single.inputs, None))
+        .await
+        .unwrap()
+        .answer()
+        .unwrap_or_else(|e| panic!("{model} through {base}: {e}"));
+    assert_matches(&answer.outputs, &single.outputs);
+}
+
+fn start_clients(cluster: &Cluster, base: &str, model: &str, stop: Arc<AtomicBool>, failures: Arc<AtomicUsize>) -> Vec<tokio::task::JoinHandle<usize>> {
+    let reference = Reference::load("mlp", 1);
+    (0..32)
+        .map(|client| {
+            let http = cluster.client.clone();
+            let url = format!("{base}/v2/models/{model}/infer");
+            let reference = reference.clone();
+            let stop = stop.clone();
+            let failures = failures.clone();
+            tokio::spawn(async move {
+                let mut sent = 0;
+                let mut row = client;
+                while !stop.load(Ordering::Relaxed) && sent < 100_000 {
+                    row = (row + 3) % 64;
+                    let single = reference.rows(row, 1);
+                    let raw = post_json(&http, &url, &json_body(&single.inputs, None)).await.unwrap();
+                    match raw.answer() {
+                        Ok(answer) => assert_matches(&answer.outputs, &single.outputs),
+                        Err(error) => {
+                            eprintln!("request failed: {error}");
+                            failures.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    sent += 1;
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
+async fn three_node_cluster() -> (Cluster, maas_tests::cluster::Process, String) {
+    let cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::bare("node-0"), NodeSpec::bare("node-1"), NodeSpec::bare("node-2")])
+        .with_membership()
+        .start()
+        .await
+        .unwrap();
+    let (second, second_url) = cluster.start_another_coordinator("coordinator-b").await.unwrap();
+    (cluster, second, second_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_spread_and_move_off_a_lost_node() {
+    let (mut cluster, _second, second_url) = three_node_cluster().await;
+    let first_url = cluster.url("");
+    for model in MODELS {
+        deploy(&cluster, model, 2, 100 << 20).await;
+    }
+    for model in MODELS {
+        wait_ready(&cluster, model).await.unwrap();
+    }
+    let view = cluster_view(&cluster, &first_url).await;
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for model in MODELS {
+        let nodes = placed_nodes(&view, model);
+        assert_eq!(nodes.len(), 2, "{model}: {view}");
+        for node in nodes {
+            *per_node.entry(node).or_default() += 1;
+        }
+    }
+    assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "replicas are not spread: {per_node:?}");
+    for base in [&first_url, &second_url] {
+        for model in MODELS {
+            wait_until("readiness through both coordinators", Duration::from_secs(30), async || {
+                cluster.client.get(format!("{base}/v2/models/{model}/ready")).send().await.is_ok_and(|r| r.status().is_success())
+            })
+            .await;
+            serve_check(&cluster, base, model).await;
+        }
+    }
+
+    // Kill a node holding alpha while 32 clients use alpha.
+    let victim = placed_nodes(&view, "alpha")[0].clone();
+    let victim_index = cluster.nodes.iter().position(|n| n.spec.name == victim).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients = start_clients(&cluster, &first_url, "alpha", stop.clone(), failures.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill_node(victim_index);
+    let killed = Instant::now();
+    let moved = wait_until("re-placement of alpha", Duration::from_secs(30), async || {
+        let view = cluster_view(&cluster, &first_url).await;
+        let nodes = placed_nodes(&view, "alpha");
+        nodes.len() == 2 && !nodes.contains(&victim)
+    })
+    .await;
+    wait_until("two ready replicas of alpha", Duration::from_secs(30), async || {
+        let described = call(&cluster, Method::GET, "/v1/models/alpha", None, None).await.unwrap().body;
+        described["versions"][0]["ready_replicas"] == json!(2)
+    })
+    .await;
+    let ready_again = killed.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for client in clients {
+        sent += client.await.unwrap();
+    }
+    eprintln!("node {victim} killed: placement moved in {moved:?}, two replicas ready after {ready_again:?}; {sent} requests");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed while a node died");
+    assert!(moved < Duration::from_secs(2 + 5), "placement took {moved:?}, lease TTL is 2 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over() {
+    let (mut cluster, second, second_url) = three_node_cluster().await;
+    let first_url = cluster.url("");
+    deploy(&cluster, "alpha", 2, 100 << 20).await;
+    wait_ready(&cluster, "alpha").await.unwrap();
+    let leads = |view: &Value| view["leader"] == json!(true);
+    let first_leads = leads(&cluster_view(&cluster, &first_url).await);
+    let second_leads = leads(&cluster_view(&cluster, &second_url).await);
+    assert!(first_leads ^ second_leads, "exactly one coordinator leads");
+
+    // Kill the leader; clients of the survivor see no error.
+    let (mut leader, survivor_url) = if first_leads {
+        (cluster.coordinator.take().unwrap(), second_url.clone())
+    } else {
+        (second, first_url.clone())
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients = start_clients(&cluster, &survivor_url, "alpha", stop.clone(), failures.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    leader.kill();
+    let took_over = wait_until("a new leader", Duration::from_secs(20), async || leads(&cluster_view(&cluster, &survivor_url).await)).await;
+    eprintln!("leader killed: the survivor leads after {took_over:?} (lease TTL 3 s)");
+    assert!(took_over < Duration::from_secs(3 + 3), "a new leader took {took_over:?}");
+
+    // A placement change made after the failover takes effect.
+    let response = cluster
+        .client
+        .put(format!("{survivor_url}/v1/artifacts"))
+        .bearer_auth(maas_tests::cluster::ADMIN_TOKEN)
+        .body(example_artifact("mlp", 2))
+        .send()
+        .await
+        .unwrap();
+    let sha: Value = response.json().await.unwrap();
+    let mut config = example_config("mlp", "delta");
+    config["replicas"] = json!({"min": 2, "max": 2});
+    let body = serde_json::to_vec(&json!({"config": config, "artifact": {"sha256": sha["sha256"]}})).unwrap();
+    let published = cluster
+        .client
+        .post(format!("{survivor_url}/v1/models/delta/versions"))
+        .bearer_auth(maas_tests::cluster::ADMIN_TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status().as_u16(), 201);
+    wait_until("delta placed and ready", Duration::from_secs(30), async || {
+        cluster.client.get(format!("{survivor_url}/v2/models/delta/ready")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let view = cluster_view(&cluster, &survivor_url).await;
+    assert_eq!(placed_nodes(&view, "delta").len(), 2, "{view}");
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "clients of the surviving coordinator saw errors");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_too_large_is_unplaceable() {
+    let (cluster, _second, _) = three_node_cluster().await;
+    deploy(&cluster, "alpha", 1, 100 << 20).await;
+    deploy(&cluster, "huge", 1, 1 << 40).await;
+    wait_ready(&cluster, "alpha").await.unwrap();
+    let first_url = cluster.url("");
+    wait_until("huge reported unplaceable", Duration::from_secs(10), async || {
+        let view = cluster_view(&cluster, &first_url).await;
+        view["placement"]["assignments"]["huge/1"]["unplaceable"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("needs 1099511627776 bytes"))
+    })
+    .await;
+    let ready = cluster.client.get(cluster.url("/v2/models/huge/ready")).send().await.unwrap();
+    assert_ne!(ready.status().as_u16(), 200);
+    serve_check(&cluster, &first_url, "alpha").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impostors_and_strangers_cannot_join() {
+    let mut cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).with_membership().start().await.unwrap();
+    let scratch = maas_tests::cluster::TempDir::new("identities");
+    // node-1 presents node-0's certificate from the cluster's CA.
+    let impostor = scratch.path().join("impostor");
+    std::fs::create_dir_all(&impostor).unwrap();
+    std::fs::copy(cluster.certs.join("ca.pem"), impostor.join("ca.pem")).unwrap();
+    std::fs::copy(cluster.certs.join("node-0.pem"), impostor.join("node-1.pem")).unwrap();
+    std::fs::copy(cluster.certs.join("node-0.key"), impostor.join("node-1.key")).unwrap();
+    cluster.add_node(NodeSpec::with_certs("node-1", impostor)).await.unwrap();
+    // node-2 has a certificate for its own name from another CA.
+    let stranger = scratch.path().join("stranger");
+    maas_tests::cluster::make_certs(&stranger, &["node-2"]).unwrap();
+    cluster.add_node(NodeSpec::with_certs("node-2", stranger)).await.unwrap();
+
+    deploy(&cluster, "alpha", 3, 100 << 20).await;
+    wait_ready(&cluster, "alpha").await.unwrap();
+    let base = cluster.url("");
+    wait_until("both refused nodes registered", Duration::from_secs(10), async || {
+        cluster_view(&cluster, &base).await["members"].as_array().is_some_and(|m| m.len() == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let view = cluster_view(&cluster, &base).await;
+    assert_eq!(placed_nodes(&view, "alpha"), vec!["node-0".to_string()], "{view}");
+    let reason = view["placement"]["assignments"]["alpha/1"]["unplaceable"].as_str().unwrap_or_default();
+    assert!(reason.contains("only 1 of 3"), "{view}");
+    for link in view["links"].as_array().unwrap() {
+        let admitted = link["name"] == json!("node-0");
+        assert_eq!(link["up"], json!(admitted), "{link}");
+    }
+    serve_check(&cluster, &base, "alpha").await;
+}
