@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
-# A local maas deployment on loopback: an etcd holding the registry, N nodes
-# serving the example models, and one coordinator in front of them. Models
-# deployed with the `maas` CLI land in .maas/artifacts and load on every node.
+# A local maas cluster on loopback: etcd (1 or 3 members) holding the
+# registry, membership and placement; N nodes that register there and
+# preload the example models; two coordinators that find the nodes through
+# etcd, elect a leader, and place deployed models' replicas.
 #
-#   scripts/cluster.sh up [NODES]   set up if needed, start NODES nodes (default 2) and a coordinator
-#   scripts/cluster.sh status       processes, readiness and models
-#   scripts/cluster.sh down         stop everything
+#   scripts/cluster.sh up [NODES]   set up if needed, then start everything (default 2 nodes)
+#   scripts/cluster.sh status       processes, leader, nodes, placement and model states
+#   scripts/cluster.sh down         stop everything (data stays in .maas/)
 #
-# Ports: coordinator HTTP $MAAS_HTTP_PORT (8000); etcd 2379; node i QUIC 7100+i, metrics 9100+i.
-# Logs and pids: .maas/run/.
+# MAAS_ETCD_MEMBERS=3 starts a 3-member etcd. Ports: coordinators HTTP 8000
+# and 8001 ($MAAS_HTTP_PORT and +1); etcd member i client 2379+2i, peer
+# 2380+2i; node i QUIC 7100+i, metrics 9100+i. Logs and pids: .maas/run/.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$MAAS_ROOT"
 
 RUN=.maas/run
 HTTP_PORT=${MAAS_HTTP_PORT:-8000}
+ETCD_MEMBERS=${MAAS_ETCD_MEMBERS:-1}
 BIN="$MAAS_TARGET_DIR/release"
 MODELS=.maas/models
 
@@ -30,6 +33,31 @@ start_process() { # name, command...
     nohup "$@" >"$RUN/$name.log" 2>&1 &
     echo $! >"$RUN/$name.pid"
     echo "started $name (pid $!, log $RUN/$name.log)"
+}
+
+etcd_endpoints() {
+    local endpoints=()
+    for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+        endpoints+=("http://127.0.0.1:$((2379 + 2 * i))")
+    done
+    (IFS=,; echo "${endpoints[*]}")
+}
+
+start_etcd() {
+    local cluster=()
+    for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+        cluster+=("etcd-$i=http://127.0.0.1:$((2380 + 2 * i))")
+    done
+    local initial
+    initial=$(IFS=,; echo "${cluster[*]}")
+    for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
+        start_process "etcd-$i" etcd --name "etcd-$i" --data-dir ".maas/etcd-$ETCD_MEMBERS/etcd-$i" \
+            --listen-client-urls "http://127.0.0.1:$((2379 + 2 * i))" \
+            --advertise-client-urls "http://127.0.0.1:$((2379 + 2 * i))" \
+            --listen-peer-urls "http://127.0.0.1:$((2380 + 2 * i))" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$((2380 + 2 * i))" \
+            --initial-cluster "$initial" --initial-cluster-token maas-local
+    done
 }
 
 wait_ready() {
@@ -51,37 +79,35 @@ up() {
     for i in $(seq 0 $((nodes - 1))); do
         names+=("node-$i")
     done
-    "$BIN/maas-certs" --dir .maas/certs coordinator "${names[@]}" >/dev/null
-    start_process etcd etcd --name maas --data-dir .maas/etcd \
-        --listen-client-urls "http://127.0.0.1:${MAAS_ETCD_PORT:-2379}" \
-        --advertise-client-urls "http://127.0.0.1:${MAAS_ETCD_PORT:-2379}" \
-        --listen-peer-urls "http://127.0.0.1:${MAAS_ETCD_PEER_PORT:-2380}" \
-        --initial-advertise-peer-urls "http://127.0.0.1:${MAAS_ETCD_PEER_PORT:-2380}" \
-        --initial-cluster "maas=http://127.0.0.1:${MAAS_ETCD_PEER_PORT:-2380}"
-    local addresses=()
+    "$BIN/maas-certs" --dir .maas/certs coordinator coordinator-b "${names[@]}" >/dev/null
+    start_etcd
+    local endpoints
+    endpoints=$(etcd_endpoints)
     for i in $(seq 0 $((nodes - 1))); do
         start_process "node-$i" "$BIN/maas-node" --name "node-$i" \
             --quic-addr "127.0.0.1:$((7100 + i))" --metrics-addr "127.0.0.1:$((9100 + i))" \
             --cert-dir .maas/certs --model-repository "$MODELS" \
             --artifact-store .maas/artifacts --data-dir ".maas/node-$i" \
+            --etcd-endpoints "$endpoints" \
             --intra-op-threads "${MAAS_NODE_INTRA_OP_THREADS:-1}"
-        addresses+=("node-$i=127.0.0.1:$((7100 + i))")
     done
-    local joined
-    joined=$(IFS=,; echo "${addresses[*]}")
-    start_process coordinator "$BIN/maas-coordinator" --http-addr "127.0.0.1:$HTTP_PORT" \
-        --cert-dir .maas/certs --node "$joined" --data-dir .maas/coordinator \
-        --artifact-store .maas/artifacts --etcd-endpoints "http://127.0.0.1:${MAAS_ETCD_PORT:-2379}"
+    local port=$HTTP_PORT
+    for name in coordinator coordinator-b; do
+        start_process "$name" "$BIN/maas-coordinator" --name "$name" --http-addr "127.0.0.1:$port" \
+            --cert-dir .maas/certs --data-dir .maas/coordinator \
+            --artifact-store .maas/artifacts --etcd-endpoints "$endpoints"
+        port=$((port + 1))
+    done
     wait_ready
     cat <<EOT
 
-maas is serving on http://127.0.0.1:$HTTP_PORT with $nodes node(s). Try:
+maas is serving on http://127.0.0.1:$HTTP_PORT and :$((HTTP_PORT + 1)) with $nodes node(s) and $ETCD_MEMBERS etcd member(s). Try:
 
   curl -s -X POST http://127.0.0.1:$HTTP_PORT/v2/models/ranker/infer \\
     -d '{"inputs":[{"name":"ids","shape":[1,8],"datatype":"INT64","data":[1,2,3,4,5,6,7,8]},
                    {"name":"features","shape":[1,4],"datatype":"FP32","data":[0.1,0.2,0.3,0.4]}]}'
 
-Models: $(ls "$MODELS" | tr '\n' ' ')
+Models: $(ls "$MODELS" | xargs)
 Deploy your own: target/release/maas deploy NAME --model model.pt --config config.json --alias production
   (the admin token is in .maas/coordinator/admin.token, which the CLI reads by default)
 Status: scripts/cluster.sh status     Stop: scripts/cluster.sh down
@@ -95,16 +121,27 @@ status() {
         name=$(basename "$pidfile" .pid)
         if running "$pidfile"; then echo "$name: running (pid $(cat "$pidfile"))"; else echo "$name: stopped"; fi
     done
-    if curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null; then
-        echo "coordinator http://127.0.0.1:$HTTP_PORT: ready"
-    else
-        echo "coordinator http://127.0.0.1:$HTTP_PORT: not ready"
-    fi
-    for model in $(ls "$MODELS"); do
-        local code
-        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/v2/models/$model/ready" || true)
-        echo "  model $model: $([ "$code" = 200 ] && echo ready || echo "not ready ($code)")"
+    local token
+    token=$(cat .maas/coordinator/admin.token 2>/dev/null || true)
+    for port in "$HTTP_PORT" "$((HTTP_PORT + 1))"; do
+        local view
+        if view=$(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/cluster"); then
+            python3 - "$port" "$view" <<'PY'
+import json, sys
+port, view = sys.argv[1], json.loads(sys.argv[2])
+print(f"coordinator :{port}: {'leader' if view['leader'] else 'follower'}")
+for link in view["links"]:
+    print(f"  node {link['name']} at {link['addr']}: {'up' if link['up'] else 'down'}")
+if view["leader"]:
+    for version, a in view.get("placement", {}).get("assignments", {}).items():
+        note = f"  ({a['unplaceable']})" if a.get("unplaceable") else ""
+        print(f"  placement {version}: {', '.join(a['nodes']) or '-'}{note}")
+PY
+        else
+            echo "coordinator :$port: not answering"
+        fi
     done
+    "$BIN/maas" --url "http://127.0.0.1:$HTTP_PORT" status 2>/dev/null || true
 }
 
 down() {
@@ -121,5 +158,5 @@ case "${1:-}" in
     up) up "${2:-2}" ;;
     status) status ;;
     down) down ;;
-    *) sed -n '2,10p' "$0"; exit 2 ;;
+    *) sed -n '2,16p' "$0"; exit 2 ;;
 esac

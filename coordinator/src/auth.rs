@@ -87,12 +87,15 @@ fn read_or_generate(path: &Path) -> Result<String> {
         .and_then(|mut f| f.read_exact(&mut random))
         .context("reading /dev/urandom")?;
     let token = hex::encode(random);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating the admin token file {}", path.display()))?;
+    let mut file = match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(file) => file,
+        // Another coordinator sharing the folder wrote it first.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            return Ok(fs::read_to_string(path)?.trim().to_string());
+        }
+        Err(e) => return Err(e).with_context(|| format!("creating the admin token file {}", path.display())),
+    };
     file.write_all(token.as_bytes())?;
     tracing::info!(path = %path.display(), "generated an admin token");
     Ok(token)
