@@ -226,13 +226,13 @@ pub const INFERENCE_TOKEN: &str = "test-inference-token-0123456789";
 pub struct ClusterBuilder {
     nodes: Vec<NodeSpec>,
     coordinator_args: Vec<String>,
-    etcd: bool,
+    etcd: usize,
     membership: bool,
 }
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
-        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![], etcd: false, membership: false }
+        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![], etcd: 0, membership: false }
     }
 }
 
@@ -251,14 +251,20 @@ impl ClusterBuilder {
 
     /// Keeps the registry in a real etcd started for the cluster.
     pub fn with_etcd(mut self) -> Self {
-        self.etcd = true;
+        self.etcd = self.etcd.max(1);
+        self
+    }
+
+    /// Uses a 3-member etcd cluster.
+    pub fn with_three_etcd_members(mut self) -> Self {
+        self.etcd = 3;
         self
     }
 
     /// Cluster mode: etcd, nodes that register there, coordinators that find
     /// them there and place replicas (no `--node` list).
     pub fn with_membership(mut self) -> Self {
-        self.etcd = true;
+        self.etcd = self.etcd.max(1);
         self.membership = true;
         self
     }
@@ -267,7 +273,11 @@ impl ClusterBuilder {
     /// models are ready through the coordinator.
     pub async fn start(self) -> Result<Cluster> {
         let dir = TempDir::new("cluster");
-        let etcd = if self.etcd { Some(maas_registry::testsuite::EtcdProcess::start().await?) } else { None };
+        let etcd = match self.etcd {
+            0 => vec![],
+            1 => vec![maas_registry::testsuite::EtcdProcess::start().await?],
+            _ => maas_registry::testsuite::EtcdProcess::start_three().await?,
+        };
         let certs = dir.path().join("certs");
         let mut names: Vec<&str> = vec!["coordinator"];
         names.extend(self.nodes.iter().map(|n| n.name.as_str()));
@@ -314,8 +324,8 @@ pub struct Cluster {
     /// An HTTP client for the tests.
     pub client: reqwest::Client,
     coordinator_args: Vec<String>,
-    /// The etcd holding the registry, when the cluster has one.
-    pub etcd: Option<maas_registry::testsuite::EtcdProcess>,
+    /// The etcd members holding the registry, when the cluster has them.
+    pub etcd: Vec<maas_registry::testsuite::EtcdProcess>,
     membership: bool,
     dir: TempDir,
 }
@@ -352,8 +362,8 @@ impl Cluster {
             .arg(self.dir.path().join(&spec.name))
             .args(&spec.args)
             .env("MAAS_LOG", "info");
-        if let (true, Some(etcd)) = (self.membership, &self.etcd) {
-            command.arg("--etcd-endpoints").arg(&etcd.endpoint).arg("--lease-ttl-seconds").arg("2");
+        if self.membership && !self.etcd.is_empty() {
+            command.arg("--etcd-endpoints").arg(self.etcd_endpoints()).arg("--lease-ttl-seconds").arg("2");
         }
         if spec.repository {
             command.arg("--model-repository").arg(models_dir());
@@ -362,6 +372,11 @@ impl Cluster {
             command.arg("--models").arg(spec.models.join(","));
         }
         Process::spawn(&mut command, self.dir.path().join(format!("{}.log", spec.name)))
+    }
+
+    /// The etcd client URLs, comma-separated.
+    pub fn etcd_endpoints(&self) -> String {
+        self.etcd.iter().map(|e| e.endpoint.clone()).collect::<Vec<_>>().join(",")
     }
 
     /// The artifact store shared by the coordinator and the nodes.
@@ -385,8 +400,8 @@ impl Cluster {
             .arg(ADMIN_TOKEN)
             .args(&self.coordinator_args)
             .env("MAAS_LOG", "info");
-        if let Some(etcd) = &self.etcd {
-            command.arg("--etcd-endpoints").arg(&etcd.endpoint);
+        if !self.etcd.is_empty() {
+            command.arg("--etcd-endpoints").arg(self.etcd_endpoints());
         }
         command
     }

@@ -280,3 +280,36 @@ async fn impostors_and_strangers_cannot_join() {
     }
     serve_check(&cluster, &base, "alpha").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_of_three_etcd_members_is_survived() {
+    let mut cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::bare("node-0"), NodeSpec::bare("node-1")])
+        .with_membership()
+        .with_three_etcd_members()
+        .start()
+        .await
+        .unwrap();
+    deploy(&cluster, "alpha", 2, 100 << 20).await;
+    wait_ready(&cluster, "alpha").await.unwrap();
+    let base = cluster.url("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.etcd[0].kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Deployments still work, and are placed.
+    deploy(&cluster, "beta", 2, 100 << 20).await;
+    wait_ready(&cluster, "beta").await.unwrap();
+    wait_until("beta on two nodes", Duration::from_secs(20), async || {
+        placed_nodes(&cluster_view(&cluster, &base).await, "beta").len() == 2
+    })
+    .await;
+    serve_check(&cluster, &base, "beta").await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed while an etcd member was down");
+}
