@@ -58,6 +58,11 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_MEMORY_BYTES", default_value_t = 8 << 30)]
     pub memory_bytes: u64,
 
+    /// On SIGTERM, the longest wait for batches in flight to finish after
+    /// leaving the cluster.
+    #[arg(long, env = "MAAS_NODE_DRAIN_SECONDS", default_value_t = 15)]
+    pub drain_seconds: u64,
+
     /// Folder for fetched artifacts (default: `<temp>/maas-node-<name>`).
     #[arg(long, env = "MAAS_NODE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -2,7 +2,9 @@
 //! batches to coordinators over QUIC with mutual TLS.
 
 mod config;
+mod drain;
 mod fetch;
+mod membership;
 mod metrics;
 mod metrics_http;
 mod repository;
@@ -53,31 +55,25 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let fetcher = fetch::Fetcher::new(store, config.data_dir())?;
     let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
     let quic = server::QuicServer::bind(&config, host, fetcher)?;
-    if !config.etcd_endpoints.is_empty() {
-        let client = maas_registry::etcd_client::Client::connect(&config.etcd_endpoints, None)
-            .await
-            .with_context(|| format!("connecting to etcd at {}", config.etcd_endpoints.join(",")))?;
-        let info = maas_registry::NodeInfo {
-            name: config.name.clone(),
-            quic_addr: config.advertise_addr.unwrap_or(quic.local_addr()?).to_string(),
-            device: format!("{device:?}").to_lowercase(),
-            memory_bytes: config.memory_bytes,
-        };
-        let ttl = std::time::Duration::from_secs(config.lease_ttl_seconds);
-        tokio::spawn(maas_registry::keep_registered(client, config.etcd_prefix.clone(), info, ttl));
-    }
+    let registration = match config.etcd_endpoints.is_empty() {
+        true => None,
+        false => Some(membership::register(&config, &quic, device).await?),
+    };
     tracing::info!(
         node = %config.name,
         quic = %quic.local_addr()?,
         metrics = %config.metrics_addr,
         "node ready"
     );
+    let in_flight = quic.in_flight();
+    let serving = tokio::spawn(quic.serve());
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        result = quic.serve() => result,
-        result = metrics_server => result.context("metrics server"),
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
+        result = serving => return result.context("QUIC server task")?,
+        result = metrics_server => return result.context("metrics server"),
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
+    drain::leave(registration, in_flight, std::time::Duration::from_secs(config.drain_seconds)).await;
+    Ok(())
 }

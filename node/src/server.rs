@@ -7,6 +7,7 @@
 //! no model.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -26,6 +27,7 @@ pub struct QuicServer {
     host: Arc<ModelHost>,
     fetcher: Arc<Fetcher>,
     max_frame_bytes: usize,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl QuicServer {
@@ -33,7 +35,18 @@ impl QuicServer {
     pub fn bind(config: &NodeConfig, host: Arc<ModelHost>, fetcher: Fetcher) -> Result<QuicServer> {
         let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
         let endpoint = maas_transport::server_endpoint(config.quic_addr, &files, &TransportSettings::default())?;
-        Ok(QuicServer { endpoint, host, fetcher: Arc::new(fetcher), max_frame_bytes: config.max_frame_bytes })
+        Ok(QuicServer {
+            endpoint,
+            host,
+            fetcher: Arc::new(fetcher),
+            max_frame_bytes: config.max_frame_bytes,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Requests being answered right now.
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
     }
 
     /// The bound address.
@@ -44,7 +57,12 @@ impl QuicServer {
     /// Accepts connections until the endpoint closes.
     pub async fn serve(self) -> Result<()> {
         while let Some(incoming) = self.endpoint.accept().await {
-            let services = Services { host: self.host.clone(), fetcher: self.fetcher.clone(), max_frame_bytes: self.max_frame_bytes };
+            let services = Services {
+                host: self.host.clone(),
+                fetcher: self.fetcher.clone(),
+                max_frame_bytes: self.max_frame_bytes,
+                in_flight: self.in_flight.clone(),
+            };
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 match incoming.await {
@@ -62,6 +80,23 @@ struct Services {
     host: Arc<ModelHost>,
     fetcher: Arc<Fetcher>,
     max_frame_bytes: usize,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a request as in flight while alive.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 async fn serve_connection(connection: quinn::Connection, services: Arc<Services>) {
@@ -81,6 +116,7 @@ async fn serve_connection(connection: quinn::Connection, services: Arc<Services>
 }
 
 async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, services: Arc<Services>) {
+    let _in_flight = InFlight::new(&services.in_flight);
     let max = services.max_frame_bytes;
     let mut kind = [0u8; 1];
     if recv.read_exact(&mut kind).await.is_err() {

@@ -29,7 +29,7 @@ pub use artifacts::{check_digest, ArtifactStore, StoredArtifact, UploadSink};
 pub use embedded::EmbeddedStore;
 pub use error::{RegistryError, RegistryResult};
 pub use etcd::EtcdStore;
-pub use membership::{keep_registered, watch_nodes, NodeInfo};
+pub use membership::{keep_registered, node_key, watch_nodes, NodeInfo};
 pub use ops::Registry;
 pub use record::{AliasRecord, ArtifactRef, Lineage, ModelRecord, SplitEntry, VersionRecord};
 pub use store::{RecordStore, StoredRecord};

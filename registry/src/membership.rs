@@ -26,7 +26,8 @@ pub struct NodeInfo {
     pub memory_bytes: u64,
 }
 
-fn key(prefix: &str, name: &str) -> String {
+/// The key a node registers under.
+pub fn node_key(prefix: &str, name: &str) -> String {
     format!("{prefix}nodes/{name}")
 }
 
@@ -45,7 +46,7 @@ pub async fn keep_registered(mut client: Client, prefix: String, info: NodeInfo,
 /// Registers once and keeps the lease alive; returns when the lease is lost.
 async fn register_once(client: &mut Client, prefix: &str, name: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
     let lease = client.lease_grant(ttl.as_secs().max(1) as i64, None).await?.id();
-    client.put(key(prefix, name), value.to_vec(), Some(PutOptions::new().with_lease(lease))).await?;
+    client.put(node_key(prefix, name), value.to_vec(), Some(PutOptions::new().with_lease(lease))).await?;
     tracing::info!(node = name, lease, "registered in etcd");
     let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
     let interval = ttl / 3;

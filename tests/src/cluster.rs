@@ -132,6 +132,20 @@ impl Process {
         }
     }
 
+    /// Sends SIGTERM and waits up to `limit` for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> Result<()> {
+        let Some(child) = self.child.as_mut() else { return Ok(()) };
+        // SAFETY: kill(2) with a pid we own and a valid signal number.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        while child.try_wait()?.is_none() {
+            anyhow::ensure!(started.elapsed() < limit, "the process did not exit within {limit:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = None;
+        Ok(())
+    }
+
     /// Whether it has exited.
     pub fn has_exited(&mut self) -> bool {
         match self.child.as_mut() {

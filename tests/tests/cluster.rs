@@ -313,3 +313,41 @@ async fn losing_one_of_three_etcd_members_is_survived() {
     }
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed while an etcd member was down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_of_every_node_fails_no_request() {
+    let (mut cluster, _second, _) = three_node_cluster().await;
+    let base = cluster.url("");
+    for model in ["alpha", "beta"] {
+        deploy(&cluster, model, 2, 100 << 20).await;
+        wait_ready(&cluster, model).await.unwrap();
+    }
+    for model in ["alpha", "beta"] {
+        wait_until("two ready replicas", Duration::from_secs(30), async || two_ready(&cluster, model).await).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let mut clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    clients.extend(start_clients(&cluster, &base, "beta", stop.clone(), failures.clone()));
+    for index in 0..cluster.nodes.len() {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.nodes[index].process.terminate(Duration::from_secs(30)).unwrap();
+        cluster.restart_node(index).await.unwrap();
+        for model in ["alpha", "beta"] {
+            wait_until("two ready replicas after a restart", Duration::from_secs(30), async || two_ready(&cluster, model).await)
+                .await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for client in clients {
+        sent += client.await.unwrap();
+    }
+    eprintln!("rolling restart of 3 nodes: {sent} requests");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the rolling restart");
+}
+
+async fn two_ready(cluster: &Cluster, model: &str) -> bool {
+    let described = call(cluster, Method::GET, &format!("/v1/models/{model}"), None, None).await.unwrap().body;
+    described["versions"][0]["ready_replicas"] == json!(2)
+}

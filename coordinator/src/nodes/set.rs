@@ -13,6 +13,9 @@ use super::{spawn_supervisor, NodeLink};
 use crate::metrics;
 use crate::models::ModelTable;
 
+/// The longest wait for a departing node's batches before its connection closes.
+const CLOSE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Every node link with the task keeping it connected.
 pub struct NodeSet {
     links: RwLock<BTreeMap<String, (Arc<NodeLink>, JoinHandle<()>)>>,
@@ -40,15 +43,24 @@ impl NodeSet {
         self.links.write().insert(name.to_string(), (link, task));
     }
 
-    /// Drops the link to `name`: its replicas stop receiving batches.
+    /// Drops the link to `name`: its replicas get no new batches at once,
+    /// and the connection closes once the batches in flight are answered
+    /// (a draining node still answers them; a dead one fails them, and they
+    /// are retried elsewhere).
     pub fn remove(&self, name: &str) {
         let Some((link, task)) = self.links.write().remove(name) else { return };
         task.abort();
         link.set_up(false);
-        link.close();
         self.table.attach(&link, &[]);
         metrics::node_link_changed(name, false);
         tracing::warn!(node = name, "node left");
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            while link.outstanding() > 0 && started.elapsed() < CLOSE_AFTER {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            link.close();
+        });
     }
 
     /// Keeps exactly `nodes` (name, address).
