@@ -59,9 +59,11 @@ impl ReplicaSet {
 
     fn set(&self, link: &Arc<NodeLink>, slots: Option<usize>) {
         let mut replicas = self.replicas.write();
-        replicas.retain(|r| !Arc::ptr_eq(&r.link, link));
-        if let Some(slots) = slots {
-            replicas.push(Replica { link: link.clone(), slots });
+        match (replicas.iter_mut().find(|r| Arc::ptr_eq(&r.link, link)), slots) {
+            (Some(replica), Some(slots)) => replica.slots = slots,
+            (Some(_), None) => replicas.retain(|r| !Arc::ptr_eq(&r.link, link)),
+            (None, Some(slots)) => replicas.push(Replica { link: link.clone(), slots }),
+            (None, None) => {}
         }
     }
 }
@@ -234,11 +236,7 @@ impl ModelTable {
     /// Records exactly `loaded` as what `link`'s node holds.
     pub fn attach(&self, link: &Arc<NodeLink>, loaded: &[LoadedModel]) {
         let mut models = self.models.write();
-        for versions in models.values() {
-            for version in versions.values() {
-                version.shared.replicas.set(link, None);
-            }
-        }
+        let mut held: HashMap<(String, u64), usize> = HashMap::new();
         for model in loaded.iter().filter(|m| m.ready) {
             let config: ModelConfig = match serde_json::from_str(&model.config_json) {
                 Ok(config) => config,
@@ -262,7 +260,14 @@ impl ModelTable {
                 );
             }
             let slots = model.instances.max(1) as usize * self.settings.batches_per_instance.max(1);
-            entry.shared.replicas.set(link, Some(slots));
+            held.insert((model.name.clone(), model.version), slots);
+        }
+        // One update per version, so no reader ever sees a replica that
+        // stays vanish for a moment.
+        for (name, versions) in models.iter() {
+            for (number, version) in versions {
+                version.shared.replicas.set(link, held.get(&(name.clone(), *number)).copied());
+            }
         }
     }
 

@@ -74,6 +74,38 @@ fn backend(message: String) -> RegistryError {
     RegistryError::Backend(message)
 }
 
+/// Runs an etcd call, retrying transport failures a few times: with several
+/// endpoints, a call that reached a dead member goes to another on retry. A
+/// compare-and-swap retried after an unseen success fails its comparison,
+/// so nothing is applied twice.
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(error) if attempt < 5 && is_transient(&error) => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "etcd call failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+fn is_transient(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown)
+        }
+        _ => false,
+    }
+}
+
 fn decode(bytes: &[u8], revision: i64) -> RegistryResult<StoredRecord> {
     let record = serde_json::from_slice(bytes).map_err(|e| backend(format!("unreadable model record: {e}")))?;
     Ok(StoredRecord { record, revision })
@@ -82,17 +114,26 @@ fn decode(bytes: &[u8], revision: i64) -> RegistryResult<StoredRecord> {
 #[async_trait]
 impl RecordStore for EtcdStore {
     async fn get(&self, model: &str) -> RegistryResult<Option<StoredRecord>> {
-        let response = self.client.clone().get(self.key(model), None).await.map_err(|e| backend(e.to_string()))?;
+        let key = self.key(model);
+        let response = retrying(|| {
+            let mut client = self.client.clone();
+            let key = key.clone();
+            async move { client.get(key, None).await }
+        })
+        .await
+        .map_err(|e| backend(e.to_string()))?;
         response.kvs().first().map(|kv| decode(kv.value(), kv.mod_revision())).transpose()
     }
 
     async fn list(&self) -> RegistryResult<Vec<StoredRecord>> {
-        let response = self
-            .client
-            .clone()
-            .get(format!("{}models/", self.prefix), Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| backend(e.to_string()))?;
+        let prefix = format!("{}models/", self.prefix);
+        let response = retrying(|| {
+            let mut client = self.client.clone();
+            let prefix = prefix.clone();
+            async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await
+        .map_err(|e| backend(e.to_string()))?;
         response.kvs().iter().map(|kv| decode(kv.value(), kv.mod_revision())).collect()
     }
 
@@ -104,7 +145,13 @@ impl RecordStore for EtcdStore {
             Some(revision) => Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
         };
         let txn = Txn::new().when([compare]).and_then([TxnOp::put(key, value, None)]);
-        let response = self.client.clone().txn(txn).await.map_err(|e| backend(e.to_string()))?;
+        let response = retrying(|| {
+            let mut client = self.client.clone();
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })
+        .await
+        .map_err(|e| backend(e.to_string()))?;
         if !response.succeeded() {
             return Err(RegistryError::Conflict { model: record.name.clone() });
         }
@@ -116,7 +163,13 @@ impl RecordStore for EtcdStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
             .and_then([TxnOp::delete(key, None)]);
-        let response = self.client.clone().txn(txn).await.map_err(|e| backend(e.to_string()))?;
+        let response = retrying(|| {
+            let mut client = self.client.clone();
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })
+        .await
+        .map_err(|e| backend(e.to_string()))?;
         if !response.succeeded() {
             return Err(RegistryError::Conflict { model: model.to_string() });
         }
