@@ -194,6 +194,10 @@ pub struct NodeSpec {
     /// A certificate folder of its own instead of the cluster's (to test
     /// nodes that must not be admitted); such nodes are not waited for.
     pub cert_dir: Option<PathBuf>,
+    /// etcd endpoints to use instead of the cluster's (e.g. through a proxy).
+    pub etcd_endpoints: Option<String>,
+    /// The UDP port to bind QUIC on, instead of a free one.
+    pub quic_port: Option<u16>,
 }
 
 impl NodeSpec {
@@ -205,12 +209,22 @@ impl NodeSpec {
             args: vec![],
             repository: true,
             cert_dir: None,
+            etcd_endpoints: None,
+            quic_port: None,
         }
     }
 
     /// A node with no preloaded models: it serves what the registry places on it.
     pub fn bare(name: &str) -> NodeSpec {
-        NodeSpec { name: name.into(), models: vec![], args: vec![], repository: false, cert_dir: None }
+        NodeSpec {
+            name: name.into(),
+            models: vec![],
+            args: vec![],
+            repository: false,
+            cert_dir: None,
+            etcd_endpoints: None,
+            quic_port: None,
+        }
     }
 
     /// A bare node using the certificates in `cert_dir`.
@@ -377,7 +391,8 @@ impl Cluster {
             .args(&spec.args)
             .env("MAAS_LOG", "info");
         if self.membership && !self.etcd.is_empty() {
-            command.arg("--etcd-endpoints").arg(self.etcd_endpoints()).arg("--lease-ttl-seconds").arg("2");
+            let endpoints = spec.etcd_endpoints.clone().unwrap_or_else(|| self.etcd_endpoints());
+            command.arg("--etcd-endpoints").arg(endpoints).arg("--lease-ttl-seconds").arg("2");
         }
         if spec.repository {
             command.arg("--model-repository").arg(models_dir());
@@ -530,7 +545,10 @@ impl Cluster {
 
     /// Starts one more node after the cluster is up.
     pub async fn add_node(&mut self, spec: NodeSpec) -> Result<()> {
-        let quic_addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+        if spec.cert_dir.is_none() {
+            make_certs(&self.certs, &[spec.name.as_str()])?;
+        }
+        let quic_addr = SocketAddr::from(([127, 0, 0, 1], spec.quic_port.unwrap_or_else(free_udp_port)));
         let metrics_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         let process = self.spawn_node(&spec, quic_addr, metrics_addr)?;
         self.nodes.push(Node { spec, quic_addr, metrics_addr, process });

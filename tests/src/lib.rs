@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod proxy;
 pub mod reference;
 pub mod requests;
 

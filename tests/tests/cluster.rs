@@ -351,3 +351,60 @@ async fn two_ready(cluster: &Cluster, model: &str) -> bool {
     let described = call(cluster, Method::GET, &format!("/v1/models/{model}"), None, None).await.unwrap().body;
     described["versions"][0]["ready_replicas"] == json!(2)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_is_routed_around_and_rejoins() {
+    use maas_tests::proxy::{tcp_relay, udp_relay, Partition};
+    let mut cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::bare("node-0"), NodeSpec::bare("node-1")])
+        .with_membership()
+        .start()
+        .await
+        .unwrap();
+    // node-2 reaches etcd, and is reached by coordinators, only through relays.
+    let partition = Partition::default();
+    let etcd_addr: std::net::SocketAddr = cluster.etcd[0].endpoint.trim_start_matches("http://").parse().unwrap();
+    let etcd_relay = tcp_relay(etcd_addr, partition.clone()).await.unwrap();
+    let quic_port = maas_tests::cluster::free_udp_port();
+    let quic_relay = udp_relay(([127, 0, 0, 1], quic_port).into(), partition.clone()).await.unwrap();
+    let mut spec = NodeSpec::bare("node-2");
+    spec.etcd_endpoints = Some(format!("http://{etcd_relay}"));
+    spec.quic_port = Some(quic_port);
+    spec.args = vec!["--advertise-addr".into(), quic_relay.to_string()];
+    cluster.add_node(spec).await.unwrap();
+
+    deploy(&cluster, "alpha", 3, 100 << 20).await;
+    let replicas = |n: u64| {
+        let cluster = &cluster;
+        async move {
+            let described = call(cluster, Method::GET, "/v1/models/alpha", None, None).await.unwrap().body;
+            described["versions"][0]["ready_replicas"] == json!(n)
+        }
+    };
+    wait_until("three replicas", Duration::from_secs(30), async || replicas(3).await).await;
+    let base = cluster.url("");
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    partition.cut();
+    let gone = wait_until("node-2 dropped", Duration::from_secs(20), async || {
+        let view = cluster_view(&cluster, &base).await;
+        let member = view["members"].as_array().unwrap().iter().any(|m| m["name"] == json!("node-2"));
+        let linked = view["links"].as_array().unwrap().iter().any(|l| l["name"] == json!("node-2"));
+        !member && !linked
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    partition.heal();
+    let back = wait_until("node-2 rejoined with its replica", Duration::from_secs(30), async || replicas(3).await).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for client in clients {
+        sent += client.await.unwrap();
+    }
+    eprintln!("partition: node-2 dropped after {gone:?}, back with its replica {back:?} after healing; {sent} requests");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the partition");
+}
