@@ -38,6 +38,22 @@ impl EtcdStore {
         self.client.clone()
     }
 
+    /// Runs a guarded transaction on `model`'s key; returns the new
+    /// revision, or a conflict when the guard failed.
+    async fn compare_and_swap(&self, model: &str, txn: Txn) -> RegistryResult<i64> {
+        let response = retrying(|| {
+            let mut client = self.client.clone();
+            let txn = txn.clone();
+            async move { client.txn(txn).await }
+        })
+        .await
+        .map_err(|e| backend(e.to_string()))?;
+        if !response.succeeded() {
+            return Err(RegistryError::Conflict { model: model.to_string() });
+        }
+        Ok(response.header().map(|h| h.revision()).unwrap_or_default())
+    }
+
     fn key(&self, model: &str) -> String {
         format!("{}models/{model}", self.prefix)
     }
@@ -145,17 +161,7 @@ impl RecordStore for EtcdStore {
             Some(revision) => Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
         };
         let txn = Txn::new().when([compare]).and_then([TxnOp::put(key, value, None)]);
-        let response = retrying(|| {
-            let mut client = self.client.clone();
-            let txn = txn.clone();
-            async move { client.txn(txn).await }
-        })
-        .await
-        .map_err(|e| backend(e.to_string()))?;
-        if !response.succeeded() {
-            return Err(RegistryError::Conflict { model: record.name.clone() });
-        }
-        Ok(response.header().map(|h| h.revision()).unwrap_or_default())
+        self.compare_and_swap(&record.name, txn).await
     }
 
     async fn delete(&self, model: &str, expected: i64) -> RegistryResult<()> {
@@ -163,17 +169,7 @@ impl RecordStore for EtcdStore {
         let txn = Txn::new()
             .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
             .and_then([TxnOp::delete(key, None)]);
-        let response = retrying(|| {
-            let mut client = self.client.clone();
-            let txn = txn.clone();
-            async move { client.txn(txn).await }
-        })
-        .await
-        .map_err(|e| backend(e.to_string()))?;
-        if !response.succeeded() {
-            return Err(RegistryError::Conflict { model: model.to_string() });
-        }
-        Ok(())
+        self.compare_and_swap(model, txn).await.map(|_| ())
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
