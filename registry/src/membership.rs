@@ -44,22 +44,38 @@ pub async fn keep_registered(mut client: Client, prefix: String, info: NodeInfo,
 }
 
 /// Registers once and keeps the lease alive; returns when the lease is lost.
+///
+/// A keep-alive stream that breaks (say its etcd member died) is reopened
+/// on the same lease, through whichever member answers, for as long as the
+/// lease can still be alive; only then is the registration started over.
 async fn register_once(client: &mut Client, prefix: &str, name: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
     let lease = client.lease_grant(ttl.as_secs().max(1) as i64, None).await?.id();
     client.put(node_key(prefix, name), value.to_vec(), Some(PutOptions::new().with_lease(lease))).await?;
     tracing::info!(node = name, lease, "registered in etcd");
-    let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
     let interval = ttl / 3;
-    loop {
-        keeper.keep_alive().await?;
-        match tokio::time::timeout(interval, responses.message()).await {
-            Ok(Ok(Some(response))) if response.ttl() > 0 => {}
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_) => anyhow::bail!("no keep-alive answer from etcd within {interval:?}"),
+    let mut last_renewal = std::time::Instant::now();
+    while last_renewal.elapsed() < ttl {
+        let (mut keeper, mut responses) = match client.lease_keep_alive(lease).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%error, "could not open a keep-alive stream; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        loop {
+            if keeper.keep_alive().await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(interval, responses.message()).await {
+                Ok(Ok(Some(response))) if response.ttl() > 0 => last_renewal = std::time::Instant::now(),
+                Ok(Ok(Some(_))) => return Ok(()),
+                _ => break,
+            }
+            tokio::time::sleep(interval).await;
         }
-        tokio::time::sleep(interval).await;
     }
+    Ok(())
 }
 
 /// The registered nodes, kept current by a watch on the prefix.
