@@ -88,37 +88,36 @@ impl Reconciler {
         let mut changed = false;
         let placement = self.placement.as_ref().map(|p| p.borrow().clone());
         let placed_here = |model: &str, version: u64| placement.as_ref().is_none_or(|p| p.places(model, version, &link.name));
-        let wanted: BTreeSet<(String, u64)> = records
+        let to_load: Vec<(&ModelRecord, u64)> = records
             .iter()
-            .flat_map(|r| r.versions_to_load().into_iter().map(move |v| (r.name.clone(), v)))
-            .filter(|(model, version)| placed_here(model, *version))
+            .flat_map(|r| r.versions_to_load().into_iter().map(move |v| (r, v)))
+            .filter(|(record, version)| placed_here(&record.name, *version))
             .collect();
-        for record in records {
-            for number in record.versions_to_load().into_iter().filter(|&v| placed_here(&record.name, v)) {
-                let version = &record.versions[&number];
-                let holds = held.iter().any(|m| {
-                    m.name == record.name && m.version == number && m.sha256.as_deref() == Some(&version.artifact.sha256)
-                });
-                if holds {
-                    continue;
+        let wanted: BTreeSet<(String, u64)> = to_load.iter().map(|(r, v)| (r.name.clone(), *v)).collect();
+        for &(record, number) in &to_load {
+            let version = &record.versions[&number];
+            let holds = held.iter().any(|m| {
+                m.name == record.name && m.version == number && m.sha256.as_deref() == Some(&version.artifact.sha256)
+            });
+            if holds {
+                continue;
+            }
+            let request = NodeRequest::Load(LoadModel {
+                model: record.name.clone(),
+                version: number,
+                config_json: serde_json::to_string(&version.config)?,
+                sha256: version.artifact.sha256.clone(),
+                size: version.artifact.size,
+            });
+            match link.call(&request).await? {
+                NodeResponse::Done => {
+                    tracing::info!(node = %link.name, model = %record.name, version = number, "loaded on node");
+                    changed = true;
                 }
-                let request = NodeRequest::Load(LoadModel {
-                    model: record.name.clone(),
-                    version: number,
-                    config_json: serde_json::to_string(&version.config)?,
-                    sha256: version.artifact.sha256.clone(),
-                    size: version.artifact.size,
-                });
-                match link.call(&request).await? {
-                    NodeResponse::Done => {
-                        tracing::info!(node = %link.name, model = %record.name, version = number, "loaded on node");
-                        changed = true;
-                    }
-                    NodeResponse::Error(error) => {
-                        tracing::warn!(node = %link.name, model = %record.name, version = number, %error, "node could not load")
-                    }
-                    other => anyhow::bail!("node answered a load with {other:?}"),
+                NodeResponse::Error(error) => {
+                    tracing::warn!(node = %link.name, model = %record.name, version = number, %error, "node could not load")
                 }
+                other => anyhow::bail!("node answered a load with {other:?}"),
             }
         }
         let managed: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
