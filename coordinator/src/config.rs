@@ -57,8 +57,10 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_COORDINATOR_DATA_DIR", default_value = ".maas/coordinator")]
     pub data_dir: PathBuf,
 
-    /// Artifact store for uploaded models: a directory or `file://` URL that
-    /// nodes read too (default: `<data-dir>/artifacts`).
+    /// Artifact store for uploaded models, which nodes read too: a directory,
+    /// a `file://` URL or object storage (`s3://bucket/prefix`, `gs://…`,
+    /// `az://…`, with credentials from the environment); default
+    /// `<data-dir>/artifacts`.
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 

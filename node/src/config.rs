@@ -32,8 +32,9 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_MODEL_REPOSITORY")]
     pub model_repository: Option<PathBuf>,
 
-    /// Artifact store to fetch model versions from: a directory or `file://` URL,
-    /// the same store the coordinators upload to.
+    /// Artifact store to fetch model versions from: a directory, a `file://`
+    /// URL or object storage (`s3://bucket/prefix`, `gs://…`, `az://…`, with
+    /// credentials from the environment), the store the coordinators upload to.
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 

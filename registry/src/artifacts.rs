@@ -6,14 +6,26 @@
 //! digest's path, or dropped if that digest is already stored, so identical
 //! uploads are stored once. A fetch streams a blob to a local file,
 //! recomputing the digest, and refuses the file if it does not match.
+//!
+//! The store is a local directory (a path or `file://`), or object storage
+//! by URL: `s3://bucket[/prefix]` (AWS S3 or any S3-compatible server),
+//! `gs://bucket[/prefix]` or `az://container[/prefix]`. Credentials, region
+//! and endpoint come from the usual environment variables of each service
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+//! `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`; `GOOGLE_SERVICE_ACCOUNT`;
+//! `AZURE_STORAGE_ACCOUNT_NAME`, ...), as docs/REGISTRY.md lists.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -53,21 +65,46 @@ pub fn check_digest(digest: &str) -> RegistryResult<()> {
     }
 }
 
+fn local_store(dir: &str) -> RegistryResult<Arc<dyn ObjectStore>> {
+    std::fs::create_dir_all(dir).map_err(|e| backend(format!("creating artifact store {dir}: {e}")))?;
+    let local = LocalFileSystem::new_with_prefix(dir).map_err(|e| backend(format!("artifact store {dir}: {e}")))?;
+    Ok(Arc::new(local))
+}
+
+/// A bucket (or container) from the environment's credentials, with the
+/// URL's path as a prefix inside it.
+fn object_storage(scheme: &str, rest: &str, location: &str) -> RegistryResult<Arc<dyn ObjectStore>> {
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(RegistryError::Invalid(format!("artifact store '{location}' names no bucket")));
+    }
+    let failed = |e: object_store::Error| backend(format!("artifact store {location}: {e}"));
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => Arc::new(AmazonS3Builder::from_env().with_bucket_name(bucket).build().map_err(failed)?),
+        "gs" => Arc::new(GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket).build().map_err(failed)?),
+        "az" | "azure" => {
+            Arc::new(MicrosoftAzureBuilder::from_env().with_container_name(bucket).build().map_err(failed)?)
+        }
+        _ => {
+            return Err(RegistryError::Invalid(format!(
+                "artifact store scheme '{scheme}' is not supported; use a directory, file://, s3://, gs:// or az://"
+            )))
+        }
+    };
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) })
+}
+
 impl ArtifactStore {
-    /// Opens a store by location: a local directory path or a `file://` URL.
+    /// Opens a store by location: a local directory path, a `file://` URL,
+    /// or an object storage URL (`s3://`, `gs://`, `az://`).
     pub fn open(location: &str) -> RegistryResult<ArtifactStore> {
-        let dir = match location.split_once("://") {
-            None => location,
-            Some(("file", path)) => path,
-            Some((scheme, _)) => {
-                return Err(RegistryError::Invalid(format!(
-                    "artifact store scheme '{scheme}' is not supported by this build; use a directory or file://"
-                )))
-            }
+        let store = match location.split_once("://") {
+            None => local_store(location)?,
+            Some(("file", path)) => local_store(path)?,
+            Some((scheme, rest)) => object_storage(scheme, rest, location)?,
         };
-        std::fs::create_dir_all(dir).map_err(|e| backend(format!("creating artifact store {dir}: {e}")))?;
-        let local = LocalFileSystem::new_with_prefix(dir).map_err(|e| backend(e.to_string()))?;
-        Ok(ArtifactStore { store: Arc::new(local), location: location.to_string() })
+        Ok(ArtifactStore { store, location: location.to_string() })
     }
 
     /// Where the store is.
@@ -174,17 +211,11 @@ impl UploadSink {
         let sha256 = hex::encode(hasher.finalize());
         let artifact = ArtifactRef { sha256: sha256.clone(), size };
         let target = blob_path(&sha256);
-        let newly_stored = match store.rename_if_not_exists(&path, &target).await {
-            Ok(()) => true,
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let _ = store.delete(&path).await;
-                false
-            }
-            Err(e) => {
-                let _ = store.delete(&path).await;
-                return Err(backend(e.to_string()));
-            }
-        };
+        let newly_stored = file_under_digest(store.as_ref(), &path, &target).await;
+        if newly_stored.is_err() || newly_stored == Ok(false) {
+            let _ = store.delete(&path).await;
+        }
+        let newly_stored = newly_stored?;
         Ok(StoredArtifact { artifact, newly_stored })
     }
 
@@ -193,4 +224,25 @@ impl UploadSink {
         let _ = self.writer.abort().await;
         let _ = self.store.delete(&self.path).await;
     }
+}
+
+/// Moves a finished upload to its digest's path; false when that digest was
+/// already stored. Stores that cannot rename atomically without overwriting
+/// (S3 without conditional copy) check first and then rename: a racing
+/// upload of the same digest writes the same bytes, so the overwrite is
+/// harmless.
+async fn file_under_digest(store: &dyn ObjectStore, upload: &ObjectPath, target: &ObjectPath) -> RegistryResult<bool> {
+    match store.rename_if_not_exists(upload, target).await {
+        Ok(()) => return Ok(true),
+        Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+        Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented) => {}
+        Err(e) => return Err(backend(e.to_string())),
+    }
+    match store.head(target).await {
+        Ok(_) => return Ok(false),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(backend(e.to_string())),
+    }
+    store.rename(upload, target).await.map_err(|e| backend(e.to_string()))?;
+    Ok(true)
 }

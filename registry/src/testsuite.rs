@@ -329,3 +329,93 @@ impl Drop for EtcdProcess {
         let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
     }
 }
+
+/// An S3-compatible server on a loopback port (moto's server, from the
+/// project venv or `MAAS_S3_SERVER_BIN`) with one empty bucket, for tests;
+/// killed when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    /// Its endpoint URL.
+    pub endpoint: String,
+    /// The bucket created in it.
+    pub bucket: String,
+}
+
+impl S3Server {
+    /// Starts the server and creates `bucket`.
+    pub async fn start(bucket: &str) -> anyhow::Result<S3Server> {
+        use anyhow::Context;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let binary = std::env::var("MAAS_S3_SERVER_BIN").unwrap_or_else(|_| {
+            let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+            if venv.exists() { venv.display().to_string() } else { "moto_server".into() }
+        });
+        let child = std::process::Command::new(&binary)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {binary}; scripts/test.sh installs it (moto[server])"))?;
+        let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}"), bucket: bucket.to_string() };
+        let started = std::time::Instant::now();
+        loop {
+            match server.http_put(&format!("/{bucket}")).await {
+                Ok(status) if status == 200 => return Ok(server),
+                Ok(status) => anyhow::bail!("creating bucket {bucket} answered HTTP {status}"),
+                Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => return Err(e.context("the S3 server did not start in 30 s")),
+            }
+        }
+    }
+
+    /// The environment that points object_store's S3 client at this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "maas-test"),
+            ("AWS_SECRET_ACCESS_KEY", "maas-test-secret"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// The size of the object at `key` in the bucket, if it is there.
+    pub async fn object_size(&self, key: &str) -> anyhow::Result<Option<u64>> {
+        use object_store::ObjectStore;
+        let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(&self.bucket);
+        for (key, value) in self.env() {
+            builder = builder.with_config(key.to_ascii_lowercase().parse()?, value);
+        }
+        match builder.build()?.head(&object_store::path::Path::from(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An unauthenticated `PUT path` with an empty body; the HTTP status.
+    async fn http_put(&self, path: &str) -> anyhow::Result<u16> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(host).await?;
+        let request = format!("PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        let text = String::from_utf8_lossy(&answer);
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+        status.ok_or_else(|| anyhow::anyhow!("not an HTTP answer: {text}"))
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

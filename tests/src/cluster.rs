@@ -256,11 +256,28 @@ pub struct ClusterBuilder {
     coordinator_args: Vec<String>,
     etcd: usize,
     membership: bool,
+    artifact_store: Option<ArtifactLocation>,
+}
+
+/// Where the cluster's processes keep artifacts, when not in a folder of the
+/// cluster's own.
+#[derive(Debug, Clone)]
+pub struct ArtifactLocation {
+    /// The store's URL (`s3://bucket/prefix`, ...).
+    pub url: String,
+    /// Environment the processes need to reach it (endpoint, credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ClusterBuilder {
     fn default() -> Self {
-        ClusterBuilder { nodes: vec![NodeSpec::new("node-0", &[])], coordinator_args: vec![], etcd: 0, membership: false }
+        ClusterBuilder {
+            nodes: vec![NodeSpec::new("node-0", &[])],
+            coordinator_args: vec![],
+            etcd: 0,
+            membership: false,
+            artifact_store: None,
+        }
     }
 }
 
@@ -297,6 +314,12 @@ impl ClusterBuilder {
         self
     }
 
+    /// Keeps artifacts in `location` instead of a folder of the cluster's.
+    pub fn artifact_store(mut self, location: ArtifactLocation) -> Self {
+        self.artifact_store = Some(location);
+        self
+    }
+
     /// Starts the nodes and the coordinator and waits until every node's
     /// models are ready through the coordinator.
     pub async fn start(self) -> Result<Cluster> {
@@ -310,7 +333,12 @@ impl ClusterBuilder {
         let mut names: Vec<&str> = vec!["coordinator"];
         names.extend(self.nodes.iter().map(|n| n.name.as_str()));
         make_certs(&certs, &names)?;
+        let artifact_store = self.artifact_store.unwrap_or_else(|| ArtifactLocation {
+            url: dir.path().join("artifacts").display().to_string(),
+            env: vec![],
+        });
         let mut cluster = Cluster {
+            artifact_store,
             nodes: Vec::new(),
             coordinator: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
@@ -355,6 +383,7 @@ pub struct Cluster {
     /// The etcd members holding the registry, when the cluster has them.
     pub etcd: Vec<maas_registry::testsuite::EtcdProcess>,
     membership: bool,
+    artifact_store: ArtifactLocation,
     dir: TempDir,
 }
 
@@ -389,6 +418,7 @@ impl Cluster {
             .arg("--data-dir")
             .arg(self.dir.path().join(&spec.name))
             .args(&spec.args)
+            .envs(self.artifact_store.env.iter().cloned())
             .env("MAAS_LOG", "info");
         if self.membership && !self.etcd.is_empty() {
             let endpoints = spec.etcd_endpoints.clone().unwrap_or_else(|| self.etcd_endpoints());
@@ -409,8 +439,8 @@ impl Cluster {
     }
 
     /// The artifact store shared by the coordinator and the nodes.
-    pub fn artifact_store(&self) -> PathBuf {
-        self.dir.path().join("artifacts")
+    pub fn artifact_store(&self) -> &str {
+        &self.artifact_store.url
     }
 
     fn coordinator_command(&self, http_addr: SocketAddr, data_dir: &Path) -> Command {
@@ -428,6 +458,7 @@ impl Cluster {
             .arg("--admin-token")
             .arg(ADMIN_TOKEN)
             .args(&self.coordinator_args)
+            .envs(self.artifact_store.env.iter().cloned())
             .env("MAAS_LOG", "info");
         if !self.etcd.is_empty() {
             command.arg("--etcd-endpoints").arg(self.etcd_endpoints());

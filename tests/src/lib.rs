@@ -12,5 +12,5 @@ pub mod proxy;
 pub mod reference;
 pub mod requests;
 
-pub use cluster::{Cluster, ClusterBuilder, NodeSpec};
+pub use cluster::{ArtifactLocation, Cluster, ClusterBuilder, NodeSpec};
 pub use reference::Reference;

@@ -3,8 +3,8 @@
 
 use maas_tests::admin::{call, deploy_example, describe, example_artifact, example_config, publish, set_alias, upload, wait_ready};
 use maas_tests::cluster::{ADMIN_TOKEN, INFERENCE_TOKEN};
-use maas_tests::requests::{json_body, post};
-use maas_tests::{Cluster, NodeSpec, Reference};
+use maas_tests::requests::{assert_matches, json_body, post};
+use maas_tests::{ArtifactLocation, Cluster, NodeSpec, Reference};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -61,7 +61,7 @@ async fn bad_uploads_and_requests_leave_the_registry_unchanged() {
 
     // An artifact altered in the store after upload: the node refuses it.
     let tampered = upload(&cluster, example_artifact("cnn", 1)).await.unwrap();
-    let blob = cluster.artifact_store().join("blobs/sha256").join(&tampered);
+    let blob = std::path::Path::new(cluster.artifact_store()).join("blobs/sha256").join(&tampered);
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
@@ -164,4 +164,29 @@ async fn repository_extension_loads_and_unloads() {
     wait_ready(&cluster, "clf").await.unwrap();
     let index = call(&cluster, Method::POST, "/v2/repository/index", None, None).await.unwrap().ok().unwrap();
     assert_eq!(index[0]["state"], json!("READY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_in_an_s3_bucket_are_uploaded_fetched_and_served() {
+    let s3 = maas_registry::testsuite::S3Server::start("models").await.unwrap();
+    let cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::bare("node-0")])
+        .artifact_store(ArtifactLocation { url: "s3://models/prod".into(), env: s3.env() })
+        .start()
+        .await
+        .unwrap();
+    let version = deploy_example(&cluster, "cnn", 1, "vision").await.unwrap();
+    wait_ready(&cluster, "vision").await.unwrap();
+    let reference = Reference::load("cnn", 1).rows(0, 2);
+    let body = serde_json::to_vec(&json_body(&reference.inputs, None)).unwrap();
+    let answer = post(&cluster.client, &cluster.url("/v2/models/vision/infer"), body, &[]).await.unwrap();
+    let answer = answer.answer().unwrap();
+    assert_eq!(answer.header["model_version"], json!(version.to_string()));
+    assert_matches(&answer.outputs, &reference.outputs);
+
+    // The blob is in the bucket under the prefix, by its digest.
+    let described = describe(&cluster, "vision").await.unwrap().ok().unwrap();
+    let sha256 = described["versions"][0]["artifact"]["sha256"].as_str().unwrap().to_string();
+    let stored = s3.object_size(&format!("prod/blobs/sha256/{sha256}")).await.unwrap();
+    assert_eq!(stored, Some(std::fs::metadata(maas_tests::cluster::models_dir().join("cnn/1/model.pt")).unwrap().len()));
 }
