@@ -4,6 +4,7 @@
 //! maas deploy clf --model model.pt --config config.json [--alias production]
 //! maas models | describe clf | alias clf production 2 | traffic clf 1=90 2=10
 //! maas rollback clf production | delete clf 1 | status
+//! maas nodes | drain node-1
 //! ```
 //!
 //! Human tables by default; `--json` prints the API's JSON for scripts.
@@ -108,6 +109,14 @@ enum Command {
     },
     /// Show the coordinator's health and every version's state.
     Status,
+    /// Show the nodes with their live load: in flight, queued, memory.
+    Nodes,
+    /// Ask a node to leave the cluster: its replicas move, it finishes what
+    /// it has in flight, then it exits.
+    Drain {
+        /// Node name.
+        node: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -270,8 +279,42 @@ async fn run(cli: Cli) -> Result<()> {
                 .collect();
             table(&["MODEL", "VERSION", "STATE", "REASON"], &rows);
         }
+        Command::Nodes => {
+            let cluster = client.get("/v1/cluster").await?;
+            if cli.json {
+                return Ok(print(&cluster));
+            }
+            let links = cluster["links"].as_array().cloned().unwrap_or_default();
+            let rows: Vec<Vec<String>> = links.iter().map(node_row).collect();
+            table(&["NODE", "ADDRESS", "LINK", "IN FLIGHT", "QUEUED", "MEMORY USED", "STATE"], &rows);
+        }
+        Command::Drain { node } => {
+            let answer = client.send_empty(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;
+            if cli.json {
+                print(&answer);
+            } else {
+                println!("{node} is draining: its replicas move to other nodes and it exits once idle");
+            }
+        }
     }
     Ok(())
+}
+
+/// One row of `maas nodes`.
+fn node_row(link: &Value) -> Vec<String> {
+    let status = &link["status"];
+    let gib = |bytes: &Value| format!("{:.2}", bytes.as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64);
+    let (in_flight, queued, memory, state) = if status.is_object() && status.get("error").is_none() {
+        let queued: u64 = status["models"].as_array().map(|m| m.iter().filter_map(|m| m["queued"].as_u64()).sum()).unwrap_or(0);
+        let memory = format!("{} / {} GiB", gib(&status["memory_used_bytes"]), gib(&status["memory_bytes"]));
+        let state = if status["draining"].as_bool() == Some(true) { "draining" } else { "serving" };
+        (status["in_flight"].to_string(), queued.to_string(), memory, state.to_string())
+    } else {
+        let state = status["error"].as_str().map(|e| format!("no status: {e}")).unwrap_or_else(|| "-".into());
+        ("-".into(), "-".into(), "-".into(), state)
+    };
+    let link_state = if link["up"].as_bool() == Some(true) { "up" } else { "down" };
+    vec![link["name"].as_str().unwrap_or("?").to_string(), link["addr"].as_str().unwrap_or("?").to_string(), link_state.into(), in_flight, queued, memory, state]
 }
 
 fn join(list: &Value) -> String {

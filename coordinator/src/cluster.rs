@@ -117,7 +117,8 @@ async fn lead(
             let up: Vec<String> = node_set.list().iter().filter(|l| l.is_up()).map(|l| l.name.clone()).collect();
             let members: BTreeMap<String, NodeInfo> =
                 nodes.borrow_and_update().iter().filter(|(name, _)| up.contains(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            match place(&mut client, &settings, &registry, &members, &leadership.key).await {
+            let cached = node_set.cached_artifacts().await;
+            match place(&mut client, &settings, &registry, &members, &cached, &leadership.key).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("the placement write was fenced off: leadership is gone");
@@ -144,11 +145,12 @@ async fn place(
     settings: &ClusterSettings,
     registry: &Registry,
     nodes: &BTreeMap<String, NodeInfo>,
+    cached: &placement::CachedArtifacts,
     key: &maas_registry::etcd_client::LeaderKey,
 ) -> anyhow::Result<bool> {
     let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
     let current = placement::read_placement(client, &settings.prefix).await?;
-    let assignments = placement::plan(&records, nodes, &current);
+    let assignments = placement::plan(&records, nodes, &current, cached);
     if assignments == current.assignments && current.leader == settings.name {
         return Ok(true);
     }

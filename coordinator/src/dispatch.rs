@@ -133,7 +133,7 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], res
             }
         }
         NodeResponse::Error(error) => fail_all(batch, ServeError::from_node(&version.name, error)),
-        NodeResponse::Models(_) | NodeResponse::Done => {
+        NodeResponse::Models(_) | NodeResponse::Status(_) | NodeResponse::Done => {
             fail_all(batch, ServeError::Internal("node answered a batch with something else".into()))
         }
     }

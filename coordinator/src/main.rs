@@ -60,7 +60,8 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
     let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
     let link_up = Arc::new(Notify::new());
-    let node_set = NodeSet::new(endpoint, table.clone(), link_up.clone(), config.max_frame_bytes);
+    let control = nodes::ControlPlane::start(&config.name).await?;
+    let node_set = NodeSet::new(endpoint, control, table.clone(), link_up.clone(), config.max_frame_bytes);
     for node in &config.nodes {
         node_set.add(&node.name, node.addr);
     }

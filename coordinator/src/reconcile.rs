@@ -109,7 +109,7 @@ impl Reconciler {
                 sha256: version.artifact.sha256.clone(),
                 size: version.artifact.size,
             });
-            match link.call(&request).await? {
+            match link.command(&request).await? {
                 NodeResponse::Done => {
                     tracing::info!(node = %link.name, model = %record.name, version = number, "loaded on node");
                     changed = true;
@@ -132,7 +132,7 @@ impl Reconciler {
             if now.duration_since(since) < UNLOAD_GRACE {
                 continue;
             }
-            link.call(&NodeRequest::Unload { model: model.name.clone(), version: model.version }).await?;
+            link.command(&NodeRequest::Unload { model: model.name.clone(), version: model.version }).await?;
             self.unwanted_since.lock().remove(&key);
             tracing::info!(node = %link.name, model = %model.name, version = model.version, "unloaded from node");
             changed = true;
@@ -146,7 +146,7 @@ impl Reconciler {
 }
 
 async fn list_models(link: &NodeLink) -> anyhow::Result<Vec<LoadedModel>> {
-    match link.call(&NodeRequest::ListModels).await? {
+    match link.command(&NodeRequest::ListModels).await? {
         NodeResponse::Models(models) => Ok(models),
         other => anyhow::bail!("node answered ListModels with {other:?}"),
     }

@@ -29,6 +29,18 @@ impl Fetcher {
         Ok(Fetcher { store, cache, in_flight: Mutex::new(HashMap::new()) })
     }
 
+    /// The digests of the artifacts in the local cache.
+    pub fn cached(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.cache) else { return Vec::new() };
+        let mut digests: Vec<String> = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".pt").map(str::to_string))
+            .filter(|digest| maas_registry::check_digest(digest).is_ok())
+            .collect();
+        digests.sort();
+        digests
+    }
+
     /// The local path of a verified copy of the artifact.
     pub async fn fetch(&self, model: &str, version: u64, artifact: &ArtifactRef) -> Result<PathBuf, NodeError> {
         let failed = |message: String| NodeError::LoadFailed { model: model.to_string(), version, message };

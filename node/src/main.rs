@@ -2,6 +2,7 @@
 //! batches to coordinators over QUIC with mutual TLS.
 
 mod config;
+mod control;
 mod drain;
 mod fetch;
 mod membership;
@@ -54,7 +55,9 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let store = config.artifact_store.as_deref().map(maas_registry::ArtifactStore::open).transpose()?;
     let fetcher = fetch::Fetcher::new(store, config.data_dir())?;
     let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
-    let quic = server::QuicServer::bind(&config, host, fetcher)?;
+    let quic = server::QuicServer::bind(&config, host.clone())?;
+    let control = control::Control::new(host, fetcher, quic.in_flight(), config.memory_bytes);
+    let control_server = control::start(&config.name, control.clone()).await?;
     let registration = match config.etcd_endpoints.is_empty() {
         true => None,
         false => Some(membership::register(&config, &quic, device).await?),
@@ -66,14 +69,16 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         "node ready"
     );
     let in_flight = quic.in_flight();
-    let serving = tokio::spawn(quic.serve());
+    let serving = tokio::spawn(quic.serve(control_server));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         result = serving => return result.context("QUIC server task")?,
         result = metrics_server => return result.context("metrics server"),
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+        _ = control.drain_requested() => {}
     }
+    control.set_draining();
     drain::leave(registration, in_flight, std::time::Duration::from_secs(config.drain_seconds)).await;
     Ok(())
 }

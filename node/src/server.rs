@@ -1,10 +1,11 @@
 //! The node's QUIC server.
 //!
 //! Only clients with a certificate from the cluster CA complete the
-//! handshake. Each bidirectional stream carries one request: a kind byte,
-//! then one frame; the node answers with one frame and finishes the stream.
-//! A frame that fails validation gets an `InvalidInput` answer and touches
-//! no model.
+//! handshake. Each bidirectional stream starts with a kind byte. A data
+//! stream carries one batch in one frame; the node answers with one frame
+//! and finishes the stream. A frame that fails validation gets an
+//! `InvalidInput` answer and touches no model. A control stream is handed
+//! to the control plane (see [`crate::control`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,33 +13,30 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use maas_protocol::frame::{self, Payload};
-use maas_protocol::{ArchivedLoadModel, ArchivedNodeRequest, ModelConfig, NodeError, NodeResponse};
-use maas_registry::ArtifactRef;
+use maas_protocol::{ArchivedNodeRequest, NodeError, NodeResponse};
 use maas_transport::{read_frame, write_frame, StreamKind, TlsFiles, TransportSettings};
+use ractor::ActorRef;
+use ractor_cluster::NodeServerMessage;
 
 use crate::config::NodeConfig;
-use crate::fetch::Fetcher;
-use crate::repository::ModelSource;
 use crate::runtime::ModelHost;
 
 /// A bound QUIC endpoint serving a [`ModelHost`].
 pub struct QuicServer {
     endpoint: quinn::Endpoint,
     host: Arc<ModelHost>,
-    fetcher: Arc<Fetcher>,
     max_frame_bytes: usize,
     in_flight: Arc<AtomicUsize>,
 }
 
 impl QuicServer {
     /// Binds the node's QUIC address with its certificate.
-    pub fn bind(config: &NodeConfig, host: Arc<ModelHost>, fetcher: Fetcher) -> Result<QuicServer> {
+    pub fn bind(config: &NodeConfig, host: Arc<ModelHost>) -> Result<QuicServer> {
         let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
         let endpoint = maas_transport::server_endpoint(config.quic_addr, &files, &TransportSettings::default())?;
         Ok(QuicServer {
             endpoint,
             host,
-            fetcher: Arc::new(fetcher),
             max_frame_bytes: config.max_frame_bytes,
             in_flight: Arc::new(AtomicUsize::new(0)),
         })
@@ -54,12 +52,13 @@ impl QuicServer {
         Ok(self.endpoint.local_addr()?)
     }
 
-    /// Accepts connections until the endpoint closes.
-    pub async fn serve(self) -> Result<()> {
+    /// Accepts connections until the endpoint closes; control streams go to
+    /// `control_server`.
+    pub async fn serve(self, control_server: ActorRef<NodeServerMessage>) -> Result<()> {
         while let Some(incoming) = self.endpoint.accept().await {
             let services = Services {
                 host: self.host.clone(),
-                fetcher: self.fetcher.clone(),
+                control_server: control_server.clone(),
                 max_frame_bytes: self.max_frame_bytes,
                 in_flight: self.in_flight.clone(),
             };
@@ -78,7 +77,7 @@ impl QuicServer {
 /// What a stream handler needs.
 struct Services {
     host: Arc<ModelHost>,
-    fetcher: Arc<Fetcher>,
+    control_server: ActorRef<NodeServerMessage>,
     max_frame_bytes: usize,
     in_flight: Arc<AtomicUsize>,
 }
@@ -105,7 +104,7 @@ async fn serve_connection(connection: quinn::Connection, services: Arc<Services>
     loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(serve_stream(send, recv, services.clone()));
+                tokio::spawn(serve_stream(send, recv, services.clone(), remote));
             }
             Err(error) => {
                 tracing::info!(%remote, %error, "coordinator connection closed");
@@ -115,18 +114,28 @@ async fn serve_connection(connection: quinn::Connection, services: Arc<Services>
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, services: Arc<Services>) {
-    let _in_flight = InFlight::new(&services.in_flight);
-    let max = services.max_frame_bytes;
+async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, services: Arc<Services>, remote: SocketAddr) {
     let mut kind = [0u8; 1];
     if recv.read_exact(&mut kind).await.is_err() {
         return;
     }
-    if StreamKind::from_byte(kind[0]) != Some(StreamKind::Data) {
-        tracing::warn!(kind = kind[0], "unknown stream kind; resetting the stream");
-        let _ = send.reset(quinn::VarInt::from_u32(1));
-        return;
+    match StreamKind::from_byte(kind[0]) {
+        Some(StreamKind::Data) => {}
+        Some(StreamKind::Control) => {
+            let label = format!("quic://{remote}/{}", send.id());
+            if let Err(error) = maas_transport::control::accept(&services.control_server, send, recv, label) {
+                tracing::error!(%error, "could not start a control session");
+            }
+            return;
+        }
+        None => {
+            tracing::warn!(kind = kind[0], "unknown stream kind; resetting the stream");
+            let _ = send.reset(quinn::VarInt::from_u32(1));
+            return;
+        }
     }
+    let _in_flight = InFlight::new(&services.in_flight);
+    let max = services.max_frame_bytes;
     let response = match read_frame(&mut recv, max).await {
         Ok(payload) => answer(payload, &services).await,
         Err(error) if error.is_bad_frame() => {
@@ -154,58 +163,21 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
 }
 
 async fn answer(payload: Payload, services: &Services) -> NodeResponse {
-    let host = &services.host;
     let (model, version) = match frame::access_request(&payload) {
         Err(error) => {
             return NodeResponse::Error(NodeError::InvalidInput { message: format!("bad frame: {error}") });
         }
-        Ok(ArchivedNodeRequest::ListModels) => return NodeResponse::Models(host.list()),
         Ok(ArchivedNodeRequest::Infer(batch)) => (batch.model.as_str().to_owned(), batch.version.to_native()),
-        Ok(ArchivedNodeRequest::Unload { model, version }) => {
-            host.unload(model.as_str(), version.to_native());
-            return NodeResponse::Done;
+        Ok(_) => {
+            return NodeResponse::Error(NodeError::InvalidInput {
+                message: "data streams carry batches only; control commands go over the control session".into(),
+            })
         }
-        Ok(ArchivedNodeRequest::Load(load)) => return load_version(load, services, false).await,
-        Ok(ArchivedNodeRequest::Check(load)) => return load_version(load, services, true).await,
     };
-    match host.submit(&model, version, payload) {
+    match services.host.submit(&model, version, payload) {
         Ok(answer) => answer.await.unwrap_or_else(|_| {
             NodeResponse::Error(NodeError::Internal { message: format!("model '{model}' instance stopped mid-batch") })
         }),
         Err(error) => NodeResponse::Error(error),
-    }
-}
-
-/// Fetches and loads (or, for a check, trial-loads) a version.
-async fn load_version(load: &ArchivedLoadModel, services: &Services, trial_only: bool) -> NodeResponse {
-    let model = load.model.as_str().to_string();
-    let version = load.version.to_native();
-    let failed = |message: String| NodeError::LoadFailed { model: model.clone(), version, message };
-    let config: ModelConfig = match serde_json::from_str(load.config_json.as_str()) {
-        Ok(config) => config,
-        Err(error) => return NodeResponse::Error(failed(format!("invalid configuration: {error}"))),
-    };
-    if let Err(error) = config.check() {
-        return NodeResponse::Error(failed(error));
-    }
-    if config.name != model {
-        return NodeResponse::Error(failed(format!("the configuration names model '{}'", config.name)));
-    }
-    let artifact = ArtifactRef { sha256: load.sha256.as_str().to_string(), size: load.size.to_native() };
-    let path = match services.fetcher.fetch(&model, version, &artifact).await {
-        Ok(path) => path,
-        Err(error) => return NodeResponse::Error(error),
-    };
-    let source = ModelSource { config, version, path, sha256: Some(artifact.sha256) };
-    let result = if trial_only { services.host.check(source).await } else { services.host.load(source).await };
-    match result {
-        Ok(()) => {
-            tracing::info!(model, version, trial_only, "model version loaded");
-            NodeResponse::Done
-        }
-        Err(error) => {
-            tracing::warn!(model, version, %error, "model version failed to load");
-            NodeResponse::Error(error)
-        }
     }
 }

@@ -19,7 +19,7 @@ pub use config::{ModelConfig, ReplicaRange, TensorSpec, VersionPolicy};
 pub use datatype::{ArchivedDataType, DataType};
 pub use message::{
     ArchivedBatchOutcome, ArchivedInferBatch, ArchivedLoadModel, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
-    BatchOutcome, BatchResult, InferBatch, LoadModel, LoadedModel, NodeError, NodeRequest, NodeResponse,
-    RequestOutcome,
+    BatchOutcome, BatchResult, InferBatch, LoadModel, LoadedModel, ModelLoad, NodeError, NodeRequest, NodeResponse,
+    NodeStatus, RequestOutcome,
 };
 pub use tensor::{ArchivedTensor, Tensor};

@@ -1,7 +1,10 @@
-//! The messages a coordinator and a node exchange on a data stream.
+//! The messages a coordinator and a node exchange.
 //!
-//! Each QUIC data stream carries exactly one [`NodeRequest`] from the
+//! Each QUIC data stream carries exactly one [`NodeRequest::Infer`] from the
 //! coordinator and one [`NodeResponse`] back, each in one [`crate::frame`].
+//! The other requests (list, load, check, unload, status, drain) are
+//! control commands: they travel as the same frames inside messages to the
+//! node's host actor over the cluster's control session.
 
 use crate::Tensor;
 
@@ -24,6 +27,17 @@ pub enum NodeRequest {
         /// Version.
         version: u64,
     },
+    /// Report live load: requests in flight, queues, memory.
+    Status,
+    /// Leave the cluster: deregister, finish what is in flight, exit.
+    Drain,
+}
+
+impl NodeRequest {
+    /// Whether this is a control command rather than a batch.
+    pub fn is_control(&self) -> bool {
+        !matches!(self, NodeRequest::Infer(_))
+    }
 }
 
 /// A model version to load and where its artifact is.
@@ -66,8 +80,10 @@ pub enum NodeResponse {
     Infer(BatchResult),
     /// The answer to [`NodeRequest::ListModels`].
     Models(Vec<LoadedModel>),
-    /// A [`NodeRequest::Load`], [`NodeRequest::Check`] or
-    /// [`NodeRequest::Unload`] succeeded.
+    /// The answer to [`NodeRequest::Status`].
+    Status(NodeStatus),
+    /// A [`NodeRequest::Load`], [`NodeRequest::Check`],
+    /// [`NodeRequest::Unload`] or [`NodeRequest::Drain`] succeeded.
     Done,
     /// The request could not be handled at all.
     Error(NodeError),
@@ -107,6 +123,36 @@ pub enum RequestOutcome {
     Ok(Vec<Tensor>),
     /// Why it failed.
     Err(NodeError),
+}
+
+/// A node's live load, as its host actor reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct NodeStatus {
+    /// Batches being answered right now.
+    pub in_flight: u64,
+    /// Whether the node is leaving the cluster.
+    pub draining: bool,
+    /// Memory the node offers for models, in bytes.
+    pub memory_bytes: u64,
+    /// Memory its loaded versions are estimated to use, in bytes.
+    pub memory_used_bytes: u64,
+    /// Each loaded version's queue.
+    pub models: Vec<ModelLoad>,
+    /// sha256 digests of the artifacts in the node's local cache.
+    pub cached_artifacts: Vec<String>,
+}
+
+/// One loaded version's queue on a node.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct ModelLoad {
+    /// Model name.
+    pub name: String,
+    /// Version number.
+    pub version: u64,
+    /// Batches waiting for a free instance.
+    pub queued: u64,
+    /// Instances running.
+    pub instances: u32,
 }
 
 /// A model version a node holds.

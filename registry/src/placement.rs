@@ -11,7 +11,7 @@
 //! transaction that compares the leader's election key, so a deposed leader
 //! cannot overwrite its successor's decisions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, LeaderKey, Txn, TxnOp};
@@ -64,17 +64,32 @@ pub fn memory_estimate(record: &ModelRecord, version: u64) -> u64 {
     v.config.memory_bytes.unwrap_or(v.artifact.size.saturating_mul(3))
 }
 
+/// The artifacts (sha256 digests) each node holds in its local cache.
+pub type CachedArtifacts = BTreeMap<String, BTreeSet<String>>;
+
 /// Computes assignments for every version to load over the live `nodes`.
-pub fn plan(records: &[ModelRecord], nodes: &BTreeMap<String, NodeInfo>, current: &Placement) -> BTreeMap<String, Assignment> {
+/// New replicas go to the nodes with the fewest replicas, then to those
+/// already holding the version's artifact (per `cached`), then to those
+/// with the most free memory.
+pub fn plan(
+    records: &[ModelRecord],
+    nodes: &BTreeMap<String, NodeInfo>,
+    current: &Placement,
+    cached: &CachedArtifacts,
+) -> BTreeMap<String, Assignment> {
     let mut free: BTreeMap<&str, u64> = nodes.iter().map(|(name, n)| (name.as_str(), n.memory_bytes)).collect();
     let mut replicas: BTreeMap<&str, usize> = nodes.keys().map(|name| (name.as_str(), 0)).collect();
     let mut items: Vec<(String, u32, u64)> = Vec::new();
+    let mut digests: BTreeMap<String, &str> = BTreeMap::new();
     for record in records {
         for version in record.versions_to_load() {
             let wanted = record.versions[&version].config.replicas.min;
-            items.push((Placement::key(&record.name, version), wanted, memory_estimate(record, version)));
+            let key = Placement::key(&record.name, version);
+            digests.insert(key.clone(), &record.versions[&version].artifact.sha256);
+            items.push((key, wanted, memory_estimate(record, version)));
         }
     }
+    let holds = |node: &str, key: &str| cached.get(node).is_some_and(|set| set.contains(digests[key]));
     let mut result: BTreeMap<String, Assignment> = BTreeMap::new();
     // Keep what already runs where it still fits.
     for (key, wanted, memory) in &items {
@@ -103,7 +118,7 @@ pub fn plan(records: &[ModelRecord], nodes: &BTreeMap<String, NodeInfo>, current
             let candidate = free
                 .iter()
                 .filter(|(name, room)| **room >= *memory && !assignment.nodes.iter().any(|n| n == *name))
-                .min_by_key(|(name, room)| (replicas[*name], std::cmp::Reverse(**room), **name))
+                .min_by_key(|(name, room)| (replicas[*name], !holds(name, key), std::cmp::Reverse(**room), **name))
                 .map(|(name, _)| *name);
             let Some(node) = candidate else { break };
             *free.get_mut(node).expect("candidate is live") -= memory;
@@ -235,6 +250,10 @@ mod tests {
     }
 
     fn model(name: &str, replicas: u32, memory: u64) -> ModelRecord {
+        model_with_artifact(name, replicas, memory, &"a".repeat(64))
+    }
+
+    fn model_with_artifact(name: &str, replicas: u32, memory: u64, sha256: &str) -> ModelRecord {
         let config: ModelConfig = serde_json::from_value(serde_json::json!({
             "name": name, "max_batch_size": 1, "memory_bytes": memory,
             "replicas": {"min": replicas, "max": replicas},
@@ -245,7 +264,7 @@ mod tests {
         let mut record = ModelRecord::new(name);
         record.versions.insert(
             1,
-            VersionRecord { version: 1, config, artifact: ArtifactRef { sha256: "a".repeat(64), size: 1 }, lineage: Lineage::default() },
+            VersionRecord { version: 1, config, artifact: ArtifactRef { sha256: sha256.into(), size: 1 }, lineage: Lineage::default() },
         );
         record.next_version = 2;
         record
@@ -255,7 +274,7 @@ mod tests {
     fn replicas_spread_over_nodes() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m1", 2, 10), model("m2", 2, 10), model("m3", 2, 10)];
-        let plan = plan(&records, &nodes, &Placement::default());
+        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new());
         let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
         for assignment in plan.values() {
             assert_eq!(assignment.nodes.len(), 2);
@@ -271,7 +290,7 @@ mod tests {
     fn too_large_is_unplaceable_and_others_are_not() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 50)].into_iter().collect();
         let records = vec![model("big", 1, 1000), model("small", 1, 10)];
-        let plan = plan(&records, &nodes, &Placement::default());
+        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new());
         let big = &plan["big/1"];
         assert!(big.nodes.is_empty());
         assert!(big.unplaceable.as_deref().unwrap().contains("needs 1000 bytes"), "{big:?}");
@@ -284,7 +303,7 @@ mod tests {
         let records = vec![model("m1", 1, 20), model("m2", 1, 20)];
         let mut current = Placement::default();
         current.assignments.insert("m1/1".into(), Assignment { nodes: vec!["b".into()], wanted: 1, memory_bytes: 20, unplaceable: None });
-        let plan = plan(&records, &nodes, &current);
+        let plan = plan(&records, &nodes, &current, &CachedArtifacts::new());
         assert_eq!(plan["m1/1"].nodes, vec!["b".to_string()]);
         assert_eq!(plan["m2/1"].nodes, vec!["a".to_string()]);
     }
@@ -293,11 +312,24 @@ mod tests {
     fn a_lost_node_moves_its_replicas() {
         let mut nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m", 2, 10)];
-        let first = Placement { assignments: plan(&records, &nodes, &Placement::default()), ..Placement::default() };
+        let first = Placement { assignments: plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new()), ..Placement::default() };
         let lost = first.assignments["m/1"].nodes[0].clone();
         nodes.remove(&lost);
-        let second = plan(&records, &nodes, &first);
+        let second = plan(&records, &nodes, &first, &CachedArtifacts::new());
         assert_eq!(second["m/1"].nodes.len(), 2);
         assert!(!second["m/1"].nodes.contains(&lost));
+    }
+
+    #[test]
+    fn nodes_holding_the_artifact_are_preferred_among_equals() {
+        let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
+        let digest = "c".repeat(64);
+        let records = vec![model_with_artifact("m", 2, 10, &digest)];
+        let cached: CachedArtifacts = [("c".to_string(), [digest.clone()].into()), ("b".to_string(), ["d".repeat(64)].into())].into();
+        let plan = plan(&records, &nodes, &Placement::default(), &cached);
+        assert!(plan["m/1"].nodes.contains(&"c".to_string()), "{plan:?}");
+        // Without the cache the tie goes to the first name.
+        let plain = super::plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new());
+        assert_eq!(plain["m/1"].nodes, vec!["a".to_string(), "b".to_string()]);
     }
 }

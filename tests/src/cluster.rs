@@ -416,7 +416,7 @@ impl Cluster {
             .arg("--artifact-store")
             .arg(self.artifact_store())
             .arg("--data-dir")
-            .arg(self.dir.path().join(&spec.name))
+            .arg(self.node_data_dir(&spec.name))
             .args(&spec.args)
             .envs(self.artifact_store.env.iter().cloned())
             .env("MAAS_LOG", "info");
@@ -436,6 +436,11 @@ impl Cluster {
     /// The etcd client URLs, comma-separated.
     pub fn etcd_endpoints(&self) -> String {
         self.etcd.iter().map(|e| e.endpoint.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The data folder of node `name` (its artifact cache is `artifacts/` in it).
+    pub fn node_data_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     /// The artifact store shared by the coordinator and the nodes.

@@ -12,6 +12,7 @@ use maas_tests::requests::{assert_matches, json_body, post_json};
 use maas_tests::{Cluster, NodeSpec, Reference};
 use reqwest::Method;
 use serde_json::{json, Value};
+use sha2::Digest;
 
 const MODELS: [&str; 3] = ["alpha", "beta", "gamma"];
 
@@ -409,4 +410,110 @@ async fn a_partitioned_node_is_routed_around_and_rejoins() {
     }
     eprintln!("partition: node-2 dropped after {gone:?}, back with its replica {back:?} after healing; {sent} requests");
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the partition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_reports_live_load_and_drains_a_node() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (mut cluster, _second, second_url) = three_node_cluster().await;
+    let base = cluster.url("");
+    for model in ["alpha", "beta"] {
+        deploy(&cluster, model, 2, 100 << 20).await;
+        wait_ready(&cluster, model).await.unwrap();
+    }
+    for model in ["alpha", "beta"] {
+        wait_until("two ready replicas", Duration::from_secs(30), async || ready_replicas(&cluster, model).await == 2).await;
+    }
+
+    // Live status from every node's host actor, through either coordinator,
+    // agrees with the placement.
+    for url in [&base, &second_url] {
+        let view = cluster_view(&cluster, url).await;
+        let links = view["links"].as_array().unwrap();
+        assert_eq!(links.len(), 3, "{view:#}");
+        for link in links {
+            let name = link["name"].as_str().unwrap();
+            let status = &link["status"];
+            assert_eq!(status["draining"], json!(false), "{link:#}");
+            assert_eq!(status["memory_bytes"], json!(8u64 << 30), "{link:#}");
+            let held: Vec<String> = status["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    assert!(m["instances"].as_u64().unwrap() >= 1);
+                    format!("{}/{}", m["name"].as_str().unwrap(), m["version"])
+                })
+                .collect();
+            let placed: Vec<String> =
+                ["alpha", "beta"].iter().filter(|m| placed_nodes(&view, m).iter().any(|n| n == name)).map(|m| format!("{m}/1")).collect();
+            assert_eq!(held, placed, "node {name} holds what placement gave it");
+            assert_eq!(status["memory_used_bytes"], json!(placed.len() as u64 * (100 << 20)), "{link:#}");
+        }
+    }
+
+    // Drain a node holding alpha while 32 clients use alpha.
+    let view = cluster_view(&cluster, &base).await;
+    let leaving = placed_nodes(&view, "alpha")[0].clone();
+    let index = cluster.nodes.iter().position(|n| n.spec.name == leaving).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let drained = call(&cluster, Method::POST, &format!("/v1/cluster/nodes/{leaving}/drain"), None, None).await.unwrap();
+    assert_eq!(drained.status, 202, "{:?}", drained.body);
+    let exited = wait_until("the drained node to exit", Duration::from_secs(30), async || cluster.nodes[index].process.has_exited()).await;
+    let moved = wait_until("replicas moved off the drained node", Duration::from_secs(30), async || {
+        let view = cluster_view(&cluster, &base).await;
+        ["alpha", "beta"].iter().all(|m| {
+            let nodes = placed_nodes(&view, m);
+            nodes.len() == 2 && !nodes.contains(&leaving)
+        })
+    })
+    .await;
+    for model in ["alpha", "beta"] {
+        wait_until("two ready replicas after the drain", Duration::from_secs(30), async || ready_replicas(&cluster, model).await == 2).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    for client in clients {
+        sent += client.await.unwrap();
+    }
+    eprintln!("drain of {leaving}: exited after {exited:?}, replicas re-placed within {moved:?} more, {sent} requests");
+    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the drain");
+
+    let unknown = call(&cluster, Method::POST, "/v1/cluster/nodes/no-such-node/drain", None, None).await.unwrap();
+    assert_eq!(unknown.status, 404, "{:?}", unknown.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_prefers_a_node_holding_the_artifact() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let (cluster, _second, _) = three_node_cluster().await;
+    // A first model takes node-0 (the trial load before publishing also
+    // runs there, so node-0 caches every artifact deployed here).
+    let sha = upload(&cluster, example_artifact("cnn", 1)).await.unwrap();
+    let mut config = example_config("cnn", "filler");
+    config["replicas"] = json!({"min": 1, "max": 1});
+    publish(&cluster, "filler", &config, &sha).await.unwrap().ok().unwrap();
+    wait_ready(&cluster, "filler").await.unwrap();
+    // node-2 already has the next artifact in its cache (as if it had
+    // served it before); node-1 and node-2 are otherwise equal, so without
+    // the cache the replica would go to node-1, the first by name.
+    let bytes = example_artifact("mlp", 1);
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    let cache = cluster.node_data_dir("node-2").join("artifacts");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::write(cache.join(format!("{digest}.pt")), &bytes).unwrap();
+    let view = cluster_view(&cluster, &cluster.url("")).await;
+    assert_eq!(placed_nodes(&view, "filler"), vec!["node-0".to_string()], "{:#}", view["placement"]);
+    let node_2 = view["links"].as_array().unwrap().iter().find(|l| l["name"] == "node-2").unwrap().clone();
+    assert_eq!(node_2["status"]["cached_artifacts"], json!([digest]), "{node_2:#}");
+
+    deploy(&cluster, "alpha", 1, 100 << 20).await;
+    wait_ready(&cluster, "alpha").await.unwrap();
+    let view = cluster_view(&cluster, &cluster.url("")).await;
+    assert_eq!(placed_nodes(&view, "alpha"), vec!["node-2".to_string()], "{:#}", view["placement"]);
+    serve_check(&cluster, &cluster.url(""), "alpha").await;
 }

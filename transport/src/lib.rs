@@ -3,10 +3,12 @@
 //! Every connection is TLS 1.3 with mutual authentication against one
 //! cluster CA and the ALPN `maas/1`. [`certs`] makes a development CA and
 //! certificates, [`tls`] turns PEM files into quinn configurations with the
-//! cluster's transport settings, and [`stream`] reads and writes frames on
-//! QUIC streams.
+//! cluster's transport settings, [`stream`] reads and writes frames on
+//! QUIC streams, and [`control`] runs the ractor_cluster control plane over
+//! one QUIC stream per connection.
 
 pub mod certs;
+pub mod control;
 pub mod stream;
 pub mod tls;
 

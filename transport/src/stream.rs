@@ -1,8 +1,9 @@
 //! Frames on QUIC streams.
 //!
 //! A stream opened by a coordinator starts with one byte naming its kind,
-//! so control and data streams can share a connection; then each side
-//! writes one frame (see `maas_protocol::frame`) and finishes.
+//! so control and data streams can share a connection. On a data stream
+//! each side then writes one frame (see `maas_protocol::frame`) and
+//! finishes; a control stream carries a ractor_cluster session.
 
 use maas_protocol::frame::{self, FrameError, Payload};
 
@@ -10,8 +11,11 @@ use maas_protocol::frame::{self, FrameError, Payload};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum StreamKind {
-    /// One batch or query and its answer.
+    /// One batch and its answer.
     Data = b'D',
+    /// The control session: a ractor_cluster session for the life of the
+    /// connection (see [`crate::control`]).
+    Control = b'C',
 }
 
 impl StreamKind {
@@ -19,6 +23,7 @@ impl StreamKind {
     pub fn from_byte(byte: u8) -> Option<StreamKind> {
         match byte {
             b'D' => Some(StreamKind::Data),
+            b'C' => Some(StreamKind::Control),
             _ => None,
         }
     }

@@ -1,12 +1,21 @@
-//! One QUIC connection to a node, and calls over it.
+//! One QUIC connection to a node: batches on data streams of their own, and
+//! control commands to the node's host actor over the control session.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use maas_protocol::frame;
 use maas_protocol::{NodeRequest, NodeResponse};
+use maas_transport::control::ControlMessage;
 use maas_transport::{read_frame, write_frame, StreamKind};
 use parking_lot::RwLock;
+use ractor::ActorRef;
+
+/// How long a load or a trial load may take (fetch, load, warm-up).
+const LOAD_LIMIT: Duration = Duration::from_secs(300);
+/// How long any other control command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(10);
 
 /// Why a call to a node failed without an answer.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +48,7 @@ pub struct NodeLink {
     /// Its QUIC address.
     pub addr: SocketAddr,
     connection: RwLock<Option<quinn::Connection>>,
+    host: RwLock<Option<ActorRef<ControlMessage>>>,
     up: AtomicBool,
     outstanding: AtomicUsize,
     max_frame_bytes: usize,
@@ -51,6 +61,7 @@ impl NodeLink {
             name,
             addr,
             connection: RwLock::new(None),
+            host: RwLock::new(None),
             up: AtomicBool::new(false),
             outstanding: AtomicUsize::new(0),
             max_frame_bytes,
@@ -78,6 +89,10 @@ impl NodeLink {
         *self.connection.write() = connection;
     }
 
+    pub(super) fn set_host(&self, host: Option<ActorRef<ControlMessage>>) {
+        *self.host.write() = host;
+    }
+
     pub(super) fn set_up(&self, up: bool) {
         self.up.store(up, Ordering::Release);
     }
@@ -102,11 +117,19 @@ impl NodeLink {
         frame::decode_response(&answer).map_err(|e| LinkError::Protocol { node: self.name.clone(), message: e.to_string() })
     }
 
-    /// Encodes and sends a request.
-    pub async fn call(&self, request: &NodeRequest) -> Result<NodeResponse, LinkError> {
-        let (header, payload) = frame::encode_request(request, self.max_frame_bytes)
-            .map_err(|e| LinkError::Protocol { node: self.name.clone(), message: e.to_string() })?;
-        self.call_encoded(&header, &payload).await
+    /// Sends a control command to the node's host actor and waits for its answer.
+    pub async fn command(&self, request: &NodeRequest) -> Result<NodeResponse, LinkError> {
+        let protocol = |message: String| LinkError::Protocol { node: self.name.clone(), message };
+        let host = self.host.read().clone().ok_or_else(|| LinkError::Down(self.name.clone()))?;
+        let limit = match request {
+            NodeRequest::Load(_) | NodeRequest::Check(_) => LOAD_LIMIT,
+            _ => COMMAND_LIMIT,
+        };
+        let encoded = maas_transport::control::encode_request(request).map_err(|e| protocol(e.to_string()))?;
+        let answer = super::control::call(&host, encoded, limit)
+            .await
+            .map_err(|e| LinkError::Transport { node: self.name.clone(), message: format!("{e:#}") })?;
+        maas_transport::control::decode_response(&answer).map_err(|e| protocol(format!("bad control answer: {e}")))
     }
 }
 

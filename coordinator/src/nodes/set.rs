@@ -5,13 +5,19 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use maas_protocol::{NodeRequest, NodeResponse};
+use maas_registry::placement::CachedArtifacts;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use super::control::ControlPlane;
 use super::{spawn_supervisor, NodeLink};
 use crate::metrics;
 use crate::models::ModelTable;
+
+/// How long a node's status may take when asked for its cached artifacts.
+const STATUS_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest wait for a departing node's batches before its connection closes.
 const CLOSE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
@@ -20,15 +26,22 @@ const CLOSE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct NodeSet {
     links: RwLock<BTreeMap<String, (Arc<NodeLink>, JoinHandle<()>)>>,
     endpoint: quinn::Endpoint,
+    control: Arc<ControlPlane>,
     table: Arc<ModelTable>,
     link_up: Arc<Notify>,
     max_frame_bytes: usize,
 }
 
 impl NodeSet {
-    /// An empty set dialing through `endpoint`.
-    pub fn new(endpoint: quinn::Endpoint, table: Arc<ModelTable>, link_up: Arc<Notify>, max_frame_bytes: usize) -> Arc<NodeSet> {
-        Arc::new(NodeSet { links: RwLock::new(BTreeMap::new()), endpoint, table, link_up, max_frame_bytes })
+    /// An empty set dialing through `endpoint`, with control sessions from `control`.
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        control: Arc<ControlPlane>,
+        table: Arc<ModelTable>,
+        link_up: Arc<Notify>,
+        max_frame_bytes: usize,
+    ) -> Arc<NodeSet> {
+        Arc::new(NodeSet { links: RwLock::new(BTreeMap::new()), endpoint, control, table, link_up, max_frame_bytes })
     }
 
     /// Links to `name` at `addr`, replacing a link to another address.
@@ -38,7 +51,13 @@ impl NodeSet {
         }
         self.remove(name);
         let link = Arc::new(NodeLink::new(name.to_string(), addr, self.max_frame_bytes));
-        let task = spawn_supervisor(link.clone(), self.endpoint.clone(), self.table.clone(), self.link_up.clone());
+        let task = spawn_supervisor(
+            link.clone(),
+            self.endpoint.clone(),
+            self.control.clone(),
+            self.table.clone(),
+            self.link_up.clone(),
+        );
         tracing::info!(node = name, %addr, "node joined");
         self.links.write().insert(name.to_string(), (link, task));
     }
@@ -78,6 +97,25 @@ impl NodeSet {
         for (name, addr) in nodes {
             self.add(name, *addr);
         }
+    }
+
+    /// The artifacts each linked node has in its cache, from the nodes'
+    /// live status; a node that does not answer within a second is left out.
+    pub async fn cached_artifacts(&self) -> CachedArtifacts {
+        let links: Vec<Arc<NodeLink>> = self.list().into_iter().filter(|l| l.is_up()).collect();
+        let asked = links.iter().map(|link| async move {
+            let status = tokio::time::timeout(STATUS_WITHIN, link.command(&NodeRequest::Status)).await;
+            match status {
+                Ok(Ok(NodeResponse::Status(status))) => Some((link.name.clone(), status.cached_artifacts.into_iter().collect())),
+                _ => None,
+            }
+        });
+        futures_util::future::join_all(asked).await.into_iter().flatten().collect()
+    }
+
+    /// The link to `name`, if any.
+    pub fn get(&self, name: &str) -> Option<Arc<NodeLink>> {
+        self.links.read().get(name).map(|(link, _)| link.clone())
     }
 
     /// Every link.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use maas_protocol::{NodeRequest, NodeResponse};
 use tokio::sync::Notify;
 
+use super::control::ControlPlane;
 use super::NodeLink;
 use crate::metrics;
 use crate::models::ModelTable;
@@ -18,13 +19,14 @@ const LAST_RETRY: Duration = Duration::from_secs(2);
 pub fn spawn_supervisor(
     link: Arc<NodeLink>,
     endpoint: quinn::Endpoint,
+    control: Arc<ControlPlane>,
     table: Arc<ModelTable>,
     link_up: Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut retry = FIRST_RETRY;
         loop {
-            match session(&link, &endpoint, &table, &link_up).await {
+            match session(&link, &endpoint, &control, &table, &link_up).await {
                 Ok(()) => retry = FIRST_RETRY,
                 Err(error) => tracing::debug!(node = %link.name, addr = %link.addr, %error, "node link attempt failed"),
             }
@@ -34,26 +36,37 @@ pub fn spawn_supervisor(
     })
 }
 
-/// One connection's life: connect, list models, serve until it closes.
+/// One connection's life: connect, open the control session, list models,
+/// serve until the connection or the session ends.
 async fn session(
     link: &Arc<NodeLink>,
     endpoint: &quinn::Endpoint,
+    control: &ControlPlane,
     table: &ModelTable,
     link_up: &Notify,
 ) -> anyhow::Result<()> {
     let connection = endpoint.connect(link.addr, &link.name)?.await?;
-    link.set_connection(Some(connection.clone()));
     // A resolved connect does not prove the node accepted our certificate;
-    // the first answered call does.
-    let models = match link.call(&NodeRequest::ListModels).await {
-        Ok(NodeResponse::Models(models)) => models,
-        Ok(other) => {
-            link.set_connection(None);
-            anyhow::bail!("node answered ListModels with {other:?}");
-        }
+    // a control session that shows the node's host actor does.
+    let mut control_session = match control.open(&link.name, &connection).await {
+        Ok(session) => session,
         Err(error) => {
+            connection.close(quinn::VarInt::from_u32(0), b"no control session");
+            return Err(error);
+        }
+    };
+    link.set_connection(Some(connection.clone()));
+    link.set_host(Some(control_session.host.clone()));
+    let models = match link.command(&NodeRequest::ListModels).await {
+        Ok(NodeResponse::Models(models)) => models,
+        other => {
+            link.set_host(None);
             link.set_connection(None);
-            return Err(error.into());
+            connection.close(quinn::VarInt::from_u32(0), b"ListModels failed");
+            match other {
+                Ok(answer) => anyhow::bail!("node answered ListModels with {answer:?}"),
+                Err(error) => return Err(error.into()),
+            }
         }
     };
     table.attach(link, &models);
@@ -61,8 +74,15 @@ async fn session(
     metrics::node_link_changed(&link.name, true);
     tracing::info!(node = %link.name, addr = %link.addr, models = models.len(), "node link up");
     link_up.notify_one();
-    let reason = connection.closed().await;
+    let reason = tokio::select! {
+        reason = connection.closed() => reason.to_string(),
+        _ = control_session.ended() => {
+            connection.close(quinn::VarInt::from_u32(0), b"control session ended");
+            "the control session ended".to_string()
+        }
+    };
     link.set_up(false);
+    link.set_host(None);
     link.set_connection(None);
     metrics::node_link_changed(&link.name, false);
     tracing::warn!(node = %link.name, addr = %link.addr, %reason, "node link down");

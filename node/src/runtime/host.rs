@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use maas_protocol::frame::Payload;
-use maas_protocol::{LoadedModel, ModelConfig, NodeError, NodeResponse};
+use maas_protocol::{LoadedModel, ModelConfig, ModelLoad, NodeError, NodeResponse};
 use parking_lot::RwLock;
 use tch::Device;
 use tokio::sync::oneshot;
@@ -24,6 +24,7 @@ struct LoadedVersion {
     queue: flume::Sender<Job>,
     instances: u32,
     sha256: Option<String>,
+    memory_bytes: u64,
 }
 
 /// How versions are loaded on this node.
@@ -93,8 +94,12 @@ impl ModelHost {
             // On failure, dropping `queue` stops the instances that did load.
             loaded.map_err(|e| load_failed(&source, format!("{e:#}")))?;
         }
+        // The same estimate placement uses: the configured figure, or three
+        // times the artifact's size.
+        let artifact_size = std::fs::metadata(&source.path).map(|m| m.len()).unwrap_or(0);
+        let memory_bytes = config.memory_bytes.unwrap_or(artifact_size.saturating_mul(3));
         let mut versions = self.versions.write();
-        versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone() });
+        versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone(), memory_bytes });
         metrics::set_loaded_models(versions.len());
         Ok(())
     }
@@ -141,6 +146,28 @@ impl ModelHost {
             },
         })?;
         Ok(answer)
+    }
+
+    /// Each loaded version's queue depth and instances.
+    pub fn loads(&self) -> Vec<ModelLoad> {
+        let mut loads: Vec<ModelLoad> = self
+            .versions
+            .read()
+            .iter()
+            .map(|((name, version), loaded)| ModelLoad {
+                name: name.clone(),
+                version: *version,
+                queued: loaded.queue.len() as u64,
+                instances: loaded.instances,
+            })
+            .collect();
+        loads.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
+        loads
+    }
+
+    /// Memory the loaded versions are estimated to use, in bytes.
+    pub fn memory_used_bytes(&self) -> u64 {
+        self.versions.read().values().map(|v| v.memory_bytes).sum()
     }
 
     /// The loaded versions, for a coordinator's `ListModels`.

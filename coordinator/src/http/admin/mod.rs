@@ -10,7 +10,8 @@
 //! DELETE /v1/models/{m}/aliases/{a}                  remove an alias
 //! POST   /v1/models/{m}/aliases/{a}/rollback         move an alias back to its previous target
 //! PUT    /v1/models/{m}/split                        set the traffic split {split: [{version, weight}]}
-//! GET    /v1/cluster                                 nodes, links, leadership and placement
+//! GET    /v1/cluster                                 nodes with live load, leadership and placement
+//! POST   /v1/cluster/nodes/{n}/drain                 ask a node to leave the cluster gracefully
 //! POST   /v2/repository/index                        Triton: every version and its state
 //! POST   /v2/repository/models/{m}/load | unload     Triton: load or unload a model
 //! ```
@@ -30,6 +31,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/v1/artifacts", web::put().to(artifacts::upload))
         .route("/v1/cluster", web::get().to(cluster::status))
+        .route("/v1/cluster/nodes/{node}/drain", web::post().to(cluster::drain))
         .route("/v1/models", web::get().to(models::list))
         .route("/v1/models/{model}", web::get().to(models::describe))
         .route("/v1/models/{model}/versions", web::post().to(models::publish))

@@ -152,7 +152,7 @@ async fn trial_load(state: &AppState, config: &ModelConfig, artifact: &maas_regi
         sha256: artifact.sha256.clone(),
         size: artifact.size,
     });
-    match link.call(&request).await {
+    match link.command(&request).await {
         Ok(NodeResponse::Done) => Ok(()),
         Ok(NodeResponse::Error(error)) => Err(ServeError::InvalidRequest(format!("the model failed its trial load: {error}"))),
         Ok(other) => Err(ServeError::Internal(format!("node answered a check with {other:?}"))),
