@@ -131,7 +131,14 @@ import json, sys
 port, view = sys.argv[1], json.loads(sys.argv[2])
 print(f"coordinator :{port}: {'leader' if view['leader'] else 'follower'}")
 for link in view["links"]:
-    print(f"  node {link['name']} at {link['addr']}: {'up' if link['up'] else 'down'}")
+    live = link.get("status") or {}
+    load = ""
+    if "in_flight" in live:
+        queued = sum(m["queued"] for m in live["models"])
+        load = (f", {live['in_flight']} in flight, {queued} queued, "
+                f"{live['memory_used_bytes'] / 2**30:.2f}/{live['memory_bytes'] / 2**30:.2f} GiB"
+                f"{', draining' if live['draining'] else ''}")
+    print(f"  node {link['name']} at {link['addr']}: {'up' if link['up'] else 'down'}{load}")
 if view["leader"]:
     for version, a in view.get("placement", {}).get("assignments", {}).items():
         note = f"  ({a['unplaceable']})" if a.get("unplaceable") else ""

@@ -91,6 +91,12 @@ async fn the_cli_manages_a_model() {
     let status = ok(maas(&cluster, ADMIN_TOKEN, &["status"]));
     assert!(status.contains("ready") && status.contains("READY"), "{status}");
 
+    let nodes = ok(maas(&cluster, ADMIN_TOKEN, &["nodes"]));
+    let row = nodes.lines().find(|l| l.starts_with("node-0")).unwrap_or_else(|| panic!("no node-0 row:\n{nodes}"));
+    assert!(row.contains(" up ") && row.contains("serving") && row.contains("GiB"), "{nodes}");
+    let refused = maas(&cluster, ADMIN_TOKEN, &["drain", "node-9"]);
+    assert!(!refused.ok && refused.stderr.contains("no node 'node-9'"), "{}", refused.stderr);
+
     let denied = maas(&cluster, "not-the-admin-token-at-all", &["models"]);
     assert!(!denied.ok);
     assert!(denied.stderr.contains("admin token was refused"), "{}", denied.stderr);
