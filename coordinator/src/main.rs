@@ -35,7 +35,7 @@ use crate::nodes::NodeSet;
 fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info,ractor=warn,ractor_cluster=warn")))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
