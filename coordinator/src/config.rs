@@ -64,6 +64,31 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 
+    /// One request in this many feeds the input drift profiles.
+    #[arg(long, env = "MAAS_COORDINATOR_DRIFT_SAMPLE_EVERY", default_value_t = 10)]
+    pub drift_sample_every: u64,
+
+    /// Sampled rows in each version's reference profile (its first ones)
+    /// and in the sliding window compared with it.
+    #[arg(long, env = "MAAS_COORDINATOR_DRIFT_ROWS", default_value_t = 500)]
+    pub drift_rows: usize,
+
+    /// Drift score (largest feature PSI of an input) that raises an alert.
+    #[arg(long, env = "MAAS_COORDINATOR_DRIFT_THRESHOLD", default_value_t = 0.25)]
+    pub drift_threshold: f64,
+
+    /// Predictions kept per model for feedback (requests with an `id`).
+    #[arg(long, env = "MAAS_COORDINATOR_FEEDBACK_CAPACITY", default_value_t = 100_000)]
+    pub feedback_capacity: usize,
+
+    /// How long a prediction waits for its feedback, in seconds.
+    #[arg(long, env = "MAAS_COORDINATOR_FEEDBACK_TTL_SECONDS", default_value_t = 3600)]
+    pub feedback_ttl_seconds: u64,
+
+    /// Joined feedback pairs each version is evaluated over.
+    #[arg(long, env = "MAAS_COORDINATOR_EVALUATION_WINDOW", default_value_t = 1000)]
+    pub evaluation_window: usize,
+
     /// Largest model upload accepted, in bytes.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_UPLOAD_BYTES", default_value_t = 2 << 30)]
     pub max_upload_bytes: u64,

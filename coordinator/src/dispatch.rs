@@ -16,6 +16,7 @@ use crate::batcher::PendingRequest;
 use crate::error::ServeError;
 use crate::metrics;
 use crate::models::VersionShared;
+use crate::monitor::stats::BatchTimes;
 use crate::nodes::{LinkError, NodeLink};
 use crate::tensor::TensorBytes;
 
@@ -24,6 +25,7 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let started = Instant::now();
     let rows: Vec<u32> = batch.iter().map(|r| r.rows).collect();
     metrics::record_batch(&version.name, version.version, &batch, started);
+    version.monitor.stats.queued(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
     let request = NodeRequest::Infer(InferBatch {
         batch_id: next_batch_id(),
         model: version.name.clone(),
@@ -101,7 +103,14 @@ fn concatenate_inputs(batch: &[PendingRequest]) -> Vec<Tensor> {
 fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], response: NodeResponse) {
     match response {
         NodeResponse::Infer(result) => {
-            metrics::record_node_timings(&version.name, version.version, &result);
+            let total_rows: u32 = rows.iter().sum();
+            metrics::record_node_timings(&version.name, version.version, u64::from(total_rows), &result);
+            let times = BatchTimes {
+                input_ns: result.compute_input_ns,
+                infer_ns: result.compute_infer_ns,
+                output_ns: result.compute_output_ns,
+            };
+            version.monitor.batch_done(u64::from(total_rows), batch.len() as u64, times);
             match result.outcome {
                 BatchOutcome::Whole(outputs) => match split_outputs(outputs, rows) {
                     Ok(per_request) => {

@@ -26,6 +26,8 @@ pub struct InferRequest {
     pub inputs: Vec<TensorBytes>,
     /// The client's `timeout` parameter.
     pub timeout: Option<Duration>,
+    /// The request's `id`: its prediction is kept for feedback.
+    pub id: Option<String>,
 }
 
 /// The outputs of a request and the version that produced them.
@@ -70,17 +72,21 @@ impl Inference {
             Ok(_) => "ok",
             Err(error) => error.outcome(),
         };
-        metrics::record_request(&version.shared.name, &version.shared.version_label, outcome, arrived.elapsed());
+        let elapsed = arrived.elapsed();
+        metrics::record_request(&version.shared.name, &version.shared.version_label, outcome, elapsed);
+        version.shared.monitor.request_done(result.is_ok(), elapsed);
     }
 
     /// Validates a request, queues it in the version's batcher and waits
     /// for its outputs until its deadline.
     pub async fn run(&self, version: &ModelVersion, request: InferRequest, arrived: Instant) -> ServeResult<InferResponse> {
         let shared = &version.shared;
+        let _in_flight = shared.monitor.admit();
         let (inputs, rows) = order_and_check(&shared.config, request.inputs)?;
         if !shared.is_ready() {
             return Err(shared.no_replica_error());
         }
+        shared.monitor.observe_inputs(&inputs);
         let deadline = arrived + request.timeout.unwrap_or(self.default_timeout);
         let (reply, answer) = oneshot::channel();
         version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, reply })?;
@@ -95,6 +101,9 @@ impl Inference {
                 })
             }
         };
+        if let Some(id) = request.id.as_deref() {
+            self.table.monitor().record_prediction(&shared.config, shared.version, id, &outputs);
+        }
         Ok(InferResponse {
             model_name: shared.name.clone(),
             model_version: shared.version,

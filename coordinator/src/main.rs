@@ -12,6 +12,7 @@ mod http;
 mod infer;
 mod metrics;
 mod models;
+mod monitor;
 mod nodes;
 mod reconcile;
 mod tensor;
@@ -30,6 +31,8 @@ use tokio::sync::Notify;
 
 use crate::config::CoordinatorConfig;
 use crate::models::{ModelTable, TableSettings};
+use crate::monitor::drift::DriftSettings;
+use crate::monitor::{Monitor, MonitorSettings};
 use crate::nodes::NodeSet;
 
 fn main() -> anyhow::Result<()> {
@@ -49,11 +52,28 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
-    let table = Arc::new(ModelTable::new(TableSettings {
-        max_queue: config.max_queue,
-        batches_per_instance: config.batches_per_instance,
-        max_frame_bytes: config.max_frame_bytes,
-    }));
+    let monitor = Monitor::new(MonitorSettings {
+        drift: DriftSettings {
+            reference_rows: config.drift_rows.max(10),
+            window_rows: config.drift_rows.max(10),
+            min_window_rows: (config.drift_rows / 5).max(5),
+            ..DriftSettings::default()
+        },
+        drift_threshold: config.drift_threshold,
+        drift_sample_every: config.drift_sample_every,
+        predictions_per_model: config.feedback_capacity,
+        prediction_ttl: std::time::Duration::from_secs(config.feedback_ttl_seconds),
+        evaluation_window: config.evaluation_window,
+    });
+    monitor.spawn_ticker();
+    let table = Arc::new(ModelTable::new(
+        TableSettings {
+            max_queue: config.max_queue,
+            batches_per_instance: config.batches_per_instance,
+            max_frame_bytes: config.max_frame_bytes,
+        },
+        monitor,
+    ));
     let (registry, etcd) = open_registry(&config).await?;
     let artifacts = ArtifactStore::open(&config.artifact_store())?;
     let tokens = auth::Tokens::load(&config)?;

@@ -9,6 +9,12 @@
 //! | `maas_inference_batch_size` | histogram | model, version | rows per dispatched batch |
 //! | `maas_inference_batch_requests` | histogram | model, version | requests per dispatched batch |
 //! | `maas_inference_batch_retries_total` | counter | model, version | batches retried on another replica |
+//! | `maas_inference_rows_total` | counter | model, version | rows inferred |
+//! | `maas_inference_in_flight` | gauge | model, version | requests admitted and not yet answered |
+//! | `maas_inference_queued` | gauge | model, version | requests waiting in the batcher |
+//! | `maas_alert_active` | gauge | kind, model, version | 1 while an alert of that kind is active |
+//! | `maas_input_drift_score` | gauge | model, version, input | the input's drift (largest feature PSI) |
+//! | `maas_feedback_total` | counter | model, outcome | feedback labels: `joined`, `unknown`, `expired`, `mismatched` |
 //! | `maas_node_link_up` | gauge | node | 1 while the node's link is up |
 //! | `maas_coordinator_leader` | gauge | | 1 while this coordinator leads placement |
 //!
@@ -30,6 +36,12 @@ const COMPUTE_SECONDS: &str = "maas_inference_compute_duration_seconds";
 const BATCH_SIZE: &str = "maas_inference_batch_size";
 const BATCH_REQUESTS: &str = "maas_inference_batch_requests";
 const RETRIES: &str = "maas_inference_batch_retries_total";
+const ROWS: &str = "maas_inference_rows_total";
+const IN_FLIGHT: &str = "maas_inference_in_flight";
+const QUEUED: &str = "maas_inference_queued";
+const ALERT_ACTIVE: &str = "maas_alert_active";
+const DRIFT: &str = "maas_input_drift_score";
+const FEEDBACK: &str = "maas_feedback_total";
 const LINK_UP: &str = "maas_node_link_up";
 const LEADER: &str = "maas_coordinator_leader";
 
@@ -73,11 +85,38 @@ pub fn record_batch(model: &str, version: u64, batch: &[PendingRequest], now: In
     }
 }
 
-/// Records where a node spent a batch's time.
-pub fn record_node_timings(model: &str, version: u64, result: &BatchResult) {
+/// Records where a node spent a batch's time, and its rows.
+pub fn record_node_timings(model: &str, version: u64, rows: u64, result: &BatchResult) {
+    let labels = [("model", model.to_string()), ("version", version.to_string())];
     let compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns;
-    metrics::histogram!(COMPUTE_SECONDS, "model" => model.to_string(), "version" => version.to_string())
-        .record(compute_ns as f64 * 1e-9);
+    metrics::histogram!(COMPUTE_SECONDS, &labels).record(compute_ns as f64 * 1e-9);
+    metrics::counter!(ROWS, &labels).increment(rows);
+}
+
+/// Sets a version's requests in flight and queued.
+pub fn set_version_load(model: &str, version: u64, in_flight: i64, queued: u64) {
+    let labels = [("model", model.to_string()), ("version", version.to_string())];
+    metrics::gauge!(IN_FLIGHT, &labels).set(in_flight as f64);
+    metrics::gauge!(QUEUED, &labels).set(queued as f64);
+}
+
+/// Sets whether an alert of `kind` is active for a version.
+pub fn set_alert(kind: &'static str, model: &str, version: u64, active: bool) {
+    metrics::gauge!(ALERT_ACTIVE, "kind" => kind, "model" => model.to_string(), "version" => version.to_string())
+        .set(if active { 1.0 } else { 0.0 });
+}
+
+/// Sets an input's drift score.
+pub fn set_drift(model: &str, version: u64, input: &str, score: f64) {
+    metrics::gauge!(DRIFT, "model" => model.to_string(), "version" => version.to_string(), "input" => input.to_string())
+        .set(score);
+}
+
+/// Counts feedback labels by what became of them.
+pub fn record_feedback(model: &str, outcome: &'static str, count: u64) {
+    if count > 0 {
+        metrics::counter!(FEEDBACK, "model" => model.to_string(), "outcome" => outcome).increment(count);
+    }
 }
 
 /// Records a batch retried on another replica.

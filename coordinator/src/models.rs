@@ -10,6 +10,7 @@
 //! Without either it goes to the model's traffic split when one is set, else
 //! to its `production` alias, else to its newest ready version.
 
+use crate::monitor::{Monitor, VersionMonitor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +83,8 @@ pub struct VersionShared {
     pub replicas: ReplicaSet,
     /// Largest frame sent to a node.
     pub max_frame_bytes: usize,
+    /// Its statistics, signals and detectors.
+    pub monitor: Arc<VersionMonitor>,
 }
 
 impl VersionShared {
@@ -139,12 +142,18 @@ pub struct ModelTable {
     models: RwLock<BTreeMap<String, BTreeMap<u64, Arc<ModelVersion>>>>,
     routing: RwLock<HashMap<String, Routing>>,
     settings: TableSettings,
+    monitor: Arc<Monitor>,
 }
 
 impl ModelTable {
-    /// An empty table.
-    pub fn new(settings: TableSettings) -> Self {
-        ModelTable { models: RwLock::new(BTreeMap::new()), routing: RwLock::new(HashMap::new()), settings }
+    /// An empty table whose versions report to `monitor`.
+    pub fn new(settings: TableSettings, monitor: Arc<Monitor>) -> Self {
+        ModelTable { models: RwLock::new(BTreeMap::new()), routing: RwLock::new(HashMap::new()), settings, monitor }
+    }
+
+    /// The monitor of every version.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     /// Finds the version a request names. `model` may be `name@alias`;
@@ -272,6 +281,7 @@ impl ModelTable {
     }
 
     fn new_version(&self, name: String, version: u64, config: ModelConfig) -> Arc<ModelVersion> {
+        let monitor = self.monitor.version(&name, version, &config);
         let policy = BatchPolicy {
             max_batch_rows: config.max_batch_size,
             max_delay: Duration::from_micros(config.max_queue_delay_us),
@@ -284,6 +294,7 @@ impl ModelTable {
             config: Arc::new(config),
             replicas: ReplicaSet::default(),
             max_frame_bytes: self.settings.max_frame_bytes,
+            monitor,
         });
         let batcher = batcher::spawn(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })

@@ -68,7 +68,6 @@ impl<E: Queued> BatchState<E> {
     }
 
     /// Requests waiting.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queue.len()
     }

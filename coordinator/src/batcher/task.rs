@@ -73,6 +73,7 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
                 Next::WaitUntil(_) | Next::Empty => break,
             }
         }
+        version.monitor.set_queued(state.len());
     }
     for request in state.drain() {
         request.answer(Err(ServeError::Unavailable(format!(

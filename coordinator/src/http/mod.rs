@@ -8,11 +8,12 @@
 //! GET  /v2/models/{m}[/versions/{v}]/ready      model readiness
 //! GET  /v2/models/{m}[/versions/{v}]/config     model configuration (Triton's JSON form)
 //! POST /v2/models/{m}[/versions/{v}]/infer      inference, JSON or binary tensors
+//! GET  /v2/models[/{m}[/versions/{v}]]/stats     statistics (Triton's extension)
 //! GET  /metrics                                 Prometheus text
 //! ```
 //!
 //! The management API (`/v1/...`) and Triton's repository extension are in
-//! [`admin`]. Every error body is `{"error": "<message>"}`.
+//! [`admin`]; alerts, feedback and evaluation in [`monitoring`]. Every error body is `{"error": "<message>"}`.
 
 mod admin;
 mod body;
@@ -21,6 +22,7 @@ mod error;
 mod health;
 mod infer;
 mod model;
+mod monitoring;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +88,13 @@ pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::
             .route("/v2/health/live", web::get().to(health::live))
             .route("/v2/health/ready", web::get().to(health::ready))
             .route("/v2", web::get().to(health::server_metadata))
+            .route("/v2/models/stats", web::get().to(monitoring::stats))
+            .route("/v2/models/{model}/stats", web::get().to(monitoring::stats))
+            .route("/v2/models/{model}/versions/{version}/stats", web::get().to(monitoring::stats))
+            .route("/v1/alerts", web::get().to(monitoring::alerts))
+            .route("/v1/monitor", web::get().to(monitoring::live))
+            .route("/v1/models/{model}/feedback", web::post().to(monitoring::feedback))
+            .route("/v1/models/{model}/evaluation", web::get().to(monitoring::evaluation))
             .route("/v2/models/{model}", web::get().to(model::metadata))
             .route("/v2/models/{model}/versions/{version}", web::get().to(model::metadata))
             .route("/v2/models/{model}/ready", web::get().to(model::ready))

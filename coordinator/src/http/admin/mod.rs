@@ -21,6 +21,7 @@
 mod artifacts;
 mod cluster;
 mod models;
+pub use models::respond;
 mod repository;
 mod routing;
 

@@ -174,8 +174,8 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
         ),
     };
     Ok(ParsedRequest {
-        id: header.id,
-        request: InferRequest { inputs, timeout },
+        id: header.id.clone(),
+        request: InferRequest { inputs, timeout, id: header.id },
         outputs: OutputSelection { requested, binary_by_default },
     })
 }

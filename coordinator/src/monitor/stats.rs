@@ -1,0 +1,173 @@
+//! Triton's statistics extension for one version: cumulative counts and
+//! durations, per request and per batch size.
+//!
+//! As in Triton, `success`, `fail` and `queue` count requests; the
+//! `compute_*` durations of a batch are added once per request in it; and
+//! `batch_stats` counts batches by their size in rows. `inference_count` is
+//! rows inferred and `execution_count` batches run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+/// A count and a total duration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// How many.
+    pub count: u64,
+    /// Their total duration in nanoseconds.
+    pub ns: u64,
+}
+
+impl Tally {
+    fn add(&mut self, count: u64, ns: u64) {
+        self.count += count;
+        self.ns += ns;
+    }
+
+    fn json(self) -> Value {
+        json!({"count": self.count, "ns": self.ns})
+    }
+}
+
+/// Where a batch's time went on its node, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchTimes {
+    /// Building input tensors.
+    pub input_ns: u64,
+    /// `forward`.
+    pub infer_ns: u64,
+    /// Copying outputs back.
+    pub output_ns: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    last_inference_ms: u64,
+    inference_count: u64,
+    execution_count: u64,
+    success: Tally,
+    fail: Tally,
+    queue: Tally,
+    compute_input: Tally,
+    compute_infer: Tally,
+    compute_output: Tally,
+    batches: BTreeMap<u64, [Tally; 3]>,
+}
+
+/// One version's statistics.
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    counters: Mutex<Counters>,
+}
+
+fn ns(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl VersionStats {
+    /// Counts an answered request.
+    pub fn request(&self, ok: bool, elapsed: Duration) {
+        let mut counters = self.counters.lock();
+        let tally = if ok { &mut counters.success } else { &mut counters.fail };
+        tally.add(1, ns(elapsed));
+    }
+
+    /// Counts a batch leaving the queue: each request's wait.
+    pub fn queued(&self, waits: impl Iterator<Item = Duration>) {
+        let mut counters = self.counters.lock();
+        for wait in waits {
+            counters.queue.add(1, ns(wait));
+        }
+    }
+
+    /// Counts a batch run on a node.
+    pub fn batch(&self, rows: u64, requests: u64, times: BatchTimes) {
+        let mut counters = self.counters.lock();
+        counters.last_inference_ms =
+            u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(0);
+        counters.inference_count += rows;
+        counters.execution_count += 1;
+        counters.compute_input.add(requests, times.input_ns * requests);
+        counters.compute_infer.add(requests, times.infer_ns * requests);
+        counters.compute_output.add(requests, times.output_ns * requests);
+        let per_size = counters.batches.entry(rows).or_default();
+        per_size[0].add(1, times.input_ns);
+        per_size[1].add(1, times.infer_ns);
+        per_size[2].add(1, times.output_ns);
+    }
+
+    /// Requests answered so far: (successes, failures).
+    #[cfg(test)]
+    pub fn outcomes(&self) -> (u64, u64) {
+        let counters = self.counters.lock();
+        (counters.success.count, counters.fail.count)
+    }
+
+    /// The statistics in Triton's JSON shape.
+    pub fn json(&self, name: &str, version: u64) -> Value {
+        let c = self.counters.lock().clone();
+        let batch_stats: Vec<Value> = c
+            .batches
+            .iter()
+            .map(|(size, [input, infer, output])| {
+                json!({
+                    "batch_size": size,
+                    "compute_input": input.json(),
+                    "compute_infer": infer.json(),
+                    "compute_output": output.json(),
+                })
+            })
+            .collect();
+        json!({
+            "name": name,
+            "version": version.to_string(),
+            "last_inference": c.last_inference_ms,
+            "inference_count": c.inference_count,
+            "execution_count": c.execution_count,
+            "inference_stats": {
+                "success": c.success.json(),
+                "fail": c.fail.json(),
+                "queue": c.queue.json(),
+                "compute_input": c.compute_input.json(),
+                "compute_infer": c.compute_infer.json(),
+                "compute_output": c.compute_output.json(),
+                "cache_hit": Tally::default().json(),
+                "cache_miss": Tally::default().json(),
+            },
+            "batch_stats": batch_stats,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_batches_add_up() {
+        let stats = VersionStats::default();
+        stats.request(true, Duration::from_nanos(100));
+        stats.request(true, Duration::from_nanos(300));
+        stats.request(false, Duration::from_nanos(50));
+        stats.queued([Duration::from_nanos(10), Duration::from_nanos(20)].into_iter());
+        stats.batch(3, 2, BatchTimes { input_ns: 1, infer_ns: 10, output_ns: 2 });
+        stats.batch(3, 1, BatchTimes { input_ns: 1, infer_ns: 20, output_ns: 2 });
+        stats.batch(1, 1, BatchTimes { input_ns: 1, infer_ns: 5, output_ns: 1 });
+        let json = stats.json("m", 2);
+        assert_eq!(json["version"], "2");
+        assert_eq!(json["inference_count"], 7);
+        assert_eq!(json["execution_count"], 3);
+        let inference = &json["inference_stats"];
+        assert_eq!(inference["success"], json!({"count": 2, "ns": 400}));
+        assert_eq!(inference["fail"], json!({"count": 1, "ns": 50}));
+        assert_eq!(inference["queue"], json!({"count": 2, "ns": 30}));
+        assert_eq!(inference["compute_infer"], json!({"count": 4, "ns": 20 + 20 + 5}));
+        assert_eq!(json["batch_stats"][0]["batch_size"], 1);
+        assert_eq!(json["batch_stats"][1]["batch_size"], 3);
+        assert_eq!(json["batch_stats"][1]["compute_infer"], json!({"count": 2, "ns": 30}));
+        assert_eq!(stats.outcomes(), (2, 1));
+    }
+}
