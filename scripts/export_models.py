@@ -78,6 +78,23 @@ class Faulty(nn.Module):
         return x * 2
 
 
+class Sleepy(nn.Module):
+    """Doubles its input; the first element of the batch's first column sets
+    how much extra work it does (0: none, n: n products of 256x256
+    matrices), so a client can make it slow on demand."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("w", torch.randn(256, 256) / 16)
+
+    def forward(self, x):
+        rounds = int(x[0, 0].clamp(0, 200).item())
+        acc = self.w
+        for _ in range(rounds):
+            acc = torch.tanh(acc @ self.w)
+        return x * 2 + acc.sum() * 0
+
+
 class Dtypes(nn.Module):
     """One input and output per datatype, for the protocol's codecs."""
 
@@ -179,6 +196,17 @@ def build(root):
         "outputs": [spec("OUTPUT__0", "FP32", [-1, 4])],
     }
     export(root, "faulty", 1, Faulty(), faulty_config, [torch.rand(4, 4)], script=True)
+
+    torch.manual_seed(6)
+    sleepy_config = {
+        "name": "sleepy", "max_batch_size": 8,
+        "inputs": [spec("INPUT__0", "FP32", [-1, 4])],
+        "outputs": [spec("OUTPUT__0", "FP32", [-1, 4])],
+        "labels": {"task": "regression"},
+    }
+    sleepy_inputs = torch.rand(4, 4)
+    sleepy_inputs[0, 0] = 3
+    export(root, "sleepy", 1, Sleepy(), sleepy_config, [sleepy_inputs], script=True)
 
     torch.manual_seed(5)
     names = [("b", "BOOL", torch.bool), ("u8", "UINT8", torch.uint8), ("i8", "INT8", torch.int8),

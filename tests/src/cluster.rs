@@ -556,7 +556,7 @@ impl Cluster {
         let models = if !self.nodes[index].spec.repository {
             vec![]
         } else if self.nodes[index].spec.models.is_empty() {
-            vec!["mlp".to_string(), "cnn".into(), "ranker".into(), "faulty".into(), "dtypes".into()]
+            vec!["mlp".to_string(), "cnn".into(), "ranker".into(), "faulty".into(), "dtypes".into(), "sleepy".into()]
         } else {
             self.nodes[index].spec.models.clone()
         };

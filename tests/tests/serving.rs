@@ -5,7 +5,7 @@ use maas_tests::requests::{assert_matches, binary_body, json_body, post_binary, 
 use maas_tests::{Cluster, Reference};
 use serde_json::{json, Value};
 
-const MODELS: &[(&str, u64)] = &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1)];
+const MODELS: &[(&str, u64)] = &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1), ("sleepy", 1)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_model_matches_pytorch() {
