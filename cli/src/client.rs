@@ -16,6 +16,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// The coordinator's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A client for `url`.
     pub fn new(url: &str, token: Option<String>) -> Client {
         Client { http: reqwest::Client::new(), url: url.trim_end_matches('/').to_string(), token }

@@ -5,11 +5,13 @@
 //! maas models | describe clf | alias clf production 2 | traffic clf 1=90 2=10
 //! maas rollback clf production | delete clf 1 | status
 //! maas nodes | drain node-1
+//! maas top | alerts | eval clf
 //! ```
 //!
 //! Human tables by default; `--json` prints the API's JSON for scripts.
 
 mod client;
+mod monitoring;
 mod output;
 
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::client::Client;
-use crate::output::table;
+use crate::output::{print, table};
 
 /// Manage the models of a maas cluster.
 #[derive(Parser)]
@@ -117,6 +119,23 @@ enum Command {
         /// Node name.
         node: String,
     },
+    /// Live view of every version: requests/s, p50/p99, errors, batch
+    /// size, load and alerts, refreshed in place.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+        /// Print one screen and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Active alerts (latency, error rate, drift) and recently cleared ones.
+    Alerts,
+    /// A model's scores per version from ground-truth feedback.
+    Eval {
+        /// Model name.
+        model: String,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -134,7 +153,6 @@ async fn run(cli: Cli) -> Result<()> {
         None => std::fs::read_to_string(&cli.token_file).ok().map(|t| t.trim().to_string()),
     };
     let client = Client::new(&cli.url, token);
-    let print = |value: &Value| println!("{}", serde_json::to_string_pretty(value).expect("JSON"));
     match cli.command {
         Command::Deploy { name, model, config, source, parent, alias } => {
             let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
@@ -288,6 +306,11 @@ async fn run(cli: Cli) -> Result<()> {
             let rows: Vec<Vec<String>> = links.iter().map(node_row).collect();
             table(&["NODE", "ADDRESS", "LINK", "IN FLIGHT", "QUEUED", "MEMORY USED", "STATE"], &rows);
         }
+        Command::Top { interval, once } => {
+            monitoring::top(&client, cli.json, std::time::Duration::from_secs_f64(interval.max(0.1)), once).await?
+        }
+        Command::Alerts => monitoring::alerts(&client, cli.json).await?,
+        Command::Eval { model } => monitoring::eval(&client, cli.json, &model).await?,
         Command::Drain { node } => {
             let answer = client.send_empty(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;
             if cli.json {

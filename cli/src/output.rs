@@ -1,4 +1,9 @@
-//! Human-readable tables.
+//! Human-readable tables, and JSON for scripts.
+
+/// Prints a JSON value, pretty.
+pub fn print(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("a Value always serializes"));
+}
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {

@@ -7,6 +7,7 @@
 //! `scripts/export_models.py` (in `.maas/models`, or `MAAS_TEST_MODELS`).
 
 pub mod admin;
+pub mod cli;
 pub mod cluster;
 pub mod proxy;
 pub mod reference;

@@ -1,39 +1,11 @@
 //! The `maas` command line drives deployment and management end to end.
 
-use std::process::Command;
-
 use maas_tests::admin::wait_ready;
-use maas_tests::cluster::{binary, models_dir, ADMIN_TOKEN};
+use maas_tests::cli::{maas, ok};
+use maas_tests::cluster::{models_dir, ADMIN_TOKEN};
 use maas_tests::requests::{json_body, post_json};
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::Value;
-
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-fn maas(cluster: &Cluster, token: &str, args: &[&str]) -> Run {
-    let output = Command::new(binary("maas"))
-        .arg("--url")
-        .arg(cluster.url(""))
-        .arg("--token")
-        .arg(token)
-        .args(args)
-        .output()
-        .expect("running maas");
-    Run {
-        ok: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn ok(run: Run) -> String {
-    assert!(run.ok, "maas failed: {}", run.stderr);
-    run.stdout
-}
 
 async fn answering_version(cluster: &Cluster) -> String {
     let row = Reference::load("mlp", 1).rows(0, 1);

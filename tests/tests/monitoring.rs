@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, ADMIN_TOKEN};
 use maas_tests::reference::JsonTensor;
 use maas_tests::requests::{json_body, post_json};
@@ -250,6 +251,15 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     assert_eq!(v1["samples"], 20);
     assert!((v1["mae"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{v1}");
     assert!((v1["rmse"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{v1}");
+
+    // The same through the command line.
+    let table = ok(maas(&cluster, ADMIN_TOKEN, &["eval", "mlp"]));
+    let row = table.lines().find(|l| l.starts_with('1')).unwrap_or_else(|| panic!("no version row:\n{table}"));
+    assert!(row.split_whitespace().collect::<Vec<_>>()[..3] == ["1", "100", "0.5000"], "{table}");
+    let top = ok(maas(&cluster, ADMIN_TOKEN, &["top", "--once"]));
+    assert!(top.lines().any(|l| l.starts_with("mlp ") || l.starts_with("mlp\t") || l.split_whitespace().next() == Some("mlp")), "{top}");
+    let alerts = ok(maas(&cluster, ADMIN_TOKEN, &["alerts"]));
+    assert!(alerts.contains("no active alert") && alerts.contains("recently cleared") && alerts.contains("drift"), "{alerts}");
 
     let bad = cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"id": "x"})).send().await.unwrap();
     assert_eq!(bad.status().as_u16(), 400);
