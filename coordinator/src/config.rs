@@ -64,6 +64,11 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 
+    /// Requests slower than this many milliseconds are logged with their
+    /// id, batch, node and where their time went.
+    #[arg(long, env = "MAAS_COORDINATOR_SLOW_REQUEST_MS", default_value_t = 1000)]
+    pub slow_request_ms: u64,
+
     /// One request in this many feeds the input drift profiles.
     #[arg(long, env = "MAAS_COORDINATOR_DRIFT_SAMPLE_EVERY", default_value_t = 10)]
     pub drift_sample_every: u64,

@@ -26,12 +26,14 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let rows: Vec<u32> = batch.iter().map(|r| r.rows).collect();
     metrics::record_batch(&version.name, version.version, &batch, started);
     version.monitor.stats.queued(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
+    let batch_id = next_batch_id();
     let request = NodeRequest::Infer(InferBatch {
-        batch_id: next_batch_id(),
+        batch_id,
         model: version.name.clone(),
         version: version.version,
         inputs: concatenate_inputs(&batch),
         request_rows: rows.clone(),
+        request_ids: batch.iter().map(|r| r.id.clone().unwrap_or_default()).collect(),
     });
     let (header, payload) = match maas_protocol::frame::encode_request(&request, version.max_frame_bytes) {
         Ok(frame) => frame,
@@ -55,7 +57,10 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
         };
         let call = link.call_encoded(&header, &payload);
         match tokio::time::timeout_at(deadline.into(), call).await {
-            Ok(Ok(response)) => return answer(version, batch, &rows, response),
+            Ok(Ok(response)) => {
+                report_slow(version, &batch, batch_id, &link.name, &response);
+                return answer(version, batch, &rows, response);
+            }
             Ok(Err(LinkError::Protocol { node, message })) => {
                 return fail_all(batch, ServeError::Internal(format!("node '{node}': {message}")));
             }
@@ -70,6 +75,33 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
                 return fail_all(batch, ServeError::Timeout { model: version.name.clone(), version: version.version, waited });
             }
         }
+    }
+}
+
+/// Logs every request of the batch that took longer than the version's
+/// slow-request threshold, with where its time went.
+fn report_slow(version: &VersionShared, batch: &[PendingRequest], batch_id: u64, node: &str, response: &NodeResponse) {
+    let now = Instant::now();
+    let (queue_ns, compute_ns) = match response {
+        NodeResponse::Infer(result) => {
+            (result.queue_ns, result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns)
+        }
+        _ => (0, 0),
+    };
+    for request in batch {
+        let total = now.saturating_duration_since(request.enqueued);
+        if total >= version.slow_request {
+            tracing::info!(
+                request_id = request.id.as_deref().unwrap_or("-"), batch_id, model = %version.name, version = version.version,
+                node, total_ms = total.as_secs_f64() * 1e3, node_queue_ms = queue_ns as f64 * 1e-6,
+                node_compute_ms = compute_ns as f64 * 1e-6, batch_requests = batch.len(),
+                "slow request"
+            );
+        }
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let ids: Vec<&str> = batch.iter().map(|r| r.id.as_deref().unwrap_or("-")).collect();
+        tracing::debug!(batch_id, model = %version.name, version = version.version, node, request_ids = ?ids, "batch answered");
     }
 }
 

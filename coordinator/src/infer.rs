@@ -89,7 +89,8 @@ impl Inference {
         shared.monitor.observe_inputs(&inputs);
         let deadline = arrived + request.timeout.unwrap_or(self.default_timeout);
         let (reply, answer) = oneshot::channel();
-        version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, reply })?;
+        let id = request.id.clone();
+        version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, id, reply })?;
         let outputs = match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(ServeError::Internal("the batcher dropped a request; this is a bug".into())),

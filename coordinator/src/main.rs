@@ -71,6 +71,7 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
             max_queue: config.max_queue,
             batches_per_instance: config.batches_per_instance,
             max_frame_bytes: config.max_frame_bytes,
+            slow_request: std::time::Duration::from_millis(config.slow_request_ms),
         },
         monitor,
     ));

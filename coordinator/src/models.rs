@@ -85,6 +85,8 @@ pub struct VersionShared {
     pub max_frame_bytes: usize,
     /// Its statistics, signals and detectors.
     pub monitor: Arc<VersionMonitor>,
+    /// Requests slower than this are logged with their batch and node.
+    pub slow_request: Duration,
 }
 
 impl VersionShared {
@@ -119,6 +121,8 @@ pub struct TableSettings {
     pub batches_per_instance: usize,
     /// Largest frame sent to a node.
     pub max_frame_bytes: usize,
+    /// Requests slower than this are logged with their batch and node.
+    pub slow_request: Duration,
 }
 
 /// The alias requests without a version go to when no split is set.
@@ -295,6 +299,7 @@ impl ModelTable {
             replicas: ReplicaSet::default(),
             max_frame_bytes: self.settings.max_frame_bytes,
             monitor,
+            slow_request: self.settings.slow_request,
         });
         let batcher = batcher::spawn(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })

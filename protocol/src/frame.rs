@@ -136,6 +136,7 @@ mod tests {
                 data: (0..24).collect(),
             }],
             request_rows: vec![1, 1],
+            request_ids: vec!["a".into(), String::new()],
         })
     }
 

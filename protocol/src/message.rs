@@ -71,6 +71,9 @@ pub struct InferBatch {
     /// batch dimension. Lets the node isolate a request that makes the
     /// model fail from the others in its batch.
     pub request_rows: Vec<u32>,
+    /// Each request's id as its client gave it (empty when it gave none),
+    /// echoed in the node's logs so one request can be followed.
+    pub request_ids: Vec<String>,
 }
 
 /// What a node answers.

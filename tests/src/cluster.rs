@@ -198,6 +198,8 @@ pub struct NodeSpec {
     pub etcd_endpoints: Option<String>,
     /// The UDP port to bind QUIC on, instead of a free one.
     pub quic_port: Option<u16>,
+    /// Its log filter (`MAAS_LOG`), instead of `info`.
+    pub log: Option<String>,
 }
 
 impl NodeSpec {
@@ -211,6 +213,7 @@ impl NodeSpec {
             cert_dir: None,
             etcd_endpoints: None,
             quic_port: None,
+            log: None,
         }
     }
 
@@ -224,6 +227,7 @@ impl NodeSpec {
             cert_dir: None,
             etcd_endpoints: None,
             quic_port: None,
+            log: None,
         }
     }
 
@@ -419,7 +423,7 @@ impl Cluster {
             .arg(self.node_data_dir(&spec.name))
             .args(&spec.args)
             .envs(self.artifact_store.env.iter().cloned())
-            .env("MAAS_LOG", "info");
+            .env("MAAS_LOG", spec.log.as_deref().unwrap_or("info"));
         if self.membership && !self.etcd.is_empty() {
             let endpoints = spec.etcd_endpoints.clone().unwrap_or_else(|| self.etcd_endpoints());
             command.arg("--etcd-endpoints").arg(endpoints).arg("--lease-ttl-seconds").arg("2");

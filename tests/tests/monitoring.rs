@@ -266,3 +266,34 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     let none = cluster.client.get(cluster.url("/v1/models/cnn/evaluation")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(none.status().as_u16(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_request_can_be_followed_to_its_node() {
+    let mut spec = NodeSpec::new("node-0", &["sleepy"]);
+    spec.log = Some("info,maas_node=debug".into());
+    let cluster = Cluster::builder().nodes(vec![spec]).coordinator_args(&["--slow-request-ms", "15"]).start().await.unwrap();
+    let slow = json_body(
+        &[JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(80), json!(0), json!(0), json!(0)] }],
+        Some("follow-me-42"),
+    );
+    let answer = post_json(&cluster.client, &cluster.url("/v2/models/sleepy/infer"), &slow).await.unwrap().answer().unwrap();
+    assert_eq!(answer.header["id"], "follow-me-42");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let coordinator_log = std::fs::read_to_string(&cluster.coordinator.as_ref().unwrap().log).unwrap();
+    let line = coordinator_log
+        .lines()
+        .find(|l| l.contains("slow request") && l.contains("follow-me-42"))
+        .unwrap_or_else(|| panic!("no slow-request line for the request in:\n{coordinator_log}"));
+    assert!(line.contains("node=node-0") || line.contains("node=\"node-0\""), "{line}");
+    let batch_id: String = line
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("batch_id="))
+        .expect("the line names the batch")
+        .to_string();
+    let node_log = std::fs::read_to_string(&cluster.nodes[0].process.log).unwrap();
+    let node_line = node_log
+        .lines()
+        .find(|l| l.contains("batch run") && l.contains(&format!("batch_id={batch_id} ")))
+        .unwrap_or_else(|| panic!("the node did not log batch {batch_id}:\n{node_log}"));
+    assert!(node_line.contains("follow-me-42"), "{node_line}");
+}

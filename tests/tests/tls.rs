@@ -28,6 +28,7 @@ fn mlp_batch() -> NodeRequest {
             data: to_le_bytes("FP32", &row.inputs[0].data),
         }],
         request_rows: vec![1],
+        request_ids: vec![String::new()],
     })
 }
 

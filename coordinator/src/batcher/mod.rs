@@ -26,6 +26,8 @@ pub struct PendingRequest {
     pub enqueued: Instant,
     /// When it must be answered by.
     pub deadline: Instant,
+    /// The client's request id, if it gave one.
+    pub id: Option<String>,
     /// Where its outputs (or error) go.
     pub reply: oneshot::Sender<ServeResult<Vec<TensorBytes>>>,
 }

@@ -122,9 +122,18 @@ fn serve(spec: &InstanceSpec, module: &CModule, jobs: flume::Receiver<Job>) {
             Ok(ArchivedNodeRequest::Infer(batch)) => {
                 let view = BatchView::of(batch);
                 let rows: u64 = view.request_rows.iter().map(|&r| u64::from(r)).sum();
+                let batch_id = batch.batch_id.to_native();
                 match execute(module, &spec.config, spec.device, &view) {
                     Ok((outcome, timings)) => {
                         metrics::record_batch(&spec.config.name, &version_label, rows, queue_ns, &timings, &outcome);
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let ids: Vec<&str> = batch.request_ids.iter().map(|id| id.as_str()).collect();
+                            tracing::debug!(
+                                batch_id, model = %spec.config.name, version = spec.version, instance = spec.index, rows,
+                                queue_us = queue_ns / 1000, infer_us = timings.infer_ns / 1000, request_ids = ?ids,
+                                "batch run"
+                            );
+                        }
                         NodeResponse::Infer(BatchResult {
                             batch_id: batch.batch_id.to_native(),
                             queue_ns,
@@ -135,6 +144,7 @@ fn serve(spec: &InstanceSpec, module: &CModule, jobs: flume::Receiver<Job>) {
                         })
                     }
                     Err(error) => {
+                        tracing::debug!(batch_id, model = %spec.config.name, %error, "batch refused");
                         metrics::record_rejected_batch(&spec.config.name, &version_label);
                         NodeResponse::Error(error)
                     }
