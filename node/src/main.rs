@@ -37,6 +37,17 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(config))
 }
 
+/// Refreshes the load gauges once a second.
+fn spawn_load_gauges(host: std::sync::Arc<runtime::ModelHost>, in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            interval.tick().await;
+            metrics::set_load(in_flight.load(std::sync::atomic::Ordering::Relaxed), &host.loads());
+        }
+    });
+}
+
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
     let device = runtime::resolve_device(&config.device)?;
@@ -56,7 +67,9 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let fetcher = fetch::Fetcher::new(store, config.data_dir())?;
     let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
     let quic = server::QuicServer::bind(&config, host.clone())?;
-    let control = control::Control::new(host, fetcher, quic.in_flight(), config.memory_bytes);
+    let control = control::Control::new(host.clone(), fetcher, quic.in_flight(), config.memory_bytes);
+    metrics::set_memory_offered(config.memory_bytes);
+    spawn_load_gauges(host, quic.in_flight());
     let control_server = control::start(&config.name, control.clone()).await?;
     let registration = match config.etcd_endpoints.is_empty() {
         true => None,

@@ -10,6 +10,10 @@
 //! | `maas_node_compute_infer_seconds` | histogram | model, version | `forward` |
 //! | `maas_node_compute_output_seconds` | histogram | model, version | copying outputs out |
 //! | `maas_node_models_loaded` | gauge | | model versions loaded |
+//! | `maas_node_model_memory_bytes` | gauge | | memory the loaded versions are estimated to use |
+//! | `maas_node_memory_offered_bytes` | gauge | | memory the node offers for models (`--memory-bytes`) |
+//! | `maas_node_batches_in_flight` | gauge | | batches received and not yet answered |
+//! | `maas_node_queued_batches` | gauge | model, version | batches waiting for a free instance |
 
 use anyhow::Context;
 use maas_protocol::{BatchOutcome, RequestOutcome};
@@ -25,6 +29,10 @@ const INPUT_SECONDS: &str = "maas_node_compute_input_seconds";
 const INFER_SECONDS: &str = "maas_node_compute_infer_seconds";
 const OUTPUT_SECONDS: &str = "maas_node_compute_output_seconds";
 const MODELS_LOADED: &str = "maas_node_models_loaded";
+const MODEL_MEMORY: &str = "maas_node_model_memory_bytes";
+const MEMORY_OFFERED: &str = "maas_node_memory_offered_bytes";
+const IN_FLIGHT: &str = "maas_node_batches_in_flight";
+const QUEUED: &str = "maas_node_queued_batches";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -64,7 +72,21 @@ pub fn record_rejected_batch(model: &str, version: &str) {
         .increment(1);
 }
 
-/// Sets the number of loaded model versions.
-pub fn set_loaded_models(count: usize) {
+/// Sets the number of loaded model versions and their estimated memory.
+pub fn set_loaded_models(count: usize, memory_bytes: u64) {
     metrics::gauge!(MODELS_LOADED).set(count as f64);
+    metrics::gauge!(MODEL_MEMORY).set(memory_bytes as f64);
+}
+
+/// Sets the memory the node offers for models.
+pub fn set_memory_offered(bytes: u64) {
+    metrics::gauge!(MEMORY_OFFERED).set(bytes as f64);
+}
+
+/// Sets the live load: batches in flight, and each version's queue.
+pub fn set_load(in_flight: usize, queues: &[maas_protocol::ModelLoad]) {
+    metrics::gauge!(IN_FLIGHT).set(in_flight as f64);
+    for queue in queues {
+        metrics::gauge!(QUEUED, "model" => queue.name.clone(), "version" => queue.version.to_string()).set(queue.queued as f64);
+    }
 }

@@ -100,7 +100,7 @@ impl ModelHost {
         let memory_bytes = config.memory_bytes.unwrap_or(artifact_size.saturating_mul(3));
         let mut versions = self.versions.write();
         versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone(), memory_bytes });
-        metrics::set_loaded_models(versions.len());
+        metrics::set_loaded_models(versions.len(), versions.values().map(|v| v.memory_bytes).sum());
         Ok(())
     }
 
@@ -124,7 +124,7 @@ impl ModelHost {
     pub fn unload(&self, model: &str, version: u64) -> bool {
         let mut versions = self.versions.write();
         let removed = versions.remove(&(model.to_string(), version)).is_some();
-        metrics::set_loaded_models(versions.len());
+        metrics::set_loaded_models(versions.len(), versions.values().map(|v| v.memory_bytes).sum());
         if removed {
             tracing::info!(model, version, "unloaded");
         }
