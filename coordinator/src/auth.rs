@@ -40,7 +40,17 @@ impl Tokens {
 
     /// Admits only the admin token.
     pub fn require_admin(&self, request: &HttpRequest) -> ServeResult<()> {
-        match bearer(request) {
+        self.check_admin(bearer(request))
+    }
+
+    /// Admits the inference or admin token, or anyone when no inference token is set.
+    pub fn require_inference(&self, request: &HttpRequest) -> ServeResult<()> {
+        self.check_inference(bearer(request))
+    }
+
+    /// Admits `token` if it is the admin token.
+    pub fn check_admin(&self, token: Option<&str>) -> ServeResult<()> {
+        match token {
             Some(token) if equal(token, &self.admin) => Ok(()),
             Some(_) => Err(ServeError::Unauthorized("the bearer token is not the admin token".into())),
             None => Err(ServeError::Unauthorized(
@@ -49,10 +59,11 @@ impl Tokens {
         }
     }
 
-    /// Admits the inference or admin token, or anyone when no inference token is set.
-    pub fn require_inference(&self, request: &HttpRequest) -> ServeResult<()> {
+    /// Admits `token` if it is the inference or admin token, or anything
+    /// when no inference token is set.
+    pub fn check_inference(&self, token: Option<&str>) -> ServeResult<()> {
         let Some(expected) = &self.inference else { return Ok(()) };
-        match bearer(request) {
+        match token {
             Some(token) if equal(token, expected) || equal(token, &self.admin) => Ok(()),
             _ => Err(ServeError::Unauthorized(
                 "inference needs a token: send 'Authorization: Bearer <token>'".into(),
@@ -62,13 +73,12 @@ impl Tokens {
 }
 
 fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+    bearer_token(request.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    header.strip_prefix("Bearer ").map(str::trim)
 }
 
 fn equal(given: &str, expected: &str) -> bool {

@@ -19,6 +19,12 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_COORDINATOR_HTTP_ADDR", default_value = "127.0.0.1:8000")]
     pub http_addr: SocketAddr,
 
+    /// TCP address of the gRPC front (Triton's GRPCInferenceService);
+    /// default: the HTTP host with the HTTP port + 1000 (8000 -> 9000);
+    /// `off` serves no gRPC.
+    #[arg(long, env = "MAAS_COORDINATOR_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+
     /// HTTP worker threads.
     #[arg(long, env = "MAAS_COORDINATOR_HTTP_WORKERS", default_value_t = 2)]
     pub http_workers: usize,
@@ -133,6 +139,20 @@ pub struct CoordinatorConfig {
 }
 
 impl CoordinatorConfig {
+    /// Where the gRPC front listens, or `None` when it is off.
+    pub fn grpc_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match self.grpc_addr.as_deref() {
+            Some("off") => Ok(None),
+            Some(text) => Ok(Some(text.parse().map_err(|e| anyhow::anyhow!("--grpc-addr '{text}': {e}"))?)),
+            None => {
+                let port = self.http_addr.port().checked_add(1000).ok_or_else(|| {
+                    anyhow::anyhow!("the HTTP port {} leaves no room for the default gRPC port; pass --grpc-addr", self.http_addr.port())
+                })?;
+                Ok(Some(SocketAddr::new(self.http_addr.ip(), port)))
+            }
+        }
+    }
+
     /// Where the artifact store is.
     pub fn artifact_store(&self) -> String {
         self.artifact_store

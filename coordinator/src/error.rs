@@ -97,6 +97,23 @@ impl ServeError {
         }
     }
 
+    /// The gRPC status code for this error.
+    pub fn grpc_code(&self) -> tonic::Code {
+        use tonic::Code;
+        match self {
+            ServeError::ModelNotFound { .. } | ServeError::VersionNotFound { .. } | ServeError::RouteNotFound(_) => {
+                Code::NotFound
+            }
+            ServeError::InvalidRequest(_) => Code::InvalidArgument,
+            ServeError::PayloadTooLarge { .. } | ServeError::Overloaded { .. } => Code::ResourceExhausted,
+            ServeError::Unavailable(_) => Code::Unavailable,
+            ServeError::Timeout { .. } => Code::DeadlineExceeded,
+            ServeError::ModelFailed { .. } | ServeError::Internal(_) => Code::Internal,
+            ServeError::Unauthorized(_) => Code::Unauthenticated,
+            ServeError::Conflict(_) => Code::Aborted,
+        }
+    }
+
     /// Seconds a client should wait before retrying, for errors that pass.
     pub fn retry_after(&self) -> Option<u32> {
         match self {

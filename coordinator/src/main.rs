@@ -4,10 +4,12 @@
 
 mod auth;
 mod batcher;
+mod catalog;
 mod cluster;
 mod config;
 mod dispatch;
 mod error;
+mod grpc;
 mod http;
 mod infer;
 mod metrics;
@@ -112,6 +114,13 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         cluster,
         reconcile: link_up,
     });
+    let grpc = match config.grpc_addr()? {
+        Some(addr) => {
+            let state = state.clone();
+            tokio::spawn(async move { grpc::serve(addr, state).await })
+        }
+        None => tokio::spawn(std::future::pending()),
+    };
     let server = http::serve(config.http_addr, config.http_workers, state)?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -124,6 +133,7 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     let handle = server.handle();
     tokio::select! {
         result = server => result.context("HTTP server"),
+        result = grpc => result.context("gRPC server task")?,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("shutting down");
             handle.stop(true).await;

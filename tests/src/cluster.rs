@@ -346,6 +346,7 @@ impl ClusterBuilder {
             nodes: Vec::new(),
             coordinator: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
             certs,
             client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
             coordinator_args: self.coordinator_args,
@@ -379,6 +380,8 @@ pub struct Cluster {
     pub coordinator: Option<Process>,
     /// The coordinator's HTTP address.
     pub http_addr: SocketAddr,
+    /// The coordinator's gRPC address.
+    pub grpc_addr: SocketAddr,
     /// Folder of the cluster's certificates.
     pub certs: PathBuf,
     /// An HTTP client for the tests.
@@ -452,10 +455,11 @@ impl Cluster {
         &self.artifact_store.url
     }
 
-    fn coordinator_command(&self, http_addr: SocketAddr, data_dir: &Path) -> Command {
+    fn coordinator_command(&self, http_addr: SocketAddr, grpc_addr: Option<SocketAddr>, data_dir: &Path) -> Command {
         let nodes: Vec<String> = self.nodes.iter().map(|n| format!("{}={}", n.spec.name, n.quic_addr)).collect();
         let mut command = Command::new(binary("maas-coordinator"));
         command.arg("--http-addr").arg(http_addr.to_string()).arg("--cert-dir").arg(&self.certs);
+        command.arg("--grpc-addr").arg(grpc_addr.map_or_else(|| "off".to_string(), |a| a.to_string()));
         if !self.membership {
             command.arg("--node").arg(nodes.join(","));
         }
@@ -477,7 +481,7 @@ impl Cluster {
 
     fn start_coordinator(&mut self) -> Result<()> {
         let data_dir = self.dir.path().join("coordinator");
-        let mut command = self.coordinator_command(self.http_addr, &data_dir);
+        let mut command = self.coordinator_command(self.http_addr, Some(self.grpc_addr), &data_dir);
         self.coordinator = Some(Process::spawn(&mut command, self.dir.path().join("coordinator.log"))?);
         Ok(())
     }
@@ -487,7 +491,7 @@ impl Cluster {
     pub async fn start_another_coordinator(&self, name: &str) -> Result<(Process, String)> {
         let addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
         make_certs(&self.certs, &[name])?;
-        let mut command = self.coordinator_command(addr, &self.dir.path().join(name));
+        let mut command = self.coordinator_command(addr, None, &self.dir.path().join(name));
         command.arg("--name").arg(name);
         let process = Process::spawn(&mut command, self.dir.path().join(format!("{name}.log")))?;
         let url = format!("http://{addr}");

@@ -19,7 +19,7 @@ mod admin;
 mod body;
 mod codec;
 mod error;
-mod health;
+pub mod health;
 mod infer;
 mod model;
 mod monitoring;

@@ -34,14 +34,7 @@ pub async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> HttpR
             let (_, explicit) = path_model(&request);
             let versions: Vec<String> = match explicit {
                 Some(v) => vec![v],
-                None => state
-                    .inference
-                    .table()
-                    .all()
-                    .iter()
-                    .filter(|v| v.shared.name == version.shared.name)
-                    .map(|v| v.shared.version.to_string())
-                    .collect(),
+                None => crate::catalog::versions_of(&state, &version.shared.name),
             };
             let config = &version.shared.config;
             HttpResponse::Ok().json(json!({

@@ -43,24 +43,35 @@ pub struct BatchTimes {
     pub output_ns: u64,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Counters {
-    last_inference_ms: u64,
-    inference_count: u64,
-    execution_count: u64,
-    success: Tally,
-    fail: Tally,
-    queue: Tally,
-    compute_input: Tally,
-    compute_infer: Tally,
-    compute_output: Tally,
-    batches: BTreeMap<u64, [Tally; 3]>,
+/// The statistics at one moment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Milliseconds since the Unix epoch of the last batch.
+    pub last_inference_ms: u64,
+    /// Rows inferred.
+    pub inference_count: u64,
+    /// Batches run.
+    pub execution_count: u64,
+    /// Successful requests and their end-to-end time.
+    pub success: Tally,
+    /// Failed requests and their time.
+    pub fail: Tally,
+    /// Requests' time in the batcher queue.
+    pub queue: Tally,
+    /// Input preparation, per request.
+    pub compute_input: Tally,
+    /// `forward`, per request.
+    pub compute_infer: Tally,
+    /// Output copying, per request.
+    pub compute_output: Tally,
+    /// Per batch size (rows): input, infer and output tallies of its batches.
+    pub batches: BTreeMap<u64, [Tally; 3]>,
 }
 
 /// One version's statistics.
 #[derive(Debug, Default)]
 pub struct VersionStats {
-    counters: Mutex<Counters>,
+    counters: Mutex<StatsSnapshot>,
 }
 
 fn ns(duration: Duration) -> u64 {
@@ -106,9 +117,14 @@ impl VersionStats {
         (counters.success.count, counters.fail.count)
     }
 
+    /// A copy of the statistics now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        self.counters.lock().clone()
+    }
+
     /// The statistics in Triton's JSON shape.
     pub fn json(&self, name: &str, version: u64) -> Value {
-        let c = self.counters.lock().clone();
+        let c = self.snapshot();
         let batch_stats: Vec<Value> = c
             .batches
             .iter()
