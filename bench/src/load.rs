@@ -1,5 +1,6 @@
-//! Closed-loop HTTP load: N clients, each sending its next request as soon
-//! as the previous one is answered.
+//! Closed-loop load: N clients, each sending its next request as soon as
+//! the previous one is answered, over HTTP (JSON or binary tensors) or gRPC
+//! (unary calls, or one bidirectional stream per client; see [`crate::grpc`]).
 
 use std::time::{Duration, Instant};
 
@@ -14,12 +15,23 @@ pub enum Encoding {
     Json,
     /// Binary tensor extension in and out.
     Binary,
+    /// gRPC `ModelInfer`, raw tensor contents.
+    Grpc,
+    /// gRPC `ModelStreamInfer`, one stream per client.
+    GrpcStream,
 }
 
 /// A model to load, with prebuilt single-row bodies.
 pub struct Target {
     infer_url: String,
-    model: String,
+    /// Model name.
+    pub model: String,
+    /// Its input's name.
+    pub input: String,
+    /// The shape of one row (batch dimension 1).
+    pub row_shape: Vec<i64>,
+    /// The rows requests carry, as little-endian FP32 bytes.
+    pub raw_rows: Vec<Vec<u8>>,
     json_bodies: Vec<Vec<u8>>,
     binary_bodies: Vec<(Vec<u8>, usize)>,
 }
@@ -51,6 +63,7 @@ impl Target {
         };
         let mut json_bodies = Vec::new();
         let mut binary_bodies = Vec::new();
+        let mut raw_rows = Vec::new();
         for _ in 0..DISTINCT_ROWS {
             let row: Vec<f32> = (0..row_len).map(|_| next()).collect();
             json_bodies.push(serde_json::to_vec(&json!({
@@ -62,10 +75,20 @@ impl Target {
                 "parameters": {"binary_data_output": true},
             }))?;
             let json_len = body.len();
-            body.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            let raw: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+            body.extend_from_slice(&raw);
             binary_bodies.push((body, json_len));
+            raw_rows.push(raw);
         }
-        Ok(Target { infer_url: format!("{base}/v2/models/{model}/infer"), model: model.into(), json_bodies, binary_bodies })
+        Ok(Target {
+            infer_url: format!("{base}/v2/models/{model}/infer"),
+            model: model.into(),
+            input: name,
+            row_shape,
+            raw_rows,
+            json_bodies,
+            binary_bodies,
+        })
     }
 }
 
@@ -118,6 +141,7 @@ pub async fn closed_loop(
         let bodies: Vec<(Vec<u8>, Option<usize>)> = match encoding {
             Encoding::Json => target.json_bodies.iter().map(|b| (b.clone(), None)).collect(),
             Encoding::Binary => target.binary_bodies.iter().map(|(b, l)| (b.clone(), Some(*l))).collect(),
+            Encoding::Grpc | Encoding::GrpcStream => bail!("gRPC load runs through crate::grpc"),
         };
         tasks.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");

@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! maas-bench raw   --torchscript .maas/models/mlp/1/model.pt --batch 1,64
-//! maas-bench http  --url http://127.0.0.1:8000 --model mlp --concurrency 1,16,64
+//! maas-bench http  --url http://127.0.0.1:8000 --model mlp --concurrency 1,16,64 \
+//!                  --encoding json,binary,grpc,grpc-stream --grpc-url http://127.0.0.1:9000
 //! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
 //! ```
 //!
 //! Every run is bounded in time; HTTP load is closed-loop (each client sends
 //! its next request when the previous one is answered) after a warm-up.
 
+mod grpc;
 mod load;
 mod raw;
 mod report;
@@ -67,9 +69,12 @@ struct HttpArgs {
     /// Concurrent clients to measure at.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
-    /// Request encodings: json, binary.
-    #[arg(long, value_delimiter = ',', default_value = "json,binary")]
+    /// Request encodings: json, binary (HTTP), grpc, grpc-stream.
+    #[arg(long, value_delimiter = ',', default_value = "json,binary,grpc,grpc-stream")]
     encoding: Vec<load::Encoding>,
+    /// The coordinator's gRPC front.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    grpc_url: String,
     /// Seconds measured per point.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -118,14 +123,13 @@ fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
         let mut points = Vec::new();
         for &encoding in &args.encoding {
             for &concurrency in &args.concurrency {
-                let point = load::closed_loop(
-                    &target,
-                    encoding,
-                    concurrency,
-                    Duration::from_secs_f64(args.warmup),
-                    Duration::from_secs_f64(args.seconds),
-                )
-                .await?;
+                let (warmup, window) = (Duration::from_secs_f64(args.warmup), Duration::from_secs_f64(args.seconds));
+                let point = match encoding {
+                    load::Encoding::Grpc | load::Encoding::GrpcStream => {
+                        grpc::closed_loop(&args.grpc_url, &target, encoding, concurrency, warmup, window).await?
+                    }
+                    _ => load::closed_loop(&target, encoding, concurrency, warmup, window).await?,
+                };
                 eprintln!("{}", report::http_line(&point));
                 points.push(point);
             }

@@ -52,6 +52,8 @@ pub fn http_table(points: &[LoadPoint], raw: Option<&[RawPoint]>) -> String {
             match p.encoding {
                 Encoding::Json => "json",
                 Encoding::Binary => "binary",
+                Encoding::Grpc => "grpc",
+                Encoding::GrpcStream => "grpc-stream",
             },
             p.concurrency,
             rps,

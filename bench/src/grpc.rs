@@ -1,0 +1,127 @@
+//! Closed-loop gRPC load: unary `ModelInfer` calls, or one
+//! `ModelStreamInfer` stream per client with one request in flight on it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use maas_grpc::inference::model_infer_request::InferInputTensor;
+use maas_grpc::inference::ModelInferRequest;
+use maas_grpc::GrpcInferenceServiceClient;
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+use crate::load::{Encoding, LoadPoint, Target};
+
+/// Clients share this many HTTP/2 connections.
+const CONNECTIONS: usize = 4;
+
+fn requests(target: &Target) -> Vec<ModelInferRequest> {
+    target
+        .raw_rows
+        .iter()
+        .map(|raw| ModelInferRequest {
+            model_name: target.model.clone(),
+            inputs: vec![InferInputTensor {
+                name: target.input.clone(),
+                datatype: "FP32".into(),
+                shape: target.row_shape.clone(),
+                ..Default::default()
+            }],
+            raw_input_contents: vec![raw.clone().into()],
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Runs `concurrency` gRPC clients for `warmup + window` and measures the window.
+pub async fn closed_loop(
+    url: &str,
+    target: &Target,
+    encoding: Encoding,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<LoadPoint> {
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS.min(concurrency.max(1)) {
+        let channel = Channel::from_shared(url.to_string())?.tcp_nodelay(true).connect().await.with_context(|| format!("is a gRPC front at {url}?"))?;
+        channels.push(channel);
+    }
+    let started = Instant::now();
+    let measure_from = started + warmup;
+    let stop_at = measure_from + window;
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let client = GrpcInferenceServiceClient::new(channels[worker % channels.len()].clone());
+        let bodies = requests(target);
+        tasks.push(tokio::spawn(async move {
+            match encoding {
+                Encoding::GrpcStream => streaming_client(client, bodies, worker, measure_from, stop_at).await,
+                _ => unary_client(client, bodies, worker, measure_from, stop_at).await,
+            }
+        }));
+    }
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut requests, mut errors) = (0, 0);
+    for task in tasks {
+        let (histogram, ok, failed) = task.await??;
+        latency_us.add(histogram)?;
+        requests += ok;
+        errors += failed;
+    }
+    Ok(LoadPoint { model: target.model.clone(), encoding, concurrency, requests, errors, window, latency_us })
+}
+
+type Counts = (Histogram<u64>, u64, u64);
+
+fn record(counts: &mut Counts, sent: Instant, success: bool, measure_from: Instant, stop_at: Instant) {
+    if sent >= measure_from && sent < stop_at {
+        if success {
+            counts.1 += 1;
+            let _ = counts.0.record(sent.elapsed().as_micros().max(1) as u64);
+        } else {
+            counts.2 += 1;
+        }
+    }
+}
+
+async fn unary_client(
+    mut client: GrpcInferenceServiceClient<Channel>,
+    bodies: Vec<ModelInferRequest>,
+    worker: usize,
+    measure_from: Instant,
+    stop_at: Instant,
+) -> Result<Counts> {
+    let mut counts = (Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?, 0, 0);
+    let mut index = worker;
+    while Instant::now() < stop_at {
+        index = (index + 1) % bodies.len();
+        let sent = Instant::now();
+        let success = client.model_infer(bodies[index].clone()).await.is_ok();
+        record(&mut counts, sent, success, measure_from, stop_at);
+    }
+    Ok(counts)
+}
+
+async fn streaming_client(
+    mut client: GrpcInferenceServiceClient<Channel>,
+    bodies: Vec<ModelInferRequest>,
+    worker: usize,
+    measure_from: Instant,
+    stop_at: Instant,
+) -> Result<Counts> {
+    let mut counts = (Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?, 0, 0);
+    let (sender, receiver) = mpsc::channel::<ModelInferRequest>(1);
+    let outgoing = futures_util::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|x| (x, r)) });
+    let mut answers = client.model_stream_infer(outgoing).await?.into_inner();
+    let mut index = worker;
+    while Instant::now() < stop_at {
+        index = (index + 1) % bodies.len();
+        let sent = Instant::now();
+        sender.send(bodies[index].clone()).await.context("the stream closed")?;
+        let success = matches!(answers.message().await, Ok(Some(answer)) if answer.error_message.is_empty());
+        record(&mut counts, sent, success, measure_from, stop_at);
+    }
+    Ok(counts)
+}
