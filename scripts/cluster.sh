@@ -101,7 +101,8 @@ up() {
     wait_ready
     cat <<EOT
 
-maas is serving on http://127.0.0.1:$HTTP_PORT and :$((HTTP_PORT + 1)) with $nodes node(s) and $ETCD_MEMBERS etcd member(s). Try:
+maas is serving on http://127.0.0.1:$HTTP_PORT and :$((HTTP_PORT + 1)) (gRPC on :$((HTTP_PORT + 1000)) and :$((HTTP_PORT + 1001)))
+with $nodes node(s) and $ETCD_MEMBERS etcd member(s). Try:
 
   curl -s -X POST http://127.0.0.1:$HTTP_PORT/v2/models/ranker/infer \\
     -d '{"inputs":[{"name":"ids","shape":[1,8],"datatype":"INT64","data":[1,2,3,4,5,6,7,8]},
