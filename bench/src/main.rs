@@ -6,6 +6,7 @@
 //! maas-bench http  --url http://127.0.0.1:8000 --model mlp --concurrency 1,16,64 \
 //!                  --encoding json,binary,grpc,grpc-stream --grpc-url http://127.0.0.1:9000
 //! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
+//! maas-bench placement --versions 10,100,1000 --nodes 10,100
 //! ```
 //!
 //! Every run is bounded in time; HTTP load is closed-loop (each client sends
@@ -13,6 +14,7 @@
 
 mod grpc;
 mod load;
+mod placement;
 mod raw;
 mod report;
 
@@ -33,10 +35,12 @@ struct Cli {
 enum Command {
     /// Rows/s of raw in-process LibTorch at each batch size.
     Raw(RawArgs),
-    /// Closed-loop HTTP load on a coordinator.
+    /// Closed-loop load on a coordinator over HTTP and gRPC.
     Http(HttpArgs),
-    /// The standard suite: raw ceiling, then HTTP JSON and binary at each concurrency.
+    /// The standard suite: raw ceiling, then every encoding at each concurrency.
     Suite(SuiteArgs),
+    /// Time of the leader's placement with many versions and nodes.
+    Placement(PlacementArgs),
 }
 
 #[derive(Args, Clone)]
@@ -84,6 +88,19 @@ struct HttpArgs {
 }
 
 #[derive(Args, Clone)]
+struct PlacementArgs {
+    /// Model versions to place (2 replicas each).
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    versions: Vec<usize>,
+    /// Live nodes.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    nodes: Vec<usize>,
+    /// Plans timed per point (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+}
+
+#[derive(Args, Clone)]
 struct SuiteArgs {
     #[command(flatten)]
     http: HttpArgs,
@@ -100,6 +117,11 @@ fn main() -> Result<()> {
         Command::Http(args) => {
             let points = run_http(&args)?;
             print!("{}", report::http_table(&points, None));
+        }
+        Command::Placement(args) => {
+            let grid: Vec<(usize, usize)> =
+                args.versions.iter().flat_map(|v| args.nodes.iter().map(move |n| (*v, *n))).collect();
+            print!("{}", placement::table(&placement::measure(&grid, args.rounds)?));
         }
         Command::Suite(args) => {
             let raw = run_raw(&args.raw)?;

@@ -92,6 +92,12 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_IO_THREADS", default_value_t = 1)]
     pub io_threads: usize,
 
+    /// Load-testing only: run no model and answer every batch with zeros
+    /// after this many microseconds, so one machine can host many nodes to
+    /// measure the coordinator. The answers mean nothing.
+    #[arg(long, env = "MAAS_NODE_SIMULATE_COMPUTE_US")]
+    pub simulate_compute_us: Option<u64>,
+
     /// Batches that may wait per model before the node answers `Overloaded`.
     #[arg(long, env = "MAAS_NODE_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,

@@ -55,7 +55,11 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         device,
         instances: config.instances,
         queue_capacity: config.queue_capacity,
+        simulate: config.simulate_compute_us.map(std::time::Duration::from_micros),
     });
+    if let Some(us) = config.simulate_compute_us {
+        tracing::warn!(compute_us = us, "simulated compute: no model runs and every answer is zeros (load testing only)");
+    }
     if let Some(repository) = &config.model_repository {
         let sources = repository::scan(repository, &config.models)?;
         tracing::info!(node = %config.name, ?device, models = sources.len(), "loading the model repository");

@@ -86,7 +86,7 @@ pub fn execute(
 }
 
 /// Checks every input against the configuration; returns the batch's rows.
-fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i64, String> {
+pub(super) fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i64, String> {
     let model = config.name.as_str();
     if batch.inputs.len() != config.inputs.len() {
         return Err(format!(

@@ -36,6 +36,8 @@ pub struct HostSettings {
     pub instances: Option<u32>,
     /// Batches queued per version before `Overloaded`.
     pub queue_capacity: usize,
+    /// Load-testing mode: run no model, answer zeros after this long.
+    pub simulate: Option<std::time::Duration>,
 }
 
 /// Every loaded model version, keyed by name and version.
@@ -84,7 +86,7 @@ impl ModelHost {
         let mut pending = Vec::new();
         for index in 0..instances {
             let (loaded, ready) = oneshot::channel();
-            let spec = InstanceSpec { config: config.clone(), version: source.version, path: source.path.clone(), device, index };
+            let spec = InstanceSpec { config: config.clone(), version: source.version, path: source.path.clone(), device, index, simulate: self.settings.simulate };
             instance::spawn(spec, jobs.clone(), loaded).map_err(|e| load_failed(&source, e.to_string()))?;
             pending.push(ready);
         }
@@ -113,6 +115,7 @@ impl ModelHost {
             path: source.path.clone(),
             device,
             index: 0,
+            simulate: self.settings.simulate,
         };
         let result = tokio::task::spawn_blocking(move || instance::trial(&spec))
             .await

@@ -41,6 +41,14 @@ pub struct InstanceSpec {
     pub device: Device,
     /// Index among the version's instances.
     pub index: u32,
+    /// Load-testing mode: run no model, answer zeros after this long.
+    pub simulate: Option<std::time::Duration>,
+}
+
+/// What an instance runs batches with.
+enum Engine {
+    TorchScript(CModule),
+    Simulated(std::time::Duration),
 }
 
 /// Starts an instance thread. `loaded` receives `Ok` once the module is
@@ -53,17 +61,21 @@ pub fn spawn(spec: InstanceSpec, jobs: flume::Receiver<Job>, loaded: oneshot::Se
         .name(thread_name)
         .spawn(move || {
             let _no_grad = tch::no_grad_guard();
-            let module = match load_and_warm(&spec) {
-                Ok(module) => {
+            let engine = match spec.simulate {
+                Some(compute) => Ok(Engine::Simulated(compute)),
+                None => load_and_warm(&spec).map(Engine::TorchScript),
+            };
+            let engine = match engine {
+                Ok(engine) => {
                     let _ = loaded.send(Ok(()));
-                    module
+                    engine
                 }
                 Err(error) => {
                     let _ = loaded.send(Err(error));
                     return;
                 }
             };
-            serve(&spec, &module, jobs);
+            serve(&spec, &engine, jobs);
             tracing::info!(instance = %name, "instance stopped");
         })
         .with_context(|| format!("spawning an instance thread for model '{}'", spec_name))?;
@@ -72,6 +84,9 @@ pub fn spawn(spec: InstanceSpec, jobs: flume::Receiver<Job>, loaded: oneshot::Se
 
 /// Loads and warms up one instance on the calling thread, then drops it.
 pub fn trial(spec: &InstanceSpec) -> Result<()> {
+    if spec.simulate.is_some() {
+        return Ok(());
+    }
     let _no_grad = tch::no_grad_guard();
     load_and_warm(spec).map(drop)
 }
@@ -114,7 +129,7 @@ fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<
         .collect()
 }
 
-fn serve(spec: &InstanceSpec, module: &CModule, jobs: flume::Receiver<Job>) {
+fn serve(spec: &InstanceSpec, engine: &Engine, jobs: flume::Receiver<Job>) {
     let version_label = spec.version.to_string();
     while let Ok(job) = jobs.recv() {
         let queue_ns = job.enqueued.elapsed().as_nanos() as u64;
@@ -123,7 +138,11 @@ fn serve(spec: &InstanceSpec, module: &CModule, jobs: flume::Receiver<Job>) {
                 let view = BatchView::of(batch);
                 let rows: u64 = view.request_rows.iter().map(|&r| u64::from(r)).sum();
                 let batch_id = batch.batch_id.to_native();
-                match execute(module, &spec.config, spec.device, &view) {
+                let result = match engine {
+                    Engine::TorchScript(module) => execute(module, &spec.config, spec.device, &view),
+                    Engine::Simulated(compute) => super::simulate::execute(&spec.config, &view, *compute),
+                };
+                match result {
                     Ok((outcome, timings)) => {
                         metrics::record_batch(&spec.config.name, &version_label, rows, queue_ns, &timings, &outcome);
                         if tracing::enabled!(tracing::Level::DEBUG) {

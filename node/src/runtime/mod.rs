@@ -11,6 +11,7 @@ mod execute;
 mod host;
 mod instance;
 mod kind;
+mod simulate;
 
 pub use device::resolve_device;
 pub use execute::Timings;
