@@ -92,6 +92,19 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The inference URL.
+    pub fn infer_url(&self) -> &str {
+        &self.infer_url
+    }
+
+    /// The `index`-th prebuilt binary body and its JSON header length.
+    pub fn binary_body(&self, index: usize) -> (Vec<u8>, usize) {
+        let (body, json_len) = &self.binary_bodies[index % self.binary_bodies.len()];
+        (body.clone(), *json_len)
+    }
+}
+
 /// One measured point.
 pub struct LoadPoint {
     /// Model.

@@ -14,6 +14,8 @@
 
 mod grpc;
 mod load;
+mod open_loop;
+mod plot;
 mod placement;
 mod raw;
 mod report;
@@ -106,6 +108,12 @@ struct SuiteArgs {
     http: HttpArgs,
     #[command(flatten)]
     raw: RawArgs,
+    /// Open-loop (Poisson) offered rates in requests/s, HTTP binary; none to skip.
+    #[arg(long, value_delimiter = ',', default_value = "5000,15000,25000")]
+    rates: Vec<f64>,
+    /// Folder for the report: report.md, results.json, latency.svg.
+    #[arg(long, default_value = ".maas/bench")]
+    report_dir: PathBuf,
 }
 
 fn main() -> Result<()> {
@@ -126,9 +134,22 @@ fn main() -> Result<()> {
         Command::Suite(args) => {
             let raw = run_raw(&args.raw)?;
             let http = run_http(&args.http)?;
-            print!("{}", report::raw_table(&raw));
-            println!();
-            print!("{}", report::http_table(&http, Some(&raw)));
+            let open = run_open_loop(&args)?;
+            let mut markdown = report::raw_table(&raw);
+            markdown.push('\n');
+            markdown.push_str(&report::http_table(&http, Some(&raw)));
+            if !open.is_empty() {
+                markdown.push('\n');
+                markdown.push_str(&report::open_loop_table(&open));
+            }
+            print!("{markdown}");
+            std::fs::create_dir_all(&args.report_dir)?;
+            std::fs::write(args.report_dir.join("report.md"), &markdown)?;
+            let json = report::json(&http, &raw, &open);
+            std::fs::write(args.report_dir.join("results.json"), serde_json::to_string_pretty(&json)?)?;
+            let title = format!("{}: p99 latency against throughput", args.http.model);
+            std::fs::write(args.report_dir.join("latency.svg"), plot::svg(&title, &http, &raw))?;
+            eprintln!("report written to {}", args.report_dir.display());
         }
     }
     Ok(())
@@ -136,6 +157,21 @@ fn main() -> Result<()> {
 
 fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
     raw::measure(&args.torchscript, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds))
+}
+
+fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let target = load::Target::discover(&args.http.url, &args.http.model).await?;
+        let mut points = Vec::new();
+        for &rate in &args.rates {
+            let (warmup, window) = (Duration::from_secs_f64(args.http.warmup), Duration::from_secs_f64(args.http.seconds));
+            let point = open_loop::run(&target, rate, warmup, window).await?;
+            eprintln!("open loop {rate:.0}/s: served {:.0}/s, dropped {}", point.point.requests_per_second(), point.dropped);
+            points.push(point);
+        }
+        Ok(points)
+    })
 }
 
 fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {

@@ -10,6 +10,63 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1e3)
 }
 
+/// The encoding as a label.
+pub fn encoding_name(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "json",
+        Encoding::Binary => "binary",
+        Encoding::Grpc => "grpc",
+        Encoding::GrpcStream => "grpc-stream",
+    }
+}
+
+/// Every point as JSON, with the raw ceiling.
+pub fn json(points: &[LoadPoint], raw: &[RawPoint], open_loop: &[crate::open_loop::OpenLoopPoint]) -> serde_json::Value {
+    let latency = |p: &LoadPoint| {
+        serde_json::json!({
+            "p50_ms": p.quantile(0.5).as_secs_f64() * 1e3,
+            "p90_ms": p.quantile(0.9).as_secs_f64() * 1e3,
+            "p99_ms": p.quantile(0.99).as_secs_f64() * 1e3,
+            "p999_ms": p.quantile(0.999).as_secs_f64() * 1e3,
+        })
+    };
+    serde_json::json!({
+        "raw": raw.iter().map(|r| serde_json::json!({"batch": r.batch, "rows_per_second": r.rows_per_second, "forward_p50_ms": r.p50.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
+        "closed_loop": points.iter().map(|p| serde_json::json!({
+            "model": p.model, "encoding": encoding_name(p.encoding), "clients": p.concurrency,
+            "requests_per_second": p.requests_per_second(), "errors": p.errors, "latency": latency(p),
+        })).collect::<Vec<_>>(),
+        "open_loop": open_loop.iter().map(|o| serde_json::json!({
+            "model": o.point.model, "offered_per_second": o.offered, "served_per_second": o.point.requests_per_second(),
+            "errors": o.point.errors, "dropped": o.dropped, "latency": latency(&o.point),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The open-loop table.
+pub fn open_loop_table(points: &[crate::open_loop::OpenLoopPoint]) -> String {
+    let mut out = String::from(
+        "| model | offered/s | served/s | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | errors | dropped |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for o in points {
+        let p = &o.point;
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            p.model,
+            o.offered,
+            p.requests_per_second(),
+            ms(p.quantile(0.5)),
+            ms(p.quantile(0.9)),
+            ms(p.quantile(0.99)),
+            ms(p.quantile(0.999)),
+            p.errors,
+            o.dropped
+        );
+    }
+    out
+}
+
 /// The raw LibTorch table.
 pub fn raw_table(points: &[RawPoint]) -> String {
     let mut out = String::from("| raw LibTorch batch | rows/s | forward p50 (ms) |\n|---:|---:|---:|\n");
@@ -49,12 +106,7 @@ pub fn http_table(points: &[LoadPoint], raw: Option<&[RawPoint]>) -> String {
             out,
             "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             p.model,
-            match p.encoding {
-                Encoding::Json => "json",
-                Encoding::Binary => "binary",
-                Encoding::Grpc => "grpc",
-                Encoding::GrpcStream => "grpc-stream",
-            },
+            encoding_name(p.encoding),
             p.concurrency,
             rps,
             ms(p.quantile(0.5)),
