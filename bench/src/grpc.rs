@@ -4,14 +4,13 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use hdrhistogram::Histogram;
 use maas_grpc::inference::model_infer_request::InferInputTensor;
 use maas_grpc::inference::ModelInferRequest;
 use maas_grpc::GrpcInferenceServiceClient;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::load::{Encoding, LoadPoint, Target};
+use crate::load::{count, latency_histogram, ClientCounts, Encoding, LoadPoint, Target};
 
 /// Clients share this many HTTP/2 connections.
 const CONNECTIONS: usize = 4;
@@ -62,28 +61,11 @@ pub async fn closed_loop(
             }
         }));
     }
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut requests, mut errors) = (0, 0);
+    let mut results = Vec::new();
     for task in tasks {
-        let (histogram, ok, failed) = task.await??;
-        latency_us.add(histogram)?;
-        requests += ok;
-        errors += failed;
+        results.push(task.await??);
     }
-    Ok(LoadPoint { model: target.model.clone(), encoding, concurrency, requests, errors, window, latency_us })
-}
-
-type Counts = (Histogram<u64>, u64, u64);
-
-fn record(counts: &mut Counts, sent: Instant, success: bool, measure_from: Instant, stop_at: Instant) {
-    if sent >= measure_from && sent < stop_at {
-        if success {
-            counts.1 += 1;
-            let _ = counts.0.record(sent.elapsed().as_micros().max(1) as u64);
-        } else {
-            counts.2 += 1;
-        }
-    }
+    LoadPoint::merge(&target.model, encoding, concurrency, window, results)
 }
 
 async fn unary_client(
@@ -92,14 +74,14 @@ async fn unary_client(
     worker: usize,
     measure_from: Instant,
     stop_at: Instant,
-) -> Result<Counts> {
-    let mut counts = (Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?, 0, 0);
+) -> Result<ClientCounts> {
+    let mut counts: ClientCounts = (latency_histogram(), 0, 0);
     let mut index = worker;
     while Instant::now() < stop_at {
         index = (index + 1) % bodies.len();
         let sent = Instant::now();
         let success = client.model_infer(bodies[index].clone()).await.is_ok();
-        record(&mut counts, sent, success, measure_from, stop_at);
+        count(&mut counts, sent, success, measure_from, stop_at);
     }
     Ok(counts)
 }
@@ -110,8 +92,8 @@ async fn streaming_client(
     worker: usize,
     measure_from: Instant,
     stop_at: Instant,
-) -> Result<Counts> {
-    let mut counts = (Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?, 0, 0);
+) -> Result<ClientCounts> {
+    let mut counts: ClientCounts = (latency_histogram(), 0, 0);
     let (sender, receiver) = mpsc::channel::<ModelInferRequest>(1);
     let outgoing = futures_util::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|x| (x, r)) });
     let mut answers = client.model_stream_infer(outgoing).await?.into_inner();
@@ -121,7 +103,7 @@ async fn streaming_client(
         let sent = Instant::now();
         sender.send(bodies[index].clone()).await.context("the stream closed")?;
         let success = matches!(answers.message().await, Ok(Some(answer)) if answer.error_message.is_empty());
-        record(&mut counts, sent, success, measure_from, stop_at);
+        count(&mut counts, sent, success, measure_from, stop_at);
     }
     Ok(counts)
 }

@@ -157,8 +157,7 @@ pub async fn closed_loop(
             Encoding::Grpc | Encoding::GrpcStream => bail!("gRPC load runs through crate::grpc"),
         };
         tasks.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            let (mut ok, mut errors) = (0u64, 0u64);
+            let mut counts: ClientCounts = (latency_histogram(), 0, 0);
             let mut index = worker;
             while Instant::now() < stop_at {
                 index = (index + 1) % bodies.len();
@@ -172,25 +171,48 @@ pub async fn closed_loop(
                     Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
                     Err(_) => false,
                 };
-                if sent >= measure_from && sent < stop_at {
-                    if success {
-                        ok += 1;
-                        let _ = histogram.record(sent.elapsed().as_micros().max(1) as u64);
-                    } else {
-                        errors += 1;
-                    }
-                }
+                count(&mut counts, sent, success, measure_from, stop_at);
             }
-            (histogram, ok, errors)
+            counts
         }));
     }
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let (mut requests, mut errors) = (0, 0);
+    let mut results = Vec::new();
     for task in tasks {
-        let (histogram, ok, failed) = task.await?;
-        latency_us.add(histogram)?;
-        requests += ok;
-        errors += failed;
+        results.push(task.await?);
     }
-    Ok(LoadPoint { model: target.model.clone(), encoding, concurrency, requests, errors, window, latency_us })
+    LoadPoint::merge(&target.model, encoding, concurrency, window, results)
+}
+
+/// One client's latencies, successes and failures in the measured window.
+pub type ClientCounts = (Histogram<u64>, u64, u64);
+
+/// A new, empty latency histogram in microseconds (1 µs to 60 s).
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Counts one request if it was sent inside the measured window.
+pub fn count(counts: &mut ClientCounts, sent: Instant, success: bool, measure_from: Instant, stop_at: Instant) {
+    if sent >= measure_from && sent < stop_at {
+        if success {
+            counts.1 += 1;
+            let _ = counts.0.record(sent.elapsed().as_micros().max(1) as u64);
+        } else {
+            counts.2 += 1;
+        }
+    }
+}
+
+impl LoadPoint {
+    /// Adds up the clients of one point.
+    pub fn merge(model: &str, encoding: Encoding, concurrency: usize, window: Duration, clients: Vec<ClientCounts>) -> Result<LoadPoint> {
+        let mut latency_us = latency_histogram();
+        let (mut requests, mut errors) = (0, 0);
+        for (histogram, ok, failed) in clients {
+            latency_us.add(histogram)?;
+            requests += ok;
+            errors += failed;
+        }
+        Ok(LoadPoint { model: model.to_string(), encoding, concurrency, requests, errors, window, latency_us })
+    }
 }

@@ -75,6 +75,11 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_COORDINATOR_SLOW_REQUEST_MS", default_value_t = 1000)]
     pub slow_request_ms: u64,
 
+    /// Turns off statistics, anomaly detection, drift and feedback (to
+    /// measure what they cost); Prometheus metrics stay.
+    #[arg(long, env = "MAAS_COORDINATOR_NO_MONITORING")]
+    pub no_monitoring: bool,
+
     /// One request in this many feeds the input drift profiles.
     #[arg(long, env = "MAAS_COORDINATOR_DRIFT_SAMPLE_EVERY", default_value_t = 10)]
     pub drift_sample_every: u64,

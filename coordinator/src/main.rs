@@ -66,8 +66,11 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
         predictions_per_model: config.feedback_capacity,
         prediction_ttl: std::time::Duration::from_secs(config.feedback_ttl_seconds),
         evaluation_window: config.evaluation_window,
+        enabled: !config.no_monitoring,
     });
-    monitor.spawn_ticker();
+    if !config.no_monitoring {
+        monitor.spawn_ticker();
+    }
     let table = Arc::new(ModelTable::new(
         TableSettings {
             max_queue: config.max_queue,

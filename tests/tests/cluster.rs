@@ -326,13 +326,7 @@ async fn rolling_restart_of_every_node_fails_no_request() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mut cluster, _second, _) = three_node_cluster().await;
     let base = cluster.url("");
-    for model in ["alpha", "beta"] {
-        deploy(&cluster, model, 2, 100 << 20).await;
-        wait_ready(&cluster, model).await.unwrap();
-    }
-    for model in ["alpha", "beta"] {
-        wait_until("two ready replicas", Duration::from_secs(30), async || ready_replicas(&cluster, model).await == 2).await;
-    }
+    deploy_with_two_ready_replicas(&cluster, &["alpha", "beta"]).await;
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
     let mut clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
@@ -353,6 +347,17 @@ async fn rolling_restart_of_every_node_fails_no_request() {
     }
     eprintln!("rolling restart of 3 nodes: {sent} requests");
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the rolling restart");
+}
+
+/// Deploys each model with 2 replicas and waits until both are ready.
+async fn deploy_with_two_ready_replicas(cluster: &Cluster, models: &[&str]) {
+    for model in models {
+        deploy(cluster, model, 2, 100 << 20).await;
+        wait_ready(cluster, model).await.unwrap();
+    }
+    for model in models {
+        wait_until("two ready replicas", Duration::from_secs(30), async || ready_replicas(cluster, model).await == 2).await;
+    }
 }
 
 /// Ready replicas of a model's first version, as the first coordinator reports them.
@@ -417,13 +422,7 @@ async fn control_plane_reports_live_load_and_drains_a_node() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let (mut cluster, _second, second_url) = three_node_cluster().await;
     let base = cluster.url("");
-    for model in ["alpha", "beta"] {
-        deploy(&cluster, model, 2, 100 << 20).await;
-        wait_ready(&cluster, model).await.unwrap();
-    }
-    for model in ["alpha", "beta"] {
-        wait_until("two ready replicas", Duration::from_secs(30), async || ready_replicas(&cluster, model).await == 2).await;
-    }
+    deploy_with_two_ready_replicas(&cluster, &["alpha", "beta"]).await;
 
     // Live status from every node's host actor, through either coordinator,
     // agrees with the placement.

@@ -127,42 +127,123 @@ async fn sleepy_load(cluster: &Cluster, rounds: u32, length: Duration) {
     }
 }
 
-fn latency_alert(alerts: &Value, list: &str) -> Option<Value> {
-    alerts[list].as_array()?.iter().find(|a| a["kind"] == "latency" && a["model"] == "sleepy").cloned()
+/// Sends single-row requests to `faulty` from 2 clients for `length`; a
+/// `failing_share` of them carry a negative element, which makes the model raise.
+async fn faulty_load(cluster: &Cluster, failing_share: f64, length: Duration) -> (u64, u64) {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..2)
+        .map(|client| {
+            let http = cluster.client.clone();
+            let url = cluster.url("/v2/models/faulty/infer");
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                let mut i = client as u64;
+                while started.elapsed() < length && ok + failed < 100_000 {
+                    i += 2;
+                    let fails = ((i * 7919) % 1000) as f64 / 1000.0 < failing_share;
+                    let first = if fails { -1.0 } else { 0.5 };
+                    let body = json_body(&[JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(first), json!(1.0), json!(2.0), json!(3.0)] }], None);
+                    let answer = post_json(&http, &url, &body).await.unwrap();
+                    match answer.answer() {
+                        Ok(_) => ok += 1,
+                        Err(_) => {
+                            assert!(fails, "a request without a negative element failed");
+                            failed += 1
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut totals = (0, 0);
+    for task in tasks {
+        let (ok, failed) = task.await.unwrap();
+        totals = (totals.0 + ok, totals.1 + failed);
+    }
+    totals
+}
+
+fn alert_of(alerts: &Value, list: &str, kind: &str, model: &str) -> Option<Value> {
+    alerts[list].as_array()?.iter().find(|a| a["kind"] == kind && a["model"] == model).cloned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slowdown_raises_a_latency_alert_that_clears() {
-    let cluster = Cluster::builder().nodes(vec![NodeSpec::new("node-0", &["sleepy"])]).start().await.unwrap();
-    // Normal load long enough for the detector's 20-second warm-up.
-    sleepy_load(&cluster, 0, Duration::from_secs(24)).await;
-    assert_eq!(latency_alert(&get(&cluster, "/v1/alerts").await, "active"), None, "an alert under normal load");
+async fn slowdowns_and_failures_raise_alerts_that_clear() {
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::new("node-0", &["sleepy", "faulty"])]).start().await.unwrap();
+    // Normal load long enough for the detectors' 20-second warm-up.
+    let warmup = Duration::from_secs(24);
+    tokio::join!(sleepy_load(&cluster, 0, warmup), faulty_load(&cluster, 0.0, warmup));
+    let alerts = get(&cluster, "/v1/alerts").await;
+    assert!(alerts["active"].as_array().unwrap().is_empty(), "alerts under normal load: {alerts:#}");
 
-    // The model becomes slow: the alert comes within 30 seconds.
-    let slow_from = Instant::now();
-    let load = sleepy_load(&cluster, 60, Duration::from_secs(30));
+    // sleepy becomes slow and 30% of faulty's requests start failing: both
+    // alerts come within 30 seconds.
+    let changed_at = Instant::now();
+    let window = Duration::from_secs(30);
     let watch = async {
-        loop {
-            if let Some(alert) = latency_alert(&get(&cluster, "/v1/alerts").await, "active") {
-                return (slow_from.elapsed(), alert);
+        let (mut latency, mut errors) = (None, None);
+        while latency.is_none() || errors.is_none() {
+            let alerts = get(&cluster, "/v1/alerts").await;
+            if latency.is_none() {
+                latency = alert_of(&alerts, "active", "latency", "sleepy").map(|a| (changed_at.elapsed(), a));
             }
-            assert!(slow_from.elapsed() < Duration::from_secs(30), "no latency alert within 30 s of the slowdown");
+            if errors.is_none() {
+                errors = alert_of(&alerts, "active", "error_rate", "faulty").map(|a| (changed_at.elapsed(), a));
+            }
+            assert!(changed_at.elapsed() < window, "missing alerts after 30 s: latency {latency:?}, errors {errors:?}");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        (latency.unwrap(), errors.unwrap())
     };
-    let ((raised_after, alert), ()) = tokio::join!(watch, load);
-    eprintln!("latency alert after {raised_after:?}: {alert}");
-    assert_eq!(alert["version"], 1);
-    assert!(alert["observed"].as_f64().unwrap() > 2.0 * alert["baseline"].as_f64().unwrap(), "{alert}");
+    let (((latency_after, latency), (errors_after, errors)), (), (_, failed)) =
+        tokio::join!(watch, sleepy_load(&cluster, 60, window), faulty_load(&cluster, 0.3, window));
+    eprintln!("latency alert after {latency_after:?}: {latency}");
+    eprintln!("error-rate alert after {errors_after:?}: {errors}");
+    assert!(failed > 0);
+    assert_eq!(latency["version"], 1);
+    assert!(latency["observed"].as_f64().unwrap() > 2.0 * latency["baseline"].as_f64().unwrap(), "{latency}");
+    assert!(errors["observed"].as_f64().unwrap() > 0.1, "{errors}");
     let metrics = cluster.client.get(cluster.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(metric_sum(&metrics, "maas_alert_active", &[("kind", "latency"), ("model", "sleepy")]), 1.0);
+    assert_eq!(metric_sum(&metrics, "maas_alert_active", &[("kind", "error_rate"), ("model", "faulty")]), 1.0);
 
-    // Back to normal: the alert clears and moves to the history.
-    sleepy_load(&cluster, 0, Duration::from_secs(10)).await;
+    // Back to normal: both alerts clear and move to the history.
+    let calm = Duration::from_secs(10);
+    tokio::join!(sleepy_load(&cluster, 0, calm), faulty_load(&cluster, 0.0, calm));
+    // (faulty's inputs did change while a share was negative, so a drift
+    // alert on it may still stand while its window slides back.)
     let alerts = get(&cluster, "/v1/alerts").await;
-    assert_eq!(latency_alert(&alerts, "active"), None, "the alert did not clear: {alerts:#}");
-    let cleared = latency_alert(&alerts, "recent").expect("the cleared alert is in the history");
-    assert!(cleared["cleared"].as_f64().unwrap() >= cleared["since"].as_f64().unwrap());
+    for (kind, model) in [("latency", "sleepy"), ("error_rate", "faulty")] {
+        assert_eq!(alert_of(&alerts, "active", kind, model), None, "the {kind} alert did not clear: {alerts:#}");
+    }
+    for (kind, model) in [("latency", "sleepy"), ("error_rate", "faulty")] {
+        let cleared = alert_of(&alerts, "recent", kind, model).unwrap_or_else(|| panic!("no cleared {kind} alert: {alerts:#}"));
+        assert!(cleared["cleared"].as_f64().unwrap() >= cleared["since"].as_f64().unwrap());
+    }
+}
+
+/// Accuracy and macro precision, recall and F1 of (predicted, truth) pairs,
+/// over the classes that appear in either, by plain counting.
+fn macro_scores(pairs: &[(usize, usize)]) -> [f64; 4] {
+    let mut classes: Vec<usize> = pairs.iter().flat_map(|(p, t)| [*p, *t]).collect();
+    classes.sort();
+    classes.dedup();
+    let share = |a: usize, b: usize| if a + b == 0 { 0.0 } else { a as f64 / (a + b) as f64 };
+    let (mut precision, mut recall, mut f1) = (0.0, 0.0, 0.0);
+    for class in &classes {
+        let tp = pairs.iter().filter(|(p, t)| p == class && t == class).count();
+        let fp = pairs.iter().filter(|(p, t)| p == class && t != class).count();
+        let fn_ = pairs.iter().filter(|(p, t)| p != class && t == class).count();
+        let (p, r) = (share(tp, fp), share(tp, fn_));
+        precision += p;
+        recall += r;
+        f1 += if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
+    }
+    let k = classes.len() as f64;
+    let accuracy = pairs.iter().filter(|(p, t)| p == t).count() as f64 / pairs.len() as f64;
+    [accuracy, precision / k, recall / k, f1 / k]
 }
 
 fn drift_alert(alerts: &Value) -> Option<Value> {
@@ -177,15 +258,17 @@ async fn drift_alerts_and_evaluation_from_feedback() {
         .start()
         .await
         .unwrap();
-    let url = cluster.url("/v2/models/mlp/versions/1/infer");
     let mut seed = 0u64;
-    let mut send = async |shift: f64, count: usize, ids: bool| -> Vec<usize> {
+    // Sends `count` rows to `version` with feature 0 shifted by `shift`
+    // standard deviations; ids `<prefix><i>` when a prefix is given.
+    let mut send = async |version: u64, shift: f64, count: usize, ids: Option<&str>| -> Vec<usize> {
+        let url = cluster.url(&format!("/v2/models/mlp/versions/{version}/infer"));
         let mut classes = Vec::new();
         for i in 0..count {
             seed += 1;
             let base = seed * 1000;
-            let inputs = row(256, |j| normal(base + j as u64) + shift);
-            let id = ids.then(|| format!("r{i}"));
+            let inputs = row(256, |j| normal(base + j as u64) + if j == 0 { shift } else { 0.0 });
+            let id = ids.map(|prefix| format!("{prefix}{i}"));
             let answer = post_json(&cluster.client, &url, &json_body(&inputs, id.as_deref())).await.unwrap().answer().unwrap();
             let scores: Vec<f64> = answer.outputs[0].data.iter().map(|v| v.as_f64().unwrap()).collect();
             classes.push(scores.iter().enumerate().fold(0, |best, (k, v)| if *v > scores[best] { k } else { best }));
@@ -193,12 +276,12 @@ async fn drift_alerts_and_evaluation_from_feedback() {
         classes
     };
     // Reference profile, then the same distribution again: no drift.
-    let predicted = send(0.0, 400, true).await;
-    send(0.0, 400, false).await;
+    let predicted = send(1, 0.0, 400, Some("r")).await;
+    send(1, 0.0, 400, None).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(drift_alert(&get(&cluster, "/v1/alerts").await), None, "drift alert without drift");
-    // Every feature moves by two standard deviations.
-    send(2.0, 400, false).await;
+    // One feature moves by two standard deviations.
+    send(1, 2.0, 400, None).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let alert = drift_alert(&get(&cluster, "/v1/alerts").await).expect("no drift alert after the shift");
     assert_eq!(alert["input"], "INPUT__0");
@@ -206,17 +289,14 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     let metrics = cluster.client.get(cluster.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metric_sum(&metrics, "maas_input_drift_score", &[("model", "mlp"), ("input", "INPUT__0")]) > 0.25);
     // And back.
-    send(0.0, 400, false).await;
+    send(1, 0.0, 400, None).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(drift_alert(&get(&cluster, "/v1/alerts").await), None, "the drift alert did not clear");
 
-    // Feedback: right for even ids, wrong for odd ones, plus an unknown id.
-    let mut labels: Vec<Value> = predicted
-        .iter()
-        .take(100)
-        .enumerate()
-        .map(|(i, class)| json!({"id": format!("r{i}"), "label": if i % 2 == 0 { *class } else { (class + 1) % 10 }}))
-        .collect();
+    // Feedback: the truth differs from the prediction for every third
+    // request, plus an unknown id.
+    let truth: Vec<usize> = predicted.iter().take(100).enumerate().map(|(i, c)| if i % 3 == 0 { (c + 1) % 10 } else { *c }).collect();
+    let mut labels: Vec<Value> = truth.iter().enumerate().map(|(i, t)| json!({"id": format!("r{i}"), "label": t})).collect();
     labels.push(json!({"id": "never-sent", "label": 1}));
     let answer = cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"feedback": labels})).send().await.unwrap();
     assert_eq!(answer.status().as_u16(), 200);
@@ -226,15 +306,30 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     assert_eq!(again.json::<Value>().await.unwrap()["unknown"], 1, "an id is joined once");
     let evaluation = get(&cluster, "/v1/models/mlp/evaluation").await;
     assert_eq!(evaluation["task"], "classification");
-    let v1 = &evaluation["versions"][0];
+    let v1 = evaluation["versions"][0].clone();
     assert_eq!(v1["version"], 1);
     assert_eq!(v1["samples"], 100);
-    assert_eq!(v1["accuracy"], 0.5);
-    for metric in ["precision", "recall", "f1"] {
-        let value = v1[metric].as_f64().unwrap();
-        assert!(value > 0.0 && value < 1.0, "{metric} = {value}");
+    let pairs: Vec<(usize, usize)> = predicted.iter().take(100).copied().zip(truth.iter().copied()).collect();
+    let expected = macro_scores(&pairs);
+    for (metric, value) in ["accuracy", "precision", "recall", "f1"].iter().zip(expected) {
+        let got = v1[*metric].as_f64().unwrap();
+        assert!((got - value).abs() < 1e-9, "{metric}: the endpoint says {got}, the test computes {value}");
     }
     assert_eq!(evaluation["feedback"]["unknown"], 2);
+
+    // A canary (version 2) with worse outcomes shows worse figures.
+    let canary = send(2, 0.0, 60, Some("canary-")).await;
+    let canary_truth: Vec<usize> = canary.iter().enumerate().map(|(i, c)| if i % 2 == 0 { (c + 3) % 10 } else { *c }).collect();
+    let labels: Vec<Value> = canary_truth.iter().enumerate().map(|(i, t)| json!({"id": format!("canary-{i}"), "label": t})).collect();
+    cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"feedback": labels})).send().await.unwrap();
+    let evaluation = get(&cluster, "/v1/models/mlp/evaluation").await;
+    let v2 = evaluation["versions"].as_array().unwrap().iter().find(|v| v["version"] == 2).expect("the canary is evaluated").clone();
+    let canary_expected = macro_scores(&canary.iter().copied().zip(canary_truth.iter().copied()).collect::<Vec<_>>());
+    assert!((v2["accuracy"].as_f64().unwrap() - canary_expected[0]).abs() < 1e-9, "{v2}");
+    assert!((v2["f1"].as_f64().unwrap() - canary_expected[3]).abs() < 1e-9, "{v2}");
+    for metric in ["accuracy", "f1"] {
+        assert!(v2[metric].as_f64().unwrap() < v1[metric].as_f64().unwrap(), "{metric}: canary {v2} vs production {v1}");
+    }
 
     // A regressor: truth one above every prediction.
     let sleepy = cluster.url("/v2/models/sleepy/infer");
@@ -255,7 +350,8 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     // The same through the command line.
     let table = ok(maas(&cluster, ADMIN_TOKEN, &["eval", "mlp"]));
     let row = table.lines().find(|l| l.starts_with('1')).unwrap_or_else(|| panic!("no version row:\n{table}"));
-    assert!(row.split_whitespace().collect::<Vec<_>>()[..3] == ["1", "100", "0.5000"], "{table}");
+    let accuracy = format!("{:.4}", expected[0]);
+    assert!(row.split_whitespace().collect::<Vec<_>>()[..3] == ["1", "100", accuracy.as_str()], "{table}");
     let top = ok(maas(&cluster, ADMIN_TOKEN, &["top", "--once"]));
     assert!(top.lines().any(|l| l.starts_with("mlp ") || l.starts_with("mlp\t") || l.split_whitespace().next() == Some("mlp")), "{top}");
     let alerts = ok(maas(&cluster, ADMIN_TOKEN, &["alerts"]));

@@ -48,6 +48,8 @@ pub struct MonitorSettings {
     pub prediction_ttl: Duration,
     /// Joined pairs each version is scored over.
     pub evaluation_window: usize,
+    /// Off: nothing is recorded (to measure what monitoring costs).
+    pub enabled: bool,
 }
 
 impl Default for MonitorSettings {
@@ -59,6 +61,7 @@ impl Default for MonitorSettings {
             predictions_per_model: 100_000,
             prediction_ttl: Duration::from_secs(3600),
             evaluation_window: 1000,
+            enabled: true,
         }
     }
 }
@@ -138,7 +141,14 @@ impl Monitor {
         if let Some(existing) = self.versions.read().get(&key) {
             return existing.clone();
         }
-        let created = VersionMonitor::new(model, version, config, self.settings.drift, self.settings.drift_sample_every);
+        let created = VersionMonitor::new(
+            model,
+            version,
+            config,
+            self.settings.drift,
+            self.settings.drift_sample_every,
+            self.settings.enabled,
+        );
         self.versions.write().entry(key).or_insert(created).clone()
     }
 
@@ -149,6 +159,9 @@ impl Monitor {
 
     /// Records the prediction of a request that carries an id.
     pub fn record_prediction(&self, config: &ModelConfig, version: u64, id: &str, outputs: &[TensorBytes]) {
+        if !self.settings.enabled {
+            return;
+        }
         let Some(first) = outputs.first() else { return };
         let task = task_of(config);
         let Some((values, row_len)) = values::rows_as_f64(first, usize::MAX) else { return };

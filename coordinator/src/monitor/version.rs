@@ -88,6 +88,7 @@ pub struct VersionMonitor {
     pub(super) errors: Mutex<Detector>,
     pub(super) drift: Mutex<Vec<(String, Option<InputDrift>)>>,
     sample_every: u64,
+    enabled: bool,
     seen: AtomicU64,
     in_flight: AtomicI64,
     queued: AtomicU64,
@@ -96,7 +97,15 @@ pub struct VersionMonitor {
 impl VersionMonitor {
     /// A monitor for a version with `config`; one request in `sample_every`
     /// feeds the drift profiles.
-    pub fn new(model: &str, version: u64, config: &ModelConfig, drift: DriftSettings, sample_every: u64) -> Arc<VersionMonitor> {
+    /// With `enabled` false every call is a no-op (to measure what watching costs).
+    pub fn new(
+        model: &str,
+        version: u64,
+        config: &ModelConfig,
+        drift: DriftSettings,
+        sample_every: u64,
+        enabled: bool,
+    ) -> Arc<VersionMonitor> {
         let inputs = config
             .inputs
             .iter()
@@ -117,6 +126,7 @@ impl VersionMonitor {
             errors: Mutex::new(Detector::new(DetectorSettings::error_rate())),
             drift: Mutex::new(inputs),
             sample_every: sample_every.max(1),
+            enabled,
             seen: AtomicU64::new(0),
             in_flight: AtomicI64::new(0),
             queued: AtomicU64::new(0),
@@ -124,10 +134,14 @@ impl VersionMonitor {
     }
 
     /// A request was admitted; the guard counts it in flight until dropped.
-    pub fn admit(self: &Arc<Self>) -> InFlightGuard {
+    pub fn admit(self: &Arc<Self>) -> Option<InFlightGuard> {
+        if !self.enabled {
+            return None;
+        }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(self.clone())
+        Some(InFlightGuard(self.clone()))
     }
+
 
     /// Sets how many requests wait in the batcher.
     pub fn set_queued(&self, queued: usize) {
@@ -141,6 +155,9 @@ impl VersionMonitor {
 
     /// Counts an answered request.
     pub fn request_done(&self, ok: bool, elapsed: Duration) {
+        if !self.enabled {
+            return;
+        }
         self.stats.request(ok, elapsed);
         let mut second = self.second.lock();
         second.requests += 1;
@@ -155,6 +172,9 @@ impl VersionMonitor {
 
     /// Counts a batch run on a node.
     pub fn batch_done(&self, rows: u64, requests: u64, times: BatchTimes) {
+        if !self.enabled {
+            return;
+        }
         self.stats.batch(rows, requests, times);
         let mut second = self.second.lock();
         second.batches += 1;
@@ -164,7 +184,7 @@ impl VersionMonitor {
     /// Feeds a validated request's inputs to the drift profiles, if this
     /// request is sampled.
     pub fn observe_inputs(&self, inputs: &[TensorBytes]) {
-        if self.seen.fetch_add(1, Ordering::Relaxed) % self.sample_every != 0 {
+        if !self.enabled || self.seen.fetch_add(1, Ordering::Relaxed) % self.sample_every != 0 {
             return;
         }
         let mut drift = self.drift.lock();
