@@ -19,6 +19,8 @@ pub enum Encoding {
     Grpc,
     /// gRPC `ModelStreamInfer`, one stream per client.
     GrpcStream,
+    /// Straight to a node over QUIC, no coordinator (`--node`).
+    Quic,
 }
 
 /// A model to load, with prebuilt single-row bodies.
@@ -154,7 +156,7 @@ pub async fn closed_loop(
         let bodies: Vec<(Vec<u8>, Option<usize>)> = match encoding {
             Encoding::Json => target.json_bodies.iter().map(|b| (b.clone(), None)).collect(),
             Encoding::Binary => target.binary_bodies.iter().map(|(b, l)| (b.clone(), Some(*l))).collect(),
-            Encoding::Grpc | Encoding::GrpcStream => bail!("gRPC load runs through crate::grpc"),
+            Encoding::Grpc | Encoding::GrpcStream | Encoding::Quic => bail!("gRPC and QUIC load run through their own modules"),
         };
         tasks.push(tokio::spawn(async move {
             let mut counts: ClientCounts = (latency_histogram(), 0, 0);

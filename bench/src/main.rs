@@ -17,6 +17,7 @@ mod load;
 mod open_loop;
 mod plot;
 mod placement;
+mod quic;
 mod raw;
 mod report;
 
@@ -75,12 +76,24 @@ struct HttpArgs {
     /// Concurrent clients to measure at.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
-    /// Request encodings: json, binary (HTTP), grpc, grpc-stream.
-    #[arg(long, value_delimiter = ',', default_value = "json,binary,grpc,grpc-stream")]
+    /// Request encodings: json, binary (HTTP), grpc, grpc-stream, quic (straight to --node).
+    #[arg(long, value_delimiter = ',', default_value = "json,binary,grpc,grpc-stream,quic")]
     encoding: Vec<load::Encoding>,
     /// The coordinator's gRPC front.
     #[arg(long, default_value = "http://127.0.0.1:9000")]
     grpc_url: String,
+    /// For `quic`: a node to load directly, as NAME=HOST:PORT.
+    #[arg(long, default_value = "node-0=127.0.0.1:7100")]
+    node: String,
+    /// For `quic`: the model version on the node.
+    #[arg(long, default_value_t = 1)]
+    node_version: u64,
+    /// For `quic`: the cluster certificates and the client's name in them.
+    #[arg(long, default_value = ".maas/certs")]
+    cert_dir: PathBuf,
+    /// For `quic`: the client certificate's name.
+    #[arg(long, default_value = "coordinator")]
+    client_name: String,
     /// Seconds measured per point.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
@@ -185,6 +198,16 @@ fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
                 let point = match encoding {
                     load::Encoding::Grpc | load::Encoding::GrpcStream => {
                         grpc::closed_loop(&args.grpc_url, &target, encoding, concurrency, warmup, window).await?
+                    }
+                    load::Encoding::Quic => {
+                        let (name, addr) = args.node.split_once('=').ok_or_else(|| anyhow::anyhow!("--node is NAME=HOST:PORT"))?;
+                        let node = quic::NodeAddress {
+                            addr: addr.parse()?,
+                            name,
+                            cert_dir: &args.cert_dir,
+                            client: &args.client_name,
+                        };
+                        quic::closed_loop(&node, &target, args.node_version, concurrency, warmup, window).await?
                     }
                     _ => load::closed_loop(&target, encoding, concurrency, warmup, window).await?,
                 };

@@ -17,6 +17,7 @@ pub fn encoding_name(encoding: Encoding) -> &'static str {
         Encoding::Binary => "binary",
         Encoding::Grpc => "grpc",
         Encoding::GrpcStream => "grpc-stream",
+        Encoding::Quic => "quic-direct",
     }
 }
 
