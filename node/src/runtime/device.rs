@@ -3,9 +3,24 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
+/// Loads LibTorch's CUDA library. The binary links only against the
+/// symbols it calls, which all live in `libtorch_cpu`, so the linker drops
+/// `libtorch_cuda` and LibTorch would see no GPU; loading it registers the
+/// CUDA backend. Returns whether it loaded (it is absent from CPU-only
+/// LibTorch builds).
+fn load_cuda_backend() -> bool {
+    // SAFETY: dlopen with a valid NUL-terminated name; the handle is kept
+    // for the life of the process on purpose.
+    let handle = unsafe { libc::dlopen(c"libtorch_cuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    !handle.is_null()
+}
+
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`. `auto` picks CUDA device 0
 /// when LibTorch sees a GPU and the CPU otherwise.
 pub fn resolve_device(flag: &str) -> Result<Device> {
+    if flag != "cpu" && !load_cuda_backend() {
+        tracing::debug!("LibTorch's CUDA library is not available; only the CPU can be used");
+    }
     let device = match flag {
         "auto" => Device::cuda_if_available(),
         "cpu" => Device::Cpu,
