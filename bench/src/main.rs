@@ -60,6 +60,9 @@ struct RawArgs {
     /// LibTorch intra-op threads.
     #[arg(long, default_value_t = 1)]
     threads: i32,
+    /// Device of the raw run: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Seconds per batch size.
     #[arg(long, default_value_t = 3.0)]
     raw_seconds: f64,
@@ -169,7 +172,8 @@ fn main() -> Result<()> {
 }
 
 fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
-    raw::measure(&args.torchscript, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds))
+    let device = raw::device(&args.device)?;
+    raw::measure(&args.torchscript, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds), device)
 }
 
 fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {

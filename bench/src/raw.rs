@@ -16,24 +16,41 @@ pub struct RawPoint {
     pub p50: Duration,
 }
 
-/// Runs `forward` on random FP32 batches of each size for `duration`.
-pub fn measure(model: &Path, row_shape: &[i64], batches: &[i64], threads: i32, duration: Duration) -> Result<Vec<RawPoint>> {
+/// Parses `cpu`, `cuda` or `cuda:N`; for CUDA, loads LibTorch's CUDA
+/// library, which the linker leaves out (as the node does).
+pub fn device(flag: &str) -> Result<Device> {
+    if flag == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    // SAFETY: dlopen with a valid NUL-terminated name; the handle is kept on purpose.
+    let _ = unsafe { libc::dlopen(c"libtorch_cuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    let index = match flag {
+        "cuda" => 0,
+        other => other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).context("--device is cpu, cuda or cuda:N")?,
+    };
+    anyhow::ensure!((index as i64) < tch::Cuda::device_count(), "LibTorch sees no CUDA device {index}");
+    Ok(Device::Cuda(index))
+}
+
+/// Runs `forward` on random FP32 batches of each size for `duration`,
+/// counting the copy of the inputs to the device and of the outputs back.
+pub fn measure(model: &Path, row_shape: &[i64], batches: &[i64], threads: i32, duration: Duration, device: Device) -> Result<Vec<RawPoint>> {
     tch::set_num_threads(threads);
     let _no_grad = tch::no_grad_guard();
-    let mut module = CModule::load_on_device(model, Device::Cpu).with_context(|| format!("loading {}", model.display()))?;
+    let mut module = CModule::load_on_device(model, device).with_context(|| format!("loading {}", model.display()))?;
     module.set_eval();
     let mut points = Vec::new();
     for &batch in batches {
         let shape: Vec<i64> = std::iter::once(batch).chain(row_shape.iter().copied()).collect();
         let input = Tensor::randn(&shape, (Kind::Float, Device::Cpu));
         for _ in 0..20 {
-            let _ = module.forward_ts(&[&input])?;
+            let _ = module.forward_ts(&[&input.to_device(device)])?;
         }
         let mut times = Vec::new();
         let started = Instant::now();
         while started.elapsed() < duration {
             let t = Instant::now();
-            let output = module.forward_ts(&[&input])?;
+            let output = module.forward_ts(&[&input.to_device(device)])?;
             // Include the copy out, as a server must.
             let _ = Vec::<f32>::try_from(output.flatten(0, -1))?;
             times.push(t.elapsed());
