@@ -25,7 +25,7 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let started = Instant::now();
     let rows: Vec<u32> = batch.iter().map(|r| r.rows).collect();
     metrics::record_batch(&version.name, version.version, &batch, started);
-    version.monitor.stats.queued(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
+    version.monitor.batch_dispatched(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
     let batch_id = next_batch_id();
     let request = NodeRequest::Infer(InferBatch {
         batch_id,

@@ -212,7 +212,7 @@ impl UploadSink {
         let artifact = ArtifactRef { sha256: sha256.clone(), size };
         let target = blob_path(&sha256);
         let newly_stored = file_under_digest(store.as_ref(), &path, &target).await;
-        if newly_stored.is_err() || newly_stored == Ok(false) {
+        if !matches!(newly_stored, Ok(true)) {
             let _ = store.delete(&path).await;
         }
         let newly_stored = newly_stored?;

@@ -170,6 +170,13 @@ impl VersionMonitor {
         }
     }
 
+    /// Counts a batch leaving the queue: each request's wait.
+    pub fn batch_dispatched(&self, waits: impl Iterator<Item = Duration>) {
+        if self.enabled {
+            self.stats.queued(waits);
+        }
+    }
+
     /// Counts a batch run on a node.
     pub fn batch_done(&self, rows: u64, requests: u64, times: BatchTimes) {
         if !self.enabled {

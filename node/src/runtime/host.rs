@@ -27,6 +27,11 @@ struct LoadedVersion {
     memory_bytes: u64,
 }
 
+/// The estimated memory of `versions`, in bytes.
+fn memory_of(versions: &HashMap<(String, u64), LoadedVersion>) -> u64 {
+    versions.values().map(|v| v.memory_bytes).sum()
+}
+
 /// How versions are loaded on this node.
 #[derive(Debug, Clone)]
 pub struct HostSettings {
@@ -102,7 +107,7 @@ impl ModelHost {
         let memory_bytes = config.memory_bytes.unwrap_or(artifact_size.saturating_mul(3));
         let mut versions = self.versions.write();
         versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone(), memory_bytes });
-        metrics::set_loaded_models(versions.len(), versions.values().map(|v| v.memory_bytes).sum());
+        metrics::set_loaded_models(versions.len(), memory_of(&versions));
         Ok(())
     }
 
@@ -127,7 +132,7 @@ impl ModelHost {
     pub fn unload(&self, model: &str, version: u64) -> bool {
         let mut versions = self.versions.write();
         let removed = versions.remove(&(model.to_string(), version)).is_some();
-        metrics::set_loaded_models(versions.len(), versions.values().map(|v| v.memory_bytes).sum());
+        metrics::set_loaded_models(versions.len(), memory_of(&versions));
         if removed {
             tracing::info!(model, version, "unloaded");
         }
@@ -170,7 +175,7 @@ impl ModelHost {
 
     /// Memory the loaded versions are estimated to use, in bytes.
     pub fn memory_used_bytes(&self) -> u64 {
-        self.versions.read().values().map(|v| v.memory_bytes).sum()
+        memory_of(&self.versions.read())
     }
 
     /// The loaded versions, for a coordinator's `ListModels`.
