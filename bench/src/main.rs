@@ -125,8 +125,8 @@ struct SuiteArgs {
     #[command(flatten)]
     raw: RawArgs,
     /// Open-loop (Poisson) offered rates in requests/s, HTTP binary; none to skip.
-    #[arg(long, value_delimiter = ',', default_value = "5000,15000,25000")]
-    rates: Vec<f64>,
+    #[arg(long, default_value = "5000,15000,25000", value_parser = parse_rates)]
+    rates: Rates,
     /// Folder for the report: report.md, results.json, latency.svg.
     #[arg(long, default_value = ".maas/bench")]
     report_dir: PathBuf,
@@ -172,7 +172,7 @@ fn main() -> Result<()> {
 }
 
 fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
-    let device = raw::device(&args.device)?;
+    let device = maas_torch::resolve_device(&args.device)?;
     raw::measure(&args.torchscript, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds), device)
 }
 
@@ -181,7 +181,7 @@ fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {
     runtime.block_on(async {
         let target = load::Target::discover(&args.http.url, &args.http.model).await?;
         let mut points = Vec::new();
-        for &rate in &args.rates {
+        for &rate in &args.rates.0 {
             let (warmup, window) = (Duration::from_secs_f64(args.http.warmup), Duration::from_secs_f64(args.http.seconds));
             let point = open_loop::run(&target, rate, warmup, window).await?;
             eprintln!("open loop {rate:.0}/s: served {:.0}/s, dropped {}", point.point.requests_per_second(), point.dropped);
@@ -221,4 +221,22 @@ fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
         }
         Ok(points)
     })
+}
+
+/// Open-loop rates from the command line.
+#[derive(Clone)]
+struct Rates(Vec<f64>);
+
+/// Parses `none` or comma-separated positive rates.
+fn parse_rates(text: &str) -> Result<Rates, String> {
+    if text == "none" {
+        return Ok(Rates(Vec::new()));
+    }
+    text.split(',')
+        .map(|rate| match rate.trim().parse::<f64>() {
+            Ok(value) if value > 0.0 => Ok(value),
+            _ => Err(format!("'{rate}' is not a positive rate in requests/s")),
+        })
+        .collect::<Result<_, _>>()
+        .map(Rates)
 }

@@ -16,26 +16,11 @@ pub struct RawPoint {
     pub p50: Duration,
 }
 
-/// Parses `cpu`, `cuda` or `cuda:N`; for CUDA, loads LibTorch's CUDA
-/// library, which the linker leaves out (as the node does).
-pub fn device(flag: &str) -> Result<Device> {
-    if flag == "cpu" {
-        return Ok(Device::Cpu);
-    }
-    // SAFETY: dlopen with a valid NUL-terminated name; the handle is kept on purpose.
-    let _ = unsafe { libc::dlopen(c"libtorch_cuda.so".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    let index = match flag {
-        "cuda" => 0,
-        other => other.strip_prefix("cuda:").and_then(|n| n.parse().ok()).context("--device is cpu, cuda or cuda:N")?,
-    };
-    anyhow::ensure!((index as i64) < tch::Cuda::device_count(), "LibTorch sees no CUDA device {index}");
-    Ok(Device::Cuda(index))
-}
-
 /// Runs `forward` on random FP32 batches of each size for `duration`,
 /// counting the copy of the inputs to the device and of the outputs back.
 pub fn measure(model: &Path, row_shape: &[i64], batches: &[i64], threads: i32, duration: Duration, device: Device) -> Result<Vec<RawPoint>> {
-    tch::set_num_threads(threads);
+    // The same allocator and thread settings as a node's.
+    maas_torch::prepare_process(0, threads);
     let _no_grad = tch::no_grad_guard();
     let mut module = CModule::load_on_device(model, device).with_context(|| format!("loading {}", model.display()))?;
     module.set_eval();

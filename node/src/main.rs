@@ -27,8 +27,8 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    // LibTorch's thread pools must be sized before any other torch call.
-    runtime::configure_threads(config.inter_op_threads, config.intra_op_threads);
+    // Before any other torch call: thread pools and the allocator.
+    maas_torch::prepare_process(config.inter_op_threads, config.intra_op_threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads)
         .enable_all()
@@ -50,7 +50,7 @@ fn spawn_load_gauges(host: std::sync::Arc<runtime::ModelHost>, in_flight: std::s
 
 async fn run(config: NodeConfig) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
-    let device = runtime::resolve_device(&config.device)?;
+    let device = maas_torch::resolve_device(&config.device)?;
     let host = runtime::ModelHost::new(runtime::HostSettings {
         device,
         instances: config.instances,

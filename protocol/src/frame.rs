@@ -8,7 +8,7 @@
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use crate::{ArchivedNodeRequest, NodeRequest, NodeResponse};
+use crate::{ArchivedNodeRequest, BatchOutcome, NodeRequest, NodeResponse, RequestOutcome, Tensor};
 
 /// Bytes in the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -60,16 +60,43 @@ pub fn payload_len(header: [u8; HEADER_LEN], max: usize) -> Result<usize, FrameE
 
 /// Serializes a message to a payload and its header.
 pub fn encode_request(message: &NodeRequest, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {
-    let payload = rkyv::to_bytes::<rancor::Error>(message)
+    let data = match message {
+        NodeRequest::Infer(batch) => tensor_bytes(&batch.inputs),
+        _ => 0,
+    };
+    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, sized_payload(data))
         .map_err(|e| FrameError::Invalid(e.to_string()))?;
     with_header(payload, max)
 }
 
 /// Serializes a response to a payload and its header.
 pub fn encode_response(message: &NodeResponse, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {
-    let payload = rkyv::to_bytes::<rancor::Error>(message)
+    let data = match message {
+        NodeResponse::Infer(result) => match &result.outcome {
+            BatchOutcome::Whole(outputs) => tensor_bytes(outputs),
+            BatchOutcome::PerRequest(outcomes) => outcomes
+                .iter()
+                .map(|outcome| match outcome {
+                    RequestOutcome::Ok(outputs) => tensor_bytes(outputs),
+                    RequestOutcome::Err(_) => 0,
+                })
+                .sum(),
+        },
+        _ => 0,
+    };
+    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, sized_payload(data))
         .map_err(|e| FrameError::Invalid(e.to_string()))?;
     with_header(payload, max)
+}
+
+fn tensor_bytes(tensors: &[Tensor]) -> usize {
+    tensors.iter().map(|t| t.data.len()).sum()
+}
+
+/// A buffer that holds a message with `data_bytes` of tensor data without
+/// growing (each growth would copy everything written so far).
+fn sized_payload(data_bytes: usize) -> Payload {
+    Payload::with_capacity(data_bytes + 4096)
 }
 
 fn with_header(payload: Payload, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {

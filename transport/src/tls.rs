@@ -51,6 +51,12 @@ pub struct TransportSettings {
     pub idle_timeout: Duration,
     /// Concurrent bidirectional streams a peer may open (batches in flight).
     pub max_streams: u32,
+    /// Kernel send and receive buffer asked for the UDP socket (Linux caps
+    /// it at `net.core.{r,w}mem_max`). A batch of image rows arrives as a
+    /// burst of datagrams; the default buffer of ~200 KiB overflows, and
+    /// every dropped datagram costs a retransmission and a smaller
+    /// congestion window.
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for TransportSettings {
@@ -59,6 +65,7 @@ impl Default for TransportSettings {
             keep_alive: Duration::from_millis(250),
             idle_timeout: Duration::from_millis(1500),
             max_streams: 1024,
+            socket_buffer_bytes: 8 << 20,
         }
     }
 }
@@ -76,6 +83,23 @@ impl TransportSettings {
             .receive_window(VarInt::from_u32(512 << 20))
             .send_window(512 << 20);
         Ok(config)
+    }
+
+    /// Asks for larger socket buffers; a smaller grant is logged, not fatal.
+    fn size_socket_buffers(&self, socket: &std::net::UdpSocket) {
+        let socket = socket2::SockRef::from(socket);
+        let _ = socket.set_recv_buffer_size(self.socket_buffer_bytes);
+        let _ = socket.set_send_buffer_size(self.socket_buffer_bytes);
+        let granted = (socket.recv_buffer_size().unwrap_or(0), socket.send_buffer_size().unwrap_or(0));
+        tracing::debug!(asked = self.socket_buffer_bytes, receive = granted.0, send = granted.1, "UDP socket buffers");
+    }
+
+    fn endpoint(&self, addr: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<quinn::Endpoint> {
+        let socket = std::net::UdpSocket::bind(addr).with_context(|| format!("binding UDP on {addr}"))?;
+        self.size_socket_buffers(&socket);
+        let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+            .with_context(|| format!("starting QUIC on {addr}"))
     }
 }
 
@@ -123,7 +147,7 @@ pub fn server_endpoint(addr: SocketAddr, files: &TlsFiles, settings: &TransportS
     let crypto = QuicServerConfig::try_from(tls).context("QUIC server crypto")?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(settings.transport_config()?));
-    quinn::Endpoint::server(config, addr).with_context(|| format!("binding QUIC on {addr}"))
+    settings.endpoint(addr, Some(config))
 }
 
 /// A client endpoint presenting this process's certificate and trusting
@@ -139,8 +163,7 @@ pub fn client_endpoint(files: &TlsFiles, settings: &TransportSettings) -> Result
     let crypto = QuicClientConfig::try_from(tls).context("QUIC client crypto")?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(settings.transport_config()?));
-    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid address"))
-        .context("binding a QUIC client socket")?;
+    let mut endpoint = settings.endpoint("0.0.0.0:0".parse().expect("valid address"), None)?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }

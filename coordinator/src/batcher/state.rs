@@ -59,12 +59,16 @@ pub enum Next<E> {
 pub struct BatchState<E> {
     policy: BatchPolicy,
     queue: VecDeque<E>,
+    /// No entry's deadline is earlier than this (it may be earlier than
+    /// the true earliest after entries leave), so the batcher's loop checks
+    /// deadlines without walking the queue on every wake.
+    earliest_deadline: Option<Instant>,
 }
 
 impl<E: Queued> BatchState<E> {
     /// An empty queue with `policy`.
     pub fn new(policy: BatchPolicy) -> Self {
-        BatchState { policy, queue: VecDeque::new() }
+        BatchState { policy, queue: VecDeque::new(), earliest_deadline: None }
     }
 
     /// Requests waiting.
@@ -81,30 +85,39 @@ impl<E: Queued> BatchState<E> {
             }
         }
         debug_assert!(entry.rows() <= self.policy.max_batch_rows, "requests are validated against max batch");
+        let deadline = entry.deadline();
+        self.earliest_deadline = Some(self.earliest_deadline.map_or(deadline, |d| d.min(deadline)));
         self.queue.push_back(entry);
         Ok(())
     }
 
-    /// Removes abandoned entries and returns those past their deadline.
+    /// Returns the entries past their deadline, dropping abandoned ones on
+    /// the way. Walks the queue only when some deadline may have passed.
     pub fn take_expired(&mut self, now: Instant) -> Vec<E> {
+        if self.earliest_deadline.is_none_or(|earliest| now < earliest) {
+            return Vec::new();
+        }
         let mut expired = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for entry in self.queue.drain(..) {
+        let mut earliest: Option<Instant> = None;
+        let mut index = 0;
+        while index < self.queue.len() {
+            let entry = &self.queue[index];
             if entry.is_abandoned() {
-                continue;
-            }
-            if entry.deadline() <= now {
-                expired.push(entry);
+                self.queue.remove(index);
+            } else if entry.deadline() <= now {
+                expired.extend(self.queue.remove(index));
             } else {
-                kept.push_back(entry);
+                earliest = Some(earliest.map_or(entry.deadline(), |d| d.min(entry.deadline())));
+                index += 1;
             }
         }
-        self.queue = kept;
+        self.earliest_deadline = earliest;
         expired
     }
 
     /// Removes every entry, e.g. to fail them when no replica is left.
     pub fn drain(&mut self) -> Vec<E> {
+        self.earliest_deadline = None;
         self.queue.drain(..).filter(|e| !e.is_abandoned()).collect()
     }
 
@@ -124,10 +137,13 @@ impl<E: Queued> BatchState<E> {
     }
 
     /// When the task must wake even if nothing arrives: the earliest
-    /// deadline, and the oldest entry's flush time while batches execute.
-    pub fn next_wakeup(&self, batches_in_flight: usize) -> Option<Instant> {
-        let deadline = self.queue.iter().map(|e| e.deadline()).min();
-        let flush = (batches_in_flight > 0)
+    /// deadline, and the oldest entry's flush time while batches execute but
+    /// a slot is free. With every slot taken a flush could not go anywhere;
+    /// the next completion wakes the task instead (waking for a flush time
+    /// already past would spin).
+    pub fn next_wakeup(&self, batches_in_flight: usize, slots: usize) -> Option<Instant> {
+        let deadline = if self.queue.is_empty() { None } else { self.earliest_deadline };
+        let flush = (batches_in_flight > 0 && batches_in_flight < slots)
             .then(|| self.queue.front().map(|e| e.enqueued() + self.policy.max_delay))
             .flatten();
         match (deadline, flush) {
@@ -148,25 +164,26 @@ impl<E: Queued> BatchState<E> {
         false
     }
 
+    /// Takes the front entry and, in order, every later one that fits and
+    /// can join it. Entries taken from the front cost O(1) each; the walk
+    /// stops once the batch is full.
     fn take_batch(&mut self) -> Vec<E> {
         let first = self.queue.pop_front().expect("next_batch checked the queue is not empty");
+        let max = self.policy.max_batch_rows;
         let mut rows = first.rows();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        let mut batch = Vec::new();
-        for entry in self.queue.drain(..) {
+        let mut batch = vec![first];
+        let mut index = 0;
+        while rows < max && index < self.queue.len() {
+            let entry = &self.queue[index];
             if entry.is_abandoned() {
-                continue;
-            }
-            let fits = rows + entry.rows() <= self.policy.max_batch_rows;
-            if fits && rows < self.policy.max_batch_rows && entry.can_join(&first) {
+                self.queue.remove(index);
+            } else if rows + entry.rows() <= max && entry.can_join(&batch[0]) {
                 rows += entry.rows();
-                batch.push(entry);
+                batch.extend(self.queue.remove(index));
             } else {
-                kept.push_back(entry);
+                index += 1;
             }
         }
-        self.queue = kept;
-        batch.insert(0, first);
         batch
     }
 }
@@ -244,7 +261,7 @@ mod tests {
     fn empty_queue_has_nothing() {
         let mut state = BatchState::<Fake>::new(policy());
         assert_eq!(state.next_batch(Instant::now(), 0), Next::Empty);
-        assert_eq!(state.next_wakeup(0), None);
+        assert_eq!(state.next_wakeup(0, 2), None);
     }
 
     #[test]
@@ -263,7 +280,7 @@ mod tests {
         state.push(clock.entry(1, 1, 0)).unwrap();
         state.push(clock.entry(2, 1, 100)).unwrap();
         assert_eq!(state.next_batch(clock.at(200), 1), Next::WaitUntil(clock.at(500)));
-        assert_eq!(state.next_wakeup(1), Some(clock.at(500)));
+        assert_eq!(state.next_wakeup(1, 2), Some(clock.at(500)));
         assert_eq!(ids(state.next_batch(clock.at(500), 1)), vec![1, 2]);
     }
 
@@ -334,11 +351,41 @@ mod tests {
         short.deadline = clock.at(300);
         state.push(short).unwrap();
         state.push(clock.entry(2, 1, 0)).unwrap();
-        assert_eq!(state.next_wakeup(0), Some(clock.at(300)));
+        assert_eq!(state.next_wakeup(0, 2), Some(clock.at(300)));
         assert!(state.take_expired(clock.at(299)).is_empty());
         let expired = state.take_expired(clock.at(300));
         assert_eq!(expired.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1]);
         assert_eq!(ids(state.next_batch(clock.at(300), 0)), vec![2]);
+    }
+
+    #[test]
+    fn no_flush_wakeup_while_every_slot_is_busy() {
+        let clock = Clock::new();
+        let mut state = BatchState::new(policy());
+        state.push(clock.entry(1, 1, 0)).unwrap();
+        // Two slots, both executing: only the deadline can wake the task.
+        assert_eq!(state.next_wakeup(2, 2), Some(clock.at(1_000_000)));
+        assert_eq!(state.next_wakeup(1, 2), Some(clock.at(500)));
+    }
+
+    #[test]
+    fn deadlines_are_tracked_after_entries_leave() {
+        let clock = Clock::new();
+        let mut state = BatchState::new(policy());
+        let mut short = clock.entry(1, 1, 0);
+        short.deadline = clock.at(300);
+        state.push(short).unwrap();
+        assert_eq!(ids(state.next_batch(clock.at(10), 0)), vec![1]);
+        // The entry with the short deadline left in a batch; a later one
+        // must neither expire early nor be forgotten.
+        let mut later = clock.entry(2, 1, 20);
+        later.deadline = clock.at(900);
+        state.push(later).unwrap();
+        assert!(state.take_expired(clock.at(400)).is_empty());
+        assert_eq!(state.next_wakeup(0, 2), Some(clock.at(900)));
+        let expired = state.take_expired(clock.at(900));
+        assert_eq!(expired.iter().map(|e| e.id).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(state.len(), 0);
     }
 
     #[test]

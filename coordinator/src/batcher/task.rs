@@ -28,8 +28,19 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
     let mut state = BatchState::new(policy);
     let (done_sender, mut done) = mpsc::unbounded_channel::<()>();
     let mut in_flight = 0usize;
+    // One timer, moved only when the wake-up time changes: most wakes are
+    // arrivals and completions, which leave it where it is.
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     loop {
-        let wakeup = state.next_wakeup(in_flight);
+        let wakeup = state.next_wakeup(in_flight, version.replicas.capacity());
+        if wakeup != armed {
+            if let Some(at) = wakeup {
+                timer.as_mut().reset(at.into());
+            }
+            armed = wakeup;
+        }
         tokio::select! {
             biased;
             Some(()) = done.recv() => in_flight -= 1,
@@ -37,7 +48,7 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
                 Some(request) => enqueue(&mut state, &version, request),
                 None => break,
             },
-            _ = sleep_until(wakeup), if wakeup.is_some() => {}
+            _ = &mut timer, if armed.is_some() => armed = None,
         }
         // Take whatever else has arrived, so it can join the batch.
         while let Ok(request) = requests.try_recv() {
@@ -86,12 +97,5 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
 fn enqueue(state: &mut BatchState<PendingRequest>, version: &VersionShared, request: PendingRequest) {
     if let Err(refused) = state.push(request) {
         refused.answer(Err(ServeError::Overloaded { model: version.name.clone(), version: version.version }));
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }

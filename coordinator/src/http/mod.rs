@@ -85,6 +85,10 @@ pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            // Inference first: routes are tried in order, and each dynamic
+            // route tried costs a pattern match.
+            .route("/v2/models/{model}/infer", web::post().to(infer::infer))
+            .route("/v2/models/{model}/versions/{version}/infer", web::post().to(infer::infer))
             .route("/v2/health/live", web::get().to(health::live))
             .route("/v2/health/ready", web::get().to(health::ready))
             .route("/v2", web::get().to(health::server_metadata))
@@ -101,8 +105,6 @@ pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::
             .route("/v2/models/{model}/versions/{version}/ready", web::get().to(model::ready))
             .route("/v2/models/{model}/config", web::get().to(model::config))
             .route("/v2/models/{model}/versions/{version}/config", web::get().to(model::config))
-            .route("/v2/models/{model}/infer", web::post().to(infer::infer))
-            .route("/v2/models/{model}/versions/{version}/infer", web::post().to(infer::infer))
             .route("/metrics", web::get().to(metrics))
             .configure(admin::routes)
             .default_service(web::to(unknown_route))

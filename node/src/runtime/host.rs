@@ -68,7 +68,7 @@ impl ModelHost {
 
     fn device_for(&self, source: &ModelSource) -> Result<Device, NodeError> {
         match &source.config.device {
-            Some(flag) => super::resolve_device(flag).map_err(|e| load_failed(source, e.to_string())),
+            Some(flag) => maas_torch::resolve_device(flag).map_err(|e| load_failed(source, e.to_string())),
             None => Ok(self.settings.device),
         }
     }
