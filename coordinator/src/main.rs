@@ -21,12 +21,10 @@ mod tensor;
 
 use std::sync::Arc;
 
-use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
 use maas_transport::{TlsFiles, TransportSettings};
-use tracing_subscriber::EnvFilter;
 
 use maas_registry::{ArtifactStore, EmbeddedStore, EtcdStore, RecordStore, Registry};
 use tokio::sync::Notify;
@@ -39,11 +37,8 @@ use crate::nodes::NodeSet;
 
 fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info,ractor=warn,ractor_cluster=warn")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    maas_process::init_logging();
+    maas_process::keep_freed_memory();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads.max(1))
         .enable_all()

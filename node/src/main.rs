@@ -12,21 +12,15 @@ mod repository;
 mod runtime;
 mod server;
 
-use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::NodeConfig;
 
 fn main() -> anyhow::Result<()> {
     let config = NodeConfig::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("MAAS_LOG").unwrap_or_else(|_| EnvFilter::new("info,ractor=warn,ractor_cluster=warn")))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    maas_process::init_logging();
     // Before any other torch call: thread pools and the allocator.
     maas_torch::prepare_process(config.inter_op_threads, config.intra_op_threads);
     let runtime = tokio::runtime::Builder::new_multi_thread()

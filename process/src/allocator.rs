@@ -1,14 +1,16 @@
-//! Keeping freed tensor memory in the process.
+//! Keeping freed memory in the process.
 //!
-//! LibTorch allocates every intermediate tensor with the C allocator. With
-//! glibc's defaults, blocks above a moving threshold are `mmap`ed and
-//! returned with `munmap` on free, and a heap whose free top passes another
-//! threshold is shrunk with `brk`. A forward pass that allocates and frees a
-//! few megabytes of activations then takes every page afresh from the
-//! kernel: on a small CNN at batch 32 half of the forward's time went to
-//! page faults, and which regime a run fell into changed from run to run.
-//! Raising both thresholds keeps the pages of one forward for the next; the
-//! process's resident size settles at its high-water mark instead.
+//! Serving allocates and frees the same large buffers over and over: a
+//! batch's frame (megabytes for image rows), and in the node every
+//! intermediate tensor of a forward pass, which LibTorch takes from the C
+//! allocator. With glibc's defaults, blocks above a moving threshold are
+//! `mmap`ed and returned with `munmap` on free, and a heap whose free top
+//! passes another threshold is shrunk with `brk`; every batch then takes its
+//! pages afresh from the kernel. On a small CNN at batch 32 half of the
+//! forward's time went to page faults (and which regime a run fell into
+//! changed from run to run); in the coordinator a fifth of its time under
+//! image load. Raising both thresholds keeps the pages for the next batch;
+//! the resident size settles at its high-water mark instead.
 
 /// Blocks below this size come from the heap, never from `mmap`.
 const MMAP_THRESHOLD_BYTES: i32 = 512 << 20;

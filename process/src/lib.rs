@@ -1,0 +1,8 @@
+//! Process set-up shared by the coordinator and the node: call
+//! [`init_logging`] and [`keep_freed_memory`] first thing in `main`.
+
+mod allocator;
+mod logging;
+
+pub use allocator::keep_freed_memory;
+pub use logging::init_logging;
