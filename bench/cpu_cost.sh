@@ -8,7 +8,7 @@
 #   bench/cpu_cost.sh [SECONDS] [MODEL ...]
 #
 # The default measures the example mlp and cnn at 64 clients, HTTP binary and
-# gRPC streaming.
+# gRPC streaming, one row per request (ROWS=N in the environment for more).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$MAAS_ROOT"
@@ -19,6 +19,7 @@ models=("$@")
 port=${MAAS_HTTP_PORT:-8000}
 url="http://127.0.0.1:$port"
 grpc="http://127.0.0.1:$((port + 1000))"
+rows=${ROWS:-1}
 
 MAAS_NODE_INTRA_OP_THREADS=${MAAS_NODE_INTRA_OP_THREADS:-1} scripts/cluster.sh up 1 >/dev/null
 coordinator=$(pgrep -f "maas-coordinator --name coordinator --http-addr 127.0.0.1:$port" | head -1)
@@ -30,24 +31,24 @@ requests() {
     curl -sf "$url/metrics" | awk -v m="model=\"$1\"" '/^maas_inference_requests_total/ && index($0, m) {n += $2} END {print n + 0}'
 }
 
-echo "| model | encoding | requests/s | coordinator µs/request | node µs/request |"
-echo "|---|---|---:|---:|---:|"
+echo "| model | rows/request | encoding | requests/s | coordinator µs/request | node µs/request |"
+echo "|---|---:|---|---:|---:|---:|"
 for model in "${models[@]}"; do
     for encoding in binary grpc-stream; do
         # Warm up, then measure one point.
         "$MAAS_TARGET_DIR/release/maas-bench" http --url "$url" --grpc-url "$grpc" --model "$model" \
-            --concurrency 64 --encoding "$encoding" --seconds 1 >/dev/null 2>&1
+            --concurrency 64 --encoding "$encoding" --rows "$rows" --seconds 1 >/dev/null 2>&1
         before_requests=$(requests "$model")
         before_coordinator=$(cpu_ticks "$coordinator")
         before_node=$(cpu_ticks "$node")
         started=$(date +%s%N)
         "$MAAS_TARGET_DIR/release/maas-bench" http --url "$url" --grpc-url "$grpc" --model "$model" \
-            --concurrency 64 --encoding "$encoding" --seconds "$seconds" >/dev/null 2>&1
+            --concurrency 64 --encoding "$encoding" --rows "$rows" --seconds "$seconds" >/dev/null 2>&1
         elapsed_ns=$(( $(date +%s%N) - started ))
         served=$(( $(requests "$model") - before_requests ))
         coordinator_ticks=$(( $(cpu_ticks "$coordinator") - before_coordinator ))
         node_ticks=$(( $(cpu_ticks "$node") - before_node ))
-        awk -v m="$model" -v e="$encoding" -v n="$served" -v s="$elapsed_ns" -v c="$coordinator_ticks" -v d="$node_ticks" -v hz="$ticks_per_second" \
-            'BEGIN { printf "| %s | %s | %.0f | %.1f | %.1f |\n", m, e, n / (s / 1e9), c / hz / n * 1e6, d / hz / n * 1e6 }'
+        awk -v m="$model" -v r="$rows" -v e="$encoding" -v n="$served" -v s="$elapsed_ns" -v c="$coordinator_ticks" -v d="$node_ticks" -v hz="$ticks_per_second" \
+            'BEGIN { printf "| %s | %s | %s | %.0f | %.1f | %.1f |\n", m, r, e, n / (s / 1e9), c / hz / n * 1e6, d / hz / n * 1e6 }'
     done
 done

@@ -65,7 +65,7 @@ pub async fn closed_loop(
     for task in tasks {
         results.push(task.await??);
     }
-    LoadPoint::merge(&target.model, encoding, concurrency, window, results)
+    LoadPoint::merge(target, encoding, concurrency, window, results)
 }
 
 async fn unary_client(

@@ -23,16 +23,18 @@ pub enum Encoding {
     Quic,
 }
 
-/// A model to load, with prebuilt single-row bodies.
+/// A model to load, with prebuilt request bodies of `rows` rows each.
 pub struct Target {
     infer_url: String,
     /// Model name.
     pub model: String,
     /// Its input's name.
     pub input: String,
-    /// The shape of one row (batch dimension 1).
+    /// Rows in each request.
+    pub rows: usize,
+    /// The shape of one request's input (batch dimension `rows`).
     pub row_shape: Vec<i64>,
-    /// The rows requests carry, as little-endian FP32 bytes.
+    /// The inputs requests carry, as little-endian FP32 bytes.
     pub raw_rows: Vec<Vec<u8>>,
     json_bodies: Vec<Vec<u8>>,
     binary_bodies: Vec<(Vec<u8>, usize)>,
@@ -41,8 +43,9 @@ pub struct Target {
 const DISTINCT_ROWS: usize = 64;
 
 impl Target {
-    /// Reads the model's metadata and prepares requests for its single FP32 input.
-    pub async fn discover(base: &str, model: &str) -> Result<Target> {
+    /// Reads the model's metadata and prepares requests of `rows` rows for
+    /// its single FP32 input.
+    pub async fn discover(base: &str, model: &str, rows: usize) -> Result<Target> {
         let metadata: Value = reqwest::get(format!("{base}/v2/models/{model}"))
             .await
             .with_context(|| format!("is a coordinator running at {base}?"))?
@@ -54,8 +57,8 @@ impl Target {
         }
         let name = inputs[0]["name"].as_str().context("input name")?.to_string();
         let shape: Vec<i64> = serde_json::from_value(inputs[0]["shape"].clone())?;
-        let row_shape: Vec<i64> = std::iter::once(1).chain(shape[1..].iter().copied()).collect();
-        let row_len: usize = shape[1..].iter().product::<i64>() as usize;
+        let row_shape: Vec<i64> = std::iter::once(rows as i64).chain(shape[1..].iter().copied()).collect();
+        let row_len: usize = rows * shape[1..].iter().product::<i64>() as usize;
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             state ^= state << 13;
@@ -86,6 +89,7 @@ impl Target {
             infer_url: format!("{base}/v2/models/{model}/infer"),
             model: model.into(),
             input: name,
+            rows,
             row_shape,
             raw_rows,
             json_bodies,
@@ -111,6 +115,8 @@ impl Target {
 pub struct LoadPoint {
     /// Model.
     pub model: String,
+    /// Rows in each request.
+    pub rows_per_request: usize,
     /// Encoding used.
     pub encoding: Encoding,
     /// Concurrent clients.
@@ -129,6 +135,11 @@ impl LoadPoint {
     /// Successful requests per second.
     pub fn requests_per_second(&self) -> f64 {
         self.requests as f64 / self.window.as_secs_f64()
+    }
+
+    /// Rows of successful requests per second.
+    pub fn rows_per_second(&self) -> f64 {
+        self.requests_per_second() * self.rows_per_request as f64
     }
 
     /// A latency quantile.
@@ -182,7 +193,7 @@ pub async fn closed_loop(
     for task in tasks {
         results.push(task.await?);
     }
-    LoadPoint::merge(&target.model, encoding, concurrency, window, results)
+    LoadPoint::merge(target, encoding, concurrency, window, results)
 }
 
 /// One client's latencies, successes and failures in the measured window.
@@ -207,7 +218,7 @@ pub fn count(counts: &mut ClientCounts, sent: Instant, success: bool, measure_fr
 
 impl LoadPoint {
     /// Adds up the clients of one point.
-    pub fn merge(model: &str, encoding: Encoding, concurrency: usize, window: Duration, clients: Vec<ClientCounts>) -> Result<LoadPoint> {
+    pub fn merge(target: &Target, encoding: Encoding, concurrency: usize, window: Duration, clients: Vec<ClientCounts>) -> Result<LoadPoint> {
         let mut latency_us = latency_histogram();
         let (mut requests, mut errors) = (0, 0);
         for (histogram, ok, failed) in clients {
@@ -215,6 +226,15 @@ impl LoadPoint {
             requests += ok;
             errors += failed;
         }
-        Ok(LoadPoint { model: model.to_string(), encoding, concurrency, requests, errors, window, latency_us })
+        Ok(LoadPoint {
+            model: target.model.clone(),
+            rows_per_request: target.rows,
+            encoding,
+            concurrency,
+            requests,
+            errors,
+            window,
+            latency_us,
+        })
     }
 }

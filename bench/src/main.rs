@@ -100,6 +100,9 @@ struct HttpArgs {
     /// Seconds measured per point.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
+    /// Rows in each request (an image client sending several images at once).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    rows: u32,
     /// Seconds of warm-up per point.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
@@ -179,7 +182,7 @@ fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
 fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let target = load::Target::discover(&args.http.url, &args.http.model).await?;
+        let target = load::Target::discover(&args.http.url, &args.http.model, args.http.rows as usize).await?;
         let mut points = Vec::new();
         for &rate in &args.rates.0 {
             let (warmup, window) = (Duration::from_secs_f64(args.http.warmup), Duration::from_secs_f64(args.http.seconds));
@@ -194,7 +197,7 @@ fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {
 fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let target = load::Target::discover(&args.url, &args.model).await?;
+        let target = load::Target::discover(&args.url, &args.model, args.rows as usize).await?;
         let mut points = Vec::new();
         for &encoding in &args.encoding {
             for &concurrency in &args.concurrency {

@@ -79,6 +79,6 @@ pub async fn run(target: &Target, rate: f64, warmup: Duration, window: Duration)
     }
     let (requests, errors) = *counts.lock();
     let latency_us = histogram.lock().clone();
-    let point = LoadPoint { model: target.model.clone(), encoding: Encoding::Binary, concurrency: 0, requests, errors, window, latency_us };
+    let point = LoadPoint { model: target.model.clone(), rows_per_request: target.rows, encoding: Encoding::Binary, concurrency: 0, requests, errors, window, latency_us };
     Ok(OpenLoopPoint { offered: rate, dropped, point })
 }

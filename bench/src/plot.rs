@@ -15,11 +15,12 @@ const TOP: f64 = 30.0;
 const RIGHT: f64 = 150.0;
 const COLOURS: [&str; 6] = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"];
 
-/// p99 latency (ms, log scale) against requests/s for each encoding.
+/// p99 latency (ms, log scale) against rows/s (requests/s for one-row
+/// requests) for each encoding.
 pub fn svg(title: &str, points: &[LoadPoint], raw: &[RawPoint]) -> String {
     let max_x = points
         .iter()
-        .map(|p| p.requests_per_second())
+        .map(|p| p.rows_per_second())
         .chain(raw.iter().map(|r| r.rows_per_second))
         .fold(1.0, f64::max)
         * 1.05;
@@ -42,7 +43,7 @@ pub fn svg(title: &str, points: &[LoadPoint], raw: &[RawPoint]) -> String {
         let value = max_x * f64::from(step) / 5.0;
         let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="middle">{:.0}</text>"#, x(value), TOP + plot_h + 16.0, value);
     }
-    let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="middle">requests/s (rows/s for raw LibTorch)</text>"#, LEFT + plot_w / 2.0, HEIGHT - 10.0);
+    let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="middle">rows/s (one row per request unless the table says otherwise)</text>"#, LEFT + plot_w / 2.0, HEIGHT - 10.0);
     for decade in (min_y as i32)..=(max_y as i32) {
         let ms = 10f64.powi(decade);
         let _ = writeln!(out, r##"<line x1="{LEFT}" y1="{0}" x2="{1}" y2="{0}" stroke="#ddd"/><text x="{2}" y="{3}" text-anchor="end">{4} ms</text>"##, y(ms), LEFT + plot_w, LEFT - 6.0, y(ms) + 4.0, ms);
@@ -59,11 +60,11 @@ pub fn svg(title: &str, points: &[LoadPoint], raw: &[RawPoint]) -> String {
     for (index, name) in encodings.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
         let mut line: Vec<&LoadPoint> = points.iter().filter(|p| encoding_name(p.encoding) == *name).collect();
-        line.sort_by(|a, b| a.requests_per_second().total_cmp(&b.requests_per_second()));
-        let path: Vec<String> = line.iter().map(|p| format!("{:.1},{:.1}", x(p.requests_per_second()), y(p.quantile(0.99).as_secs_f64() * 1e3))).collect();
+        line.sort_by(|a, b| a.rows_per_second().total_cmp(&b.rows_per_second()));
+        let path: Vec<String> = line.iter().map(|p| format!("{:.1},{:.1}", x(p.rows_per_second()), y(p.quantile(0.99).as_secs_f64() * 1e3))).collect();
         let _ = writeln!(out, r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#, path.join(" "));
         for p in &line {
-            let _ = writeln!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"><title>{name} c={} {:.0} req/s</title></circle>"#, x(p.requests_per_second()), y(p.quantile(0.99).as_secs_f64() * 1e3), p.concurrency, p.requests_per_second());
+            let _ = writeln!(out, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"><title>{name} c={} {:.0} rows/s</title></circle>"#, x(p.rows_per_second()), y(p.quantile(0.99).as_secs_f64() * 1e3), p.concurrency, p.rows_per_second());
         }
         let ly = TOP + 14.0 + 18.0 * index as f64;
         let _ = writeln!(out, r#"<rect x="{}" y="{}" width="12" height="3" fill="{colour}"/><text x="{}" y="{}">{name}</text>"#, WIDTH - RIGHT + 16.0, ly - 4.0, WIDTH - RIGHT + 32.0, ly);

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
 use maas_protocol::frame;
 use maas_protocol::{BatchOutcome, DataType, InferBatch, NodeRequest, NodeResponse, Tensor};
 use maas_transport::{read_frame, write_frame, StreamKind, TlsFiles, TransportSettings};
@@ -37,15 +38,15 @@ fn batch(target: &Target, version: u64, row: usize, batch_id: u64) -> Result<(Ve
             shape: target.row_shape.clone(),
             data: target.raw_rows[row % target.raw_rows.len()].clone(),
         }],
-        request_rows: vec![1],
+        request_rows: vec![target.rows as u32],
         request_ids: vec![String::new()],
     });
     Ok(frame::encode_request(&request, frame::DEFAULT_MAX_FRAME_BYTES)?)
 }
 
-async fn call(connection: &quinn::Connection, header: &[u8], payload: &[u8]) -> Result<()> {
+async fn call(connection: &quinn::Connection, header: &[u8], payload: &Bytes) -> Result<()> {
     let (mut send, mut recv) = connection.open_bi().await?;
-    write_frame(&mut send, Some(StreamKind::Data), header, payload).await?;
+    write_frame(&mut send, Some(StreamKind::Data), header, payload.clone()).await?;
     let answer = read_frame(&mut recv, frame::DEFAULT_MAX_FRAME_BYTES).await?;
     match frame::decode_response(&answer)? {
         NodeResponse::Infer(result) if matches!(result.outcome, BatchOutcome::Whole(_)) => Ok(()),
@@ -57,7 +58,9 @@ async fn call(connection: &quinn::Connection, header: &[u8], payload: &[u8]) -> 
 pub async fn closed_loop(node: &NodeAddress<'_>, target: &Target, version: u64, concurrency: usize, warmup: Duration, window: Duration) -> Result<LoadPoint> {
     let endpoint = maas_transport::client_endpoint(&TlsFiles::in_dir(node.cert_dir, node.client), &TransportSettings::default())?;
     let connection = endpoint.connect(node.addr, node.name)?.await.with_context(|| format!("connecting to node {} at {}", node.name, node.addr))?;
-    let frames: Vec<(Vec<u8>, frame::Payload)> = (0..target.raw_rows.len()).map(|row| batch(target, version, row, row as u64)).collect::<Result<_>>()?;
+    let frames: Vec<(Vec<u8>, Bytes)> = (0..target.raw_rows.len())
+        .map(|row| batch(target, version, row, row as u64).map(|(header, payload)| (header, Bytes::from_owner(payload))))
+        .collect::<Result<_>>()?;
     call(&connection, &frames[0].0, &frames[0].1).await.context("first batch")?;
     let started = Instant::now();
     let (measure_from, stop_at) = (started + warmup, started + warmup + window);
@@ -82,5 +85,5 @@ pub async fn closed_loop(node: &NodeAddress<'_>, target: &Target, version: u64, 
         results.push(task.await?);
     }
     connection.close(quinn::VarInt::from_u32(0), b"done");
-    LoadPoint::merge(&target.model, Encoding::Quic, concurrency, window, results)
+    LoadPoint::merge(target, Encoding::Quic, concurrency, window, results)
 }

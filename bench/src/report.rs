@@ -35,7 +35,7 @@ pub fn json(points: &[LoadPoint], raw: &[RawPoint], open_loop: &[crate::open_loo
         "raw": raw.iter().map(|r| serde_json::json!({"batch": r.batch, "rows_per_second": r.rows_per_second, "forward_p50_ms": r.p50.as_secs_f64() * 1e3})).collect::<Vec<_>>(),
         "closed_loop": points.iter().map(|p| serde_json::json!({
             "model": p.model, "encoding": encoding_name(p.encoding), "clients": p.concurrency,
-            "requests_per_second": p.requests_per_second(), "errors": p.errors, "latency": latency(p),
+            "rows_per_request": p.rows_per_request, "requests_per_second": p.requests_per_second(), "rows_per_second": p.rows_per_second(), "errors": p.errors, "latency": latency(p),
         })).collect::<Vec<_>>(),
         "open_loop": open_loop.iter().map(|o| serde_json::json!({
             "model": o.point.model, "offered_per_second": o.offered, "served_per_second": o.point.requests_per_second(),
@@ -91,31 +91,33 @@ pub fn http_line(p: &LoadPoint) -> String {
     )
 }
 
-/// The HTTP table; with the raw points, each throughput is also shown as a
-/// share of raw LibTorch at batch 1 and at the largest batch measured.
+/// The HTTP table; with the raw points, each point's rows/s is also shown as
+/// a share of raw LibTorch's rows/s at batch 1 and at its best batch.
 pub fn http_table(points: &[LoadPoint], raw: Option<&[RawPoint]>) -> String {
     let mut out = String::from(
-        "| model | encoding | clients | requests/s | p50 (ms) | p90 (ms) | p99 (ms) | errors | vs raw batch 1 | vs raw best |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| model | encoding | rows/request | clients | requests/s | rows/s | p50 (ms) | p90 (ms) | p99 (ms) | errors | vs raw batch 1 | vs raw best |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let first = raw.and_then(|r| r.first()).map(|p| p.rows_per_second);
     let best = raw.and_then(|r| r.iter().map(|p| p.rows_per_second).reduce(f64::max));
     let ratio = |ceiling: Option<f64>, value: f64| ceiling.map(|c| format!("{:.2}", value / c)).unwrap_or_else(|| "-".into());
     for p in points {
-        let rps = p.requests_per_second();
+        let rows = p.rows_per_second();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} |",
             p.model,
             encoding_name(p.encoding),
+            p.rows_per_request,
             p.concurrency,
-            rps,
+            p.requests_per_second(),
+            rows,
             ms(p.quantile(0.5)),
             ms(p.quantile(0.9)),
             ms(p.quantile(0.99)),
             p.errors,
-            ratio(first, rps),
-            ratio(best, rps),
+            ratio(first, rows),
+            ratio(best, rows),
         );
     }
     out

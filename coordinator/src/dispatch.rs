@@ -40,6 +40,7 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
         Err(error) => return fail_all(batch, ServeError::Internal(format!("batch could not be encoded: {error}"))),
     };
     drop(request);
+    let payload = Bytes::from_owner(payload);
     let deadline = batch.iter().map(|r| r.deadline).max().expect("batches are never empty");
 
     let mut tried: Vec<Arc<NodeLink>> = Vec::new();
@@ -55,7 +56,7 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
             };
             return fail_all(batch, error);
         };
-        let call = link.call_encoded(&header, &payload);
+        let call = link.call_encoded(&header, payload.clone());
         match tokio::time::timeout_at(deadline.into(), call).await {
             Ok(Ok(response)) => {
                 report_slow(version, &batch, batch_id, &link.name, &response);

@@ -154,7 +154,7 @@ async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, 
     });
     match encoded {
         Ok((header, payload)) => {
-            if let Err(error) = write_frame(&mut send, None, &header, &payload).await {
+            if let Err(error) = write_frame(&mut send, None, &header, bytes::Bytes::from_owner(payload)).await {
                 tracing::debug!(%error, "could not send an answer; the coordinator went away");
             }
         }

@@ -5,6 +5,7 @@
 //! each side then writes one frame (see `maas_protocol::frame`) and
 //! finishes; a control stream carries a ractor_cluster session.
 
+use bytes::Bytes;
 use maas_protocol::frame::{self, FrameError, Payload};
 
 /// The first byte of a stream says what it carries.
@@ -60,19 +61,27 @@ pub async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Payl
     let mut header = [0u8; frame::HEADER_LEN];
     recv.read_exact(&mut header).await?;
     let len = frame::payload_len(header, max)?;
+    // Chunks are copied straight from QUIC's receive buffers into the
+    // aligned payload: one copy, no zero-filling first.
     let mut payload = Payload::with_capacity(len);
-    payload.resize(len, 0);
-    recv.read_exact(&mut payload).await?;
+    while payload.len() < len {
+        let chunk = recv.read_chunk(len - payload.len(), true).await.map_err(quinn::ReadExactError::ReadError)?;
+        match chunk {
+            Some(chunk) => payload.extend_from_slice(&chunk.bytes),
+            None => return Err(quinn::ReadExactError::FinishedEarly(payload.len()).into()),
+        }
+    }
     Ok(payload)
 }
 
 /// Writes one frame, optionally preceded by the stream's kind byte, and
-/// finishes the stream.
+/// finishes the stream. The payload is handed to QUIC as it is, not copied
+/// (a batch's payload may be sent again to another replica).
 pub async fn write_frame(
     send: &mut quinn::SendStream,
     kind: Option<StreamKind>,
     header: &[u8],
-    payload: &[u8],
+    payload: Bytes,
 ) -> Result<(), StreamError> {
     let mut head = Vec::with_capacity(1 + header.len());
     if let Some(kind) = kind {
@@ -80,7 +89,7 @@ pub async fn write_frame(
     }
     head.extend_from_slice(header);
     send.write_all(&head).await?;
-    send.write_all(payload).await?;
+    send.write_chunk(payload).await?;
     send.finish()?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use maas_protocol::frame;
 use maas_protocol::{NodeRequest, NodeResponse};
 use maas_transport::control::ControlMessage;
@@ -98,7 +99,7 @@ impl NodeLink {
     }
 
     /// Sends a request already encoded as a frame and waits for the answer.
-    pub async fn call_encoded(&self, header: &[u8], payload: &[u8]) -> Result<NodeResponse, LinkError> {
+    pub async fn call_encoded(&self, header: &[u8], payload: Bytes) -> Result<NodeResponse, LinkError> {
         let connection = self.connection.read().clone().ok_or_else(|| LinkError::Down(self.name.clone()))?;
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let _outstanding = Decrement(&self.outstanding);
