@@ -91,7 +91,13 @@ impl Inference {
         let (reply, answer) = oneshot::channel();
         let id = request.id.clone();
         version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, id, reply })?;
-        let outputs = match tokio::time::timeout_at(deadline.into(), answer).await {
+        // Armed while the request waits: if the client goes away (its own
+        // deadline, a closed connection), the front drops this future and the
+        // request would otherwise never be counted.
+        let unanswered = Unanswered { version: shared, arrived };
+        let waited = tokio::time::timeout_at(deadline.into(), answer).await;
+        std::mem::forget(unanswered);
+        let outputs = match waited {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(ServeError::Internal("the batcher dropped a request; this is a bug".into())),
             Err(_) => {
@@ -147,4 +153,19 @@ fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeResul
         ordered.push(input);
     }
     Ok((ordered, rows.expect("configs have at least one input")))
+}
+
+/// Counts a queued request as `cancelled` when its front stops waiting for
+/// it; defused with `mem::forget` once an answer (or timeout) is in hand.
+struct Unanswered<'a> {
+    version: &'a crate::models::VersionShared,
+    arrived: Instant,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let elapsed = self.arrived.elapsed();
+        metrics::record_request(&self.version.name, &self.version.version_label, "cancelled", elapsed);
+        self.version.monitor.request_done(false, elapsed);
+    }
 }

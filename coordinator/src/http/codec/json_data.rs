@@ -1,28 +1,102 @@
 //! Tensor elements between JSON and raw little-endian bytes.
+//!
+//! Incoming `data` is parsed straight from the request's JSON text into
+//! the tensor's bytes, element by element, without building a JSON tree.
+
+use std::fmt;
 
 use half::{bf16, f16};
 use maas_protocol::DataType;
+use serde::de::{self, DeserializeSeed, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// Flattens `data` (flat or nested arrays, row-major) into raw bytes of
-/// `datatype`; returns the bytes and the element count. Errors name `input`.
-pub fn to_bytes(input: &str, datatype: DataType, data: &Value) -> Result<(Vec<u8>, usize), String> {
-    let mut out = Vec::new();
+/// Parses `data` (flat or nested arrays, row-major) into raw bytes of
+/// `datatype`, reserving room for `expected` elements; returns the bytes and
+/// the element count. Errors name `input`.
+pub fn to_bytes(input: &str, datatype: DataType, data: &RawValue, expected: usize) -> Result<(Vec<u8>, usize), String> {
+    // The shape is the client's word; the text bounds what it can hold (an
+    // element and its comma take at least two characters).
+    let possible = data.get().len() / 2 + 1;
+    let mut out = Vec::with_capacity(expected.min(possible).saturating_mul(datatype.element_size().unwrap_or(1)));
     let mut count = 0usize;
-    let mut stack = vec![data];
-    // Depth-first, left to right: push children in reverse.
-    while let Some(value) = stack.pop() {
-        match value {
-            Value::Array(items) => stack.extend(items.iter().rev()),
-            scalar => {
-                push_element(&mut out, datatype, scalar)
-                    .ok_or_else(|| format!("element {count} of input '{input}' is not a valid {datatype}: {scalar}"))?;
-                count += 1;
-            }
-        }
-    }
+    let mut parser = serde_json::Deserializer::from_str(data.get());
+    Elements { input, datatype, out: &mut out, count: &mut count }
+        .deserialize(&mut parser)
+        .map_err(|e| e.to_string())?;
     Ok((out, count))
+}
+
+/// Appends every element of a (nested) JSON array, or one scalar.
+struct Elements<'a> {
+    input: &'a str,
+    datatype: DataType,
+    out: &'a mut Vec<u8>,
+    count: &'a mut usize,
+}
+
+impl Elements<'_> {
+    fn push<E: de::Error>(self, scalar: Value) -> Result<(), E> {
+        push_element(self.out, self.datatype, &scalar).ok_or_else(|| {
+            E::custom(format!(
+                "element {} of input '{}' is not a valid {}: {scalar}",
+                self.count, self.input, self.datatype
+            ))
+        })?;
+        *self.count += 1;
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Elements<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        write!(formatter, "{} elements of input '{}' in (nested) arrays", self.datatype, self.input)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let Elements { input, datatype, out, count } = self;
+        while items.next_element_seed(Elements { input, datatype, out: &mut *out, count: &mut *count })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
+        self.push(Value::from(value))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        self.push(Value::from(value))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
+        self.push(Value::from(value))
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        self.push(Value::from(value))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        self.push(Value::from(value))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.push(Value::Null)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        self.push(Value::Object(Default::default()))
+    }
 }
 
 fn push_element(out: &mut Vec<u8>, datatype: DataType, value: &Value) -> Option<()> {
@@ -110,14 +184,19 @@ mod tests {
 
     use super::*;
 
+    fn parse(input: &str, datatype: DataType, data: Value) -> Result<(Vec<u8>, usize), String> {
+        let raw = RawValue::from_string(data.to_string()).unwrap();
+        to_bytes(input, datatype, &raw, 0)
+    }
+
     fn round_trip(datatype: DataType, data: Value) -> Value {
-        let (bytes, _) = to_bytes("x", datatype, &data).unwrap();
+        let (bytes, _) = parse("x", datatype, data).unwrap();
         serde_json::to_value(JsonData { datatype, bytes: &bytes }).unwrap()
     }
 
     #[test]
     fn nested_arrays_flatten_row_major() {
-        let (bytes, count) = to_bytes("x", DataType::Int32, &json!([[1, 2], [3, 4]])).unwrap();
+        let (bytes, count) = parse("x", DataType::Int32, json!([[1, 2], [3, 4]])).unwrap();
         assert_eq!(count, 4);
         assert_eq!(bytes, [1i32, 2, 3, 4].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
     }
@@ -138,11 +217,14 @@ mod tests {
 
     #[test]
     fn bad_elements_are_named() {
-        let err = to_bytes("ids", DataType::Int8, &json!([1, 300])).unwrap_err();
+        let err = parse("ids", DataType::Int8, json!([1, 300])).unwrap_err();
         assert!(err.contains("element 1 of input 'ids' is not a valid INT8"), "{err}");
-        let err = to_bytes("x", DataType::Fp32, &json!([1.0, "a"])).unwrap_err();
+        let err = parse("x", DataType::Fp32, json!([1.0, "a"])).unwrap_err();
         assert!(err.contains("element 1"), "{err}");
-        assert!(to_bytes("b", DataType::Bool, &json!([1])).is_err());
-        assert!(to_bytes("u", DataType::Uint32, &json!([-1])).is_err());
+        assert!(parse("b", DataType::Bool, json!([1])).is_err());
+        assert!(parse("u", DataType::Uint32, json!([-1])).is_err());
+        let err = parse("x", DataType::Fp32, json!([[1.0], {"a": 1}])).unwrap_err();
+        assert!(err.contains("element 1 of input 'x' is not a valid FP32"), "{err}");
+        assert!(parse("x", DataType::Fp32, json!(null)).is_err());
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use maas_protocol::validate::{element_count, shape_string};
 use maas_protocol::DataType;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::json_data;
@@ -48,22 +49,26 @@ pub struct ParsedRequest {
 }
 
 #[derive(Deserialize)]
-struct RequestJson {
+struct RequestJson<'a> {
     id: Option<String>,
     #[serde(default)]
     parameters: Map<String, Value>,
-    inputs: Vec<InputJson>,
+    #[serde(borrow)]
+    inputs: Vec<InputJson<'a>>,
     outputs: Option<Vec<OutputJson>>,
 }
 
 #[derive(Deserialize)]
-struct InputJson {
+struct InputJson<'a> {
     name: String,
     shape: Vec<i64>,
     datatype: String,
     #[serde(default)]
     parameters: Map<String, Value>,
-    data: Option<Value>,
+    /// Kept as text until the datatype and shape are known, then parsed
+    /// straight into the tensor's bytes.
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -130,7 +135,7 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
                 binary.split_to(size)
             }
             (None, Some(data)) => {
-                let (bytes, count) = json_data::to_bytes(&input.name, datatype, &data).map_err(invalid)?;
+                let (bytes, count) = json_data::to_bytes(&input.name, datatype, data, expected).map_err(invalid)?;
                 if count != expected {
                     return Err(invalid(format!(
                         "input '{}' has {count} elements, but its shape {} needs {expected}",
