@@ -5,6 +5,11 @@
 //! (no coordinated omission). Arrivals are bounded in count and time, and
 //! at most `max_in_flight` requests are outstanding; arrivals past that are
 //! counted as dropped.
+//!
+//! Arrivals are timed by a thread of their own sleeping with the operating
+//! system's timer (tens of microseconds late at most), not by the async
+//! runtime's timer wheel, whose millisecond ticks would add up to a
+//! millisecond to every measured latency.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::load::{Encoding, LoadPoint, Target};
 
@@ -39,15 +44,10 @@ pub async fn run(target: &Target, rate: f64, warmup: Duration, window: Duration)
     let started = Instant::now();
     let (measure_from, stop_at) = (started + warmup, started + warmup + window);
     let limit = ((warmup + window).as_secs_f64() * rate).ceil() as u64 + 1;
+    let mut arrivals = spawn_arrivals(started, stop_at, rate, limit);
     let mut dropped = 0;
-    let mut next_arrival = started;
     let mut tasks = Vec::new();
-    for index in 0..limit {
-        next_arrival += Duration::from_secs_f64(-(1.0 - rand::random::<f64>()).ln() / rate);
-        if next_arrival >= stop_at {
-            break;
-        }
-        tokio::time::sleep_until(next_arrival.into()).await;
+    while let Some((index, next_arrival)) = arrivals.recv().await {
         let Ok(permit) = room.clone().try_acquire_owned() else {
             if next_arrival >= measure_from {
                 dropped += 1;
@@ -81,4 +81,30 @@ pub async fn run(target: &Target, rate: f64, warmup: Duration, window: Duration)
     let latency_us = histogram.lock().clone();
     let point = LoadPoint { model: target.model.clone(), rows_per_request: target.rows, encoding: Encoding::Binary, concurrency: 0, requests, errors, window, latency_us };
     Ok(OpenLoopPoint { offered: rate, dropped, point })
+}
+
+/// Starts the thread that times arrivals: Poisson gaps at `rate` from
+/// `started`, at most `limit` of them and none from `stop_at` on. Each
+/// arrival is sent, numbered, at its scheduled instant.
+fn spawn_arrivals(started: Instant, stop_at: Instant, rate: f64, limit: u64) -> mpsc::UnboundedReceiver<(u64, Instant)> {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("arrivals".into())
+        .spawn(move || {
+            let mut next_arrival = started;
+            for index in 0..limit {
+                next_arrival += Duration::from_secs_f64(-(1.0 - rand::random::<f64>()).ln() / rate);
+                if next_arrival >= stop_at {
+                    break;
+                }
+                if let Some(gap) = next_arrival.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(gap);
+                }
+                if sender.send((index, next_arrival)).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("starting the arrivals thread");
+    receiver
 }
