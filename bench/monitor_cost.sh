@@ -20,7 +20,7 @@ for monitoring in on off on off; do
     if [ "$monitoring" = off ]; then flag=true; else flag=false; fi
     MAAS_COORDINATOR_NO_MONITORING=$flag MAAS_NODE_INTRA_OP_THREADS=1 scripts/cluster.sh up 1 >/dev/null 2>&1
     rates=$("$MAAS_TARGET_DIR/release/maas-bench" http --url "$url" --grpc-url "$grpc" --model mlp --concurrency 64 \
-        --encoding binary,grpc-stream --seconds "$seconds" 2>/dev/null | awk -F'|' '/\| mlp/ {gsub(/ /,"",$5); printf "%s ", $5}')
+        --encoding binary,grpc-stream --seconds "$seconds" 2>/dev/null | awk -F'|' '/\| mlp/ {gsub(/ /,"",$6); printf "%s ", $6}')
     read -r binary stream <<<"$rates"
     echo "| $round | $monitoring | $binary | $stream |"
 done

@@ -32,8 +32,8 @@ for n in $counts; do
     done
     coordinator=$(cat .maas/run/coordinator.pid)
     idle=$(rss_mib "$coordinator")
-    binary=$("$bench" http --url "$url" --grpc-url "$grpc" --model mlp --concurrency 64 --encoding binary --seconds "$seconds" 2>/dev/null | awk -F'|' '/\| mlp/ {gsub(/ /,"",$5); print $5}')
-    stream=$("$bench" http --url "$url" --grpc-url "$grpc" --model mlp --concurrency 64 --encoding grpc-stream --seconds "$seconds" 2>/dev/null | awk -F'|' '/\| mlp/ {gsub(/ /,"",$5); print $5}')
+    binary=$("$bench" http --url "$url" --grpc-url "$grpc" --model mlp --concurrency 64 --encoding binary --seconds "$seconds" 2>/dev/null | awk -F'|' '/\| mlp/ {gsub(/ /,"",$6); print $6}')
+    stream=$("$bench" http --url "$url" --grpc-url "$grpc" --model mlp --concurrency 64 --encoding grpc-stream --seconds "$seconds" 2>/dev/null | awk -F'|' '/\| mlp/ {gsub(/ /,"",$6); print $6}')
     loaded=$(rss_mib "$coordinator")
     node=$(rss_mib "$(cat .maas/run/node-0.pid)")
     echo "| $n | $binary | $stream | $idle | $loaded | $node |"

@@ -14,7 +14,6 @@ use maas_protocol::{BatchOutcome, InferBatch, NodeRequest, NodeResponse, Request
 
 use crate::batcher::PendingRequest;
 use crate::error::ServeError;
-use crate::metrics;
 use crate::models::VersionShared;
 use crate::monitor::stats::BatchTimes;
 use crate::nodes::{LinkError, NodeLink};
@@ -24,7 +23,7 @@ use crate::tensor::TensorBytes;
 pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let started = Instant::now();
     let rows: Vec<u32> = batch.iter().map(|r| r.rows).collect();
-    metrics::record_batch(&version.name, version.version, &batch, started);
+    version.metrics.batch(&batch, started);
     version.monitor.batch_dispatched(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
     let batch_id = next_batch_id();
     let request = NodeRequest::Infer(InferBatch {
@@ -67,7 +66,7 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
             }
             Ok(Err(failure)) => {
                 tracing::warn!(model = %version.name, version = version.version, node = %link.name, %failure, "batch failed on a replica; trying another");
-                metrics::record_retry(&version.name, version.version);
+                version.metrics.retry();
                 tried.push(link);
                 last_failure = Some(failure);
             }
@@ -137,7 +136,7 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], res
     match response {
         NodeResponse::Infer(result) => {
             let total_rows: u32 = rows.iter().sum();
-            metrics::record_node_timings(&version.name, version.version, u64::from(total_rows), &result);
+            version.metrics.node_timings(u64::from(total_rows), &result);
             let times = BatchTimes {
                 input_ns: result.compute_input_ns,
                 infer_ns: result.compute_infer_ns,

@@ -73,7 +73,7 @@ impl Inference {
             Err(error) => error.outcome(),
         };
         let elapsed = arrived.elapsed();
-        metrics::record_request(&version.shared.name, &version.shared.version_label, outcome, elapsed);
+        version.shared.metrics.request(outcome, elapsed);
         version.shared.monitor.request_done(result.is_ok(), elapsed);
     }
 
@@ -165,7 +165,7 @@ struct Unanswered<'a> {
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         let elapsed = self.arrived.elapsed();
-        metrics::record_request(&self.version.name, &self.version.version_label, "cancelled", elapsed);
+        self.version.metrics.request("cancelled", elapsed);
         self.version.monitor.request_done(false, elapsed);
     }
 }

@@ -73,24 +73,70 @@ pub fn record_request(model: &str, version: &str, outcome: &'static str, elapsed
     }
 }
 
-/// Records a batch leaving the queue at `now`.
-pub fn record_batch(model: &str, version: u64, batch: &[PendingRequest], now: Instant) {
-    let labels = [("model", model.to_string()), ("version", version.to_string())];
-    let rows: u32 = batch.iter().map(|r| r.rows).sum();
-    metrics::histogram!(BATCH_SIZE, &labels).record(f64::from(rows));
-    metrics::histogram!(BATCH_REQUESTS, &labels).record(batch.len() as f64);
-    let queue = metrics::histogram!(QUEUE_SECONDS, &labels);
-    for request in batch {
-        queue.record(now.saturating_duration_since(request.enqueued).as_secs_f64());
-    }
+/// One version's per-request and per-batch series, registered once when the
+/// version is created, so that recording builds no label set on the hot path.
+pub struct VersionMetrics {
+    model: String,
+    version: String,
+    ok: metrics::Counter,
+    request_seconds: metrics::Histogram,
+    queue_seconds: metrics::Histogram,
+    batch_size: metrics::Histogram,
+    batch_requests: metrics::Histogram,
+    compute_seconds: metrics::Histogram,
+    rows: metrics::Counter,
+    retries: metrics::Counter,
 }
 
-/// Records where a node spent a batch's time, and its rows.
-pub fn record_node_timings(model: &str, version: u64, rows: u64, result: &BatchResult) {
-    let labels = [("model", model.to_string()), ("version", version.to_string())];
-    let compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns;
-    metrics::histogram!(COMPUTE_SECONDS, &labels).record(compute_ns as f64 * 1e-9);
-    metrics::counter!(ROWS, &labels).increment(rows);
+impl VersionMetrics {
+    /// Registers the series of `model` version `version`.
+    pub fn new(model: &str, version: u64) -> VersionMetrics {
+        let labels = [("model", model.to_string()), ("version", version.to_string())];
+        VersionMetrics {
+            model: model.to_string(),
+            version: version.to_string(),
+            ok: metrics::counter!(REQUESTS, "model" => model.to_string(), "version" => version.to_string(), "outcome" => "ok"),
+            request_seconds: metrics::histogram!(REQUEST_SECONDS, &labels),
+            queue_seconds: metrics::histogram!(QUEUE_SECONDS, &labels),
+            batch_size: metrics::histogram!(BATCH_SIZE, &labels),
+            batch_requests: metrics::histogram!(BATCH_REQUESTS, &labels),
+            compute_seconds: metrics::histogram!(COMPUTE_SECONDS, &labels),
+            rows: metrics::counter!(ROWS, &labels),
+            retries: metrics::counter!(RETRIES, &labels),
+        }
+    }
+
+    /// Records an answered request.
+    pub fn request(&self, outcome: &'static str, elapsed: Duration) {
+        if outcome == "ok" {
+            self.ok.increment(1);
+            self.request_seconds.record(elapsed.as_secs_f64());
+        } else {
+            record_request(&self.model, &self.version, outcome, elapsed);
+        }
+    }
+
+    /// Records a batch leaving the queue at `now`.
+    pub fn batch(&self, batch: &[PendingRequest], now: Instant) {
+        let rows: u32 = batch.iter().map(|r| r.rows).sum();
+        self.batch_size.record(f64::from(rows));
+        self.batch_requests.record(batch.len() as f64);
+        for request in batch {
+            self.queue_seconds.record(now.saturating_duration_since(request.enqueued).as_secs_f64());
+        }
+    }
+
+    /// Records where a node spent a batch's time, and its rows.
+    pub fn node_timings(&self, rows: u64, result: &BatchResult) {
+        let compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns;
+        self.compute_seconds.record(compute_ns as f64 * 1e-9);
+        self.rows.increment(rows);
+    }
+
+    /// Counts a batch retried on another replica.
+    pub fn retry(&self) {
+        self.retries.increment(1);
+    }
 }
 
 /// Sets a version's requests in flight and queued.
@@ -117,11 +163,6 @@ pub fn record_feedback(model: &str, outcome: &'static str, count: u64) {
     if count > 0 {
         metrics::counter!(FEEDBACK, "model" => model.to_string(), "outcome" => outcome).increment(count);
     }
-}
-
-/// Records a batch retried on another replica.
-pub fn record_retry(model: &str, version: u64) {
-    metrics::counter!(RETRIES, "model" => model.to_string(), "version" => version.to_string()).increment(1);
 }
 
 /// Records a node link going up or down.

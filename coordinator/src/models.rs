@@ -75,8 +75,8 @@ pub struct VersionShared {
     pub name: String,
     /// Version number.
     pub version: u64,
-    /// The version as a metric label.
-    pub version_label: String,
+    /// Its Prometheus series.
+    pub metrics: crate::metrics::VersionMetrics,
     /// Its configuration.
     pub config: Arc<ModelConfig>,
     /// Nodes holding it.
@@ -291,10 +291,11 @@ impl ModelTable {
             max_delay: Duration::from_micros(config.max_queue_delay_us),
             max_queue: self.settings.max_queue,
         };
+        let metrics = crate::metrics::VersionMetrics::new(&name, version);
         let shared = Arc::new(VersionShared {
             name,
             version,
-            version_label: version.to_string(),
+            metrics,
             config: Arc::new(config),
             replicas: ReplicaSet::default(),
             max_frame_bytes: self.settings.max_frame_bytes,

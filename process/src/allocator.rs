@@ -10,7 +10,9 @@
 //! forward's time went to page faults (and which regime a run fell into
 //! changed from run to run); in the coordinator a fifth of its time under
 //! image load. Raising both thresholds keeps the pages for the next batch;
-//! the resident size settles at its high-water mark instead.
+//! the resident size settles at its high-water mark instead, and
+//! [`release_free_memory`] gives back what one-off work (loading a model)
+//! left free.
 
 /// Blocks below this size come from the heap, never from `mmap`.
 const MMAP_THRESHOLD_BYTES: i32 = 512 << 20;
@@ -31,5 +33,16 @@ pub fn keep_freed_memory() {
         if !applied {
             tracing::warn!("could not tune the C allocator; forward passes may pay page faults");
         }
+    }
+}
+
+/// Returns the allocator's free memory to the kernel, in every arena and
+/// in the middle of heaps too. For after one-off work such as loading and
+/// warming up a model, whose temporaries the thresholds above would keep.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages, under the allocator's locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

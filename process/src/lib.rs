@@ -4,5 +4,5 @@
 mod allocator;
 mod logging;
 
-pub use allocator::keep_freed_memory;
+pub use allocator::{keep_freed_memory, release_free_memory};
 pub use logging::init_logging;

@@ -108,6 +108,9 @@ impl ModelHost {
         let mut versions = self.versions.write();
         versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone(), memory_bytes });
         metrics::set_loaded_models(versions.len(), memory_of(&versions));
+        drop(versions);
+        // Loading and warm-up leave large temporaries free; give them back.
+        maas_process::release_free_memory();
         Ok(())
     }
 
@@ -125,6 +128,7 @@ impl ModelHost {
         let result = tokio::task::spawn_blocking(move || instance::trial(&spec))
             .await
             .map_err(|e| load_failed(&source, format!("the trial load panicked: {e}")))?;
+        maas_process::release_free_memory();
         result.map_err(|e| load_failed(&source, format!("{e:#}")))
     }
 
