@@ -117,8 +117,7 @@ async fn lead(
             let up: Vec<String> = node_set.list().iter().filter(|l| l.is_up()).map(|l| l.name.clone()).collect();
             let members: BTreeMap<String, NodeInfo> =
                 nodes.borrow_and_update().iter().filter(|(name, _)| up.contains(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
-            let cached = node_set.cached_artifacts().await;
-            match place(&mut client, &settings, &registry, &members, &cached, &leadership.key).await {
+            match place(&mut client, &settings, &registry, &members, &node_set, &leadership.key).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("the placement write was fenced off: leadership is gone");
@@ -140,19 +139,25 @@ async fn lead(
 }
 
 /// Recomputes the placement and writes it if it changed; false when fenced.
+/// The nodes' caches only matter when a replica must be placed anew, so
+/// they are asked for their status only then.
 async fn place(
     client: &mut Client,
     settings: &ClusterSettings,
     registry: &Registry,
     nodes: &BTreeMap<String, NodeInfo>,
-    cached: &placement::CachedArtifacts,
+    node_set: &NodeSet,
     key: &maas_registry::etcd_client::LeaderKey,
 ) -> anyhow::Result<bool> {
     let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
     let current = placement::read_placement(client, &settings.prefix).await?;
-    let assignments = placement::plan(&records, nodes, &current, cached);
+    let mut assignments = placement::plan(&records, nodes, &current, &placement::CachedArtifacts::new());
     if assignments == current.assignments && current.leader == settings.name {
         return Ok(true);
+    }
+    if assignments != current.assignments {
+        let cached = node_set.cached_artifacts().await;
+        assignments = placement::plan(&records, nodes, &current, &cached);
     }
     for (version, assignment) in &assignments {
         if let Some(reason) = &assignment.unplaceable {
