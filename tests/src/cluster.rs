@@ -527,7 +527,7 @@ impl Cluster {
                 }
             }
             if started.elapsed() > Duration::from_secs(60) {
-                bail!("node links never came up; coordinator log:\n{}", self.coordinator().log_tail());
+                bail!("node links never came up\n{}", self.logs_for_failure());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -620,6 +620,24 @@ impl Cluster {
     /// The coordinator process.
     pub fn coordinator(&self) -> &Process {
         self.coordinator.as_ref().expect("the coordinator was started")
+    }
+
+    /// Each process's log tail, and whether it is still running, for a
+    /// failure message.
+    fn logs_for_failure(&self) -> String {
+        // A child that exited but was not reaped yet is a zombie ('Z').
+        let state = |process: &Process| {
+            let stat = process.pid().and_then(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok());
+            match stat.as_deref().and_then(|s| s.rsplit(") ").next()).and_then(|rest| rest.chars().next()) {
+                Some('Z') | None => "exited",
+                Some(_) => "running",
+            }
+        };
+        let mut out = format!("coordinator ({}):\n{}\n", state(self.coordinator()), self.coordinator().log_tail());
+        for node in &self.nodes {
+            out += &format!("node {} ({}):\n{}\n", node.spec.name, state(&node.process), node.process.log_tail());
+        }
+        out
     }
 }
 
