@@ -17,7 +17,7 @@ const CONNECTIONS: usize = 4;
 
 fn requests(target: &Target) -> Vec<ModelInferRequest> {
     target
-        .raw_rows
+        .raw_inputs
         .iter()
         .map(|raw| ModelInferRequest {
             model_name: target.model.clone(),

@@ -35,7 +35,7 @@ pub struct Target {
     /// The shape of one request's input (batch dimension `rows`).
     pub row_shape: Vec<i64>,
     /// The inputs requests carry, as little-endian FP32 bytes.
-    pub raw_rows: Vec<Vec<u8>>,
+    pub raw_inputs: Vec<Vec<u8>>,
     json_bodies: Vec<Vec<u8>>,
     binary_bodies: Vec<(Vec<u8>, usize)>,
 }
@@ -68,7 +68,7 @@ impl Target {
         };
         let mut json_bodies = Vec::new();
         let mut binary_bodies = Vec::new();
-        let mut raw_rows = Vec::new();
+        let mut raw_inputs = Vec::new();
         for _ in 0..DISTINCT_ROWS {
             let row: Vec<f32> = (0..row_len).map(|_| next()).collect();
             json_bodies.push(serde_json::to_vec(&json!({
@@ -83,7 +83,7 @@ impl Target {
             let raw: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
             body.extend_from_slice(&raw);
             binary_bodies.push((body, json_len));
-            raw_rows.push(raw);
+            raw_inputs.push(raw);
         }
         Ok(Target {
             infer_url: format!("{base}/v2/models/{model}/infer"),
@@ -91,7 +91,7 @@ impl Target {
             input: name,
             rows,
             row_shape,
-            raw_rows,
+            raw_inputs,
             json_bodies,
             binary_bodies,
         })

@@ -36,7 +36,7 @@ fn batch(target: &Target, version: u64, row: usize, batch_id: u64) -> Result<(Ve
             name: target.input.clone(),
             datatype: DataType::Fp32,
             shape: target.row_shape.clone(),
-            data: target.raw_rows[row % target.raw_rows.len()].clone(),
+            data: target.raw_inputs[row % target.raw_inputs.len()].clone(),
         }],
         request_rows: vec![target.rows as u32],
         request_ids: vec![String::new()],
@@ -58,7 +58,7 @@ async fn call(connection: &quinn::Connection, header: &[u8], payload: &Bytes) ->
 pub async fn closed_loop(node: &NodeAddress<'_>, target: &Target, version: u64, concurrency: usize, warmup: Duration, window: Duration) -> Result<LoadPoint> {
     let endpoint = maas_transport::client_endpoint(&TlsFiles::in_dir(node.cert_dir, node.client), &TransportSettings::default())?;
     let connection = endpoint.connect(node.addr, node.name)?.await.with_context(|| format!("connecting to node {} at {}", node.name, node.addr))?;
-    let frames: Vec<(Vec<u8>, Bytes)> = (0..target.raw_rows.len())
+    let frames: Vec<(Vec<u8>, Bytes)> = (0..target.raw_inputs.len())
         .map(|row| batch(target, version, row, row as u64).map(|(header, payload)| (header, Bytes::from_owner(payload))))
         .collect::<Result<_>>()?;
     call(&connection, &frames[0].0, &frames[0].1).await.context("first batch")?;

@@ -72,9 +72,7 @@ impl Inference {
             Ok(_) => "ok",
             Err(error) => error.outcome(),
         };
-        let elapsed = arrived.elapsed();
-        version.shared.metrics.request(outcome, elapsed);
-        version.shared.monitor.request_done(result.is_ok(), elapsed);
+        count_request(&version.shared, outcome, arrived.elapsed());
     }
 
     /// Validates a request, queues it in the version's batcher and waits
@@ -164,8 +162,12 @@ struct Unanswered<'a> {
 
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
-        let elapsed = self.arrived.elapsed();
-        self.version.metrics.request("cancelled", elapsed);
-        self.version.monitor.request_done(false, elapsed);
+        count_request(self.version, "cancelled", self.arrived.elapsed());
     }
+}
+
+/// Counts one request of `version` in its Prometheus series and its monitor.
+fn count_request(version: &crate::models::VersionShared, outcome: &'static str, elapsed: Duration) {
+    version.metrics.request(outcome, elapsed);
+    version.monitor.request_done(outcome == "ok", elapsed);
 }
