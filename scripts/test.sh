@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Sets up the checkout if needed and runs every test: unit tests of each
-# crate and the cross-process tests under tests/ (real nodes, real
-# coordinators, real LibTorch, on loopback).
+# Sets up the checkout if needed, checks formatting and lints, and runs
+# every test: unit tests of each crate and the cross-process tests under
+# tests/ (real nodes, real coordinators, real LibTorch, on loopback).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$MAAS_ROOT"
@@ -12,5 +12,17 @@ if [ ! -x .venv/bin/moto_server ]; then
     .venv/bin/python -m pip install --quiet "moto[server]==5.2.5"
 fi
 echo "moto_server: $(.venv/bin/python -c 'import moto; print(moto.__version__)')"
+# The clients users already have: NVIDIA's tritonclient and KServe's SDK
+# (setuptools stays below 82, as torch 2.11 requires).
+if ! .venv/bin/python -c 'import tritonclient.http, tritonclient.grpc, kserve' 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "tritonclient[http,grpc]==2.73.0" "kserve==0.21.0" "setuptools<82"
+fi
+echo "clients: $(.venv/bin/python -m pip list 2>/dev/null | grep -E '^(tritonclient|kserve) ' | tr -s ' ' | paste -sd, -)"
+printf '\n== format and lints\n'
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+cargo clippy --release --workspace --all-targets -- -D warnings
 printf '\n== tests\n'
 cargo test --release --workspace -- --test-threads=2 "$@"

@@ -44,7 +44,11 @@ pub async fn closed_loop(
 ) -> Result<LoadPoint> {
     let mut channels = Vec::new();
     for _ in 0..CONNECTIONS.min(concurrency.max(1)) {
-        let channel = Channel::from_shared(url.to_string())?.tcp_nodelay(true).connect().await.with_context(|| format!("is a gRPC front at {url}?"))?;
+        let channel = Channel::from_shared(url.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("is a gRPC front at {url}?"))?;
         channels.push(channel);
     }
     let started = Instant::now();

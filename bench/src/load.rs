@@ -167,7 +167,9 @@ pub async fn closed_loop(
         let bodies: Vec<(Vec<u8>, Option<usize>)> = match encoding {
             Encoding::Json => target.json_bodies.iter().map(|b| (b.clone(), None)).collect(),
             Encoding::Binary => target.binary_bodies.iter().map(|(b, l)| (b.clone(), Some(*l))).collect(),
-            Encoding::Grpc | Encoding::GrpcStream | Encoding::Quic => bail!("gRPC and QUIC load run through their own modules"),
+            Encoding::Grpc | Encoding::GrpcStream | Encoding::Quic => {
+                bail!("gRPC and QUIC load run through their own modules")
+            }
         };
         tasks.push(tokio::spawn(async move {
             let mut counts: ClientCounts = (latency_histogram(), 0, 0);
@@ -218,7 +220,13 @@ pub fn count(counts: &mut ClientCounts, sent: Instant, success: bool, measure_fr
 
 impl LoadPoint {
     /// Adds up the clients of one point.
-    pub fn merge(target: &Target, encoding: Encoding, concurrency: usize, window: Duration, clients: Vec<ClientCounts>) -> Result<LoadPoint> {
+    pub fn merge(
+        target: &Target,
+        encoding: Encoding,
+        concurrency: usize,
+        window: Duration,
+        clients: Vec<ClientCounts>,
+    ) -> Result<LoadPoint> {
         let mut latency_us = latency_histogram();
         let (mut requests, mut errors) = (0, 0);
         for (histogram, ok, failed) in clients {

@@ -15,8 +15,8 @@
 mod grpc;
 mod load;
 mod open_loop;
-mod plot;
 mod placement;
+mod plot;
 mod quic;
 mod raw;
 mod report;
@@ -176,7 +176,14 @@ fn main() -> Result<()> {
 
 fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
     let device = maas_torch::resolve_device(&args.device)?;
-    raw::measure(&args.torchscript, &args.row_shape, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds), device)
+    raw::measure(
+        &args.torchscript,
+        &args.row_shape,
+        &args.batch,
+        args.threads,
+        Duration::from_secs_f64(args.raw_seconds),
+        device,
+    )
 }
 
 fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {
@@ -185,9 +192,14 @@ fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {
         let target = load::Target::discover(&args.http.url, &args.http.model, args.http.rows as usize).await?;
         let mut points = Vec::new();
         for &rate in &args.rates.0 {
-            let (warmup, window) = (Duration::from_secs_f64(args.http.warmup), Duration::from_secs_f64(args.http.seconds));
+            let (warmup, window) =
+                (Duration::from_secs_f64(args.http.warmup), Duration::from_secs_f64(args.http.seconds));
             let point = open_loop::run(&target, rate, warmup, window).await?;
-            eprintln!("open loop {rate:.0}/s: served {:.0}/s, dropped {}", point.point.requests_per_second(), point.dropped);
+            eprintln!(
+                "open loop {rate:.0}/s: served {:.0}/s, dropped {}",
+                point.point.requests_per_second(),
+                point.dropped
+            );
             points.push(point);
         }
         Ok(points)
@@ -207,7 +219,8 @@ fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
                         grpc::closed_loop(&args.grpc_url, &target, encoding, concurrency, warmup, window).await?
                     }
                     load::Encoding::Quic => {
-                        let (name, addr) = args.node.split_once('=').ok_or_else(|| anyhow::anyhow!("--node is NAME=HOST:PORT"))?;
+                        let (name, addr) =
+                            args.node.split_once('=').ok_or_else(|| anyhow::anyhow!("--node is NAME=HOST:PORT"))?;
                         let node = quic::NodeAddress {
                             addr: addr.parse()?,
                             name,

@@ -55,7 +55,8 @@ pub async fn run(target: &Target, rate: f64, warmup: Duration, window: Duration)
             continue;
         };
         let (body, json_len) = target.binary_body(index as usize);
-        let request = client.post(target.infer_url()).header("Inference-Header-Content-Length", json_len.to_string()).body(body);
+        let request =
+            client.post(target.infer_url()).header("Inference-Header-Content-Length", json_len.to_string()).body(body);
         let (histogram, counts, scheduled) = (histogram.clone(), counts.clone(), next_arrival);
         tasks.push(tokio::spawn(async move {
             let success = match request.send().await {
@@ -79,14 +80,28 @@ pub async fn run(target: &Target, rate: f64, warmup: Duration, window: Duration)
     }
     let (requests, errors) = *counts.lock();
     let latency_us = histogram.lock().clone();
-    let point = LoadPoint { model: target.model.clone(), rows_per_request: target.rows, encoding: Encoding::Binary, concurrency: 0, requests, errors, window, latency_us };
+    let point = LoadPoint {
+        model: target.model.clone(),
+        rows_per_request: target.rows,
+        encoding: Encoding::Binary,
+        concurrency: 0,
+        requests,
+        errors,
+        window,
+        latency_us,
+    };
     Ok(OpenLoopPoint { offered: rate, dropped, point })
 }
 
 /// Starts the thread that times arrivals: Poisson gaps at `rate` from
 /// `started`, at most `limit` of them and none from `stop_at` on. Each
 /// arrival is sent, numbered, at its scheduled instant.
-fn spawn_arrivals(started: Instant, stop_at: Instant, rate: f64, limit: u64) -> mpsc::UnboundedReceiver<(u64, Instant)> {
+fn spawn_arrivals(
+    started: Instant,
+    stop_at: Instant,
+    rate: f64,
+    limit: u64,
+) -> mpsc::UnboundedReceiver<(u64, Instant)> {
     let (sender, receiver) = mpsc::unbounded_channel();
     std::thread::Builder::new()
         .name("arrivals".into())

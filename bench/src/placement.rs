@@ -47,7 +47,12 @@ fn nodes(count: usize) -> BTreeMap<String, NodeInfo> {
     (0..count)
         .map(|i| {
             let name = format!("node-{i:03}");
-            let info = NodeInfo { name: name.clone(), quic_addr: format!("10.0.0.{i}:7100"), device: "cpu".into(), memory_bytes: 64 << 30 };
+            let info = NodeInfo {
+                name: name.clone(),
+                quic_addr: format!("10.0.0.{i}:7100"),
+                device: "cpu".into(),
+                memory_bytes: 64 << 30,
+            };
             (name, info)
         })
         .collect()
@@ -78,14 +83,22 @@ pub fn measure(grid: &[(usize, usize)], rounds: usize) -> Result<Vec<PlacementPo
             steady.push(started.elapsed());
             anyhow::ensure!(again == current.assignments, "a steady re-plan moved replicas");
         }
-        points.push(PlacementPoint { versions, nodes: node_count, replicas, first: median(first), steady: median(steady) });
+        points.push(PlacementPoint {
+            versions,
+            nodes: node_count,
+            replicas,
+            first: median(first),
+            steady: median(steady),
+        });
     }
     Ok(points)
 }
 
 /// The results as a Markdown table.
 pub fn table(points: &[PlacementPoint]) -> String {
-    let mut out = String::from("| versions | nodes | replicas placed | first plan (ms) | steady re-plan (ms) |\n|---:|---:|---:|---:|---:|\n");
+    let mut out = String::from(
+        "| versions | nodes | replicas placed | first plan (ms) | steady re-plan (ms) |\n|---:|---:|---:|---:|---:|\n",
+    );
     for p in points {
         out.push_str(&format!(
             "| {} | {} | {} | {:.3} | {:.3} |\n",

@@ -55,11 +55,24 @@ async fn call(connection: &quinn::Connection, header: &[u8], payload: &Bytes) ->
 }
 
 /// Runs `concurrency` clients against version `version` on the node.
-pub async fn closed_loop(node: &NodeAddress<'_>, target: &Target, version: u64, concurrency: usize, warmup: Duration, window: Duration) -> Result<LoadPoint> {
-    let endpoint = maas_transport::client_endpoint(&TlsFiles::in_dir(node.cert_dir, node.client), &TransportSettings::default())?;
-    let connection = endpoint.connect(node.addr, node.name)?.await.with_context(|| format!("connecting to node {} at {}", node.name, node.addr))?;
+pub async fn closed_loop(
+    node: &NodeAddress<'_>,
+    target: &Target,
+    version: u64,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Result<LoadPoint> {
+    let endpoint =
+        maas_transport::client_endpoint(&TlsFiles::in_dir(node.cert_dir, node.client), &TransportSettings::default())?;
+    let connection = endpoint
+        .connect(node.addr, node.name)?
+        .await
+        .with_context(|| format!("connecting to node {} at {}", node.name, node.addr))?;
     let frames: Vec<(Vec<u8>, Bytes)> = (0..target.raw_inputs.len())
-        .map(|row| batch(target, version, row, row as u64).map(|(header, payload)| (header, Bytes::from_owner(payload))))
+        .map(|row| {
+            batch(target, version, row, row as u64).map(|(header, payload)| (header, Bytes::from_owner(payload)))
+        })
         .collect::<Result<_>>()?;
     call(&connection, &frames[0].0, &frames[0].1).await.context("first batch")?;
     let started = Instant::now();

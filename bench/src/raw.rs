@@ -18,7 +18,14 @@ pub struct RawPoint {
 
 /// Runs `forward` on random FP32 batches of each size for `duration`,
 /// counting the copy of the inputs to the device and of the outputs back.
-pub fn measure(model: &Path, row_shape: &[i64], batches: &[i64], threads: i32, duration: Duration, device: Device) -> Result<Vec<RawPoint>> {
+pub fn measure(
+    model: &Path,
+    row_shape: &[i64],
+    batches: &[i64],
+    threads: i32,
+    duration: Duration,
+    device: Device,
+) -> Result<Vec<RawPoint>> {
     // The same allocator and thread settings as a node's.
     maas_torch::prepare_process(0, threads);
     let _no_grad = tch::no_grad_guard();

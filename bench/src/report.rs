@@ -22,7 +22,11 @@ pub fn encoding_name(encoding: Encoding) -> &'static str {
 }
 
 /// Every point as JSON, with the raw ceiling.
-pub fn json(points: &[LoadPoint], raw: &[RawPoint], open_loop: &[crate::open_loop::OpenLoopPoint]) -> serde_json::Value {
+pub fn json(
+    points: &[LoadPoint],
+    raw: &[RawPoint],
+    open_loop: &[crate::open_loop::OpenLoopPoint],
+) -> serde_json::Value {
     let latency = |p: &LoadPoint| {
         serde_json::json!({
             "p50_ms": p.quantile(0.5).as_secs_f64() * 1e3,
@@ -100,7 +104,8 @@ pub fn http_table(points: &[LoadPoint], raw: Option<&[RawPoint]>) -> String {
     );
     let first = raw.and_then(|r| r.first()).map(|p| p.rows_per_second);
     let best = raw.and_then(|r| r.iter().map(|p| p.rows_per_second).reduce(f64::max));
-    let ratio = |ceiling: Option<f64>, value: f64| ceiling.map(|c| format!("{:.2}", value / c)).unwrap_or_else(|| "-".into());
+    let ratio =
+        |ceiling: Option<f64>, value: f64| ceiling.map(|c| format!("{:.2}", value / c)).unwrap_or_else(|| "-".into());
     for p in points {
         let rows = p.rows_per_second();
         let _ = writeln!(

@@ -40,7 +40,8 @@ impl Client {
         })?;
         let status = response.status();
         let text = response.text().await?;
-        let body: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body: Value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         if status.is_success() {
             return Ok(body);
         }
@@ -98,11 +99,9 @@ impl Client {
             }
         });
         let body = reqwest::Body::wrap_stream(stream);
-        let answer = self
-            .send(self.request(Method::PUT, "/v1/artifacts").header("content-length", size).body(body))
-            .await;
+        let answer =
+            self.send(self.request(Method::PUT, "/v1/artifacts").header("content-length", size).body(body)).await;
         bar.finish_and_clear();
         answer
     }
 }
-

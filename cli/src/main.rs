@@ -169,7 +169,9 @@ async fn run(cli: Cli) -> Result<()> {
             let mut published = client.send_json(Method::POST, &format!("/v1/models/{name}/versions"), &body).await?;
             let version = published["version"].as_u64().context("the coordinator did not return a version")?;
             if let Some(alias) = alias {
-                client.send_json(Method::PUT, &format!("/v1/models/{name}/aliases/{alias}"), &json!({"version": version})).await?;
+                client
+                    .send_json(Method::PUT, &format!("/v1/models/{name}/aliases/{alias}"), &json!({"version": version}))
+                    .await?;
                 published["alias"] = json!(alias);
             }
             if cli.json {
@@ -181,7 +183,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Models => {
             let models = client.get("/v1/models").await?;
             if cli.json {
-                return Ok(print(&models));
+                print(&models);
+                return Ok(());
             }
             let rows: Vec<Vec<String>> = models["models"]
                 .as_array()
@@ -193,7 +196,10 @@ async fn run(cli: Cli) -> Result<()> {
                         m["name"].as_str().unwrap_or_default().to_string(),
                         join(&m["versions"]),
                         join(&m["ready_versions"]),
-                        m["aliases"].as_object().map(|a| a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+                        m["aliases"]
+                            .as_object()
+                            .map(|a| a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
+                            .unwrap_or_default(),
                         split_text(&m["split"]),
                         if m["loaded"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
                     ]
@@ -204,7 +210,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Describe { name } => {
             let model = client.get(&format!("/v1/models/{name}")).await?;
             if cli.json {
-                return Ok(print(&model));
+                print(&model);
+                return Ok(());
             }
             println!("model {name}  loaded: {}  split: {}", model["loaded"], split_text(&model["split"]));
             if let Some(aliases) = model["aliases"].as_object() {
@@ -253,11 +260,13 @@ async fn run(cli: Cli) -> Result<()> {
             let split = shares
                 .iter()
                 .map(|share| {
-                    let (version, weight) = share.split_once('=').with_context(|| format!("'{share}' is not VERSION=WEIGHT"))?;
+                    let (version, weight) =
+                        share.split_once('=').with_context(|| format!("'{share}' is not VERSION=WEIGHT"))?;
                     Ok(json!({"version": version.parse::<u64>()?, "weight": weight.parse::<u32>()?}))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let answer = client.send_json(Method::PUT, &format!("/v1/models/{name}/split"), &json!({"split": split})).await?;
+            let answer =
+                client.send_json(Method::PUT, &format!("/v1/models/{name}/split"), &json!({"split": split})).await?;
             if cli.json {
                 print(&answer);
             } else {
@@ -265,7 +274,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Rollback { name, alias } => {
-            let answer = client.send_empty(Method::POST, &format!("/v1/models/{name}/aliases/{alias}/rollback")).await?;
+            let answer =
+                client.send_empty(Method::POST, &format!("/v1/models/{name}/aliases/{alias}/rollback")).await?;
             if cli.json {
                 print(&answer);
             } else {
@@ -285,22 +295,35 @@ async fn run(cli: Cli) -> Result<()> {
             let ready = client.send_empty(Method::GET, "/v2/health/ready").await.is_ok();
             let index = client.send_empty(Method::POST, "/v2/repository/index").await?;
             if cli.json {
-                return Ok(print(&json!({"server": server, "ready": ready, "models": index})));
+                print(&json!({"server": server, "ready": ready, "models": index}));
+                return Ok(());
             }
-            println!("{} {} at {}: {}", server["name"].as_str().unwrap_or("?"), server["version"].as_str().unwrap_or("?"), cli.url, if ready { "ready" } else { "not ready" });
+            println!(
+                "{} {} at {}: {}",
+                server["name"].as_str().unwrap_or("?"),
+                server["version"].as_str().unwrap_or("?"),
+                cli.url,
+                if ready { "ready" } else { "not ready" }
+            );
             let rows: Vec<Vec<String>> = index
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
                 .iter()
-                .map(|e| ["name", "version", "state", "reason"].iter().map(|k| e[*k].as_str().unwrap_or_default().to_string()).collect())
+                .map(|e| {
+                    ["name", "version", "state", "reason"]
+                        .iter()
+                        .map(|k| e[*k].as_str().unwrap_or_default().to_string())
+                        .collect()
+                })
                 .collect();
             table(&["MODEL", "VERSION", "STATE", "REASON"], &rows);
         }
         Command::Nodes => {
             let cluster = client.get("/v1/cluster").await?;
             if cli.json {
-                return Ok(print(&cluster));
+                print(&cluster);
+                return Ok(());
             }
             let links = cluster["links"].as_array().cloned().unwrap_or_default();
             let rows: Vec<Vec<String>> = links.iter().map(node_row).collect();
@@ -328,7 +351,8 @@ fn node_row(link: &Value) -> Vec<String> {
     let status = &link["status"];
     let gib = |bytes: &Value| format!("{:.2}", bytes.as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64);
     let (in_flight, queued, memory, state) = if status.is_object() && status.get("error").is_none() {
-        let queued: u64 = status["models"].as_array().map(|m| m.iter().filter_map(|m| m["queued"].as_u64()).sum()).unwrap_or(0);
+        let queued: u64 =
+            status["models"].as_array().map(|m| m.iter().filter_map(|m| m["queued"].as_u64()).sum()).unwrap_or(0);
         let memory = format!("{} / {} GiB", gib(&status["memory_used_bytes"]), gib(&status["memory_bytes"]));
         let state = if status["draining"].as_bool() == Some(true) { "draining" } else { "serving" };
         (status["in_flight"].to_string(), queued.to_string(), memory, state.to_string())
@@ -337,7 +361,15 @@ fn node_row(link: &Value) -> Vec<String> {
         ("-".into(), "-".into(), "-".into(), state)
     };
     let link_state = if link["up"].as_bool() == Some(true) { "up" } else { "down" };
-    vec![link["name"].as_str().unwrap_or("?").to_string(), link["addr"].as_str().unwrap_or("?").to_string(), link_state.into(), in_flight, queued, memory, state]
+    vec![
+        link["name"].as_str().unwrap_or("?").to_string(),
+        link["addr"].as_str().unwrap_or("?").to_string(),
+        link_state.into(),
+        in_flight,
+        queued,
+        memory,
+        state,
+    ]
 }
 
 fn join(list: &Value) -> String {

@@ -57,7 +57,11 @@ pub async fn top(client: &Client, json: bool, interval: Duration, once: bool) ->
             if !once {
                 // Clear the screen and home the cursor.
                 print!("\x1b[2J\x1b[H");
-                println!("maas top: {} (every {:?}, Ctrl-C to quit; rates over the last 10 s)\n", client.url(), interval);
+                println!(
+                    "maas top: {} (every {:?}, Ctrl-C to quit; rates over the last 10 s)\n",
+                    client.url(),
+                    interval
+                );
             }
             top_screen(&view);
         }
@@ -132,7 +136,8 @@ pub async fn eval(client: &Client, json: bool, model: &str) -> Result<()> {
     }
     let task = answer["task"].as_str().unwrap_or("?");
     println!("{model}: {task}, scored over the last {} labelled requests per version", answer["window"]);
-    let columns: &[&str] = if task == "regression" { &["mae", "rmse"] } else { &["accuracy", "precision", "recall", "f1"] };
+    let columns: &[&str] =
+        if task == "regression" { &["mae", "rmse"] } else { &["accuracy", "precision", "recall", "f1"] };
     let rows: Vec<Vec<String>> = answer["versions"]
         .as_array()
         .cloned()

@@ -1,5 +1,10 @@
 //! Bearer tokens: an admin token for the management API and an optional,
-//! weaker inference token.
+//! weaker inference token, and the [`Access`] each route and method needs.
+//!
+//! Handlers never check tokens themselves: the HTTP front's route table
+//! (`http::routes`) and the gRPC front's method table (`grpc::access`) give
+//! every route and method an [`Access`], and one layer per front calls
+//! [`Tokens::admit`] before the handler runs.
 //!
 //! The admin token comes from `--admin-token`, or from `--admin-token-file`,
 //! which is generated with 32 random bytes and mode 0600 at first start.
@@ -11,12 +16,22 @@ use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use actix_web::HttpRequest;
 use anyhow::{Context, Result};
 use subtle::ConstantTimeEq;
 
 use crate::config::CoordinatorConfig;
 use crate::error::{ServeError, ServeResult};
+
+/// What a route or gRPC method asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, metadata, metrics.
+    Open,
+    /// The inference token, when one is set (else anyone), or the admin token.
+    Inference,
+    /// The admin token.
+    Admin,
+}
 
 /// The tokens this coordinator accepts.
 pub struct Tokens {
@@ -28,28 +43,29 @@ impl Tokens {
     /// Reads or generates the tokens `config` names.
     pub fn load(config: &CoordinatorConfig) -> Result<Tokens> {
         let admin = match &config.admin_token {
-            Some(token) => token.clone(),
+            Some(token) => token.expose().to_string(),
             None => {
                 let path = config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token"));
                 read_or_generate(&path)?
             }
         };
         anyhow::ensure!(admin.len() >= 16, "the admin token must have at least 16 characters");
-        Ok(Tokens { admin, inference: config.inference_token.clone() })
+        let inference = config.inference_token.as_ref().map(|t| t.expose().to_string());
+        Ok(Tokens { admin, inference })
     }
 
-    /// Admits only the admin token.
-    pub fn require_admin(&self, request: &HttpRequest) -> ServeResult<()> {
-        self.check_admin(bearer(request))
-    }
-
-    /// Admits the inference or admin token, or anyone when no inference token is set.
-    pub fn require_inference(&self, request: &HttpRequest) -> ServeResult<()> {
-        self.check_inference(bearer(request))
+    /// Admits `token` (from `Authorization: Bearer <token>`) to something
+    /// that needs `access`.
+    pub fn admit(&self, access: Access, token: Option<&str>) -> ServeResult<()> {
+        match access {
+            Access::Open => Ok(()),
+            Access::Inference => self.check_inference(token),
+            Access::Admin => self.check_admin(token),
+        }
     }
 
     /// Admits `token` if it is the admin token.
-    pub fn check_admin(&self, token: Option<&str>) -> ServeResult<()> {
+    fn check_admin(&self, token: Option<&str>) -> ServeResult<()> {
         match token {
             Some(token) if equal(token, &self.admin) => Ok(()),
             Some(_) => Err(ServeError::Unauthorized("the bearer token is not the admin token".into())),
@@ -61,24 +77,19 @@ impl Tokens {
 
     /// Admits `token` if it is the inference or admin token, or anything
     /// when no inference token is set.
-    pub fn check_inference(&self, token: Option<&str>) -> ServeResult<()> {
+    fn check_inference(&self, token: Option<&str>) -> ServeResult<()> {
         let Some(expected) = &self.inference else { return Ok(()) };
         match token {
             Some(token) if equal(token, expected) || equal(token, &self.admin) => Ok(()),
-            _ => Err(ServeError::Unauthorized(
-                "inference needs a token: send 'Authorization: Bearer <token>'".into(),
-            )),
+            _ => Err(ServeError::Unauthorized("inference needs a token: send 'Authorization: Bearer <token>'".into())),
         }
     }
 }
 
-fn bearer(request: &HttpRequest) -> Option<&str> {
-    bearer_token(request.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?)
-}
-
-/// The token of an `Authorization: Bearer <token>` header value.
-pub fn bearer_token(header: &str) -> Option<&str> {
-    header.strip_prefix("Bearer ").map(str::trim)
+/// The token of an `Authorization: Bearer <token>` value (an HTTP header
+/// or gRPC metadata).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value.strip_prefix("Bearer ").map(str::trim)
 }
 
 fn equal(given: &str, expected: &str) -> bool {
@@ -93,9 +104,7 @@ fn read_or_generate(path: &Path) -> Result<String> {
         fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     let mut random = [0u8; 32];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut random))
-        .context("reading /dev/urandom")?;
+    fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)).context("reading /dev/urandom")?;
     let token = hex::encode(random);
     let mut file = match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(file) => file,

@@ -35,7 +35,12 @@ pub async fn repository_index(state: &AppState) -> ServeResult<Vec<IndexEntry>> 
                 (true, false, true) => ("LOADING", "waiting for a node to load it"),
                 (true, false, false) => ("UNAVAILABLE", "not selected by the version policy"),
             };
-            entries.push(IndexEntry { name: record.name.clone(), version: version.to_string(), state: state_name, reason });
+            entries.push(IndexEntry {
+                name: record.name.clone(),
+                version: version.to_string(),
+                state: state_name,
+                reason,
+            });
         }
     }
     Ok(entries)
@@ -50,5 +55,12 @@ pub async fn set_loaded(state: &AppState, model: &str, loaded: bool) -> ServeRes
 
 /// The versions of `name` this coordinator serves.
 pub fn versions_of(state: &AppState, name: &str) -> Vec<String> {
-    state.inference.table().all().iter().filter(|v| v.shared.name == name).map(|v| v.shared.version.to_string()).collect()
+    state
+        .inference
+        .table()
+        .all()
+        .iter()
+        .filter(|v| v.shared.name == name)
+        .map(|v| v.shared.version.to_string())
+        .collect()
 }

@@ -61,7 +61,11 @@ pub async fn start(
     ClusterView { nodes, placement, is_leader }
 }
 
-async fn follow_membership(mut nodes: watch::Receiver<BTreeMap<String, NodeInfo>>, node_set: Arc<NodeSet>, wake: Arc<Notify>) {
+async fn follow_membership(
+    mut nodes: watch::Receiver<BTreeMap<String, NodeInfo>>,
+    node_set: Arc<NodeSet>,
+    wake: Arc<Notify>,
+) {
     loop {
         let current: Vec<(String, SocketAddr)> = nodes
             .borrow_and_update()
@@ -97,7 +101,8 @@ async fn lead(
     is_leader: Arc<AtomicBool>,
 ) {
     loop {
-        let leadership = match placement::campaign(&client, &settings.prefix, &settings.name, settings.lease_ttl).await {
+        let leadership = match placement::campaign(&client, &settings.prefix, &settings.name, settings.lease_ttl).await
+        {
             Ok(leadership) => leadership,
             Err(error) => {
                 tracing::warn!(%error, "election campaign failed; retrying");
@@ -115,8 +120,12 @@ async fn lead(
             // Only nodes this coordinator could link to (their certificate
             // matches their name and our CA) get replicas.
             let up: Vec<String> = node_set.list().iter().filter(|l| l.is_up()).map(|l| l.name.clone()).collect();
-            let members: BTreeMap<String, NodeInfo> =
-                nodes.borrow_and_update().iter().filter(|(name, _)| up.contains(name)).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let members: BTreeMap<String, NodeInfo> = nodes
+                .borrow_and_update()
+                .iter()
+                .filter(|(name, _)| up.contains(name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             match place(&mut client, &settings, &registry, &members, &node_set, &leadership.key).await {
                 Ok(true) => {}
                 Ok(false) => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use maas_process::Secret;
 
 /// The maas coordinator: serves the Open Inference Protocol v2 over HTTP,
 /// batches requests per model version and dispatches them to nodes over QUIC.
@@ -112,7 +113,7 @@ pub struct CoordinatorConfig {
     /// Bearer token for the management API. When unset it is read from
     /// `--admin-token-file`, which is generated (mode 0600) at first start.
     #[arg(long, env = "MAAS_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 
     /// File holding the admin token (default: `<data-dir>/admin.token`).
     #[arg(long, env = "MAAS_ADMIN_TOKEN_FILE")]
@@ -120,7 +121,7 @@ pub struct CoordinatorConfig {
 
     /// Bearer token inference requests must carry; inference is open when unset.
     #[arg(long, env = "MAAS_INFERENCE_TOKEN", hide_env_values = true)]
-    pub inference_token: Option<String>,
+    pub inference_token: Option<Secret>,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_BODY_BYTES", default_value_t = 64 << 20)]
@@ -151,7 +152,10 @@ impl CoordinatorConfig {
             Some(text) => Ok(Some(text.parse().map_err(|e| anyhow::anyhow!("--grpc-addr '{text}': {e}"))?)),
             None => {
                 let port = self.http_addr.port().checked_add(1000).ok_or_else(|| {
-                    anyhow::anyhow!("the HTTP port {} leaves no room for the default gRPC port; pass --grpc-addr", self.http_addr.port())
+                    anyhow::anyhow!(
+                        "the HTTP port {} leaves no room for the default gRPC port; pass --grpc-addr",
+                        self.http_addr.port()
+                    )
                 })?;
                 Ok(Some(SocketAddr::new(self.http_addr.ip(), port)))
             }
@@ -160,9 +164,7 @@ impl CoordinatorConfig {
 
     /// Where the artifact store is.
     pub fn artifact_store(&self) -> String {
-        self.artifact_store
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("artifacts").to_string_lossy().into_owned())
+        self.artifact_store.clone().unwrap_or_else(|| self.data_dir.join("artifacts").to_string_lossy().into_owned())
     }
 
     /// The default request deadline.
@@ -184,13 +186,32 @@ impl std::str::FromStr for NodeAddress {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (name, addr) = text
-            .split_once('=')
-            .ok_or_else(|| format!("'{text}' is not NAME=HOST:PORT"))?;
+        let (name, addr) = text.split_once('=').ok_or_else(|| format!("'{text}' is not NAME=HOST:PORT"))?;
         let addr = addr.parse().map_err(|e| format!("'{addr}' is not a socket address: {e}"))?;
         if name.is_empty() {
             return Err(format!("'{text}' has an empty node name"));
         }
         Ok(NodeAddress { name: name.to_string(), addr })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_shows_no_token() {
+        let config = CoordinatorConfig::parse_from([
+            "maas-coordinator",
+            "--cert-dir",
+            "certs",
+            "--admin-token",
+            "admin-secret-0123456789",
+            "--inference-token",
+            "inference-secret-0123456789",
+        ]);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(config.admin_token.as_ref().map(Secret::expose), Some("admin-secret-0123456789"));
     }
 }

@@ -72,7 +72,10 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
             }
             Err(_) => {
                 let waited = started.elapsed();
-                return fail_all(batch, ServeError::Timeout { model: version.name.clone(), version: version.version, waited });
+                return fail_all(
+                    batch,
+                    ServeError::Timeout { model: version.name.clone(), version: version.version, waited },
+                );
             }
         }
     }
@@ -150,7 +153,9 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], res
                             request.answer(Ok(outputs));
                         }
                     }
-                    Err(message) => fail_all(batch, ServeError::Internal(format!("model '{}': {message}", version.name))),
+                    Err(message) => {
+                        fail_all(batch, ServeError::Internal(format!("model '{}': {message}", version.name)))
+                    }
                 },
                 BatchOutcome::PerRequest(outcomes) if outcomes.len() == batch.len() => {
                     for (request, outcome) in batch.into_iter().zip(outcomes) {
@@ -194,8 +199,12 @@ fn split_outputs(outputs: Vec<Tensor>, rows: &[u32]) -> Result<Vec<Vec<TensorByt
         if output_rows != total_rows as i64 {
             return Err(format!("output '{}' has {output_rows} rows for a batch of {total_rows}", output.name));
         }
-        if output.data.len() as u64 % total_rows != 0 {
-            return Err(format!("output '{}' has {} bytes, not a whole number of rows", output.name, output.data.len()));
+        if !(output.data.len() as u64).is_multiple_of(total_rows) {
+            return Err(format!(
+                "output '{}' has {} bytes, not a whole number of rows",
+                output.name,
+                output.data.len()
+            ));
         }
         let row_bytes = output.data.len() / total_rows as usize;
         let data = Bytes::from(output.data);
@@ -230,12 +239,8 @@ mod tests {
 
     #[test]
     fn outputs_split_by_request_rows() {
-        let output = Tensor {
-            name: "y".into(),
-            datatype: DataType::Int32,
-            shape: vec![3, 2],
-            data: (0u8..24).collect(),
-        };
+        let output =
+            Tensor { name: "y".into(), datatype: DataType::Int32, shape: vec![3, 2], data: (0u8..24).collect() };
         let split = split_outputs(vec![output], &[1, 2]).unwrap();
         assert_eq!(split[0][0].shape, vec![1, 2]);
         assert_eq!(&split[0][0].data[..], &(0u8..8).collect::<Vec<_>>()[..]);

@@ -167,5 +167,11 @@ impl From<maas_registry::RegistryError> for ServeError {
     }
 }
 
+impl From<ServeError> for tonic::Status {
+    fn from(error: ServeError) -> tonic::Status {
+        tonic::Status::new(error.grpc_code(), error.to_string())
+    }
+}
+
 /// Result of the serving path.
 pub type ServeResult<T> = Result<T, ServeError>;

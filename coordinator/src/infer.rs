@@ -1,10 +1,13 @@
 //! The inference path shared by every front.
 //!
-//! A front parses its wire format into an [`InferRequest`]; [`Inference`]
-//! resolves the model version, validates every input against the model's
-//! configuration, queues the request in the version's batcher and waits for
-//! its outputs until the request's deadline.
+//! A front makes one call, [`Inference::serve`], with a future that parses
+//! its wire format into an [`InferRequest`] and a function that encodes the
+//! [`InferResponse`]; `serve` resolves the model version, validates every
+//! input against the model's configuration, queues the request in the
+//! version's batcher, waits for its outputs until the request's deadline
+//! and counts the outcome once, `cancelled` included.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +19,13 @@ use tokio::sync::oneshot;
 use crate::batcher::PendingRequest;
 use crate::error::{ServeError, ServeResult};
 use crate::metrics;
-use crate::models::{ModelTable, ModelVersion};
+use crate::models::{ModelTable, ModelVersion, VersionShared};
 use crate::tensor::TensorBytes;
+
+/// The longest request id accepted, in bytes. An id travels with its batch
+/// to the node and is kept with its prediction for feedback, so it must
+/// stay small next to the tensors.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
 
 /// A parsed inference request.
 #[derive(Debug, Default)]
@@ -58,28 +66,41 @@ impl Inference {
         &self.table
     }
 
-    /// Finds the version a request names; an unknown model or version is
-    /// counted here.
-    pub fn resolve(&self, model: &str, version: Option<&str>) -> ServeResult<Arc<ModelVersion>> {
-        self.table.resolve(model, version).inspect_err(|error| {
+    /// Serves one request through its whole life: resolves the version
+    /// `model` and `version` name, awaits the front's parsed `request` (with
+    /// whatever the front needs to answer, `C`), validates and queues it,
+    /// waits for its outputs until its deadline, lets the front build its
+    /// `answer`, and counts the outcome once. A front that stops waiting
+    /// (the client went away) drops this future: the request is then
+    /// counted as `cancelled`. An unknown model or version is counted too.
+    pub async fn serve<C, T>(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        request: impl Future<Output = ServeResult<(InferRequest, C)>>,
+        answer: impl FnOnce(InferResponse, C) -> ServeResult<T>,
+    ) -> ServeResult<T> {
+        let arrived = Instant::now();
+        let version = self.table.resolve(model, version).inspect_err(|error| {
             metrics::record_request(metrics::UNKNOWN_MODEL, "", error.outcome(), Duration::ZERO);
-        })
-    }
-
-    /// Counts a request's outcome once its front has answered it.
-    pub fn record<T>(&self, version: &ModelVersion, arrived: Instant, result: &ServeResult<T>) {
-        let outcome = match result {
-            Ok(_) => "ok",
-            Err(error) => error.outcome(),
-        };
-        count_request(&version.shared, outcome, arrived.elapsed());
+        })?;
+        let life = RequestLife { version: &version.shared, arrived, counted: false };
+        let result = async {
+            let (request, context) = request.await?;
+            let response = self.run(&version, request, arrived).await?;
+            answer(response, context)
+        }
+        .await;
+        life.count(&result);
+        result
     }
 
     /// Validates a request, queues it in the version's batcher and waits
     /// for its outputs until its deadline.
-    pub async fn run(&self, version: &ModelVersion, request: InferRequest, arrived: Instant) -> ServeResult<InferResponse> {
+    async fn run(&self, version: &ModelVersion, request: InferRequest, arrived: Instant) -> ServeResult<InferResponse> {
         let shared = &version.shared;
         let _in_flight = shared.monitor.admit();
+        check_request_id(request.id.as_deref())?;
         let (inputs, rows) = order_and_check(&shared.config, request.inputs)?;
         if !shared.is_ready() {
             return Err(shared.no_replica_error());
@@ -89,12 +110,7 @@ impl Inference {
         let (reply, answer) = oneshot::channel();
         let id = request.id.clone();
         version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, id, reply })?;
-        // Armed while the request waits: if the client goes away (its own
-        // deadline, a closed connection), the front drops this future and the
-        // request would otherwise never be counted.
-        let unanswered = Unanswered { version: shared, arrived };
         let waited = tokio::time::timeout_at(deadline.into(), answer).await;
-        std::mem::forget(unanswered);
         let outputs = match waited {
             Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(ServeError::Internal("the batcher dropped a request; this is a bug".into())),
@@ -109,12 +125,31 @@ impl Inference {
         if let Some(id) = request.id.as_deref() {
             self.table.monitor().record_prediction(&shared.config, shared.version, id, &outputs);
         }
-        Ok(InferResponse {
-            model_name: shared.name.clone(),
-            model_version: shared.version,
-            outputs,
-        })
+        Ok(InferResponse { model_name: shared.name.clone(), model_version: shared.version, outputs })
     }
+}
+
+/// Refuses an id longer than [`MAX_REQUEST_ID_BYTES`].
+fn check_request_id(id: Option<&str>) -> ServeResult<()> {
+    match id {
+        Some(id) if id.len() > MAX_REQUEST_ID_BYTES => Err(ServeError::InvalidRequest(format!(
+            "the request id has {} bytes; at most {MAX_REQUEST_ID_BYTES} are accepted",
+            id.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an output list that names an output more than once: each
+/// repetition would encode the same tensor again in the answer.
+pub fn check_unique_outputs<'a>(names: impl IntoIterator<Item = &'a str>) -> ServeResult<()> {
+    let mut seen = std::collections::HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(ServeError::InvalidRequest(format!("output '{name}' is requested more than once")));
+        }
+    }
+    Ok(())
 }
 
 /// Checks every input against the configuration and puts them in its
@@ -137,10 +172,9 @@ fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeResul
     let mut ordered = Vec::with_capacity(slots.len());
     let mut rows = None;
     for (spec, slot) in config.inputs.iter().zip(slots) {
-        let input =
-            slot.ok_or_else(|| invalid(format!("missing input '{}' for model '{model}'", spec.name)))?;
-        let input_rows = check_input_header(model, spec, input.datatype, &input.shape, config.max_batch_size)
-            .map_err(invalid)?;
+        let input = slot.ok_or_else(|| invalid(format!("missing input '{}' for model '{model}'", spec.name)))?;
+        let input_rows =
+            check_input_header(model, spec, input.datatype, &input.shape, config.max_batch_size).map_err(invalid)?;
         check_data_len(model, &spec.name, input.datatype, &input.shape, input.data.len()).map_err(invalid)?;
         if *rows.get_or_insert(input_rows) != input_rows {
             return Err(invalid(format!(
@@ -153,21 +187,113 @@ fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeResul
     Ok((ordered, rows.expect("configs have at least one input")))
 }
 
-/// Counts a queued request as `cancelled` when its front stops waiting for
-/// it; defused with `mem::forget` once an answer (or timeout) is in hand.
-struct Unanswered<'a> {
-    version: &'a crate::models::VersionShared,
+/// One request between its arrival and its count: counted once, with its
+/// outcome by [`RequestLife::count`], or as `cancelled` when dropped first
+/// (its front stopped waiting).
+struct RequestLife<'a> {
+    version: &'a VersionShared,
     arrived: Instant,
+    counted: bool,
 }
 
-impl Drop for Unanswered<'_> {
+impl RequestLife<'_> {
+    /// Counts the request with the outcome of `result`.
+    fn count<T>(mut self, result: &ServeResult<T>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(error) => error.outcome(),
+        };
+        count_request(self.version, outcome, self.arrived.elapsed());
+        self.counted = true;
+    }
+}
+
+impl Drop for RequestLife<'_> {
     fn drop(&mut self) {
-        count_request(self.version, "cancelled", self.arrived.elapsed());
+        if !self.counted {
+            count_request(self.version, "cancelled", self.arrived.elapsed());
+        }
     }
 }
 
 /// Counts one request of `version` in its Prometheus series and its monitor.
-fn count_request(version: &crate::models::VersionShared, outcome: &'static str, elapsed: Duration) {
+fn count_request(version: &VersionShared, outcome: &'static str, elapsed: Duration) {
     version.metrics.request(outcome, elapsed);
     version.monitor.request_done(outcome == "ok", elapsed);
+}
+
+#[cfg(test)]
+mod tests {
+    use maas_protocol::DataType;
+
+    use super::*;
+
+    fn config() -> ModelConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": "two", "max_batch_size": 8,
+            "inputs": [{"name": "a", "datatype": "FP32", "shape": [-1, 2]},
+                       {"name": "b", "datatype": "INT64", "shape": [-1, 1]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
+        }))
+        .unwrap()
+    }
+
+    fn tensor(name: &str, datatype: DataType, shape: &[i64]) -> TensorBytes {
+        let count: i64 = shape.iter().product();
+        let data = vec![0u8; count as usize * datatype.element_size().unwrap_or(1)];
+        TensorBytes { name: name.into(), datatype, shape: shape.to_vec(), data: data.into() }
+    }
+
+    #[test]
+    fn inputs_come_back_in_configuration_order_with_their_rows() {
+        let given = vec![tensor("b", DataType::Int64, &[3, 1]), tensor("a", DataType::Fp32, &[3, 2])];
+        let (ordered, rows) = order_and_check(&config(), given).unwrap();
+        let names: Vec<&str> = ordered.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!((names, rows), (vec!["a", "b"], 3));
+    }
+
+    #[test]
+    fn bad_input_sets_are_refused_with_the_reason() {
+        let cases = [
+            (vec![tensor("a", DataType::Fp32, &[1, 2])], "missing input 'b'"),
+            (
+                vec![
+                    tensor("a", DataType::Fp32, &[1, 2]),
+                    tensor("a", DataType::Fp32, &[1, 2]),
+                    tensor("b", DataType::Int64, &[1, 1]),
+                ],
+                "input 'a' for model 'two' is given more than once",
+            ),
+            (
+                vec![tensor("a", DataType::Fp32, &[1, 2]), tensor("c", DataType::Int64, &[1, 1])],
+                "unexpected inference input 'c'",
+            ),
+            (
+                vec![tensor("a", DataType::Fp32, &[2, 2]), tensor("b", DataType::Int64, &[3, 1])],
+                "disagree on the batch size",
+            ),
+        ];
+        for (inputs, expected) in cases {
+            let error = order_and_check(&config(), inputs).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+        }
+        let short = TensorBytes { data: vec![0u8; 4].into(), ..tensor("a", DataType::Fp32, &[1, 2]) };
+        assert!(order_and_check(&config(), vec![short, tensor("b", DataType::Int64, &[1, 1])]).is_err());
+    }
+
+    #[test]
+    fn request_ids_are_capped() {
+        assert!(check_request_id(None).is_ok());
+        assert!(check_request_id(Some(&"x".repeat(MAX_REQUEST_ID_BYTES))).is_ok());
+        let error = check_request_id(Some(&"x".repeat(MAX_REQUEST_ID_BYTES + 1))).unwrap_err();
+        assert!(matches!(error, ServeError::InvalidRequest(_)), "{error:?}");
+        assert!(error.to_string().contains("257 bytes"), "{error}");
+    }
+
+    #[test]
+    fn an_output_named_twice_is_refused() {
+        assert!(check_unique_outputs(["y", "z"]).is_ok());
+        let error = check_unique_outputs(["y", "z", "y"]).unwrap_err();
+        assert_eq!(error.to_string(), "output 'y' is requested more than once");
+    }
 }

@@ -18,9 +18,9 @@ mod monitor;
 mod nodes;
 mod reconcile;
 mod tensor;
+mod triton;
 
 use std::sync::Arc;
-
 
 use anyhow::Context;
 use clap::Parser;

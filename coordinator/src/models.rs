@@ -92,10 +92,7 @@ pub struct VersionShared {
 impl VersionShared {
     /// The error for a request that finds no replica up.
     pub fn no_replica_error(&self) -> ServeError {
-        ServeError::Unavailable(format!(
-            "model '{}' version {} has no ready replica",
-            self.name, self.version
-        ))
+        ServeError::Unavailable(format!("model '{}' version {} has no ready replica", self.name, self.version))
     }
 
     /// Whether a replica is up.
@@ -182,9 +179,11 @@ impl ModelTable {
             let routing_table = self.routing.read();
             let routing = routing_table.get(name);
             match (alias, version) {
-                (Some(alias), _) => Some(*routing.and_then(|r| r.aliases.get(alias)).ok_or_else(|| {
-                    ServeError::RouteNotFound(format!("model '{name}' has no alias '{alias}'"))
-                })?),
+                (Some(alias), _) => Some(
+                    *routing
+                        .and_then(|r| r.aliases.get(alias))
+                        .ok_or_else(|| ServeError::RouteNotFound(format!("model '{name}' has no alias '{alias}'")))?,
+                ),
                 (None, Some(text)) => {
                     let number: u64 = text.parse().map_err(|_| not_found(text.to_string()))?;
                     if routing.is_some_and(|r| !r.versions.contains(&number)) {
@@ -225,16 +224,13 @@ impl ModelTable {
             let versions = models.entry(record.name.clone()).or_default();
             for number in record.versions_to_load() {
                 let config = record.versions[&number].config.clone();
-                versions
-                    .entry(number)
-                    .or_insert_with(|| self.new_version(record.name.clone(), number, config));
+                versions.entry(number).or_insert_with(|| self.new_version(record.name.clone(), number, config));
             }
             // Versions deleted from the registry are no longer served.
             versions.retain(|number, _| record.versions.contains_key(number));
         }
         *self.routing.write() = routing;
     }
-
 
     /// Every version of every model, ordered.
     pub fn all(&self) -> Vec<Arc<ModelVersion>> {

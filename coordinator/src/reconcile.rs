@@ -87,7 +87,8 @@ impl Reconciler {
         let held = list_models(link).await?;
         let mut changed = false;
         let placement = self.placement.as_ref().map(|p| p.borrow().clone());
-        let placed_here = |model: &str, version: u64| placement.as_ref().is_none_or(|p| p.places(model, version, &link.name));
+        let placed_here =
+            |model: &str, version: u64| placement.as_ref().is_none_or(|p| p.places(model, version, &link.name));
         let to_load: Vec<(&ModelRecord, u64)> = records
             .iter()
             .flat_map(|r| r.versions_to_load().into_iter().map(move |v| (r, v)))

@@ -130,18 +130,29 @@ impl Actor for HostActor {
     type State = Arc<Control>;
     type Arguments = Arc<Control>;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, control: Arc<Control>) -> Result<Arc<Control>, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        control: Arc<Control>,
+    ) -> Result<Arc<Control>, ActorProcessingErr> {
         ractor::pg::join(self.group.clone(), vec![myself.get_cell()]);
         Ok(control)
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, control: &mut Arc<Control>) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        control: &mut Arc<Control>,
+    ) -> Result<(), ActorProcessingErr> {
         let ControlMessage::Call(bytes, reply) = message;
         let control = control.clone();
         tokio::spawn(async move {
             let response = match control::decode_request(&bytes) {
                 Ok(request) => control.answer(request).await,
-                Err(error) => NodeResponse::Error(NodeError::InvalidInput { message: format!("bad control frame: {error}") }),
+                Err(error) => {
+                    NodeResponse::Error(NodeError::InvalidInput { message: format!("bad control frame: {error}") })
+                }
             };
             match control::encode_response(&response) {
                 Ok(encoded) => {

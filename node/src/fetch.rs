@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use maas_protocol::NodeError;
-use parking_lot::Mutex;
 use maas_registry::{ArtifactRef, ArtifactStore};
+use parking_lot::Mutex;
 
 /// The node's view of the artifact store.
 pub struct Fetcher {
@@ -51,10 +51,8 @@ impl Fetcher {
         if path.exists() {
             return Ok(path);
         }
-        let store = self
-            .store
-            .as_ref()
-            .ok_or_else(|| failed("this node has no artifact store (--artifact-store)".into()))?;
+        let store =
+            self.store.as_ref().ok_or_else(|| failed("this node has no artifact store (--artifact-store)".into()))?;
         store.fetch_to(artifact, &path).await.map_err(|e| failed(e.to_string()))?;
         tracing::info!(model, version, sha256 = %artifact.sha256, "artifact fetched and verified");
         Ok(path)

@@ -12,7 +12,6 @@ mod repository;
 mod runtime;
 mod server;
 
-
 use anyhow::Context;
 use clap::Parser;
 
@@ -32,7 +31,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Refreshes the load gauges once a second.
-fn spawn_load_gauges(host: std::sync::Arc<runtime::ModelHost>, in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+fn spawn_load_gauges(
+    host: std::sync::Arc<runtime::ModelHost>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
@@ -52,7 +54,10 @@ async fn run(config: NodeConfig) -> anyhow::Result<()> {
         simulate: config.simulate_compute_us.map(std::time::Duration::from_micros),
     });
     if let Some(us) = config.simulate_compute_us {
-        tracing::warn!(compute_us = us, "simulated compute: no model runs and every answer is zeros (load testing only)");
+        tracing::warn!(
+            compute_us = us,
+            "simulated compute: no model runs and every answer is zeros (load testing only)"
+        );
     }
     if let Some(repository) = &config.model_repository {
         let sources = repository::scan(repository, &config.models)?;

@@ -34,9 +34,8 @@ const MEMORY_OFFERED: &str = "maas_node_memory_offered_bytes";
 const IN_FLIGHT: &str = "maas_node_batches_in_flight";
 const QUEUED: &str = "maas_node_queued_batches";
 
-const SECONDS_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+const SECONDS_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
 /// Installs the Prometheus recorder for this process.
@@ -87,6 +86,7 @@ pub fn set_memory_offered(bytes: u64) {
 pub fn set_load(in_flight: usize, queues: &[maas_protocol::ModelLoad]) {
     metrics::gauge!(IN_FLIGHT).set(in_flight as f64);
     for queue in queues {
-        metrics::gauge!(QUEUED, "model" => queue.name.clone(), "version" => queue.version.to_string()).set(queue.queued as f64);
+        metrics::gauge!(QUEUED, "model" => queue.name.clone(), "version" => queue.version.to_string())
+            .set(queue.queued as f64);
     }
 }

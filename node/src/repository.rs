@@ -59,8 +59,7 @@ pub fn scan(repo: &Path, only: &[String]) -> Result<Vec<ModelSource>> {
 
 fn read_config(path: &Path) -> Result<ModelConfig> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: ModelConfig =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let config: ModelConfig = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     config.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(config)
 }

@@ -114,7 +114,12 @@ async fn serve_connection(connection: quinn::Connection, services: Arc<Services>
     }
 }
 
-async fn serve_stream(mut send: quinn::SendStream, mut recv: quinn::RecvStream, services: Arc<Services>, remote: SocketAddr) {
+async fn serve_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    services: Arc<Services>,
+    remote: SocketAddr,
+) {
     let mut kind = [0u8; 1];
     if recv.read_exact(&mut kind).await.is_err() {
         return;

@@ -1,8 +1,11 @@
 //! Process set-up shared by the coordinator and the node: call
-//! [`init_logging`] and [`keep_freed_memory`] first thing in `main`.
+//! [`init_logging`] and [`keep_freed_memory`] first thing in `main`;
+//! flags that carry credentials hold a [`Secret`].
 
 mod allocator;
 mod logging;
+mod secret;
 
 pub use allocator::{keep_freed_memory, release_free_memory};
 pub use logging::init_logging;
+pub use secret::Secret;

@@ -142,10 +142,7 @@ impl ModelConfig {
             return Err(format!("model '{}': max_batch_size must be at least 1", self.name));
         }
         if self.replicas.min == 0 || self.replicas.max < self.replicas.min {
-            return Err(format!(
-                "model '{}': replicas must have 1 <= min <= max, got {:?}",
-                self.name, self.replicas
-            ));
+            return Err(format!("model '{}': replicas must have 1 <= min <= max, got {:?}", self.name, self.replicas));
         }
         if self.instance_count == 0 {
             return Err(format!("model '{}': instance_count must be at least 1", self.name));

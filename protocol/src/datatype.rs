@@ -4,17 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A tensor element type, named as the protocol names it (`"FP32"`, `"INT64"`, ...).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug, Clone, Copy, PartialEq, Eq))]
 #[serde(rename_all = "UPPERCASE")]

@@ -108,20 +108,17 @@ fn with_header(payload: Payload, max: usize) -> Result<(Vec<u8>, Payload), Frame
 
 /// Validates a request payload and gives access to it without copying.
 pub fn access_request(payload: &[u8]) -> Result<&ArchivedNodeRequest, FrameError> {
-    rkyv::access::<ArchivedNodeRequest, rancor::Error>(payload)
-        .map_err(|e| FrameError::Invalid(e.to_string()))
+    rkyv::access::<ArchivedNodeRequest, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
 }
 
 /// Validates a response payload and deserializes it.
 pub fn decode_response(payload: &[u8]) -> Result<NodeResponse, FrameError> {
-    rkyv::from_bytes::<NodeResponse, rancor::Error>(payload)
-        .map_err(|e| FrameError::Invalid(e.to_string()))
+    rkyv::from_bytes::<NodeResponse, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
 }
 
 /// Validates a request payload and deserializes it.
 pub fn decode_request(payload: &[u8]) -> Result<NodeRequest, FrameError> {
-    rkyv::from_bytes::<NodeRequest, rancor::Error>(payload)
-        .map_err(|e| FrameError::Invalid(e.to_string()))
+    rkyv::from_bytes::<NodeRequest, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
 }
 
 /// Splits a complete frame held in memory into its aligned payload.
@@ -136,10 +133,7 @@ pub fn split_frame(bytes: &[u8], max: usize) -> Result<Payload, FrameError> {
         return Err(FrameError::Truncated { expected: len, got: body.len() });
     }
     if body.len() > len {
-        return Err(FrameError::Invalid(format!(
-            "{} bytes after the end of the frame",
-            body.len() - len
-        )));
+        return Err(FrameError::Invalid(format!("{} bytes after the end of the frame", body.len() - len)));
     }
     let mut payload = Payload::with_capacity(len);
     payload.extend_from_slice(body);

@@ -18,8 +18,8 @@ pub mod validate;
 pub use config::{ModelConfig, ReplicaRange, TensorSpec, VersionPolicy};
 pub use datatype::{ArchivedDataType, DataType};
 pub use message::{
-    ArchivedBatchOutcome, ArchivedInferBatch, ArchivedLoadModel, ArchivedNodeRequest, ArchivedNodeResponse, ArchivedRequestOutcome,
-    BatchOutcome, BatchResult, InferBatch, LoadModel, LoadedModel, ModelLoad, NodeError, NodeRequest, NodeResponse,
-    NodeStatus, RequestOutcome,
+    ArchivedBatchOutcome, ArchivedInferBatch, ArchivedLoadModel, ArchivedNodeRequest, ArchivedNodeResponse,
+    ArchivedRequestOutcome, BatchOutcome, BatchResult, InferBatch, LoadModel, LoadedModel, ModelLoad, NodeError,
+    NodeRequest, NodeResponse, NodeStatus, RequestOutcome,
 };
 pub use tensor::{ArchivedTensor, Tensor};

@@ -176,9 +176,7 @@ pub struct LoadedModel {
 }
 
 /// Why a node could not run a batch.
-#[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
-)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum NodeError {
     /// The node does not hold this model version.
     #[error("model '{model}' version {version} is not loaded on this node")]

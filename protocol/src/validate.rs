@@ -129,10 +129,7 @@ mod tests {
     #[test]
     fn names_the_problem() {
         let err = check_input_header("mlp", &spec(), DataType::Fp32, &[1, 3], 64).unwrap_err();
-        assert_eq!(
-            err,
-            "unexpected shape for input 'INPUT__0' for model 'mlp'. Expected [-1,256], got [1,3]"
-        );
+        assert_eq!(err, "unexpected shape for input 'INPUT__0' for model 'mlp'. Expected [-1,256], got [1,3]");
         let err = check_input_header("mlp", &spec(), DataType::Int64, &[1, 256], 64).unwrap_err();
         assert!(err.contains("datatype INT64") && err.contains("Expected FP32"), "{err}");
         let err = check_input_header("mlp", &spec(), DataType::Fp32, &[65, 256], 64).unwrap_err();

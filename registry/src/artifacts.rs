@@ -148,13 +148,13 @@ impl ArtifactStore {
     /// a mismatch leaves nothing at `dest`.
     pub async fn fetch_to(&self, artifact: &ArtifactRef, dest: &Path) -> RegistryResult<()> {
         check_digest(&artifact.sha256)?;
-        let result = self
-            .store
-            .get(&blob_path(&artifact.sha256))
-            .await
-            .map_err(|e| RegistryError::NotFound(format!("artifact {} is not in the store: {e}", artifact.sha256)))?;
+        let result =
+            self.store.get(&blob_path(&artifact.sha256)).await.map_err(|e| {
+                RegistryError::NotFound(format!("artifact {} is not in the store: {e}", artifact.sha256))
+            })?;
         static FETCHES: AtomicU64 = AtomicU64::new(0);
-        let partial = dest.with_extension(format!("partial-{}-{}", std::process::id(), FETCHES.fetch_add(1, Ordering::Relaxed)));
+        let partial =
+            dest.with_extension(format!("partial-{}-{}", std::process::id(), FETCHES.fetch_add(1, Ordering::Relaxed)));
         let mut file = tokio::fs::File::create(&partial)
             .await
             .map_err(|e| backend(format!("creating {}: {e}", partial.display())))?;

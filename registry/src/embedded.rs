@@ -87,12 +87,7 @@ fn conflict(model: &str) -> RegistryError {
 #[async_trait]
 impl RecordStore for EmbeddedStore {
     async fn get(&self, model: &str) -> RegistryResult<Option<StoredRecord>> {
-        Ok(self
-            .state
-            .lock()
-            .models
-            .get(model)
-            .map(|e| StoredRecord { record: e.record.clone(), revision: e.revision }))
+        Ok(self.state.lock().models.get(model).map(|e| StoredRecord { record: e.record.clone(), revision: e.revision }))
     }
 
     async fn list(&self) -> RegistryResult<Vec<StoredRecord>> {

@@ -48,7 +48,13 @@ pub async fn keep_registered(mut client: Client, prefix: String, info: NodeInfo,
 /// A keep-alive stream that breaks (say its etcd member died) is reopened
 /// on the same lease, through whichever member answers, for as long as the
 /// lease can still be alive; only then is the registration started over.
-async fn register_once(client: &mut Client, prefix: &str, name: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
+async fn register_once(
+    client: &mut Client,
+    prefix: &str,
+    name: &str,
+    value: &[u8],
+    ttl: Duration,
+) -> anyhow::Result<()> {
     let lease = client.lease_grant(ttl.as_secs().max(1) as i64, None).await?.id();
     client.put(node_key(prefix, name), value.to_vec(), Some(PutOptions::new().with_lease(lease))).await?;
     tracing::info!(node = name, lease, "registered in etcd");
@@ -97,7 +103,11 @@ pub async fn watch_nodes(client: Client, prefix: String) -> watch::Receiver<BTre
     receiver
 }
 
-async fn follow(client: &mut Client, prefix: &str, sender: &watch::Sender<BTreeMap<String, NodeInfo>>) -> anyhow::Result<()> {
+async fn follow(
+    client: &mut Client,
+    prefix: &str,
+    sender: &watch::Sender<BTreeMap<String, NodeInfo>>,
+) -> anyhow::Result<()> {
     let mut stream = client.watch(prefix, Some(WatchOptions::new().with_prefix())).await?;
     loop {
         // Re-list on every change: membership is small and this can never drift.
@@ -108,7 +118,9 @@ async fn follow(client: &mut Client, prefix: &str, sender: &watch::Sender<BTreeM
                 Ok(info) => {
                     nodes.insert(info.name.clone(), info);
                 }
-                Err(error) => tracing::warn!(key = %String::from_utf8_lossy(kv.key()), %error, "unreadable node record"),
+                Err(error) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(kv.key()), %error, "unreadable node record")
+                }
             }
         }
         sender.send_if_modified(|current| {

@@ -33,9 +33,7 @@ fn invalid(message: String) -> RegistryError {
 pub fn check_name(kind: &str, name: &str) -> RegistryResult<()> {
     let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if name.is_empty() || name.len() > 128 || !valid_chars {
-        return Err(invalid(format!(
-            "{kind} name '{name}' is invalid: use 1 to 128 letters, digits, '-', '_' or '.'"
-        )));
+        return Err(invalid(format!("{kind} name '{name}' is invalid: use 1 to 128 letters, digits, '-', '_' or '.'")));
     }
     if kind == "alias" && name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(invalid(format!("alias name '{name}' must not start with a digit")));
@@ -64,7 +62,11 @@ impl Registry {
         self.store.list().await
     }
 
-    async fn update<T>(&self, model: &str, change: impl FnOnce(&mut ModelRecord) -> RegistryResult<T>) -> RegistryResult<T> {
+    async fn update<T>(
+        &self,
+        model: &str,
+        change: impl FnOnce(&mut ModelRecord) -> RegistryResult<T>,
+    ) -> RegistryResult<T> {
         let stored = self.get(model).await?;
         let mut record = stored.record;
         let result = change(&mut record)?;

@@ -108,7 +108,8 @@ pub fn plan(
                 }
             }
         }
-        result.insert(key.clone(), Assignment { nodes: kept, wanted: *wanted, memory_bytes: *memory, unplaceable: None });
+        result
+            .insert(key.clone(), Assignment { nodes: kept, wanted: *wanted, memory_bytes: *memory, unplaceable: None });
     }
     // Then the largest versions first onto the least loaded nodes that fit.
     items.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
@@ -160,7 +161,12 @@ pub async fn read_placement(client: &mut Client, prefix: &str) -> anyhow::Result
 
 /// Writes `placement` if `leader` still holds the election; returns false
 /// (and writes nothing) when it does not.
-pub async fn write_placement_fenced(client: &mut Client, prefix: &str, placement: &Placement, leader: &LeaderKey) -> anyhow::Result<bool> {
+pub async fn write_placement_fenced(
+    client: &mut Client,
+    prefix: &str,
+    placement: &Placement,
+    leader: &LeaderKey,
+) -> anyhow::Result<bool> {
     let txn = Txn::new()
         .when([Compare::create_revision(leader.key().to_vec(), CompareOp::Equal, leader.rev())])
         .and_then([TxnOp::put(placement_key(prefix), serde_json::to_vec(placement)?, None)]);
@@ -246,7 +252,10 @@ mod tests {
     use crate::{ArtifactRef, Lineage, VersionRecord};
 
     fn node(name: &str, memory: u64) -> (String, NodeInfo) {
-        (name.into(), NodeInfo { name: name.into(), quic_addr: "127.0.0.1:1".into(), device: "cpu".into(), memory_bytes: memory })
+        (
+            name.into(),
+            NodeInfo { name: name.into(), quic_addr: "127.0.0.1:1".into(), device: "cpu".into(), memory_bytes: memory },
+        )
     }
 
     fn model(name: &str, replicas: u32, memory: u64) -> ModelRecord {
@@ -264,7 +273,12 @@ mod tests {
         let mut record = ModelRecord::new(name);
         record.versions.insert(
             1,
-            VersionRecord { version: 1, config, artifact: ArtifactRef { sha256: sha256.into(), size: 1 }, lineage: Lineage::default() },
+            VersionRecord {
+                version: 1,
+                config,
+                artifact: ArtifactRef { sha256: sha256.into(), size: 1 },
+                lineage: Lineage::default(),
+            },
         );
         record.next_version = 2;
         record
@@ -302,7 +316,10 @@ mod tests {
         let nodes: BTreeMap<_, _> = [node("a", 30), node("b", 30)].into_iter().collect();
         let records = vec![model("m1", 1, 20), model("m2", 1, 20)];
         let mut current = Placement::default();
-        current.assignments.insert("m1/1".into(), Assignment { nodes: vec!["b".into()], wanted: 1, memory_bytes: 20, unplaceable: None });
+        current.assignments.insert(
+            "m1/1".into(),
+            Assignment { nodes: vec!["b".into()], wanted: 1, memory_bytes: 20, unplaceable: None },
+        );
         let plan = plan(&records, &nodes, &current, &CachedArtifacts::new());
         assert_eq!(plan["m1/1"].nodes, vec!["b".to_string()]);
         assert_eq!(plan["m2/1"].nodes, vec!["a".to_string()]);
@@ -312,7 +329,10 @@ mod tests {
     fn a_lost_node_moves_its_replicas() {
         let mut nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m", 2, 10)];
-        let first = Placement { assignments: plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new()), ..Placement::default() };
+        let first = Placement {
+            assignments: plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new()),
+            ..Placement::default()
+        };
         let lost = first.assignments["m/1"].nodes[0].clone();
         nodes.remove(&lost);
         let second = plan(&records, &nodes, &first, &CachedArtifacts::new());
@@ -325,7 +345,8 @@ mod tests {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let digest = "c".repeat(64);
         let records = vec![model_with_artifact("m", 2, 10, &digest)];
-        let cached: CachedArtifacts = [("c".to_string(), [digest.clone()].into()), ("b".to_string(), ["d".repeat(64)].into())].into();
+        let cached: CachedArtifacts =
+            [("c".to_string(), [digest.clone()].into()), ("b".to_string(), ["d".repeat(64)].into())].into();
         let plan = plan(&records, &nodes, &Placement::default(), &cached);
         assert!(plan["m/1"].nodes.contains(&"c".to_string()), "{plan:?}");
         // Without the cache the tie goes to the first name.

@@ -182,7 +182,10 @@ pub async fn split_rules(store: Arc<dyn RecordStore>) {
     registry.publish_version(config("zeta"), artifact(2), lineage()).await.unwrap();
     let before = registry.get("zeta").await.unwrap();
     let entry = |version, weight| SplitEntry { version, weight };
-    assert!(matches!(registry.set_split("zeta", vec![entry(1, 90), entry(5, 10)]).await, Err(RegistryError::NotFound(_))));
+    assert!(matches!(
+        registry.set_split("zeta", vec![entry(1, 90), entry(5, 10)]).await,
+        Err(RegistryError::NotFound(_))
+    ));
     assert!(matches!(registry.set_split("zeta", vec![entry(1, 0)]).await, Err(RegistryError::Invalid(_))));
     assert!(matches!(registry.set_split("zeta", vec![entry(1, 1), entry(1, 1)]).await, Err(RegistryError::Invalid(_))));
     assert_eq!(registry.get("zeta").await.unwrap(), before);
@@ -198,7 +201,10 @@ pub async fn deleting_a_used_version_is_refused(store: Arc<dyn RecordStore>) {
     registry.publish_version(config("eta"), artifact(1), lineage()).await.unwrap();
     registry.publish_version(config("eta"), artifact(2), lineage()).await.unwrap();
     registry.set_alias("eta", "production", 1).await.unwrap();
-    registry.set_split("eta", vec![SplitEntry { version: 1, weight: 1 }, SplitEntry { version: 2, weight: 1 }]).await.unwrap();
+    registry
+        .set_split("eta", vec![SplitEntry { version: 1, weight: 1 }, SplitEntry { version: 2, weight: 1 }])
+        .await
+        .unwrap();
     let before = registry.get("eta").await.unwrap();
     let err = registry.delete_version("eta", 1).await.unwrap_err();
     assert!(err.to_string().contains("alias 'production' and the traffic split"), "{err}");
@@ -207,7 +213,11 @@ pub async fn deleting_a_used_version_is_refused(store: Arc<dyn RecordStore>) {
     registry.delete_version("eta", 2).await.unwrap();
     let record = registry.get("eta").await.unwrap().record;
     assert_eq!(record.versions.keys().copied().collect::<Vec<_>>(), vec![1]);
-    assert_eq!(registry.publish_version(config("eta"), artifact(3), lineage()).await.unwrap(), 3, "numbers are never reused");
+    assert_eq!(
+        registry.publish_version(config("eta"), artifact(3), lineage()).await.unwrap(),
+        3,
+        "numbers are never reused"
+    );
 }
 
 /// Every write moves the change counter.
@@ -308,7 +318,10 @@ impl EtcdProcess {
             if started.elapsed() > Duration::from_secs(20) {
                 let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(10).collect();
-                anyhow::bail!("etcd did not start in 20 s; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                anyhow::bail!(
+                    "etcd did not start in 20 s; its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -348,7 +361,11 @@ impl S3Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let binary = std::env::var("MAAS_S3_SERVER_BIN").unwrap_or_else(|_| {
             let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
-            if venv.exists() { venv.display().to_string() } else { "moto_server".into() }
+            if venv.exists() {
+                venv.display().to_string()
+            } else {
+                "moto_server".into()
+            }
         });
         let child = std::process::Command::new(&binary)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -360,7 +377,7 @@ impl S3Server {
         let started = std::time::Instant::now();
         loop {
             match server.http_put(&format!("/{bucket}")).await {
-                Ok(status) if status == 200 => return Ok(server),
+                Ok(200) => return Ok(server),
                 Ok(status) => anyhow::bail!("creating bucket {bucket} answered HTTP {status}"),
                 Err(_) if started.elapsed() < Duration::from_secs(30) => {
                     tokio::time::sleep(Duration::from_millis(100)).await

@@ -1,9 +1,12 @@
 //! Calls to the management API with the test admin token.
 
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::cluster::{models_dir, Cluster, ADMIN_TOKEN};
+use crate::wait::wait_until;
 
 /// A management answer: status and JSON body.
 #[derive(Debug)]
@@ -59,7 +62,8 @@ pub async fn upload(cluster: &Cluster, bytes: Vec<u8>) -> Result<String> {
 /// The example configuration of `example`, renamed to `name`.
 pub fn example_config(example: &str, name: &str) -> Value {
     let path = models_dir().join(example).join("config.json");
-    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("example config")).expect("JSON");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("example config")).expect("JSON");
     config["name"] = json!(name);
     config
 }
@@ -72,7 +76,8 @@ pub fn example_artifact(example: &str, version: u64) -> Vec<u8> {
 /// Publishes a version from a config and an uploaded artifact.
 pub async fn publish(cluster: &Cluster, name: &str, config: &Value, sha256: &str) -> Result<AdminAnswer> {
     let body = json!({"config": config, "artifact": {"sha256": sha256}, "source": "tests"});
-    call(cluster, reqwest::Method::POST, &format!("/v1/models/{name}/versions"), Some(serde_json::to_vec(&body)?), None).await
+    call(cluster, reqwest::Method::POST, &format!("/v1/models/{name}/versions"), Some(serde_json::to_vec(&body)?), None)
+        .await
 }
 
 /// Uploads an example version under `name` and publishes it; returns its version number.
@@ -95,15 +100,10 @@ pub async fn describe(cluster: &Cluster, model: &str) -> Result<AdminAnswer> {
 
 /// Waits until `model` (a name, `name@alias`, or with `/versions/N`) is ready.
 pub async fn wait_ready(cluster: &Cluster, model_path: &str) -> Result<()> {
-    let started = std::time::Instant::now();
-    loop {
-        let url = cluster.url(&format!("/v2/models/{model_path}/ready"));
-        if cluster.client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(());
-        }
-        if started.elapsed() > std::time::Duration::from_secs(60) {
-            bail!("{model_path} never became ready");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let url = cluster.url(&format!("/v2/models/{model_path}/ready"));
+    wait_until(&format!("{model_path} to become ready"), Duration::from_secs(60), async || {
+        cluster.client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await?;
+    Ok(())
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::wait::{wait_for, wait_until};
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -20,11 +22,7 @@ pub fn binary(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let profile_dir = exe.parent().and_then(Path::parent).expect("test runs from target/<profile>/deps");
     let path = profile_dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (cargo build --release --bins)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: build the binaries first (cargo build --release --bins)", path.display());
     path
 }
 
@@ -164,13 +162,7 @@ impl Process {
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
     }
 }
 
@@ -495,10 +487,13 @@ impl Cluster {
         command.arg("--name").arg(name);
         let process = Process::spawn(&mut command, self.dir.path().join(format!("{name}.log")))?;
         let url = format!("http://{addr}");
-        let started = Instant::now();
-        while self.client.get(format!("{url}/v2/health/live")).send().await.is_err() {
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "{name} did not start:\n{}", process.log_tail());
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let live = format!("{url}/v2/health/live");
+        let answered = wait_until(&format!("{name} to answer"), Duration::from_secs(30), async || {
+            self.client.get(&live).send().await.is_ok()
+        })
+        .await;
+        if let Err(error) = answered {
+            bail!("{name} did not start ({error}):\n{}", process.log_tail());
         }
         Ok((process, url))
     }
@@ -514,23 +509,18 @@ impl Cluster {
 
     /// Waits until the coordinator answers and its link to every node is up.
     pub async fn wait_links_up(&self) -> Result<()> {
-        let started = Instant::now();
-        loop {
-            if let Ok(metrics) = self.coordinator_metrics().await {
-                let up = self
-                    .nodes
-                    .iter()
-                    .filter(|n| n.spec.cert_dir.is_none())
-                    .all(|n| metric_sum(&metrics, "maas_node_link_up", &[("node", n.spec.name.as_str())]) == 1.0);
-                if up {
-                    return Ok(());
-                }
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("node links never came up\n{}", self.logs_for_failure());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let up = wait_until("the node links to come up", Duration::from_secs(60), async || {
+            let Ok(metrics) = self.coordinator_metrics().await else { return false };
+            self.nodes
+                .iter()
+                .filter(|n| n.spec.cert_dir.is_none())
+                .all(|n| metric_sum(&metrics, "maas_node_link_up", &[("node", n.spec.name.as_str())]) == 1.0)
+        })
+        .await;
+        if up.is_err() {
+            bail!("node links never came up\n{}", self.logs_for_failure());
         }
+        Ok(())
     }
 
     /// Kills every node and starts them again.
@@ -546,17 +536,20 @@ impl Cluster {
 
     async fn wait_node_metrics(&mut self, index: usize) -> Result<()> {
         let url = format!("http://{}/metrics", self.nodes[index].metrics_addr);
-        let started = Instant::now();
-        loop {
-            if self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
+        let (client, node) = (&self.client, &mut self.nodes[index]);
+        // Some(true) once it answers, Some(false) if it exits first.
+        let started = wait_for("the node's metrics endpoint", Duration::from_secs(60), async || {
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                Some(true)
+            } else {
+                node.process.has_exited().then_some(false)
             }
-            let node = &mut self.nodes[index];
-            if node.process.has_exited() || started.elapsed() > Duration::from_secs(60) {
-                bail!("node {} did not start:\n{}", node.spec.name, node.process.log_tail());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if !matches!(started, Ok(true)) {
+            bail!("node {} did not start:\n{}", node.spec.name, node.process.log_tail());
         }
+        Ok(())
     }
 
     /// Waits until every model of node `index` is ready through the coordinator.
@@ -568,20 +561,20 @@ impl Cluster {
         } else {
             self.nodes[index].spec.models.clone()
         };
-        let started = Instant::now();
+        // One 60-second budget for all of them.
+        let deadline = Instant::now() + Duration::from_secs(60);
         for model in models {
-            loop {
-                let url = self.url(&format!("/v2/models/{model}/ready"));
-                if self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                if started.elapsed() > Duration::from_secs(60) {
-                    bail!(
-                        "model {model} never became ready; coordinator log:\n{}",
-                        self.coordinator.as_ref().map(|c| c.log_tail()).unwrap_or_default()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let url = self.url(&format!("/v2/models/{model}/ready"));
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            let ready = wait_until(&format!("model {model} to become ready"), timeout, async || {
+                self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+            })
+            .await;
+            if ready.is_err() {
+                bail!(
+                    "model {model} never became ready; coordinator log:\n{}",
+                    self.coordinator.as_ref().map(|c| c.log_tail()).unwrap_or_default()
+                );
             }
         }
         Ok(())
@@ -659,4 +652,37 @@ pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
             all.then(|| value.parse::<f64>().ok()).flatten()
         })
         .sum()
+}
+
+/// The TCP ports process `pid` listens on, read from /proc: its socket
+/// inodes from `fd/`, matched with the listening sockets of `net/tcp{,6}`.
+pub fn listening_tcp_ports(pid: u32) -> Result<Vec<u16>> {
+    let mut inodes = std::collections::HashSet::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("listing the fds of {pid}"))? {
+        let Ok(target) = fs::read_link(entry?.path()) else { continue };
+        let target = target.to_string_lossy().into_owned();
+        if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+            inodes.insert(inode.to_string());
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1 (ADDR:PORT in hex), st is field 3
+            // (0A = LISTEN), inode is field 9.
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
+                continue;
+            };
+            if *state != "0A" || !inodes.contains(*inode) {
+                continue;
+            }
+            let port = local.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            ports.extend(port);
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
 }

@@ -5,6 +5,9 @@
 //! The binaries come from the same cargo profile as the test (build them
 //! first with `cargo build --release --bins`); the example models from
 //! `scripts/export_models.py` (in `.maas/models`, or `MAAS_TEST_MODELS`).
+//!
+//! Tests wait for what they expect with [`wait::wait_until`] rather than
+//! fixed sleeps.
 
 pub mod admin;
 pub mod cli;
@@ -12,6 +15,7 @@ pub mod cluster;
 pub mod proxy;
 pub mod reference;
 pub mod requests;
+pub mod wait;
 
 pub use cluster::{ArtifactLocation, Cluster, ClusterBuilder, NodeSpec};
 pub use reference::Reference;

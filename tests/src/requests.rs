@@ -71,7 +71,7 @@ pub fn from_le_bytes(datatype: &str, bytes: &[u8]) -> Result<Vec<Value>> {
         "INT64" | "FP64" => 8,
         other => bail!("no test decoding for {other}"),
     };
-    if bytes.len() % size != 0 {
+    if !bytes.len().is_multiple_of(size) {
         bail!("{} bytes is not a whole number of {datatype} elements", bytes.len());
     }
     Ok(bytes
@@ -183,7 +183,12 @@ impl HttpAnswer {
 }
 
 /// POSTs `body` to `url` with extra headers.
-pub async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>, headers: &[(&str, String)]) -> Result<HttpAnswer> {
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    headers: &[(&str, String)],
+) -> Result<HttpAnswer> {
     let mut request = client.post(url).body(body);
     for (name, value) in headers {
         request = request.header(*name, value);

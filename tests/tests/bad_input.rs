@@ -2,16 +2,20 @@
 //! valid request succeeds, and a model that raises fails only its own
 //! requests.
 
-use maas_tests::requests::{assert_matches, binary_body, json_body, post, post_binary, post_json, HEADER_LENGTH};
 use maas_tests::cluster::metric_sum;
+use maas_tests::requests::{assert_matches, binary_body, json_body, post, post_binary, post_json, HEADER_LENGTH};
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::json;
 
 async fn assert_still_serving(cluster: &Cluster) {
     let reference = Reference::load("mlp", 1).rows(5, 1);
-    let answer = post_json(&cluster.client, &cluster.url("/v2/models/mlp/versions/1/infer"), &json_body(&reference.inputs, None))
-        .await
-        .unwrap();
+    let answer = post_json(
+        &cluster.client,
+        &cluster.url("/v2/models/mlp/versions/1/infer"),
+        &json_body(&reference.inputs, None),
+    )
+    .await
+    .unwrap();
     assert_matches(&answer.answer().unwrap().outputs, &reference.outputs);
 }
 
@@ -25,26 +29,48 @@ async fn malformed_requests_get_clear_errors() {
         .unwrap();
     let url = cluster.url("/v2/models/mlp/versions/1/infer");
     let row = Reference::load("mlp", 1).rows(0, 1);
-    let input = |shape: serde_json::Value, datatype: &str, data: serde_json::Value| {
-        json!({"inputs": [{"name": "INPUT__0", "shape": shape, "datatype": datatype, "data": data}]})
-    };
+    let input = |shape: serde_json::Value, datatype: &str, data: serde_json::Value| json!({"inputs": [{"name": "INPUT__0", "shape": shape, "datatype": datatype, "data": data}]});
     let good_data = json!(row.inputs[0].data);
 
     let json_cases = [
-        ("wrong shape", input(json!([1, 3]), "FP32", json!([1, 2, 3])), 400,
-         "unexpected shape for input 'INPUT__0' for model 'mlp'. Expected [-1,256], got [1,3]"),
-        ("element count", input(json!([1, 256]), "FP32", json!([1, 2, 3])), 400,
-         "input 'INPUT__0' has 3 elements, but its shape [1,256] needs 256"),
-        ("unknown input", json!({"inputs": [{"name": "WRONG", "shape": [1, 256], "datatype": "FP32", "data": good_data}]}), 400,
-         "unexpected inference input 'WRONG' for model 'mlp'"),
-        ("wrong datatype", input(json!([1, 256]), "INT64", json!(vec![1; 256])), 400,
-         "unexpected datatype INT64 for input 'INPUT__0' for model 'mlp'. Expected FP32"),
+        (
+            "wrong shape",
+            input(json!([1, 3]), "FP32", json!([1, 2, 3])),
+            400,
+            "unexpected shape for input 'INPUT__0' for model 'mlp'. Expected [-1,256], got [1,3]",
+        ),
+        (
+            "element count",
+            input(json!([1, 256]), "FP32", json!([1, 2, 3])),
+            400,
+            "input 'INPUT__0' has 3 elements, but its shape [1,256] needs 256",
+        ),
+        (
+            "unknown input",
+            json!({"inputs": [{"name": "WRONG", "shape": [1, 256], "datatype": "FP32", "data": good_data}]}),
+            400,
+            "unexpected inference input 'WRONG' for model 'mlp'",
+        ),
+        (
+            "wrong datatype",
+            input(json!([1, 256]), "INT64", json!(vec![1; 256])),
+            400,
+            "unexpected datatype INT64 for input 'INPUT__0' for model 'mlp'. Expected FP32",
+        ),
         ("unknown datatype", input(json!([1, 256]), "FLOAT", good_data.clone()), 400, "invalid datatype 'FLOAT'"),
-        ("batch too large", input(json!([65, 256]), "FP32", json!(vec![0.5; 65 * 256])), 400,
-         "exceeds the maximum batch size 64"),
+        (
+            "batch too large",
+            input(json!([65, 256]), "FP32", json!(vec![0.5; 65 * 256])),
+            400,
+            "exceeds the maximum batch size 64",
+        ),
         ("missing input", json!({"inputs": []}), 400, "missing input 'INPUT__0' for model 'mlp'"),
-        ("not a number", input(json!([1, 256]), "FP32", json!(vec!["x"; 256])), 400,
-         "element 0 of input 'INPUT__0' is not a valid FP32"),
+        (
+            "not a number",
+            input(json!([1, 256]), "FP32", json!(vec!["x"; 256])),
+            400,
+            "element 0 of input 'INPUT__0' is not a valid FP32",
+        ),
     ];
     for (case, body, status, message) in json_cases {
         let answer = post_json(&cluster.client, &url, &body).await.unwrap();
@@ -64,7 +90,11 @@ async fn malformed_requests_get_clear_errors() {
     body.truncate(body.len() - 10);
     let answer = post_binary(&cluster.client, &url, body, json_len).await.unwrap();
     assert_eq!(answer.status, 400);
-    assert!(answer.error().contains("truncated binary body: input 'INPUT__0' needs 1024 bytes, 1014 remain"), "{}", answer.error());
+    assert!(
+        answer.error().contains("truncated binary body: input 'INPUT__0' needs 1024 bytes, 1014 remain"),
+        "{}",
+        answer.error()
+    );
     assert_still_serving(&cluster).await;
 
     // A header length past the end of the body.
@@ -82,13 +112,20 @@ async fn malformed_requests_get_clear_errors() {
     body.truncate(body.len() - 4);
     let answer = post_binary(&cluster.client, &url, body, header.len()).await.unwrap();
     assert_eq!(answer.status, 400);
-    assert!(answer.error().contains("has 1020 bytes of data, but shape [1,256] of FP32 needs 1024"), "{}", answer.error());
+    assert!(
+        answer.error().contains("has 1020 bytes of data, but shape [1,256] of FP32 needs 1024"),
+        "{}",
+        answer.error()
+    );
     assert_still_serving(&cluster).await;
 
     // Unknown model and version.
     let answer = post_json(&cluster.client, &cluster.url("/v2/models/nope/infer"), &json!({})).await.unwrap();
     assert_eq!((answer.status, answer.error()), (404, "Request for unknown model: 'nope' is not found".to_string()));
-    let answer = post_json(&cluster.client, &cluster.url("/v2/models/mlp/versions/99/infer"), &json_body(&row.inputs, None)).await.unwrap();
+    let answer =
+        post_json(&cluster.client, &cluster.url("/v2/models/mlp/versions/99/infer"), &json_body(&row.inputs, None))
+            .await
+            .unwrap();
     assert_eq!(answer.status, 404);
     assert!(answer.error().contains("'mlp' version 99 is not found"), "{}", answer.error());
 
@@ -114,7 +151,8 @@ async fn malformed_requests_get_clear_errors() {
 async fn a_failing_model_fails_alone() {
     let cluster = Cluster::builder().nodes(vec![NodeSpec::new("node-0", &["mlp", "faulty"])]).start().await.unwrap();
     let url = cluster.url("/v2/models/faulty/infer");
-    let bad = json!({"inputs": [{"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32", "data": [1.0, -2.0, 3.0, 4.0]}]});
+    let bad =
+        json!({"inputs": [{"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32", "data": [1.0, -2.0, 3.0, 4.0]}]});
     let answer = post_json(&cluster.client, &url, &bad).await.unwrap();
     assert_eq!(answer.status, 500);
     assert!(answer.error().contains("model 'faulty' failed"), "{}", answer.error());
@@ -149,7 +187,10 @@ async fn a_failing_model_fails_alone() {
         for call in calls {
             let (i, good, answer) = call.await.unwrap();
             match good {
-                Some(reference) => assert_matches(&answer.answer().unwrap_or_else(|e| panic!("request {i}: {e}")).outputs, &reference.outputs),
+                Some(reference) => assert_matches(
+                    &answer.answer().unwrap_or_else(|e| panic!("request {i}: {e}")).outputs,
+                    &reference.outputs,
+                ),
                 None => {
                     assert_eq!(answer.status, 500, "request {i}");
                     assert!(answer.error().contains("negative input"), "{}", answer.error());

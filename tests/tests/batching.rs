@@ -95,7 +95,10 @@ async fn a_flood_past_the_queue_bound_gets_503s() {
         "coordinator grew from {rss_before} KiB to {rss_after} KiB during the flood"
     );
     let metrics = cluster.coordinator_metrics().await.unwrap();
-    assert_eq!(metric_sum(&metrics, "maas_inference_requests_total", &[("model", "cnn"), ("outcome", "overloaded")]), overloaded as f64);
+    assert_eq!(
+        metric_sum(&metrics, "maas_inference_requests_total", &[("model", "cnn"), ("outcome", "overloaded")]),
+        overloaded as f64
+    );
 
     // The flood is over: requests are served again.
     let single = reference.rows(3, 1);

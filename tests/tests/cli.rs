@@ -25,7 +25,21 @@ async fn the_cli_manages_a_model() {
     let config = config.to_str().unwrap();
     for version in ["1", "2"] {
         let file = models.join(format!("mlp/{version}/model.pt"));
-        let out = ok(maas(&cluster, ADMIN_TOKEN, &["deploy", "clf", "--model", file.to_str().unwrap(), "--config", config, "--alias", "production", "--json"]));
+        let out = ok(maas(
+            &cluster,
+            ADMIN_TOKEN,
+            &[
+                "deploy",
+                "clf",
+                "--model",
+                file.to_str().unwrap(),
+                "--config",
+                config,
+                "--alias",
+                "production",
+                "--json",
+            ],
+        ));
         let published: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(published["version"].as_u64().unwrap().to_string(), version);
         assert_eq!(published["alias"], "production");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use maas_tests::admin::{call, example_artifact, example_config, publish, upload, wait_ready};
 use maas_tests::requests::{assert_matches, json_body, post_json};
+use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -46,28 +47,24 @@ fn placed_nodes(view: &Value, model: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn serve_check(cluster: &Cluster, base: &str, model: &str) {
     let single = Reference::load("mlp", 1).rows(7, 1);
-    let answer = post_json(&cluster.client, &format!("{base}/v2/models/{model}/infer"), &json_body(&single.inputs, None))
-        .await
-        .unwrap()
-        .answer()
-        .unwrap_or_else(|e| panic!("{model} through {base}: {e}"));
+    let answer =
+        post_json(&cluster.client, &format!("{base}/v2/models/{model}/infer"), &json_body(&single.inputs, None))
+            .await
+            .unwrap()
+            .answer()
+            .unwrap_or_else(|e| panic!("{model} through {base}: {e}"));
     assert_matches(&answer.outputs, &single.outputs);
 }
 
-fn start_clients(cluster: &Cluster, base: &str, model: &str, stop: Arc<AtomicBool>, failures: Arc<AtomicUsize>) -> Vec<tokio::task::JoinHandle<usize>> {
+fn start_clients(
+    cluster: &Cluster,
+    base: &str,
+    model: &str,
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicUsize>,
+) -> Vec<tokio::task::JoinHandle<usize>> {
     let reference = Reference::load("mlp", 1);
     (0..32)
         .map(|client| {
@@ -133,9 +130,15 @@ async fn replicas_spread_and_move_off_a_lost_node() {
     for base in [&first_url, &second_url] {
         for model in MODELS {
             wait_until("readiness through both coordinators", Duration::from_secs(30), async || {
-                cluster.client.get(format!("{base}/v2/models/{model}/ready")).send().await.is_ok_and(|r| r.status().is_success())
+                cluster
+                    .client
+                    .get(format!("{base}/v2/models/{model}/ready"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
             })
-            .await;
+            .await
+            .unwrap();
             serve_check(&cluster, base, model).await;
         }
     }
@@ -146,6 +149,7 @@ async fn replicas_spread_and_move_off_a_lost_node() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
     let clients = start_clients(&cluster, &first_url, "alpha", stop.clone(), failures.clone());
+    // The load runs for a moment first, so the kill lands on busy clients.
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.kill_node(victim_index);
     let killed = Instant::now();
@@ -154,17 +158,24 @@ async fn replicas_spread_and_move_off_a_lost_node() {
         let nodes = placed_nodes(&view, "alpha");
         nodes.len() == 2 && !nodes.contains(&victim)
     })
-    .await;
-    wait_until("two ready replicas of alpha", Duration::from_secs(30), async || ready_replicas(&cluster, "alpha").await == 2)
-        .await;
+    .await
+    .unwrap();
+    wait_until("two ready replicas of alpha", Duration::from_secs(30), async || {
+        ready_replicas(&cluster, "alpha").await == 2
+    })
+    .await
+    .unwrap();
     let ready_again = killed.elapsed();
+    // And a moment more on the new placement before the clients stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut sent = 0;
     for client in clients {
         sent += client.await.unwrap();
     }
-    eprintln!("node {victim} killed: placement moved in {moved:?}, two replicas ready after {ready_again:?}; {sent} requests");
+    eprintln!(
+        "node {victim} killed: placement moved in {moved:?}, two replicas ready after {ready_again:?}; {sent} requests"
+    );
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed while a node died");
     assert!(moved < Duration::from_secs(2 + 5), "placement took {moved:?}, lease TTL is 2 s");
 }
@@ -190,9 +201,14 @@ async fn a_new_leader_takes_over() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
     let clients = start_clients(&cluster, &survivor_url, "alpha", stop.clone(), failures.clone());
+    // The load runs for a moment first, so the leader dies under it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     leader.kill();
-    let took_over = wait_until("a new leader", Duration::from_secs(20), async || leads(&cluster_view(&cluster, &survivor_url).await)).await;
+    let took_over = wait_until("a new leader", Duration::from_secs(20), async || {
+        leads(&cluster_view(&cluster, &survivor_url).await)
+    })
+    .await
+    .unwrap();
     eprintln!("leader killed: the survivor leads after {took_over:?} (lease TTL 3 s)");
     assert!(took_over < Duration::from_secs(3 + 3), "a new leader took {took_over:?}");
 
@@ -219,9 +235,15 @@ async fn a_new_leader_takes_over() {
         .unwrap();
     assert_eq!(published.status().as_u16(), 201);
     wait_until("delta placed and ready", Duration::from_secs(30), async || {
-        cluster.client.get(format!("{survivor_url}/v2/models/delta/ready")).send().await.is_ok_and(|r| r.status().is_success())
+        cluster
+            .client
+            .get(format!("{survivor_url}/v2/models/delta/ready"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
     })
-    .await;
+    .await
+    .unwrap();
     let view = cluster_view(&cluster, &survivor_url).await;
     assert_eq!(placed_nodes(&view, "delta").len(), 2, "{view}");
     stop.store(true, Ordering::Relaxed);
@@ -245,7 +267,8 @@ async fn a_model_too_large_is_unplaceable() {
             .as_str()
             .is_some_and(|reason| reason.contains("needs 1099511627776 bytes"))
     })
-    .await;
+    .await
+    .unwrap();
     let ready = cluster.client.get(cluster.url("/v2/models/huge/ready")).send().await.unwrap();
     assert_ne!(ready.status().as_u16(), 200);
     serve_check(&cluster, &first_url, "alpha").await;
@@ -274,7 +297,10 @@ async fn impostors_and_strangers_cannot_join() {
     wait_until("both refused nodes registered", Duration::from_secs(10), async || {
         cluster_view(&cluster, &base).await["members"].as_array().is_some_and(|m| m.len() == 3)
     })
-    .await;
+    .await
+    .unwrap();
+    // Time for placement to use the refused nodes if it were going to; the
+    // checks below show it does not.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let view = cluster_view(&cluster, &base).await;
     assert_eq!(placed_nodes(&view, "alpha"), vec!["node-0".to_string()], "{view}");
@@ -303,6 +329,8 @@ async fn losing_one_of_three_etcd_members_is_survived() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
     let clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    // The load runs before, and for a while after, the member dies; the
+    // deployment below is then made with it down.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.etcd[0].kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -312,7 +340,8 @@ async fn losing_one_of_three_etcd_members_is_survived() {
     wait_until("beta on two nodes", Duration::from_secs(20), async || {
         placed_nodes(&cluster_view(&cluster, &base).await, "beta").len() == 2
     })
-    .await;
+    .await
+    .unwrap();
     serve_check(&cluster, &base, "beta").await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -332,12 +361,16 @@ async fn rolling_restart_of_every_node_fails_no_request() {
     let mut clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
     clients.extend(start_clients(&cluster, &base, "beta", stop.clone(), failures.clone()));
     for index in 0..cluster.nodes.len() {
+        // Paces the restarts: the load runs a moment between them.
         tokio::time::sleep(Duration::from_millis(300)).await;
         cluster.nodes[index].process.terminate(Duration::from_secs(30)).unwrap();
         cluster.restart_node(index).await.unwrap();
         for model in ["alpha", "beta"] {
-            wait_until("two ready replicas after a restart", Duration::from_secs(30), async || ready_replicas(&cluster, model).await == 2)
-                .await;
+            wait_until("two ready replicas after a restart", Duration::from_secs(30), async || {
+                ready_replicas(&cluster, model).await == 2
+            })
+            .await
+            .unwrap();
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -356,7 +389,9 @@ async fn deploy_with_two_ready_replicas(cluster: &Cluster, models: &[&str]) {
         wait_ready(cluster, model).await.unwrap();
     }
     for model in models {
-        wait_until("two ready replicas", Duration::from_secs(30), async || ready_replicas(cluster, model).await == 2).await;
+        wait_until("two ready replicas", Duration::from_secs(30), async || ready_replicas(cluster, model).await == 2)
+            .await
+            .unwrap();
     }
 }
 
@@ -389,11 +424,14 @@ async fn a_partitioned_node_is_routed_around_and_rejoins() {
     cluster.add_node(spec).await.unwrap();
 
     deploy(&cluster, "alpha", 3, 100 << 20).await;
-    wait_until("three replicas", Duration::from_secs(30), async || ready_replicas(&cluster, "alpha").await == 3).await;
+    wait_until("three replicas", Duration::from_secs(30), async || ready_replicas(&cluster, "alpha").await == 3)
+        .await
+        .unwrap();
     let base = cluster.url("");
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
     let clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    // The load runs for a moment first, so the partition lands on busy clients.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     partition.cut();
@@ -403,17 +441,26 @@ async fn a_partitioned_node_is_routed_around_and_rejoins() {
         let linked = view["links"].as_array().unwrap().iter().any(|l| l["name"] == json!("node-2"));
         !member && !linked
     })
-    .await;
+    .await
+    .unwrap();
+    // The load runs a moment with node-2 gone before the partition heals.
     tokio::time::sleep(Duration::from_millis(500)).await;
     partition.heal();
-    let back = wait_until("node-2 rejoined with its replica", Duration::from_secs(30), async || ready_replicas(&cluster, "alpha").await == 3).await;
+    let back = wait_until("node-2 rejoined with its replica", Duration::from_secs(30), async || {
+        ready_replicas(&cluster, "alpha").await == 3
+    })
+    .await
+    .unwrap();
+    // And a moment more with node-2 back before the clients stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut sent = 0;
     for client in clients {
         sent += client.await.unwrap();
     }
-    eprintln!("partition: node-2 dropped after {gone:?}, back with its replica {back:?} after healing; {sent} requests");
+    eprintln!(
+        "partition: node-2 dropped after {gone:?}, back with its replica {back:?} after healing; {sent} requests"
+    );
     assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the partition");
 }
 
@@ -444,8 +491,11 @@ async fn control_plane_reports_live_load_and_drains_a_node() {
                     format!("{}/{}", m["name"].as_str().unwrap(), m["version"])
                 })
                 .collect();
-            let placed: Vec<String> =
-                ["alpha", "beta"].iter().filter(|m| placed_nodes(&view, m).iter().any(|n| n == name)).map(|m| format!("{m}/1")).collect();
+            let placed: Vec<String> = ["alpha", "beta"]
+                .iter()
+                .filter(|m| placed_nodes(&view, m).iter().any(|n| n == name))
+                .map(|m| format!("{m}/1"))
+                .collect();
             assert_eq!(held, placed, "node {name} holds what placement gave it");
             assert_eq!(status["memory_used_bytes"], json!(placed.len() as u64 * (100 << 20)), "{link:#}");
         }
@@ -458,10 +508,16 @@ async fn control_plane_reports_live_load_and_drains_a_node() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(AtomicUsize::new(0));
     let clients = start_clients(&cluster, &base, "alpha", stop.clone(), failures.clone());
+    // The load runs for a moment first, so the drain lands on busy clients.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let drained = call(&cluster, Method::POST, &format!("/v1/cluster/nodes/{leaving}/drain"), None, None).await.unwrap();
+    let drained =
+        call(&cluster, Method::POST, &format!("/v1/cluster/nodes/{leaving}/drain"), None, None).await.unwrap();
     assert_eq!(drained.status, 202, "{:?}", drained.body);
-    let exited = wait_until("the drained node to exit", Duration::from_secs(30), async || cluster.nodes[index].process.has_exited()).await;
+    let exited = wait_until("the drained node to exit", Duration::from_secs(30), async || {
+        cluster.nodes[index].process.has_exited()
+    })
+    .await
+    .unwrap();
     let moved = wait_until("replicas moved off the drained node", Duration::from_secs(30), async || {
         let view = cluster_view(&cluster, &base).await;
         ["alpha", "beta"].iter().all(|m| {
@@ -469,10 +525,16 @@ async fn control_plane_reports_live_load_and_drains_a_node() {
             nodes.len() == 2 && !nodes.contains(&leaving)
         })
     })
-    .await;
+    .await
+    .unwrap();
     for model in ["alpha", "beta"] {
-        wait_until("two ready replicas after the drain", Duration::from_secs(30), async || ready_replicas(&cluster, model).await == 2).await;
+        wait_until("two ready replicas after the drain", Duration::from_secs(30), async || {
+            ready_replicas(&cluster, model).await == 2
+        })
+        .await
+        .unwrap();
     }
+    // And a moment more on the new placement before the clients stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut sent = 0;

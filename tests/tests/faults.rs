@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use maas_tests::cluster::metric_sum;
 use maas_tests::requests::{assert_matches, json_body, post_json};
+use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::json;
 
@@ -69,15 +70,13 @@ async fn finish_load(handles: Vec<tokio::task::JoinHandle<Vec<Outcome>>>) -> Vec
 }
 
 async fn wait_link(cluster: &Cluster, node: &str, up: bool) {
-    let started = Instant::now();
-    loop {
+    let what = format!("the link to {node} to go {}", if up { "up" } else { "down" });
+    wait_until(&what, Duration::from_secs(30), async || {
         let metrics = cluster.coordinator_metrics().await.unwrap();
-        if metric_sum(&metrics, "maas_node_link_up", &[("node", node)]) == if up { 1.0 } else { 0.0 } {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "link to {node} never went {}", if up { "up" } else { "down" });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        metric_sum(&metrics, "maas_node_link_up", &[("node", node)]) == if up { 1.0 } else { 0.0 }
+    })
+    .await
+    .unwrap();
 }
 
 fn assert_none_waited_past_timeout(outcomes: &[Outcome]) {
@@ -95,6 +94,9 @@ async fn killed_replica_fails_over_and_returns() {
     let stop = Arc::new(AtomicBool::new(false));
     let load = start_load(&cluster, 16, stop.clone());
 
+    // The sleeps here are the load's time in each state: both replicas,
+    // node-1 alone, both again, and node-0 alone; each state change is
+    // waited for.
     tokio::time::sleep(Duration::from_millis(500)).await;
     cluster.kill_node(0);
     let first_kill = Instant::now();
@@ -121,7 +123,10 @@ async fn killed_replica_fails_over_and_returns() {
     let failed_while_one_replica_was_up = outcomes.iter().filter(|o| o.status != 200 && o.sent > node_one_gone).count();
     assert_eq!(failed_while_one_replica_was_up, 0, "requests failed although a replica was up");
     let metrics = cluster.coordinator_metrics().await.unwrap();
-    assert!(metric_sum(&metrics, "maas_inference_batch_retries_total", &[("model", "mlp")]) > 0.0, "no batch was retried");
+    assert!(
+        metric_sum(&metrics, "maas_inference_batch_retries_total", &[("model", "mlp")]) > 0.0,
+        "no batch was retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,6 +134,8 @@ async fn only_replica_killed_fails_fast_then_resumes() {
     let mut cluster = Cluster::builder().nodes(vec![NodeSpec::new("node-0", &["mlp"])]).start().await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let load = start_load(&cluster, 8, stop.clone());
+    // The load runs a moment before the kill, and for a while after the
+    // loss is seen, to show that the requests then sent fail fast.
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.kill_node(0);
     wait_link(&cluster, "node-0", false).await;
@@ -150,6 +157,8 @@ async fn only_replica_killed_fails_fast_then_resumes() {
     assert!(answer.error().contains("no ready replica"), "{}", answer.error());
     let ready = cluster.client.get(cluster.url("/v2/health/ready")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503, "the coordinator claims readiness with no node");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["ready"], serde_json::json!(false), "{body}");
 
     cluster.restart_node(0).await.unwrap();
     cluster.wait_node_serving(0).await.unwrap();

@@ -19,7 +19,8 @@ use serde_json::json;
 use tonic::transport::Channel;
 use tonic::Code;
 
-const MODELS: &[(&str, u64)] = &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1), ("sleepy", 1)];
+const MODELS: &[(&str, u64)] =
+    &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1), ("sleepy", 1)];
 
 async fn client(cluster: &Cluster) -> GrpcInferenceServiceClient<Channel> {
     let url = format!("http://{}", cluster.grpc_addr);
@@ -47,7 +48,12 @@ fn raw_request(model: &str, version: &str, inputs: &[JsonTensor], id: &str) -> M
         id: id.into(),
         inputs: inputs
             .iter()
-            .map(|t| InferInputTensor { name: t.name.clone(), datatype: t.datatype.clone(), shape: t.shape.clone(), ..Default::default() })
+            .map(|t| InferInputTensor {
+                name: t.name.clone(),
+                datatype: t.datatype.clone(),
+                shape: t.shape.clone(),
+                ..Default::default()
+            })
             .collect(),
         raw_input_contents: inputs.iter().map(|t| to_le_bytes(&t.datatype, &t.data).into()).collect(),
         ..Default::default()
@@ -83,7 +89,8 @@ async fn every_method_and_model_over_grpc() {
     for &(model, version) in MODELS {
         let reference = Reference::load(model, version);
         let request = raw_request(model, &version.to_string(), &reference.inputs, &format!("{model}-{version}"));
-        let response = grpc.model_infer(request).await.unwrap_or_else(|e| panic!("{model} {version}: {e}")).into_inner();
+        let response =
+            grpc.model_infer(request).await.unwrap_or_else(|e| panic!("{model} {version}: {e}")).into_inner();
         assert_eq!(response.model_name, model);
         assert_eq!(response.model_version, version.to_string());
         assert_eq!(response.id, format!("{model}-{version}"));
@@ -99,14 +106,20 @@ async fn every_method_and_model_over_grpc() {
                 name: "ids".into(),
                 datatype: "INT64".into(),
                 shape: ranker.inputs[0].shape.clone(),
-                contents: Some(InferTensorContents { int64_contents: ranker.inputs[0].data.iter().map(|v| v.as_i64().unwrap()).collect(), ..Default::default() }),
+                contents: Some(InferTensorContents {
+                    int64_contents: ranker.inputs[0].data.iter().map(|v| v.as_i64().unwrap()).collect(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             InferInputTensor {
                 name: "features".into(),
                 datatype: "FP32".into(),
                 shape: ranker.inputs[1].shape.clone(),
-                contents: Some(InferTensorContents { fp32_contents: ranker.inputs[1].data.iter().map(|v| v.as_f64().unwrap() as f32).collect(), ..Default::default() }),
+                contents: Some(InferTensorContents {
+                    fp32_contents: ranker.inputs[1].data.iter().map(|v| v.as_f64().unwrap() as f32).collect(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ],
@@ -118,18 +131,38 @@ async fn every_method_and_model_over_grpc() {
     assert_matches(&outputs(&response), &ranker.outputs[1..]);
 
     // Model metadata, readiness, configuration.
-    let mlp = grpc.model_metadata(ModelMetadataRequest { name: "mlp".into(), version: String::new() }).await.unwrap().into_inner();
+    let mlp = grpc
+        .model_metadata(ModelMetadataRequest { name: "mlp".into(), version: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(mlp.versions, vec!["1".to_string(), "2".to_string()]);
     assert_eq!(mlp.inputs[0].name, "INPUT__0");
     assert_eq!(mlp.inputs[0].shape, vec![-1, 256]);
-    assert!(grpc.model_ready(ModelReadyRequest { name: "mlp".into(), version: "2".into() }).await.unwrap().into_inner().ready);
-    let config = grpc.model_config(ModelConfigRequest { name: "mlp".into(), version: String::new() }).await.unwrap().into_inner().config.unwrap();
+    assert!(
+        grpc.model_ready(ModelReadyRequest { name: "mlp".into(), version: "2".into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
+    );
+    let config = grpc
+        .model_config(ModelConfigRequest { name: "mlp".into(), version: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .config
+        .unwrap();
     assert_eq!(config.max_batch_size, 64);
     assert_eq!(config.input[0].dims, vec![256]);
     assert_eq!(config.input[0].data_type, DataType::TypeFp32 as i32);
 
     // Statistics count what was sent.
-    let stats = grpc.model_statistics(ModelStatisticsRequest { name: "ranker".into(), version: "1".into() }).await.unwrap().into_inner();
+    let stats = grpc
+        .model_statistics(ModelStatisticsRequest { name: "ranker".into(), version: "1".into() })
+        .await
+        .unwrap()
+        .into_inner();
     let ranker_stats = &stats.model_stats[0];
     assert_eq!(ranker_stats.name, "ranker");
     assert_eq!(ranker_stats.inference_stats.as_ref().unwrap().success.as_ref().unwrap().count, 2);
@@ -157,7 +190,11 @@ async fn repository_methods_need_the_admin_token_and_work() {
 
     let unload = RepositoryModelUnloadRequest { model_name: "clf".into(), ..Default::default() };
     grpc.repository_model_unload(with_admin(unload)).await.unwrap();
-    let index = grpc.repository_index(with_admin(RepositoryIndexRequest { ready: true, ..Default::default() })).await.unwrap().into_inner();
+    let index = grpc
+        .repository_index(with_admin(RepositoryIndexRequest { ready: true, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(index.models.is_empty(), "an unloaded model is listed as ready");
     let row = Reference::load("mlp", 1).rows(0, 1);
     let refused = grpc.model_infer(raw_request("clf", "", &row.inputs, "")).await.unwrap_err();
@@ -194,7 +231,11 @@ async fn a_stream_with_256_requests_in_flight_answers_each_by_id() {
     let mut seen = 0;
     let mut failed = Vec::new();
     while seen + failed.len() < 257 {
-        let answer = tokio::time::timeout(Duration::from_secs(30), answers.message()).await.expect("stream stalled").unwrap().expect("stream ended early");
+        let answer = tokio::time::timeout(Duration::from_secs(30), answers.message())
+            .await
+            .expect("stream stalled")
+            .unwrap()
+            .expect("stream ended early");
         let response = answer.infer_response.unwrap();
         if !answer.error_message.is_empty() {
             failed.push((response.id, answer.error_message));
@@ -293,7 +334,12 @@ async fn an_expired_request_leaves_the_queue() {
     let cluster = Cluster::builder().nodes(vec![NodeSpec::new("node-0", &["sleepy"])]).start().await.unwrap();
     let grpc = client(&cluster).await;
     let slow = |i: usize| {
-        let input = JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(150), json!(i), json!(0), json!(0)] };
+        let input = JsonTensor {
+            name: "INPUT__0".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 4],
+            data: vec![json!(150), json!(i), json!(0), json!(0)],
+        };
         raw_request("sleepy", "", &[input], &format!("slow-{i}"))
     };
     // One instance, two batches in flight: two slow requests fill every slot.
@@ -302,6 +348,7 @@ async fn an_expired_request_leaves_the_queue() {
         let mut grpc = grpc.clone();
         let request = slow(i);
         running.push(tokio::spawn(async move { grpc.model_infer(request).await }));
+        // Lets each slow request reach the coordinator before the next one.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut grpc_short = grpc.clone();
@@ -315,11 +362,68 @@ async fn an_expired_request_leaves_the_queue() {
     for task in running {
         task.await.unwrap().unwrap();
     }
+    // Time for the expired request to run too if it had stayed queued (a
+    // batch of 150 rounds takes well under this): the count below shows it
+    // did not.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut grpc = grpc.clone();
-    let stats = grpc.model_statistics(ModelStatisticsRequest { name: "sleepy".into(), version: String::new() }).await.unwrap().into_inner();
+    let stats = grpc
+        .model_statistics(ModelStatisticsRequest { name: "sleepy".into(), version: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     let sleepy = &stats.model_stats[0];
     assert_eq!(sleepy.inference_count, 2, "the expired request still ran");
     let inference = sleepy.inference_stats.as_ref().unwrap();
     assert_eq!(inference.fail.as_ref().unwrap().count, 1, "the expired request is counted as failed");
+}
+
+/// A name repeated in `outputs` used to encode the output again for each
+/// repetition (a 525 KB request returned 155 MB), and an id of any length
+/// travelled with its batch and was kept for an hour. Both fronts refuse
+/// them now, with the same 400 / INVALID_ARGUMENT and message, and an id
+/// at the limit still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_names_and_oversized_ids_are_refused_on_both_fronts() {
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::new("node-0", &["mlp"])]).start().await.unwrap();
+    let mut grpc = client(&cluster).await;
+    let row = Reference::load("mlp", 1).rows(0, 1);
+    let url = cluster.url("/v2/models/mlp/versions/1/infer");
+    let longest_id = "i".repeat(256);
+    let too_long_id = "i".repeat(257);
+
+    let mut repeated_output = json_body(&row.inputs, None);
+    repeated_output["outputs"] = json!(vec![json!({"name": "OUTPUT__0"}); 300]);
+    let mut grpc_repeated_output = raw_request("mlp", "1", &row.inputs, "");
+    grpc_repeated_output.outputs =
+        vec![InferRequestedOutputTensor { name: "OUTPUT__0".into(), ..Default::default() }; 300];
+    let doubled_inputs = [row.inputs.clone(), row.inputs.clone()].concat();
+    let cases = [
+        ("repeated output", repeated_output, grpc_repeated_output, "output 'OUTPUT__0' is requested more than once"),
+        (
+            "repeated input",
+            json_body(&doubled_inputs, None),
+            raw_request("mlp", "1", &doubled_inputs, ""),
+            "input 'INPUT__0' for model 'mlp' is given more than once",
+        ),
+        (
+            "id too long",
+            json_body(&row.inputs, Some(&too_long_id)),
+            raw_request("mlp", "1", &row.inputs, &too_long_id),
+            "the request id has 257 bytes; at most 256 are accepted",
+        ),
+    ];
+    for (what, http_body, grpc_request, message) in cases {
+        let http = post_json(&cluster.client, &url, &http_body).await.unwrap();
+        assert_eq!(http.status, 400, "{what}: {}", http.error());
+        assert_eq!(http.error(), message, "{what}");
+        let error = grpc.model_infer(grpc_request).await.unwrap_err();
+        assert_eq!((error.code(), error.message()), (Code::InvalidArgument, message), "{what}");
+    }
+
+    let http = post_json(&cluster.client, &url, &json_body(&row.inputs, Some(&longest_id))).await.unwrap();
+    assert_matches(&http.answer().unwrap().outputs, &row.outputs);
+    let answer = grpc.model_infer(raw_request("mlp", "1", &row.inputs, &longest_id)).await.unwrap().into_inner();
+    assert_eq!(answer.id, longest_id);
+    assert_matches(&outputs(&answer), &row.outputs);
 }

@@ -1,7 +1,9 @@
 //! The management API refuses bad uploads and unauthorized callers with
 //! clear errors and leaves the registry as it was.
 
-use maas_tests::admin::{call, deploy_example, describe, example_artifact, example_config, publish, set_alias, upload, wait_ready};
+use maas_tests::admin::{
+    call, deploy_example, describe, example_artifact, example_config, publish, set_alias, upload, wait_ready,
+};
 use maas_tests::cluster::{ADMIN_TOKEN, INFERENCE_TOKEN};
 use maas_tests::requests::{assert_matches, json_body, post};
 use maas_tests::{ArtifactLocation, Cluster, NodeSpec, Reference};
@@ -85,7 +87,8 @@ async fn bad_uploads_and_requests_leave_the_registry_unchanged() {
     assert!(answer.error().contains("used by alias 'production'"), "{}", answer.error());
 
     // A body that is not the expected JSON.
-    let answer = call(&cluster, Method::PUT, "/v1/models/clf/split", Some(b"{\"split\": 3}".to_vec()), None).await.unwrap();
+    let answer =
+        call(&cluster, Method::PUT, "/v1/models/clf/split", Some(b"{\"split\": 3}".to_vec()), None).await.unwrap();
     assert_eq!(answer.status, 400);
     assert!(answer.error().contains("invalid request body"), "{}", answer.error());
 
@@ -106,7 +109,9 @@ async fn management_needs_the_admin_token() {
 
     let split = serde_json::to_vec(&json!({"split": [{"version": 1, "weight": 1}]})).unwrap();
     let alias = serde_json::to_vec(&json!({"version": 1})).unwrap();
-    let publish_body = serde_json::to_vec(&json!({"config": example_config("mlp", "clf"), "artifact": {"sha256": "0".repeat(64)}})).unwrap();
+    let publish_body =
+        serde_json::to_vec(&json!({"config": example_config("mlp", "clf"), "artifact": {"sha256": "0".repeat(64)}}))
+            .unwrap();
     let calls: Vec<(Method, &str, Option<Vec<u8>>)> = vec![
         (Method::PUT, "/v1/artifacts", Some(example_artifact("mlp", 2))),
         (Method::GET, "/v1/models", None),
@@ -137,7 +142,8 @@ async fn management_needs_the_admin_token() {
     let without = post(&cluster.client, &url, body.clone(), &[]).await.unwrap();
     assert_eq!(without.status, 401);
     for token in [INFERENCE_TOKEN, ADMIN_TOKEN] {
-        let with = post(&cluster.client, &url, body.clone(), &[("authorization", format!("Bearer {token}"))]).await.unwrap();
+        let with =
+            post(&cluster.client, &url, body.clone(), &[("authorization", format!("Bearer {token}"))]).await.unwrap();
         assert_eq!(with.status, 200, "{}", String::from_utf8_lossy(&with.body));
     }
 }
@@ -188,5 +194,8 @@ async fn artifacts_in_an_s3_bucket_are_uploaded_fetched_and_served() {
     let described = describe(&cluster, "vision").await.unwrap().ok().unwrap();
     let sha256 = described["versions"][0]["artifact"]["sha256"].as_str().unwrap().to_string();
     let stored = s3.object_size(&format!("prod/blobs/sha256/{sha256}")).await.unwrap();
-    assert_eq!(stored, Some(std::fs::metadata(maas_tests::cluster::models_dir().join("cnn/1/model.pt")).unwrap().len()));
+    assert_eq!(
+        stored,
+        Some(std::fs::metadata(maas_tests::cluster::models_dir().join("cnn/1/model.pt")).unwrap().len())
+    );
 }

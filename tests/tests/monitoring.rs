@@ -8,6 +8,7 @@ use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, ADMIN_TOKEN};
 use maas_tests::reference::JsonTensor;
 use maas_tests::requests::{json_body, post_json};
+use maas_tests::wait::{wait_for, wait_until};
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::{json, Value};
 
@@ -19,7 +20,12 @@ async fn get(cluster: &Cluster, path: &str) -> Value {
 
 /// A single-row FP32 input `INPUT__0` of `width` values.
 fn row(width: usize, values: impl Fn(usize) -> f64) -> Vec<JsonTensor> {
-    vec![JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, width as i64], data: (0..width).map(|i| json!(values(i))).collect() }]
+    vec![JsonTensor {
+        name: "INPUT__0".into(),
+        datatype: "FP32".into(),
+        shape: vec![1, width as i64],
+        data: (0..width).map(|i| json!(values(i))).collect(),
+    }]
 }
 
 /// splitmix64: a well-mixed 64-bit hash.
@@ -76,7 +82,8 @@ async fn statistics_and_metrics_agree_with_a_counted_load() {
     assert_eq!(inference["queue"]["count"], sent);
     assert_eq!(version["inference_count"], sent);
     let batches = version["batch_stats"].as_array().unwrap();
-    let rows: u64 = batches.iter().map(|b| b["batch_size"].as_u64().unwrap() * b["compute_infer"]["count"].as_u64().unwrap()).sum();
+    let rows: u64 =
+        batches.iter().map(|b| b["batch_size"].as_u64().unwrap() * b["compute_infer"]["count"].as_u64().unwrap()).sum();
     let executions: u64 = batches.iter().map(|b| b["compute_infer"]["count"].as_u64().unwrap()).sum();
     assert_eq!(rows, sent, "batch sizes times their counts add up to the rows");
     assert_eq!(version["execution_count"], executions);
@@ -84,11 +91,20 @@ async fn statistics_and_metrics_agree_with_a_counted_load() {
     let all = get(&cluster, "/v2/models/stats").await;
     assert!(all["model_stats"].as_array().unwrap().iter().any(|s| s["name"] == "mlp"));
 
-    // Prometheus agrees with the statistics (the load gauges are set once a second).
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let metrics = cluster.client.get(cluster.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // Prometheus agrees with the statistics (the load gauges are set once a
+    // second: wait for them, and for the requests to be counted).
     let labels = [("model", "mlp"), ("version", "1")];
     let ok = [("model", "mlp"), ("version", "1"), ("outcome", "ok")];
+    let metrics =
+        wait_for("the load gauges and the counted requests in /metrics", Duration::from_secs(10), async || {
+            let metrics = cluster.client.get(cluster.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            let shown = metrics.contains("maas_inference_in_flight{")
+                && metrics.contains("maas_inference_queued{")
+                && metric_sum(&metrics, "maas_inference_requests_total", &ok) >= sent as f64;
+            shown.then_some(metrics)
+        })
+        .await
+        .unwrap();
     assert_eq!(metric_sum(&metrics, "maas_inference_requests_total", &ok), sent as f64);
     assert_eq!(metric_sum(&metrics, "maas_inference_requests_total", &[("model", "mlp"), ("outcome", "invalid")]), 5.0);
     assert_eq!(metric_sum(&metrics, "maas_inference_rows_total", &labels), sent as f64);
@@ -111,7 +127,15 @@ async fn sleepy_load(cluster: &Cluster, rounds: u32, length: Duration) {
             let http = cluster.client.clone();
             let url = cluster.url("/v2/models/sleepy/infer");
             tokio::spawn(async move {
-                let body = json_body(&[JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(rounds), json!(0.5), json!(0.25), json!(1.0)] }], None);
+                let body = json_body(
+                    &[JsonTensor {
+                        name: "INPUT__0".into(),
+                        datatype: "FP32".into(),
+                        shape: vec![1, 4],
+                        data: vec![json!(rounds), json!(0.5), json!(0.25), json!(1.0)],
+                    }],
+                    None,
+                );
                 let mut sent = 0;
                 while started.elapsed() < length && sent < 100_000 {
                     let answer = post_json(&http, &url, &body).await.unwrap().answer().unwrap();
@@ -142,7 +166,15 @@ async fn faulty_load(cluster: &Cluster, failing_share: f64, length: Duration) ->
                     i += 2;
                     let fails = ((i * 7919) % 1000) as f64 / 1000.0 < failing_share;
                     let first = if fails { -1.0 } else { 0.5 };
-                    let body = json_body(&[JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(first), json!(1.0), json!(2.0), json!(3.0)] }], None);
+                    let body = json_body(
+                        &[JsonTensor {
+                            name: "INPUT__0".into(),
+                            datatype: "FP32".into(),
+                            shape: vec![1, 4],
+                            data: vec![json!(first), json!(1.0), json!(2.0), json!(3.0)],
+                        }],
+                        None,
+                    );
                     let answer = post_json(&http, &url, &body).await.unwrap();
                     match answer.answer() {
                         Ok(_) => ok += 1,
@@ -184,7 +216,7 @@ async fn slowdowns_and_failures_raise_alerts_that_clear() {
     let window = Duration::from_secs(30);
     let watch = async {
         let (mut latency, mut errors) = (None, None);
-        while latency.is_none() || errors.is_none() {
+        let both = wait_until("the latency and error-rate alerts", window, async || {
             let alerts = get(&cluster, "/v1/alerts").await;
             if latency.is_none() {
                 latency = alert_of(&alerts, "active", "latency", "sleepy").map(|a| (changed_at.elapsed(), a));
@@ -192,8 +224,11 @@ async fn slowdowns_and_failures_raise_alerts_that_clear() {
             if errors.is_none() {
                 errors = alert_of(&alerts, "active", "error_rate", "faulty").map(|a| (changed_at.elapsed(), a));
             }
-            assert!(changed_at.elapsed() < window, "missing alerts after 30 s: latency {latency:?}, errors {errors:?}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            latency.is_some() && errors.is_some()
+        })
+        .await;
+        if let Err(error) = both {
+            panic!("{error}: latency {latency:?}, errors {errors:?}");
         }
         (latency.unwrap(), errors.unwrap())
     };
@@ -219,7 +254,8 @@ async fn slowdowns_and_failures_raise_alerts_that_clear() {
         assert_eq!(alert_of(&alerts, "active", kind, model), None, "the {kind} alert did not clear: {alerts:#}");
     }
     for (kind, model) in [("latency", "sleepy"), ("error_rate", "faulty")] {
-        let cleared = alert_of(&alerts, "recent", kind, model).unwrap_or_else(|| panic!("no cleared {kind} alert: {alerts:#}"));
+        let cleared =
+            alert_of(&alerts, "recent", kind, model).unwrap_or_else(|| panic!("no cleared {kind} alert: {alerts:#}"));
         assert!(cleared["cleared"].as_f64().unwrap() >= cleared["since"].as_f64().unwrap());
     }
 }
@@ -269,7 +305,8 @@ async fn drift_alerts_and_evaluation_from_feedback() {
             let base = seed * 1000;
             let inputs = row(256, |j| normal(base + j as u64) + if j == 0 { shift } else { 0.0 });
             let id = ids.map(|prefix| format!("{prefix}{i}"));
-            let answer = post_json(&cluster.client, &url, &json_body(&inputs, id.as_deref())).await.unwrap().answer().unwrap();
+            let answer =
+                post_json(&cluster.client, &url, &json_body(&inputs, id.as_deref())).await.unwrap().answer().unwrap();
             let scores: Vec<f64> = answer.outputs[0].data.iter().map(|v| v.as_f64().unwrap()).collect();
             classes.push(scores.iter().enumerate().fold(0, |best, (k, v)| if *v > scores[best] { k } else { best }));
         }
@@ -278,31 +315,53 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     // Reference profile, then the same distribution again: no drift.
     let predicted = send(1, 0.0, 400, Some("r")).await;
     send(1, 0.0, 400, None).await;
+    // Long enough for the once-a-second check to run at least once: no
+    // alert must come of it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(drift_alert(&get(&cluster, "/v1/alerts").await), None, "drift alert without drift");
     // One feature moves by two standard deviations.
     send(1, 2.0, 400, None).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let alert = drift_alert(&get(&cluster, "/v1/alerts").await).expect("no drift alert after the shift");
+    let alert = wait_for("a drift alert after the shift", Duration::from_secs(10), async || {
+        drift_alert(&get(&cluster, "/v1/alerts").await)
+    })
+    .await
+    .unwrap();
     assert_eq!(alert["input"], "INPUT__0");
     assert!(alert["observed"].as_f64().unwrap() > 0.25, "{alert}");
     let metrics = cluster.client.get(cluster.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metric_sum(&metrics, "maas_input_drift_score", &[("model", "mlp"), ("input", "INPUT__0")]) > 0.25);
     // And back.
     send(1, 0.0, 400, None).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(drift_alert(&get(&cluster, "/v1/alerts").await), None, "the drift alert did not clear");
+    wait_until("the drift alert to clear", Duration::from_secs(10), async || {
+        drift_alert(&get(&cluster, "/v1/alerts").await).is_none()
+    })
+    .await
+    .unwrap();
 
     // Feedback: the truth differs from the prediction for every third
     // request, plus an unknown id.
-    let truth: Vec<usize> = predicted.iter().take(100).enumerate().map(|(i, c)| if i % 3 == 0 { (c + 1) % 10 } else { *c }).collect();
-    let mut labels: Vec<Value> = truth.iter().enumerate().map(|(i, t)| json!({"id": format!("r{i}"), "label": t})).collect();
+    let truth: Vec<usize> =
+        predicted.iter().take(100).enumerate().map(|(i, c)| if i % 3 == 0 { (c + 1) % 10 } else { *c }).collect();
+    let mut labels: Vec<Value> =
+        truth.iter().enumerate().map(|(i, t)| json!({"id": format!("r{i}"), "label": t})).collect();
     labels.push(json!({"id": "never-sent", "label": 1}));
-    let answer = cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"feedback": labels})).send().await.unwrap();
+    let answer = cluster
+        .client
+        .post(cluster.url("/v1/models/mlp/feedback"))
+        .json(&json!({"feedback": labels}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status().as_u16(), 200);
     let outcome: Value = answer.json().await.unwrap();
     assert_eq!(outcome, json!({"joined": 100, "unknown": 1, "expired": 0, "mismatched": 0}));
-    let again = cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"id": "r0", "label": 3})).send().await.unwrap();
+    let again = cluster
+        .client
+        .post(cluster.url("/v1/models/mlp/feedback"))
+        .json(&json!({"id": "r0", "label": 3}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.json::<Value>().await.unwrap()["unknown"], 1, "an id is joined once");
     let evaluation = get(&cluster, "/v1/models/mlp/evaluation").await;
     assert_eq!(evaluation["task"], "classification");
@@ -319,26 +378,57 @@ async fn drift_alerts_and_evaluation_from_feedback() {
 
     // A canary (version 2) with worse outcomes shows worse figures.
     let canary = send(2, 0.0, 60, Some("canary-")).await;
-    let canary_truth: Vec<usize> = canary.iter().enumerate().map(|(i, c)| if i % 2 == 0 { (c + 3) % 10 } else { *c }).collect();
-    let labels: Vec<Value> = canary_truth.iter().enumerate().map(|(i, t)| json!({"id": format!("canary-{i}"), "label": t})).collect();
-    cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"feedback": labels})).send().await.unwrap();
+    let canary_truth: Vec<usize> =
+        canary.iter().enumerate().map(|(i, c)| if i % 2 == 0 { (c + 3) % 10 } else { *c }).collect();
+    let labels: Vec<Value> =
+        canary_truth.iter().enumerate().map(|(i, t)| json!({"id": format!("canary-{i}"), "label": t})).collect();
+    cluster
+        .client
+        .post(cluster.url("/v1/models/mlp/feedback"))
+        .json(&json!({"feedback": labels}))
+        .send()
+        .await
+        .unwrap();
     let evaluation = get(&cluster, "/v1/models/mlp/evaluation").await;
-    let v2 = evaluation["versions"].as_array().unwrap().iter().find(|v| v["version"] == 2).expect("the canary is evaluated").clone();
+    let v2 = evaluation["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["version"] == 2)
+        .expect("the canary is evaluated")
+        .clone();
     let canary_expected = macro_scores(&canary.iter().copied().zip(canary_truth.iter().copied()).collect::<Vec<_>>());
     assert!((v2["accuracy"].as_f64().unwrap() - canary_expected[0]).abs() < 1e-9, "{v2}");
     assert!((v2["f1"].as_f64().unwrap() - canary_expected[3]).abs() < 1e-9, "{v2}");
     for metric in ["accuracy", "f1"] {
-        assert!(v2[metric].as_f64().unwrap() < v1[metric].as_f64().unwrap(), "{metric}: canary {v2} vs production {v1}");
+        assert!(
+            v2[metric].as_f64().unwrap() < v1[metric].as_f64().unwrap(),
+            "{metric}: canary {v2} vs production {v1}"
+        );
     }
 
     // A regressor: truth one above every prediction.
     let sleepy = cluster.url("/v2/models/sleepy/infer");
     for i in 0..20 {
         let x = f64::from(i) / 40.0;
-        let body = json_body(&[JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(x), json!(0.0), json!(0.0), json!(0.0)] }], Some(&format!("s{i}")));
+        let body = json_body(
+            &[JsonTensor {
+                name: "INPUT__0".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 4],
+                data: vec![json!(x), json!(0.0), json!(0.0), json!(0.0)],
+            }],
+            Some(&format!("s{i}")),
+        );
         post_json(&cluster.client, &sleepy, &body).await.unwrap().answer().unwrap();
         let truth = 2.0 * (x as f32) as f64 + 1.0;
-        cluster.client.post(cluster.url("/v1/models/sleepy/feedback")).json(&json!({"id": format!("s{i}"), "label": truth})).send().await.unwrap();
+        cluster
+            .client
+            .post(cluster.url("/v1/models/sleepy/feedback"))
+            .json(&json!({"id": format!("s{i}"), "label": truth}))
+            .send()
+            .await
+            .unwrap();
     }
     let evaluation = get(&cluster, "/v1/models/sleepy/evaluation").await;
     assert_eq!(evaluation["task"], "regression");
@@ -353,13 +443,22 @@ async fn drift_alerts_and_evaluation_from_feedback() {
     let accuracy = format!("{:.4}", expected[0]);
     assert!(row.split_whitespace().collect::<Vec<_>>()[..3] == ["1", "100", accuracy.as_str()], "{table}");
     let top = ok(maas(&cluster, ADMIN_TOKEN, &["top", "--once"]));
-    assert!(top.lines().any(|l| l.starts_with("mlp ") || l.starts_with("mlp\t") || l.split_whitespace().next() == Some("mlp")), "{top}");
+    assert!(
+        top.lines()
+            .any(|l| l.starts_with("mlp ") || l.starts_with("mlp\t") || l.split_whitespace().next() == Some("mlp")),
+        "{top}"
+    );
     let alerts = ok(maas(&cluster, ADMIN_TOKEN, &["alerts"]));
-    assert!(alerts.contains("no active alert") && alerts.contains("recently cleared") && alerts.contains("drift"), "{alerts}");
+    assert!(
+        alerts.contains("no active alert") && alerts.contains("recently cleared") && alerts.contains("drift"),
+        "{alerts}"
+    );
 
-    let bad = cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"id": "x"})).send().await.unwrap();
+    let bad =
+        cluster.client.post(cluster.url("/v1/models/mlp/feedback")).json(&json!({"id": "x"})).send().await.unwrap();
     assert_eq!(bad.status().as_u16(), 400);
-    let none = cluster.client.get(cluster.url("/v1/models/cnn/evaluation")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let none =
+        cluster.client.get(cluster.url("/v1/models/cnn/evaluation")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(none.status().as_u16(), 404);
 }
 
@@ -367,29 +466,38 @@ async fn drift_alerts_and_evaluation_from_feedback() {
 async fn one_slow_request_can_be_followed_to_its_node() {
     let mut spec = NodeSpec::new("node-0", &["sleepy"]);
     spec.log = Some("info,maas_node=debug".into());
-    let cluster = Cluster::builder().nodes(vec![spec]).coordinator_args(&["--slow-request-ms", "15"]).start().await.unwrap();
+    let cluster =
+        Cluster::builder().nodes(vec![spec]).coordinator_args(&["--slow-request-ms", "15"]).start().await.unwrap();
     let slow = json_body(
-        &[JsonTensor { name: "INPUT__0".into(), datatype: "FP32".into(), shape: vec![1, 4], data: vec![json!(80), json!(0), json!(0), json!(0)] }],
+        &[JsonTensor {
+            name: "INPUT__0".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 4],
+            data: vec![json!(80), json!(0), json!(0), json!(0)],
+        }],
         Some("follow-me-42"),
     );
-    let answer = post_json(&cluster.client, &cluster.url("/v2/models/sleepy/infer"), &slow).await.unwrap().answer().unwrap();
+    let answer =
+        post_json(&cluster.client, &cluster.url("/v2/models/sleepy/infer"), &slow).await.unwrap().answer().unwrap();
     assert_eq!(answer.header["id"], "follow-me-42");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let coordinator_log = std::fs::read_to_string(&cluster.coordinator.as_ref().unwrap().log).unwrap();
-    let line = coordinator_log
-        .lines()
-        .find(|l| l.contains("slow request") && l.contains("follow-me-42"))
-        .unwrap_or_else(|| panic!("no slow-request line for the request in:\n{coordinator_log}"));
+    let line = logged_line(&cluster.coordinator().log, &["slow request", "follow-me-42"]).await;
     assert!(line.contains("node=node-0") || line.contains("node=\"node-0\""), "{line}");
     let batch_id: String = line
         .split_whitespace()
         .find_map(|field| field.strip_prefix("batch_id="))
         .expect("the line names the batch")
         .to_string();
-    let node_log = std::fs::read_to_string(&cluster.nodes[0].process.log).unwrap();
-    let node_line = node_log
-        .lines()
-        .find(|l| l.contains("batch run") && l.contains(&format!("batch_id={batch_id} ")))
-        .unwrap_or_else(|| panic!("the node did not log batch {batch_id}:\n{node_log}"));
+    let node_line = logged_line(&cluster.nodes[0].process.log, &["batch run", &format!("batch_id={batch_id} ")]).await;
     assert!(node_line.contains("follow-me-42"), "{node_line}");
+}
+
+/// The first line of the log at `path` that contains every one of `parts`,
+/// once it has been written.
+async fn logged_line(path: &std::path::Path, parts: &[&str]) -> String {
+    let find = || {
+        std::fs::read_to_string(path).unwrap().lines().find(|l| parts.iter().all(|p| l.contains(p))).map(str::to_string)
+    };
+    wait_for(&format!("a line with {parts:?} in {}", path.display()), Duration::from_secs(10), async || find())
+        .await
+        .unwrap_or_else(|error| panic!("{error}:\n{}", std::fs::read_to_string(path).unwrap()))
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use maas_tests::admin::{call, deploy_example, describe, set_alias, wait_ready};
 use maas_tests::requests::{assert_matches, json_body, post_json};
+use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::json;
 
@@ -57,6 +58,8 @@ async fn alias_moves_and_rollback_under_load() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients = start_clients(&cluster, stop.clone());
+    // The sleeps are the load's time on each version: v1, then v2 after the
+    // move, then v1 again after the rollback.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let move_started = Instant::now();
     set_alias(&cluster, "clf", "production", 2).await.unwrap().ok().unwrap();
@@ -91,16 +94,18 @@ async fn alias_moves_and_rollback_under_load() {
     // model@alias and explicit versions route as named.
     let single = Reference::load("mlp", 2).rows(3, 1);
     set_alias(&cluster, "clf", "canary", 2).await.unwrap().ok().unwrap();
-    let answer = post_json(&cluster.client, &cluster.url("/v2/models/clf@canary/infer"), &json_body(&single.inputs, None))
-        .await
-        .unwrap()
-        .answer()
-        .unwrap();
+    let answer =
+        post_json(&cluster.client, &cluster.url("/v2/models/clf@canary/infer"), &json_body(&single.inputs, None))
+            .await
+            .unwrap()
+            .answer()
+            .unwrap();
     assert_eq!(answer.header["model_version"], json!("2"));
     assert_matches(&answer.outputs, &single.outputs);
-    let missing = post_json(&cluster.client, &cluster.url("/v2/models/clf@nope/infer"), &json_body(&single.inputs, None))
-        .await
-        .unwrap();
+    let missing =
+        post_json(&cluster.client, &cluster.url("/v2/models/clf@nope/infer"), &json_body(&single.inputs, None))
+            .await
+            .unwrap();
     assert_eq!(missing.status, 404);
     assert!(missing.error().contains("no alias 'nope'"), "{}", missing.error());
 }
@@ -190,17 +195,16 @@ async fn another_coordinator_sees_changes_within_a_second() {
         answer.answer().ok().map(|a| a.header["model_version"].as_str().unwrap().to_string())
     };
     // The second coordinator serves the version the first one published.
-    let started = Instant::now();
-    while version_at_b().await.as_deref() != Some("1") {
-        assert!(started.elapsed() < Duration::from_secs(30), "the second coordinator never served clf");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the second coordinator to serve clf", Duration::from_secs(30), async || {
+        version_at_b().await.as_deref() == Some("1")
+    })
+    .await
+    .unwrap();
     for (alias_target, expected) in [(2, "2"), (1, "1")] {
         set_alias(&cluster, "clf", "production", alias_target).await.unwrap().ok().unwrap();
-        let moved = Instant::now();
-        while version_at_b().await.as_deref() != Some(expected) {
-            assert!(moved.elapsed() < Duration::from_secs(1), "the second coordinator still routes to the old version after 1 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("the second coordinator to route to version {expected} (1 s at most)");
+        wait_until(&what, Duration::from_secs(1), async || version_at_b().await.as_deref() == Some(expected))
+            .await
+            .unwrap();
     }
 }

@@ -5,7 +5,8 @@ use maas_tests::requests::{assert_matches, binary_body, json_body, post_binary, 
 use maas_tests::{Cluster, Reference};
 use serde_json::{json, Value};
 
-const MODELS: &[(&str, u64)] = &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1), ("sleepy", 1)];
+const MODELS: &[(&str, u64)] =
+    &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1), ("sleepy", 1)];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_model_matches_pytorch() {
@@ -50,7 +51,8 @@ async fn every_model_matches_pytorch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn versions_and_output_selection() {
-    let cluster = Cluster::builder().nodes(vec![maas_tests::NodeSpec::new("node-0", &["mlp", "ranker"])]).start().await.unwrap();
+    let cluster =
+        Cluster::builder().nodes(vec![maas_tests::NodeSpec::new("node-0", &["mlp", "ranker"])]).start().await.unwrap();
 
     // Without a version, the newest ready version answers.
     let v2 = Reference::load("mlp", 2).rows(0, 3);
@@ -85,9 +87,11 @@ async fn get(cluster: &Cluster, path: &str) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metadata() {
-    let cluster = Cluster::builder().nodes(vec![maas_tests::NodeSpec::new("node-0", &["mlp", "ranker"])]).start().await.unwrap();
-    assert_eq!(get(&cluster, "/v2/health/live").await.0, 200);
-    assert_eq!(get(&cluster, "/v2/health/ready").await.0, 200);
+    let cluster =
+        Cluster::builder().nodes(vec![maas_tests::NodeSpec::new("node-0", &["mlp", "ranker"])]).start().await.unwrap();
+    // The Open Inference Protocol's REST bodies, which KServe's client reads.
+    assert_eq!(get(&cluster, "/v2/health/live").await, (200, json!({"live": true})));
+    assert_eq!(get(&cluster, "/v2/health/ready").await, (200, json!({"ready": true})));
 
     let (status, server) = get(&cluster, "/v2").await;
     assert_eq!(status, 200);
@@ -109,8 +113,8 @@ async fn health_and_metadata() {
     assert_eq!(ranker["input"][0]["dims"], json!([8]));
     assert_eq!(ranker["output"][1]["dims"], json!([]));
 
-    assert_eq!(get(&cluster, "/v2/models/mlp/ready").await.0, 200);
-    assert_eq!(get(&cluster, "/v2/models/mlp/versions/2/ready").await.0, 200);
+    assert_eq!(get(&cluster, "/v2/models/mlp/ready").await, (200, json!({"name": "mlp", "ready": true})));
+    assert_eq!(get(&cluster, "/v2/models/mlp/versions/2/ready").await, (200, json!({"name": "mlp", "ready": true})));
     let (status, body) = get(&cluster, "/v2/models/cnn/ready").await;
     assert_eq!(status, 404);
     assert_eq!(body["error"], json!("Request for unknown model: 'cnn' is not found"));

@@ -37,7 +37,9 @@ async fn submit(endpoint: &quinn::Endpoint, node: SocketAddr, request: &NodeRequ
         let connection = endpoint.connect(node, "node-0")?.await.context("handshake")?;
         let (mut send, mut recv) = connection.open_bi().await.context("opening a stream")?;
         let (header, payload) = frame::encode_request(request, frame::DEFAULT_MAX_FRAME_BYTES)?;
-        write_frame(&mut send, Some(StreamKind::Data), &header, bytes::Bytes::from_owner(payload)).await.context("sending")?;
+        write_frame(&mut send, Some(StreamKind::Data), &header, bytes::Bytes::from_owner(payload))
+            .await
+            .context("sending")?;
         let answer = read_frame(&mut recv, frame::DEFAULT_MAX_FRAME_BYTES).await.context("reading the answer")?;
         Ok(frame::decode_response(&answer)?)
     };

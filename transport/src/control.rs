@@ -21,14 +21,17 @@ use maas_protocol::frame;
 use maas_protocol::{NodeRequest, NodeResponse};
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use ractor_cluster::node::NodeConnectionMode;
-use ractor_cluster::{BoxRead, BoxWrite, ClusterBidiStream, NodeServer, NodeServerMessage, RactorClusterMessage};
+use ractor_cluster::{
+    BoxRead, BoxWrite, ClusterBidiStream, IncomingEncryptionMode, NodeServer, NodeServerMessage, RactorClusterMessage,
+};
 
 use crate::StreamKind;
 
 /// The cluster cookie. Sessions only ever run over QUIC connections whose
 /// peers proved a certificate from the cluster CA, so the cookie adds no
-/// secret; it only has to match.
-const COOKIE: &str = "maas-control/1";
+/// secret; it only has to match. ractor_cluster's own TCP listener, where
+/// the cookie would be the only guard, is sealed (see [`crate::sealed_listener`]).
+pub const COOKIE: &str = "maas-control/1";
 
 /// A message to a node's host actor.
 #[derive(RactorClusterMessage)]
@@ -44,14 +47,17 @@ pub fn host_group(name: &str) -> String {
 }
 
 /// Starts this process's cluster server under `name`. Its own TCP listener
-/// is bound to a free loopback port and never used: sessions come over QUIC.
+/// (ractor_cluster always opens one) is bound to a free loopback port and
+/// sealed: its TLS handshake admits no client, so sessions come only over
+/// QUIC.
 pub async fn start_server(name: &str) -> anyhow::Result<ActorRef<NodeServerMessage>> {
+    let sealed = crate::sealed_listener::acceptor()?;
     let server = NodeServer::new(
         0,
         COOKIE.to_string(),
         name.to_string(),
         "localhost".to_string(),
-        None,
+        Some(IncomingEncryptionMode::Tls(sealed)),
         Some(NodeConnectionMode::Isolated),
     )
     .with_listen_addr(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -79,7 +85,11 @@ impl ClusterBidiStream for QuicSessionStream {
 /// Opens a control stream on `connection` and starts a session over it as
 /// the client. `label` names the session in the server's session list; make
 /// it unique per connection to find the session again.
-pub async fn dial(server: &ActorRef<NodeServerMessage>, connection: &quinn::Connection, label: String) -> anyhow::Result<()> {
+pub async fn dial(
+    server: &ActorRef<NodeServerMessage>,
+    connection: &quinn::Connection,
+    label: String,
+) -> anyhow::Result<()> {
     let (mut send, recv) = connection.open_bi().await.context("opening the control stream")?;
     send.write_all(&[StreamKind::Control as u8]).await.context("tagging the control stream")?;
     let stream = QuicSessionStream { send, recv, label };
@@ -89,7 +99,12 @@ pub async fn dial(server: &ActorRef<NodeServerMessage>, connection: &quinn::Conn
 
 /// Hands a control stream accepted from a coordinator (its kind byte
 /// already read) to the server as an incoming session.
-pub fn accept(server: &ActorRef<NodeServerMessage>, send: quinn::SendStream, recv: quinn::RecvStream, label: String) -> anyhow::Result<()> {
+pub fn accept(
+    server: &ActorRef<NodeServerMessage>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    label: String,
+) -> anyhow::Result<()> {
     let stream = Box::new(QuicSessionStream { send, recv, label });
     server
         .cast(NodeServerMessage::ConnectionOpenedExternal { stream, is_server: true })

@@ -5,10 +5,12 @@
 //! certificates, [`tls`] turns PEM files into quinn configurations with the
 //! cluster's transport settings, [`stream`] reads and writes frames on
 //! QUIC streams, and [`control`] runs the ractor_cluster control plane over
-//! one QUIC stream per connection.
+//! one QUIC stream per connection; [`sealed_listener`] shuts the TCP door
+//! ractor_cluster would otherwise leave open.
 
 pub mod certs;
 pub mod control;
+pub mod sealed_listener;
 pub mod stream;
 pub mod tls;
 

@@ -1,88 +1,86 @@
-//! Model configuration and statistics as gRPC messages.
+//! Triton's view of a version ([`crate::triton`]) as gRPC messages.
 
 use maas_grpc::inference::model_config::SchedulingChoice;
-use maas_grpc::inference::model_instance_group::Kind;
 use maas_grpc::inference::model_input::Format;
-use maas_grpc::inference::model_version_policy::{Latest, PolicyChoice};
+use maas_grpc::inference::model_instance_group::Kind;
+use maas_grpc::inference::model_version_policy::{All, Latest, PolicyChoice, Specific};
 use maas_grpc::inference::{
     self as pb, InferBatchStatistics, InferStatistics, ModelDynamicBatching, ModelInput, ModelInstanceGroup,
     ModelOutput, ModelStatistics, ModelVersionPolicy, StatisticDuration,
 };
-use maas_protocol::{DataType, ModelConfig};
+use maas_protocol::VersionPolicy;
 
-use crate::monitor::stats::{StatsSnapshot, Tally};
+use crate::triton::{ConfigView, DurationView, StatisticsView, TensorView};
 
-fn data_type(datatype: DataType) -> pb::DataType {
-    match datatype {
-        DataType::Bool => pb::DataType::TypeBool,
-        DataType::Uint8 => pb::DataType::TypeUint8,
-        DataType::Uint16 => pb::DataType::TypeUint16,
-        DataType::Uint32 => pb::DataType::TypeUint32,
-        DataType::Uint64 => pb::DataType::TypeUint64,
-        DataType::Int8 => pb::DataType::TypeInt8,
-        DataType::Int16 => pb::DataType::TypeInt16,
-        DataType::Int32 => pb::DataType::TypeInt32,
-        DataType::Int64 => pb::DataType::TypeInt64,
-        DataType::Fp16 => pb::DataType::TypeFp16,
-        DataType::Bf16 => pb::DataType::TypeBf16,
-        DataType::Fp32 => pb::DataType::TypeFp32,
-        DataType::Fp64 => pb::DataType::TypeFp64,
-        DataType::Bytes => pb::DataType::TypeString,
-    }
+fn data_type(name: &str) -> i32 {
+    pb::DataType::from_str_name(name).unwrap_or(pb::DataType::TypeInvalid).into()
 }
 
-/// The configuration as Triton's `ModelConfig`: dims leave out the batch
-/// dimension, as Triton's do when `max_batch_size > 0` (the same content as
-/// the HTTP `/config` route).
-pub fn model_config(config: &ModelConfig) -> pb::ModelConfig {
+fn version_policy(policy: &VersionPolicy) -> ModelVersionPolicy {
+    let choice = match policy {
+        VersionPolicy::Latest { num_versions } => PolicyChoice::Latest(Latest { num_versions: *num_versions }),
+        VersionPolicy::All {} => PolicyChoice::All(All {}),
+        VersionPolicy::Specific { versions } => PolicyChoice::Specific(Specific {
+            versions: versions.iter().map(|v| i64::try_from(*v).unwrap_or(i64::MAX)).collect(),
+        }),
+    };
+    ModelVersionPolicy { policy_choice: Some(choice) }
+}
+
+fn to_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// The configuration view as Triton's `ModelConfig`.
+pub fn model_config(view: &ConfigView) -> pb::ModelConfig {
+    let input = |t: &TensorView| ModelInput {
+        name: t.name.clone(),
+        data_type: data_type(t.data_type),
+        format: Format::None.into(),
+        dims: t.dims.clone(),
+    };
+    let output =
+        |t: &TensorView| ModelOutput { name: t.name.clone(), data_type: data_type(t.data_type), dims: t.dims.clone() };
     pb::ModelConfig {
-        name: config.name.clone(),
-        platform: "pytorch_libtorch".into(),
-        backend: "pytorch".into(),
-        version_policy: Some(ModelVersionPolicy { policy_choice: Some(PolicyChoice::Latest(Latest { num_versions: 1 })) }),
-        max_batch_size: i32::try_from(config.max_batch_size).unwrap_or(i32::MAX),
-        input: config
-            .inputs
+        name: view.name.clone(),
+        platform: view.platform.into(),
+        backend: view.backend.into(),
+        version_policy: Some(version_policy(&view.version_policy)),
+        max_batch_size: to_i32(view.max_batch_size),
+        input: view.input.iter().map(input).collect(),
+        output: view.output.iter().map(output).collect(),
+        instance_group: view
+            .instance_group
             .iter()
-            .map(|spec| ModelInput {
-                name: spec.name.clone(),
-                data_type: data_type(spec.datatype).into(),
-                format: Format::None.into(),
-                dims: spec.shape[1..].to_vec(),
+            .map(|group| ModelInstanceGroup {
+                name: group.name.clone(),
+                count: to_i32(group.count),
+                gpus: vec![],
+                kind: Kind::from_str_name(group.kind).unwrap_or(Kind::Auto).into(),
             })
             .collect(),
-        output: config
-            .outputs
-            .iter()
-            .map(|spec| ModelOutput { name: spec.name.clone(), data_type: data_type(spec.datatype).into(), dims: spec.shape[1..].to_vec() })
-            .collect(),
-        instance_group: vec![ModelInstanceGroup {
-            name: format!("{}_0", config.name),
-            count: i32::try_from(config.instance_count).unwrap_or(1),
-            gpus: vec![],
-            kind: Kind::Auto.into(),
-        }],
-        default_model_filename: "model.pt".into(),
+        default_model_filename: view.default_model_filename.into(),
         metric_tags: Default::default(),
         scheduling_choice: Some(SchedulingChoice::DynamicBatching(ModelDynamicBatching {
-            preferred_batch_size: vec![i32::try_from(config.max_batch_size).unwrap_or(i32::MAX)],
-            max_queue_delay_microseconds: config.max_queue_delay_us,
+            preferred_batch_size: view.dynamic_batching.preferred_batch_size.iter().copied().map(to_i32).collect(),
+            max_queue_delay_microseconds: view.dynamic_batching.max_queue_delay_microseconds,
         })),
     }
 }
 
-fn duration(tally: Tally) -> Option<StatisticDuration> {
-    Some(StatisticDuration { count: tally.count, ns: tally.ns })
+fn duration(view: DurationView) -> Option<StatisticDuration> {
+    Some(StatisticDuration { count: view.count, ns: view.ns })
 }
 
-/// One version's statistics as Triton's `ModelStatistics`.
-pub fn model_statistics(name: &str, version: u64, stats: &StatsSnapshot) -> ModelStatistics {
+/// The statistics view as Triton's `ModelStatistics`.
+pub fn model_statistics(view: &StatisticsView) -> ModelStatistics {
+    let stats = &view.inference_stats;
     ModelStatistics {
-        name: name.to_string(),
-        version: version.to_string(),
-        last_inference: stats.last_inference_ms,
-        inference_count: stats.inference_count,
-        execution_count: stats.execution_count,
+        name: view.name.clone(),
+        version: view.version.clone(),
+        last_inference: view.last_inference,
+        inference_count: view.inference_count,
+        execution_count: view.execution_count,
         inference_stats: Some(InferStatistics {
             success: duration(stats.success),
             fail: duration(stats.fail),
@@ -90,18 +88,47 @@ pub fn model_statistics(name: &str, version: u64, stats: &StatsSnapshot) -> Mode
             compute_input: duration(stats.compute_input),
             compute_infer: duration(stats.compute_infer),
             compute_output: duration(stats.compute_output),
-            cache_hit: duration(Tally::default()),
-            cache_miss: duration(Tally::default()),
+            cache_hit: duration(stats.cache_hit),
+            cache_miss: duration(stats.cache_miss),
         }),
-        batch_stats: stats
-            .batches
+        batch_stats: view
+            .batch_stats
             .iter()
-            .map(|(size, [input, infer, output])| InferBatchStatistics {
-                batch_size: *size,
-                compute_input: duration(*input),
-                compute_infer: duration(*infer),
-                compute_output: duration(*output),
+            .map(|batch| InferBatchStatistics {
+                batch_size: batch.batch_size,
+                compute_input: duration(batch.compute_input),
+                compute_infer: duration(batch.compute_infer),
+                compute_output: duration(batch.compute_output),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maas_protocol::ModelConfig;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The gRPC message says what the HTTP JSON says, policy included.
+    #[test]
+    fn the_grpc_config_matches_the_view() {
+        let config: ModelConfig = serde_json::from_value(json!({
+            "name": "clf", "max_batch_size": 8, "version_policy": {"specific": {"versions": [2, 5]}},
+            "inputs": [{"name": "x", "datatype": "BF16", "shape": [-1, 3]}],
+            "outputs": [{"name": "y", "datatype": "BYTES", "shape": [-1]}]
+        }))
+        .unwrap();
+        let message = model_config(&ConfigView::of(&config));
+        assert_eq!(
+            message.version_policy.unwrap().policy_choice,
+            Some(PolicyChoice::Specific(Specific { versions: vec![2, 5] }))
+        );
+        assert_eq!(message.input[0].data_type, i32::from(pb::DataType::TypeBf16));
+        assert_eq!(message.input[0].dims, vec![3]);
+        assert_eq!(message.output[0].data_type, i32::from(pb::DataType::TypeString));
+        assert_eq!(message.instance_group[0].kind, i32::from(Kind::Auto));
+        assert_eq!(message.platform, "pytorch_libtorch");
     }
 }

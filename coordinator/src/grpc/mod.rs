@@ -7,8 +7,10 @@
 //! [`ServeError::grpc_code`] and the same message. `ModelStreamInfer` runs
 //! every request of a stream concurrently and answers each as it finishes,
 //! carrying its `id`. A call's `grpc-timeout` bounds its request's wait:
-//! an expired request leaves the batch queue.
+//! an expired request leaves the batch queue. Tokens are checked before a
+//! method runs, by [`access::Authorized`] from its table of methods.
 
+mod access;
 mod config;
 mod deadline;
 mod tensors;
@@ -16,11 +18,11 @@ mod tensors;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt};
-use maas_grpc::inference::repository_index_response::ModelIndex;
 use maas_grpc::inference::model_metadata_response::TensorMetadata;
+use maas_grpc::inference::repository_index_response::ModelIndex;
 use maas_grpc::inference::*;
 use maas_grpc::{GrpcInferenceService, GrpcInferenceServiceServer};
 use maas_protocol::TensorSpec;
@@ -36,11 +38,7 @@ use crate::http::AppState;
 const STREAM_WINDOW: usize = 1024;
 
 fn status(error: ServeError) -> Status {
-    Status::new(error.grpc_code(), error.to_string())
-}
-
-fn token<T>(request: &Request<T>) -> Option<&str> {
-    crate::auth::bearer_token(request.metadata().get("authorization")?.to_str().ok()?)
+    Status::from(error)
 }
 
 fn unimplemented_shared_memory<T>() -> Result<Response<T>, Status> {
@@ -53,7 +51,7 @@ fn tensor_metadata(spec: &TensorSpec) -> TensorMetadata {
     TensorMetadata { name: spec.name.clone(), datatype: spec.datatype.as_str().to_string(), shape: spec.shape.clone() }
 }
 
-fn version_of(text: &str) -> Option<&str> {
+fn non_empty(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
 
@@ -63,21 +61,24 @@ pub struct GrpcFront {
 }
 
 /// Runs one inference request, as `ModelInfer` and each request of a stream do.
-async fn infer(state: &AppState, mut request: ModelInferRequest, deadline: Option<Duration>) -> Result<ModelInferResponse, ServeError> {
-    let arrived = Instant::now();
-    let version = state.inference.resolve(&request.model_name, version_of(&request.model_version))?;
-    let result = async {
+async fn infer(
+    state: &AppState,
+    mut request: ModelInferRequest,
+    deadline: Option<Duration>,
+) -> Result<ModelInferResponse, ServeError> {
+    let model = std::mem::take(&mut request.model_name);
+    let version = std::mem::take(&mut request.model_version);
+    let parse = async {
+        crate::infer::check_unique_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
         let mut parsed = tensors::to_infer_request(&mut request)?;
         if let Some(deadline) = deadline {
             parsed.timeout = Some(parsed.timeout.map_or(deadline, |t| t.min(deadline)));
         }
         let requested: Vec<String> = request.outputs.iter().map(|o| o.name.clone()).collect();
-        let answer = state.inference.run(&version, parsed, arrived).await?;
-        tensors::to_infer_response(answer, std::mem::take(&mut request.id), &requested)
-    }
-    .await;
-    state.inference.record(&version, arrived, &result);
-    result
+        Ok((parsed, (std::mem::take(&mut request.id), requested)))
+    };
+    let answer = |answer, (id, requested): (String, Vec<String>)| tensors::to_infer_response(answer, id, &requested);
+    state.inference.serve(&model, non_empty(&version), parse, answer).await
 }
 
 type AnswerStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send + 'static>>;
@@ -94,11 +95,15 @@ impl GrpcInferenceService for GrpcFront {
 
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
         let request = request.into_inner();
-        let version = self.state.inference.table().resolve(&request.name, version_of(&request.version)).map_err(status)?;
+        let version =
+            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
         Ok(Response::new(ModelReadyResponse { ready: version.shared.is_ready() }))
     }
 
-    async fn server_metadata(&self, _: Request<ServerMetadataRequest>) -> Result<Response<ServerMetadataResponse>, Status> {
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
         Ok(Response::new(ServerMetadataResponse {
             name: "maas".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -106,25 +111,28 @@ impl GrpcInferenceService for GrpcFront {
         }))
     }
 
-    async fn model_metadata(&self, request: Request<ModelMetadataRequest>) -> Result<Response<ModelMetadataResponse>, Status> {
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
-        let version = self.state.inference.table().resolve(&request.name, version_of(&request.version)).map_err(status)?;
+        let version =
+            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
         let config = &version.shared.config;
-        let versions = match version_of(&request.version) {
+        let versions = match non_empty(&request.version) {
             Some(v) => vec![v.to_string()],
             None => catalog::versions_of(&self.state, &version.shared.name),
         };
         Ok(Response::new(ModelMetadataResponse {
             name: config.name.clone(),
             versions,
-            platform: "pytorch_libtorch".into(),
+            platform: crate::triton::PLATFORM.into(),
             inputs: config.inputs.iter().map(tensor_metadata).collect(),
             outputs: config.outputs.iter().map(tensor_metadata).collect(),
         }))
     }
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
-        self.state.tokens.check_inference(token(&request)).map_err(status)?;
         let deadline = deadline::of(request.metadata());
         infer(&self.state, request.into_inner(), deadline).await.map(Response::new).map_err(status)
     }
@@ -135,7 +143,6 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
-        self.state.tokens.check_inference(token(&request)).map_err(status)?;
         let deadline = deadline::of(request.metadata());
         let mut requests = request.into_inner();
         let (answers, receiver) = mpsc::channel::<Result<ModelStreamInferResponse, Status>>(STREAM_WINDOW);
@@ -155,7 +162,9 @@ impl GrpcInferenceService for GrpcFront {
                 tokio::spawn(async move {
                     let (id, model_name) = (request.id.clone(), request.model_name.clone());
                     let answer = match infer(&state, request, deadline).await {
-                        Ok(response) => ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
+                        Ok(response) => {
+                            ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
+                        }
                         Err(error) => ModelStreamInferResponse {
                             error_message: error.to_string(),
                             infer_response: Some(ModelInferResponse { model_name, id, ..Default::default() }),
@@ -169,42 +178,48 @@ impl GrpcInferenceService for GrpcFront {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn model_config(&self, request: Request<ModelConfigRequest>) -> Result<Response<ModelConfigResponse>, Status> {
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
-        let version = self.state.inference.table().resolve(&request.name, version_of(&request.version)).map_err(status)?;
-        Ok(Response::new(ModelConfigResponse { config: Some(config::model_config(&version.shared.config)) }))
+        let version =
+            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(config::model_config(&crate::triton::ConfigView::of(&version.shared.config))),
+        }))
     }
 
-    async fn model_statistics(&self, request: Request<ModelStatisticsRequest>) -> Result<Response<ModelStatisticsResponse>, Status> {
-        self.state.tokens.check_inference(token(&request)).map_err(status)?;
+    async fn model_statistics(
+        &self,
+        request: Request<ModelStatisticsRequest>,
+    ) -> Result<Response<ModelStatisticsResponse>, Status> {
         let request = request.into_inner();
         let table = self.state.inference.table();
-        let named = match request.name.is_empty() {
-            true => None,
-            false => Some(table.resolve(&request.name, version_of(&request.version)).map_err(status)?),
-        };
-        let model_stats = table
-            .monitor()
-            .versions()
+        let model_stats = crate::triton::statistics(table, non_empty(&request.name), non_empty(&request.version))
+            .map_err(status)?
             .iter()
-            .filter(|m| match &named {
-                None => true,
-                Some(v) => m.model == v.shared.name && (request.version.is_empty() || m.version == v.shared.version),
-            })
-            .map(|m| config::model_statistics(&m.model, m.version, &m.stats.snapshot()))
+            .map(config::model_statistics)
             .collect();
         Ok(Response::new(ModelStatisticsResponse { model_stats }))
     }
 
-    async fn repository_index(&self, request: Request<RepositoryIndexRequest>) -> Result<Response<RepositoryIndexResponse>, Status> {
-        self.state.tokens.check_admin(token(&request)).map_err(status)?;
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
         let ready_only = request.into_inner().ready;
         let models = catalog::repository_index(&self.state)
             .await
             .map_err(status)?
             .into_iter()
             .filter(|entry| !ready_only || entry.state == "READY")
-            .map(|entry| ModelIndex { name: entry.name, version: entry.version, state: entry.state.into(), reason: entry.reason.into() })
+            .map(|entry| ModelIndex {
+                name: entry.name,
+                version: entry.version,
+                state: entry.state.into(),
+                reason: entry.reason.into(),
+            })
             .collect();
         Ok(Response::new(RepositoryIndexResponse { models }))
     }
@@ -213,7 +228,6 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
-        self.state.tokens.check_admin(token(&request)).map_err(status)?;
         catalog::set_loaded(&self.state, &request.into_inner().model_name, true).await.map_err(status)?;
         Ok(Response::new(RepositoryModelLoadResponse {}))
     }
@@ -222,7 +236,6 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
-        self.state.tokens.check_admin(token(&request)).map_err(status)?;
         catalog::set_loaded(&self.state, &request.into_inner().model_name, false).await.map_err(status)?;
         Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
@@ -278,8 +291,12 @@ fn tokio_stream_from<T: Send + 'static>(mut receiver: mpsc::Receiver<T>) -> impl
 /// Serves the gRPC front on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr, state: Arc<AppState>) -> anyhow::Result<()> {
     let max = state.max_body_bytes;
-    let service = GrpcInferenceServiceServer::new(GrpcFront { state }).max_decoding_message_size(max).max_encoding_message_size(max);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding gRPC on {addr}: {e}"))?;
+    let service = GrpcInferenceServiceServer::new(GrpcFront { state: state.clone() })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let service = access::Authorized::new(service, state);
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding gRPC on {addr}: {e}"))?;
     tracing::info!(%addr, "gRPC front listening");
     tonic::transport::Server::builder()
         .tcp_nodelay(true)

@@ -6,10 +6,10 @@
 //! shape. Outputs always go back as raw bytes (`raw_output_contents`).
 
 use bytes::{BufMut, Bytes, BytesMut};
+use maas_grpc::inference::infer_parameter::ParameterChoice;
 use maas_grpc::inference::model_infer_request::InferInputTensor;
 use maas_grpc::inference::model_infer_response::InferOutputTensor;
 use maas_grpc::inference::{InferTensorContents, ModelInferRequest, ModelInferResponse};
-use maas_grpc::inference::infer_parameter::ParameterChoice;
 use maas_protocol::validate::element_count;
 use maas_protocol::DataType;
 
@@ -73,7 +73,8 @@ fn is_empty(contents: &InferTensorContents) -> bool {
 /// Little-endian bytes of typed contents; the element count must match the shape.
 fn typed_bytes(input: &InferInputTensor, datatype: DataType, contents: &InferTensorContents) -> ServeResult<Bytes> {
     let name = &input.name;
-    let expected = element_count(&input.shape).ok_or_else(|| invalid(format!("shape of input '{name}' is too large")))?;
+    let expected =
+        element_count(&input.shape).ok_or_else(|| invalid(format!("shape of input '{name}' is too large")))?;
     let narrow = |what: &str, ok: bool| {
         if ok {
             Ok(())
@@ -137,7 +138,8 @@ fn typed_bytes(input: &InferInputTensor, datatype: DataType, contents: &InferTen
         }
         DataType::Bytes => {
             for element in &contents.bytes_contents {
-                let len = u32::try_from(element.len()).map_err(|_| invalid(format!("input '{name}': an element is too long")))?;
+                let len = u32::try_from(element.len())
+                    .map_err(|_| invalid(format!("input '{name}': an element is too long")))?;
                 out.put_u32_le(len);
                 out.put_slice(element);
             }
@@ -178,12 +180,8 @@ pub fn to_infer_response(answer: InferResponse, id: String, requested: &[String]
             })
             .collect::<ServeResult<_>>()?
     };
-    let mut response = ModelInferResponse {
-        model_name,
-        model_version: model_version.to_string(),
-        id,
-        ..Default::default()
-    };
+    let mut response =
+        ModelInferResponse { model_name, model_version: model_version.to_string(), id, ..Default::default() };
     for output in chosen {
         response.outputs.push(InferOutputTensor {
             name: output.name,

@@ -1,6 +1,7 @@
 //! Health and server metadata.
 
 use actix_web::{web, HttpResponse};
+use serde_json::json;
 
 use super::error;
 use super::AppState;
@@ -9,23 +10,24 @@ use crate::error::ServeError;
 /// Extensions of the protocol this server implements.
 pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "parameters"];
 
-/// `GET /v2/health/live`: the process answers.
+/// `GET /v2/health/live`: the process answers, `{"live": true}`.
 pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().finish()
+    HttpResponse::Ok().json(json!({ "live": true }))
 }
 
-/// `GET /v2/health/ready`: at least one model version can serve.
+/// `GET /v2/health/ready`: at least one model version can serve; 200
+/// `{"ready": true}`, else 503 `{"ready": false, "error": ...}`.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if state.inference.table().any_ready() {
-        HttpResponse::Ok().finish()
+        HttpResponse::Ok().json(json!({ "ready": true }))
     } else {
-        error::response(&ServeError::Unavailable("no model is ready to serve".into()))
+        error::with_fields(&ServeError::Unavailable("no model is ready to serve".into()), json!({ "ready": false }))
     }
 }
 
 /// `GET /v2`: name, version and extensions.
 pub async fn server_metadata() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({
+    HttpResponse::Ok().json(json!({
         "name": "maas",
         "version": env!("CARGO_PKG_VERSION"),
         "extensions": EXTENSIONS,

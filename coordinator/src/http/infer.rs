@@ -1,7 +1,5 @@
 //! `POST /v2/models/{m}[/versions/{v}]/infer`.
 
-use std::time::Instant;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::codec::{request, response, HEADER_LENGTH};
@@ -18,20 +16,15 @@ pub async fn infer(state: web::Data<AppState>, request: HttpRequest, payload: we
 }
 
 async fn run(state: &AppState, request: &HttpRequest, payload: web::Payload) -> ServeResult<HttpResponse> {
-    let arrived = Instant::now();
-    state.tokens.require_inference(request)?;
     let (model, version) = path_model(request);
-    let version = state.inference.resolve(&model, version.as_deref())?;
-    let result = async {
+    let parse = async {
         let body = body::read(request, payload, state.max_body_bytes).await?;
         let header_length = request.headers().get(HEADER_LENGTH).map(|v| v.to_str().unwrap_or("not text"));
         let parsed = request::parse(header_length, body)?;
-        let answer = state.inference.run(&version, parsed.request, arrived).await?;
-        response::encode(&answer, parsed.id.as_deref(), &parsed.outputs)
-    }
-    .await;
-    state.inference.record(&version, arrived, &result);
-    let encoded = result?;
+        Ok((parsed.request, (parsed.id, parsed.outputs)))
+    };
+    let encode = |answer, (id, outputs): (Option<String>, _)| response::encode(&answer, id.as_deref(), &outputs);
+    let encoded = state.inference.serve(&model, version.as_deref(), parse, encode).await?;
     let mut builder = HttpResponse::Ok();
     match encoded.json_len {
         Some(json_len) => {

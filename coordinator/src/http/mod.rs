@@ -23,6 +23,7 @@ pub mod health;
 mod infer;
 mod model;
 mod monitoring;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,9 +36,9 @@ use maas_registry::{ArtifactStore, Registry};
 use tokio::sync::Notify;
 
 use crate::auth::Tokens;
+use crate::cluster::ClusterView;
 use crate::error::ServeError;
 use crate::infer::Inference;
-use crate::cluster::ClusterView;
 use crate::nodes::NodeSet;
 
 /// What every handler can reach.
@@ -83,31 +84,7 @@ impl AppState {
 pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::Result<actix_web::dev::Server> {
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            // Inference first: routes are tried in order, and each dynamic
-            // route tried costs a pattern match.
-            .route("/v2/models/{model}/infer", web::post().to(infer::infer))
-            .route("/v2/models/{model}/versions/{version}/infer", web::post().to(infer::infer))
-            .route("/v2/health/live", web::get().to(health::live))
-            .route("/v2/health/ready", web::get().to(health::ready))
-            .route("/v2", web::get().to(health::server_metadata))
-            .route("/v2/models/stats", web::get().to(monitoring::stats))
-            .route("/v2/models/{model}/stats", web::get().to(monitoring::stats))
-            .route("/v2/models/{model}/versions/{version}/stats", web::get().to(monitoring::stats))
-            .route("/v1/alerts", web::get().to(monitoring::alerts))
-            .route("/v1/monitor", web::get().to(monitoring::live))
-            .route("/v1/models/{model}/feedback", web::post().to(monitoring::feedback))
-            .route("/v1/models/{model}/evaluation", web::get().to(monitoring::evaluation))
-            .route("/v2/models/{model}", web::get().to(model::metadata))
-            .route("/v2/models/{model}/versions/{version}", web::get().to(model::metadata))
-            .route("/v2/models/{model}/ready", web::get().to(model::ready))
-            .route("/v2/models/{model}/versions/{version}/ready", web::get().to(model::ready))
-            .route("/v2/models/{model}/config", web::get().to(model::config))
-            .route("/v2/models/{model}/versions/{version}/config", web::get().to(model::config))
-            .route("/metrics", web::get().to(metrics))
-            .configure(admin::routes)
-            .default_service(web::to(unknown_route))
+        App::new().app_data(data.clone()).configure(routes::register).default_service(web::to(unknown_route))
     })
     .workers(workers.max(1))
     .backlog(4096)
@@ -119,7 +96,8 @@ pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::
     Ok(server)
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
 }
 

@@ -21,50 +21,31 @@ use super::model::path_model;
 use super::AppState;
 use crate::error::{ServeError, ServeResult};
 use crate::monitor::Feedback;
+use crate::triton;
 
 /// Labels accepted in one feedback call.
 const MAX_FEEDBACK: usize = 10_000;
 
 /// `GET /v2/models[/{m}[/versions/{v}]]/stats`.
-pub async fn stats(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond((|| {
-        state.tokens.require_inference(&request)?;
-        let (model, version) = path_model(&request);
-        let table = state.inference.table();
-        let versions = table.monitor().versions();
-        let selected: Vec<Value> = if model.is_empty() {
-            versions.iter().map(|m| m.stats.json(&m.model, m.version)).collect()
-        } else {
-            // Resolving checks that the model (and version) exist.
-            let named = table.resolve(&model, version.as_deref())?;
-            versions
-                .iter()
-                .filter(|m| m.model == named.shared.name && (version.is_none() || m.version == named.shared.version))
-                .map(|m| m.stats.json(&m.model, m.version))
-                .collect()
-        };
-        Ok(HttpResponse::Ok().json(json!({"model_stats": selected})))
-    })())
+pub async fn stats(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let (model, version) = path_model(&request);
+    let model = (!model.is_empty()).then_some(model.as_str());
+    let selected = triton::statistics(state.inference.table(), model, version.as_deref())?;
+    Ok(HttpResponse::Ok().json(json!({"model_stats": selected})))
 }
 
 /// `GET /v1/alerts`.
-pub async fn alerts(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond((|| {
-        state.tokens.require_admin(&request)?;
-        let (active, recent) = state.inference.table().monitor().alerts.list();
-        Ok(HttpResponse::Ok().json(json!({"active": active, "recent": recent})))
-    })())
+pub async fn alerts(state: web::Data<AppState>) -> HttpResponse {
+    let (active, recent) = state.inference.table().monitor().alerts.list();
+    HttpResponse::Ok().json(json!({"active": active, "recent": recent}))
 }
 
 /// `GET /v1/monitor`: what `maas top` shows.
-pub async fn live(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond((|| {
-        state.tokens.require_admin(&request)?;
-        let monitor = state.inference.table().monitor();
-        let versions: Vec<Value> = monitor.versions().iter().map(|m| json!(m.live_view())).collect();
-        let (active, _) = monitor.alerts.list();
-        Ok(HttpResponse::Ok().json(json!({"versions": versions, "alerts": active})))
-    })())
+pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+    let monitor = state.inference.table().monitor();
+    let versions: Vec<Value> = monitor.versions().iter().map(|m| json!(m.live_view())).collect();
+    let (active, _) = monitor.alerts.list();
+    HttpResponse::Ok().json(json!({"versions": versions, "alerts": active}))
 }
 
 /// Reads `{"id", "label"}` or `{"feedback": [{"id", "label"}, ...]}`; a
@@ -91,11 +72,15 @@ fn parse_feedback(body: &[u8]) -> ServeResult<Vec<Feedback>> {
                 .ok_or_else(|| invalid(format!("feedback entry {index} has no 'id' string")))?;
             let number = |v: &Value| v.as_f64().filter(|x| x.is_finite());
             let truth = match entry.get("label") {
-                Some(Value::Array(values)) if !values.is_empty() => values.iter().map(number).collect::<Option<Vec<f64>>>(),
+                Some(Value::Array(values)) if !values.is_empty() => {
+                    values.iter().map(number).collect::<Option<Vec<f64>>>()
+                }
                 Some(value) => number(value).map(|x| vec![x]),
                 None => None,
             }
-            .ok_or_else(|| invalid(format!("feedback entry {index} ('{id}') needs a 'label': a number or an array of numbers")))?;
+            .ok_or_else(|| {
+                invalid(format!("feedback entry {index} ('{id}') needs a 'label': a number or an array of numbers"))
+            })?;
             Ok(Feedback { id: id.to_string(), truth })
         })
         .collect()
@@ -105,7 +90,6 @@ fn parse_feedback(body: &[u8]) -> ServeResult<Vec<Feedback>> {
 pub async fn feedback(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
     respond(
         async {
-            state.tokens.require_inference(&request)?;
             let (model, _) = path_model(&request);
             let named = state.inference.table().resolve(&model, None)?;
             let body = body::read(&request, payload, state.max_body_bytes).await?;
@@ -120,7 +104,6 @@ pub async fn feedback(state: web::Data<AppState>, request: HttpRequest, payload:
 /// `GET /v1/models/{m}/evaluation`.
 pub async fn evaluation(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     respond((|| {
-        state.tokens.require_admin(&request)?;
         let (model, _) = path_model(&request);
         let named = state.inference.table().resolve(&model, None)?;
         let name = &named.shared.name;
@@ -141,7 +124,8 @@ mod tests {
     fn feedback_bodies_parse_or_say_what_is_wrong() {
         let one = parse_feedback(br#"{"id": "a", "label": 2}"#).unwrap();
         assert_eq!((one[0].id.as_str(), one[0].truth.clone()), ("a", vec![2.0]));
-        let many = parse_feedback(br#"{"feedback": [{"id": "a", "label": [1, 0.5]}, {"id": "b", "label": 3}]}"#).unwrap();
+        let many =
+            parse_feedback(br#"{"feedback": [{"id": "a", "label": [1, 0.5]}, {"id": "b", "label": 3}]}"#).unwrap();
         assert_eq!(many.len(), 2);
         assert_eq!(many[0].truth, vec![1.0, 0.5]);
         for (body, expected) in [

@@ -131,8 +131,10 @@ impl InputDrift {
                     sample.push(*value);
                 }
                 if samples[0].len() >= settings.reference_rows {
-                    let profiles: Vec<FeatureProfile> =
-                        std::mem::take(samples).into_iter().map(|s| FeatureProfile::from_sample(s, settings.bins)).collect();
+                    let profiles: Vec<FeatureProfile> = std::mem::take(samples)
+                        .into_iter()
+                        .map(|s| FeatureProfile::from_sample(s, settings.bins))
+                        .collect();
                     let counts = profiles.iter().map(|p| vec![0; p.shares.len()]).collect();
                     self.phase = Phase::Window { profiles, rows: VecDeque::new(), counts };
                 }
@@ -207,7 +209,8 @@ mod tests {
 
     #[test]
     fn constant_features_nan_and_wide_rows_are_handled() {
-        let settings = DriftSettings { reference_rows: 10, window_rows: 10, min_window_rows: 5, max_features: 3, bins: 10 };
+        let settings =
+            DriftSettings { reference_rows: 10, window_rows: 10, min_window_rows: 5, max_features: 3, bins: 10 };
         let mut drift = InputDrift::new(settings, 100);
         let row: Vec<f64> = (0..100).map(|i| if i == 1 { f64::NAN } else { 1.0 }).collect();
         for _ in 0..20 {

@@ -66,14 +66,22 @@ impl PredictionLog {
         }
     }
 
-    /// Records a prediction under `id` at `now` (a repeated id replaces it).
+    /// Records a prediction under `id` at `now`. A repeated id replaces the
+    /// prediction and starts its time to live again; its older place in
+    /// the age order is left behind as stale and skipped.
     pub fn record(&mut self, id: String, prediction: Prediction, now: Instant) {
         self.expire(now);
-        if self.entries.insert(id.clone(), (prediction, now)).is_none() {
-            self.order.push_back((id, now));
-        }
+        self.entries.insert(id.clone(), (prediction, now));
+        self.order.push_back((id, now));
         while self.entries.len() > self.capacity {
             self.drop_oldest();
+        }
+        // Stale places (ids recorded again or taken) are skipped when they
+        // reach the front; compacting keeps ids repeated within the time
+        // to live from growing the order without bound.
+        if self.order.len() > 2 * self.capacity {
+            let entries = &self.entries;
+            self.order.retain(|(id, at)| entries.get(id).is_some_and(|(_, recorded)| recorded == at));
         }
     }
 
@@ -234,6 +242,53 @@ mod tests {
         let later = start + Duration::from_secs(61);
         assert_eq!(log.take("c", later), Err(Missing::Expired), "dropped for age");
         assert_eq!(log.len(), 0);
+    }
+
+    /// An id recorded twice used to lose its place in the age order: it
+    /// never expired, and once such ids filled the log every new
+    /// prediction was dropped for room instead.
+    #[test]
+    fn a_repeated_id_still_expires_and_never_crowds_out_new_predictions() {
+        let start = Instant::now();
+        let ttl = Duration::from_secs(60);
+        let mut log = PredictionLog::new(3, ttl);
+        let second = start + Duration::from_secs(1);
+        for id in ["a", "b", "c"] {
+            log.record(id.into(), prediction(1.0), start);
+            log.record(id.into(), prediction(2.0), second);
+        }
+        assert_eq!(log.len(), 3);
+        // Past the time to live of the second recording, all three are gone.
+        let later = second + ttl + Duration::from_secs(1);
+        log.record("fresh".into(), prediction(3.0), later);
+        assert_eq!(log.len(), 1, "repeated ids outlived their time to live");
+        assert_eq!(log.take("fresh", later), Ok(prediction(3.0)), "the new prediction was dropped");
+        assert_eq!(log.take("a", later), Err(Missing::Expired));
+
+        // A repeated id keeps its latest prediction and is dropped for room
+        // in the order of its latest recording.
+        let mut log = PredictionLog::new(2, ttl);
+        log.record("x".into(), prediction(1.0), start);
+        log.record("y".into(), prediction(1.0), start + Duration::from_millis(1));
+        log.record("x".into(), prediction(5.0), start + Duration::from_millis(2));
+        log.record("z".into(), prediction(1.0), start + Duration::from_millis(3));
+        let now = start + Duration::from_millis(4);
+        assert_eq!(log.take("y", now), Err(Missing::Expired), "y was the oldest");
+        assert_eq!(log.take("x", now), Ok(prediction(5.0)));
+        assert_eq!(log.take("z", now), Ok(prediction(1.0)));
+    }
+
+    #[test]
+    fn the_age_order_stays_bounded_under_one_repeated_id() {
+        let start = Instant::now();
+        let mut log = PredictionLog::new(4, Duration::from_secs(3600));
+        for i in 0..10_000u64 {
+            log.record("same".into(), prediction(i as f64), start + Duration::from_micros(i));
+        }
+        assert_eq!(log.len(), 1);
+        assert!(log.order.len() <= 2 * 4 + 1, "the order grew to {}", log.order.len());
+        let now = start + Duration::from_secs(1);
+        assert_eq!(log.take("same", now), Ok(prediction(9_999.0)));
     }
 
     #[test]

@@ -212,7 +212,12 @@ impl Monitor {
         state.joined += outcome.joined;
         state.unknown += outcome.unknown;
         state.expired += outcome.expired;
-        for (label, count) in [("joined", outcome.joined), ("unknown", outcome.unknown), ("expired", outcome.expired), ("mismatched", outcome.mismatched)] {
+        for (label, count) in [
+            ("joined", outcome.joined),
+            ("unknown", outcome.unknown),
+            ("expired", outcome.expired),
+            ("mismatched", outcome.mismatched),
+        ] {
             metrics::record_feedback(model, label, count);
         }
         outcome
@@ -282,7 +287,9 @@ impl Monitor {
             Some(Transition::Raised { observed, baseline }) => {
                 self.alerts.raise(kind, &monitor.model, monitor.version, input, observed, baseline)
             }
-            Some(Transition::Cleared { observed, .. }) => self.alerts.clear(kind, &monitor.model, monitor.version, input, observed),
+            Some(Transition::Cleared { observed, .. }) => {
+                self.alerts.clear(kind, &monitor.model, monitor.version, input, observed)
+            }
             None => {}
         }
     }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
-use serde_json::{json, Value};
 
 /// A count and a total duration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,10 +24,6 @@ impl Tally {
     fn add(&mut self, count: u64, ns: u64) {
         self.count += count;
         self.ns += ns;
-    }
-
-    fn json(self) -> Value {
-        json!({"count": self.count, "ns": self.ns})
     }
 }
 
@@ -121,41 +116,6 @@ impl VersionStats {
     pub fn snapshot(&self) -> StatsSnapshot {
         self.counters.lock().clone()
     }
-
-    /// The statistics in Triton's JSON shape.
-    pub fn json(&self, name: &str, version: u64) -> Value {
-        let c = self.snapshot();
-        let batch_stats: Vec<Value> = c
-            .batches
-            .iter()
-            .map(|(size, [input, infer, output])| {
-                json!({
-                    "batch_size": size,
-                    "compute_input": input.json(),
-                    "compute_infer": infer.json(),
-                    "compute_output": output.json(),
-                })
-            })
-            .collect();
-        json!({
-            "name": name,
-            "version": version.to_string(),
-            "last_inference": c.last_inference_ms,
-            "inference_count": c.inference_count,
-            "execution_count": c.execution_count,
-            "inference_stats": {
-                "success": c.success.json(),
-                "fail": c.fail.json(),
-                "queue": c.queue.json(),
-                "compute_input": c.compute_input.json(),
-                "compute_infer": c.compute_infer.json(),
-                "compute_output": c.compute_output.json(),
-                "cache_hit": Tally::default().json(),
-                "cache_miss": Tally::default().json(),
-            },
-            "batch_stats": batch_stats,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -172,18 +132,14 @@ mod tests {
         stats.batch(3, 2, BatchTimes { input_ns: 1, infer_ns: 10, output_ns: 2 });
         stats.batch(3, 1, BatchTimes { input_ns: 1, infer_ns: 20, output_ns: 2 });
         stats.batch(1, 1, BatchTimes { input_ns: 1, infer_ns: 5, output_ns: 1 });
-        let json = stats.json("m", 2);
-        assert_eq!(json["version"], "2");
-        assert_eq!(json["inference_count"], 7);
-        assert_eq!(json["execution_count"], 3);
-        let inference = &json["inference_stats"];
-        assert_eq!(inference["success"], json!({"count": 2, "ns": 400}));
-        assert_eq!(inference["fail"], json!({"count": 1, "ns": 50}));
-        assert_eq!(inference["queue"], json!({"count": 2, "ns": 30}));
-        assert_eq!(inference["compute_infer"], json!({"count": 4, "ns": 20 + 20 + 5}));
-        assert_eq!(json["batch_stats"][0]["batch_size"], 1);
-        assert_eq!(json["batch_stats"][1]["batch_size"], 3);
-        assert_eq!(json["batch_stats"][1]["compute_infer"], json!({"count": 2, "ns": 30}));
+        let c = stats.snapshot();
+        assert_eq!((c.inference_count, c.execution_count), (7, 3));
+        assert_eq!(c.success, Tally { count: 2, ns: 400 });
+        assert_eq!(c.fail, Tally { count: 1, ns: 50 });
+        assert_eq!(c.queue, Tally { count: 2, ns: 30 });
+        assert_eq!(c.compute_infer, Tally { count: 4, ns: 20 + 20 + 5 });
+        assert_eq!(c.batches.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(c.batches[&3][1], Tally { count: 2, ns: 30 });
         assert_eq!(stats.outcomes(), (2, 1));
     }
 }

@@ -59,11 +59,13 @@ mod tests {
     #[test]
     fn rows_decode_and_are_cut_to_the_limit() {
         let data: Vec<u8> = [1.5f32, -2.0, 3.0, 4.0, 5.0, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let tensor = TensorBytes { name: "x".into(), datatype: DataType::Fp32, shape: vec![2, 3], data: Bytes::from(data) };
+        let tensor =
+            TensorBytes { name: "x".into(), datatype: DataType::Fp32, shape: vec![2, 3], data: Bytes::from(data) };
         assert_eq!(rows_as_f64(&tensor, 8), Some((vec![1.5, -2.0, 3.0, 4.0, 5.0, 6.0], 3)));
         assert_eq!(rows_as_f64(&tensor, 2), Some((vec![1.5, -2.0, 4.0, 5.0], 2)));
         let ints: Vec<u8> = [-3i64, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let tensor = TensorBytes { name: "i".into(), datatype: DataType::Int64, shape: vec![2, 1], data: Bytes::from(ints) };
+        let tensor =
+            TensorBytes { name: "i".into(), datatype: DataType::Int64, shape: vec![2, 1], data: Bytes::from(ints) };
         assert_eq!(rows_as_f64(&tensor, 8), Some((vec![-3.0, 7.0], 1)));
         assert_eq!(argmax(&[0.1, 0.7, 0.7, 0.2]), 1);
     }

@@ -142,7 +142,6 @@ impl VersionMonitor {
         Some(InFlightGuard(self.clone()))
     }
 
-
     /// Sets how many requests wait in the batcher.
     pub fn set_queued(&self, queued: usize) {
         self.queued.store(queued as u64, Ordering::Relaxed);
@@ -191,7 +190,7 @@ impl VersionMonitor {
     /// Feeds a validated request's inputs to the drift profiles, if this
     /// request is sampled.
     pub fn observe_inputs(&self, inputs: &[TensorBytes]) {
-        if !self.enabled || self.seen.fetch_add(1, Ordering::Relaxed) % self.sample_every != 0 {
+        if !self.enabled || !self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.sample_every) {
             return;
         }
         let mut drift = self.drift.lock();

@@ -112,7 +112,8 @@ impl ControlPlane {
                 .map_err(|e| anyhow::anyhow!("listing control sessions: {e}"))?;
             let session = sessions.values().find(|s| s.peer_addr == label).map(|s| s.node_id);
             if let Some(node_id) = session {
-                let on_session = ractor::pg::get_members(&group).into_iter().find(|actor| actor.get_id().node() == node_id);
+                let on_session =
+                    ractor::pg::get_members(&group).into_iter().find(|actor| actor.get_id().node() == node_id);
                 if let Some(actor) = on_session {
                     return Ok(actor.into());
                 }

@@ -105,9 +105,7 @@ impl NodeLink {
         let _outstanding = Decrement(&self.outstanding);
         let transport = |message: String| LinkError::Transport { node: self.name.clone(), message };
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transport(e.to_string()))?;
-        write_frame(&mut send, Some(StreamKind::Data), header, payload)
-            .await
-            .map_err(|e| transport(e.to_string()))?;
+        write_frame(&mut send, Some(StreamKind::Data), header, payload).await.map_err(|e| transport(e.to_string()))?;
         let answer = read_frame(&mut recv, self.max_frame_bytes).await.map_err(|e| {
             if e.is_bad_frame() {
                 LinkError::Protocol { node: self.name.clone(), message: e.to_string() }
@@ -115,7 +113,8 @@ impl NodeLink {
                 transport(e.to_string())
             }
         })?;
-        frame::decode_response(&answer).map_err(|e| LinkError::Protocol { node: self.name.clone(), message: e.to_string() })
+        frame::decode_response(&answer)
+            .map_err(|e| LinkError::Protocol { node: self.name.clone(), message: e.to_string() })
     }
 
     /// Sends a control command to the node's host actor and waits for its answer.

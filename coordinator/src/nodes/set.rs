@@ -22,9 +22,12 @@ const STATUS_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest wait for a departing node's batches before its connection closes.
 const CLOSE_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Each node's link, by name, with the task keeping it connected.
+type Links = BTreeMap<String, (Arc<NodeLink>, JoinHandle<()>)>;
+
 /// Every node link with the task keeping it connected.
 pub struct NodeSet {
-    links: RwLock<BTreeMap<String, (Arc<NodeLink>, JoinHandle<()>)>>,
+    links: RwLock<Links>,
     endpoint: quinn::Endpoint,
     control: Arc<ControlPlane>,
     table: Arc<ModelTable>,
@@ -84,13 +87,8 @@ impl NodeSet {
 
     /// Keeps exactly `nodes` (name, address).
     pub fn sync(&self, nodes: &[(String, SocketAddr)]) {
-        let gone: Vec<String> = self
-            .links
-            .read()
-            .keys()
-            .filter(|name| !nodes.iter().any(|(n, _)| n == *name))
-            .cloned()
-            .collect();
+        let gone: Vec<String> =
+            self.links.read().keys().filter(|name| !nodes.iter().any(|(n, _)| n == *name)).cloned().collect();
         for name in gone {
             self.remove(&name);
         }
@@ -106,7 +104,9 @@ impl NodeSet {
         let asked = links.iter().map(|link| async move {
             let status = tokio::time::timeout(STATUS_WITHIN, link.command(&NodeRequest::Status)).await;
             match status {
-                Ok(Ok(NodeResponse::Status(status))) => Some((link.name.clone(), status.cached_artifacts.into_iter().collect())),
+                Ok(Ok(NodeResponse::Status(status))) => {
+                    Some((link.name.clone(), status.cached_artifacts.into_iter().collect()))
+                }
                 _ => None,
             }
         });

@@ -115,9 +115,7 @@ pub(super) fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i6
     let rows = i64::from(rows.unwrap_or(0));
     let declared: i64 = batch.request_rows.iter().map(|&r| i64::from(r)).sum();
     if declared != rows || batch.request_rows.contains(&0) {
-        return Err(format!(
-            "batch for model '{model}' has {rows} rows but its requests declare {declared}"
-        ));
+        return Err(format!("batch for model '{model}' has {rows} rows but its requests declare {declared}"));
     }
     Ok(rows)
 }
@@ -194,7 +192,10 @@ fn collect_outputs(config: &ModelConfig, value: IValue, rows: i64) -> Result<Vec
             if !matches {
                 return Err(bad_output(
                     config,
-                    format!("output '{}' has shape {:?} for {rows} rows, configured {:?}", spec.name, shape, spec.shape),
+                    format!(
+                        "output '{}' has shape {:?} for {rows} rows, configured {:?}",
+                        spec.name, shape, spec.shape
+                    ),
                 ));
             }
             let numel = tensor.numel();

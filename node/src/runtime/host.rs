@@ -91,13 +91,21 @@ impl ModelHost {
         let mut pending = Vec::new();
         for index in 0..instances {
             let (loaded, ready) = oneshot::channel();
-            let spec = InstanceSpec { config: config.clone(), version: source.version, path: source.path.clone(), device, index, simulate: self.settings.simulate };
+            let spec = InstanceSpec {
+                config: config.clone(),
+                version: source.version,
+                path: source.path.clone(),
+                device,
+                index,
+                simulate: self.settings.simulate,
+            };
             instance::spawn(spec, jobs.clone(), loaded).map_err(|e| load_failed(&source, e.to_string()))?;
             pending.push(ready);
         }
         drop(jobs);
         for ready in pending {
-            let loaded = ready.await.map_err(|_| load_failed(&source, "an instance thread ended while loading".into()))?;
+            let loaded =
+                ready.await.map_err(|_| load_failed(&source, "an instance thread ended while loading".into()))?;
             // On failure, dropping `queue` stops the instances that did load.
             loaded.map_err(|e| load_failed(&source, format!("{e:#}")))?;
         }
@@ -106,7 +114,13 @@ impl ModelHost {
         let artifact_size = std::fs::metadata(&source.path).map(|m| m.len()).unwrap_or(0);
         let memory_bytes = config.memory_bytes.unwrap_or(artifact_size.saturating_mul(3));
         let mut versions = self.versions.write();
-        versions.entry(key).or_insert(LoadedVersion { config, queue, instances, sha256: source.sha256.clone(), memory_bytes });
+        versions.entry(key).or_insert(LoadedVersion {
+            config,
+            queue,
+            instances,
+            sha256: source.sha256.clone(),
+            memory_bytes,
+        });
         metrics::set_loaded_models(versions.len(), memory_of(&versions));
         drop(versions);
         // Loading and warm-up leave large temporaries free; give them back.
@@ -144,7 +158,12 @@ impl ModelHost {
     }
 
     /// Queues a batch for `model` / `version`; the receiver yields its answer.
-    pub fn submit(&self, model: &str, version: u64, payload: Payload) -> Result<oneshot::Receiver<NodeResponse>, NodeError> {
+    pub fn submit(
+        &self,
+        model: &str,
+        version: u64,
+        payload: Payload,
+    ) -> Result<oneshot::Receiver<NodeResponse>, NodeError> {
         let versions = self.versions.read();
         let loaded = versions
             .get(&(model.to_string(), version))

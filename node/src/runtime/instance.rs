@@ -120,10 +120,10 @@ fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<
         .inputs
         .iter()
         .map(|spec| {
-            let kind = to_kind(spec.datatype)
-                .ok_or_else(|| anyhow!("input '{}' has datatype {}, which LibTorch cannot hold", spec.name, spec.datatype))?;
-            let shape: Vec<i64> =
-                std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
+            let kind = to_kind(spec.datatype).ok_or_else(|| {
+                anyhow!("input '{}' has datatype {}, which LibTorch cannot hold", spec.name, spec.datatype)
+            })?;
+            let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
             Ok(IValue::Tensor(Tensor::zeros(&shape, (kind, device))))
         })
         .collect()

@@ -10,7 +10,11 @@ use maas_protocol::{BatchOutcome, ModelConfig, NodeError, Tensor};
 use super::execute::{validate, BatchView, Timings};
 
 /// Answers `batch` with zeros after `compute`.
-pub fn execute(config: &ModelConfig, batch: &BatchView<'_>, compute: Duration) -> Result<(BatchOutcome, Timings), NodeError> {
+pub fn execute(
+    config: &ModelConfig,
+    batch: &BatchView<'_>,
+    compute: Duration,
+) -> Result<(BatchOutcome, Timings), NodeError> {
     let rows = validate(config, batch).map_err(|message| NodeError::InvalidInput { message })?;
     let started = Instant::now();
     std::thread::sleep(compute);

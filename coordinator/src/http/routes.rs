@@ -1,0 +1,230 @@
+//! Every HTTP route with the [`Access`] it needs, in one table.
+//!
+//! [`register`] adds each route as its own resource wrapped in
+//! [`authorize`], which admits the caller's bearer token for the route's
+//! access before the handler runs; handlers never check tokens. A route
+//! cannot be added without an access, and [`ROUTES`] lists them all for
+//! the tests and the docs. Routes are tried in table order (inference first:
+//! each dynamic route tried costs a pattern match).
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{guard, web, Error};
+
+use super::{admin, error, health, infer, model, monitoring, AppState};
+use crate::auth::{bearer_token, Access};
+
+/// One route of the table.
+#[cfg_attr(not(test), allow(dead_code, reason = "read by the route and spec tests"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path pattern, actix syntax.
+    pub path: &'static str,
+    /// What the caller must hold.
+    pub access: Access,
+}
+
+macro_rules! route_table {
+    ($($method:ident $path:literal $access:ident => $handler:path;)*) => {
+        /// Every route, in the order they are tried.
+        #[cfg_attr(not(test), allow(dead_code, reason = "read by the route and spec tests"))]
+        pub const ROUTES: &[Route] = &[
+            $(Route { method: stringify!($method), path: $path, access: Access::$access },)*
+        ];
+
+        /// Adds every route of [`ROUTES`], each behind its access check.
+        pub fn register(config: &mut web::ServiceConfig) {
+            $(
+                config.service(
+                    web::resource($path)
+                        .guard(guard::$method())
+                        .route(web::route().to($handler))
+                        .wrap(from_fn(|request, next| authorize(Access::$access, request, next))),
+                );
+            )*
+        }
+    };
+}
+
+route_table! {
+    Post "/v2/models/{model}/infer" Inference => infer::infer;
+    Post "/v2/models/{model}/versions/{version}/infer" Inference => infer::infer;
+    Get "/v2/health/live" Open => health::live;
+    Get "/v2/health/ready" Open => health::ready;
+    Get "/v2" Open => health::server_metadata;
+    Get "/v2/models/stats" Inference => monitoring::stats;
+    Get "/v2/models/{model}/stats" Inference => monitoring::stats;
+    Get "/v2/models/{model}/versions/{version}/stats" Inference => monitoring::stats;
+    Get "/v1/alerts" Admin => monitoring::alerts;
+    Get "/v1/monitor" Admin => monitoring::live;
+    Post "/v1/models/{model}/feedback" Inference => monitoring::feedback;
+    Get "/v1/models/{model}/evaluation" Admin => monitoring::evaluation;
+    Get "/v2/models/{model}" Open => model::metadata;
+    Get "/v2/models/{model}/versions/{version}" Open => model::metadata;
+    Get "/v2/models/{model}/ready" Open => model::ready;
+    Get "/v2/models/{model}/versions/{version}/ready" Open => model::ready;
+    Get "/v2/models/{model}/config" Open => model::config;
+    Get "/v2/models/{model}/versions/{version}/config" Open => model::config;
+    Get "/metrics" Open => super::metrics;
+    Put "/v1/artifacts" Admin => admin::artifacts::upload;
+    Get "/v1/cluster" Admin => admin::cluster::status;
+    Post "/v1/cluster/nodes/{node}/drain" Admin => admin::cluster::drain;
+    Get "/v1/models" Admin => admin::models::list;
+    Get "/v1/models/{model}" Admin => admin::models::describe;
+    Post "/v1/models/{model}/versions" Admin => admin::models::publish;
+    Delete "/v1/models/{model}/versions/{version}" Admin => admin::models::delete_version;
+    Put "/v1/models/{model}/aliases/{alias}" Admin => admin::routing::set_alias;
+    Delete "/v1/models/{model}/aliases/{alias}" Admin => admin::routing::delete_alias;
+    Post "/v1/models/{model}/aliases/{alias}/rollback" Admin => admin::routing::rollback;
+    Put "/v1/models/{model}/split" Admin => admin::routing::set_split;
+    Post "/v2/repository/index" Admin => admin::repository::index;
+    Post "/v2/repository/models/{model}/load" Admin => admin::repository::load;
+    Post "/v2/repository/models/{model}/unload" Admin => admin::repository::unload;
+}
+
+/// Runs the route's handler if the caller's token admits `access`; else
+/// answers 401 with the reason.
+async fn authorize(
+    access: Access,
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let state = request.app_data::<web::Data<AppState>>().expect("the app state is registered; this is a bug");
+    let token = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
+    match state.tokens.admit(access, token) {
+        Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
+        Err(refused) => Ok(request.into_response(error::response(&refused)).map_into_right_body()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every route must ask of its caller. A route added to the table
+    /// without a line here, or one whose access changes, fails this test;
+    /// so does a line whose route was removed.
+    const EXPECTED: &[(&str, &str, Access)] = &[
+        ("Post", "/v2/models/{model}/infer", Access::Inference),
+        ("Post", "/v2/models/{model}/versions/{version}/infer", Access::Inference),
+        ("Get", "/v2/health/live", Access::Open),
+        ("Get", "/v2/health/ready", Access::Open),
+        ("Get", "/v2", Access::Open),
+        ("Get", "/v2/models/stats", Access::Inference),
+        ("Get", "/v2/models/{model}/stats", Access::Inference),
+        ("Get", "/v2/models/{model}/versions/{version}/stats", Access::Inference),
+        ("Get", "/v1/alerts", Access::Admin),
+        ("Get", "/v1/monitor", Access::Admin),
+        ("Post", "/v1/models/{model}/feedback", Access::Inference),
+        ("Get", "/v1/models/{model}/evaluation", Access::Admin),
+        ("Get", "/v2/models/{model}", Access::Open),
+        ("Get", "/v2/models/{model}/versions/{version}", Access::Open),
+        ("Get", "/v2/models/{model}/ready", Access::Open),
+        ("Get", "/v2/models/{model}/versions/{version}/ready", Access::Open),
+        ("Get", "/v2/models/{model}/config", Access::Open),
+        ("Get", "/v2/models/{model}/versions/{version}/config", Access::Open),
+        ("Get", "/metrics", Access::Open),
+        ("Put", "/v1/artifacts", Access::Admin),
+        ("Get", "/v1/cluster", Access::Admin),
+        ("Post", "/v1/cluster/nodes/{node}/drain", Access::Admin),
+        ("Get", "/v1/models", Access::Admin),
+        ("Get", "/v1/models/{model}", Access::Admin),
+        ("Post", "/v1/models/{model}/versions", Access::Admin),
+        ("Delete", "/v1/models/{model}/versions/{version}", Access::Admin),
+        ("Put", "/v1/models/{model}/aliases/{alias}", Access::Admin),
+        ("Delete", "/v1/models/{model}/aliases/{alias}", Access::Admin),
+        ("Post", "/v1/models/{model}/aliases/{alias}/rollback", Access::Admin),
+        ("Put", "/v1/models/{model}/split", Access::Admin),
+        ("Post", "/v2/repository/index", Access::Admin),
+        ("Post", "/v2/repository/models/{model}/load", Access::Admin),
+        ("Post", "/v2/repository/models/{model}/unload", Access::Admin),
+    ];
+
+    #[test]
+    fn every_route_has_the_expected_access() {
+        for route in ROUTES {
+            let expected = EXPECTED.iter().find(|(method, path, _)| *method == route.method && *path == route.path);
+            let Some((_, _, access)) = expected else {
+                panic!("route {} {} has no expected access in this test: add it", route.method, route.path)
+            };
+            assert_eq!(route.access, *access, "{} {}", route.method, route.path);
+        }
+        for (method, path, _) in EXPECTED {
+            assert!(
+                ROUTES.iter().any(|r| r.method == *method && r.path == *path),
+                "{method} {path} is expected but not in the route table"
+            );
+        }
+    }
+
+    /// `(method, path)` of every operation in `docs/openapi.yaml`.
+    fn documented_operations() -> Vec<(String, String)> {
+        let spec = include_str!("../../../docs/openapi.yaml");
+        let mut operations = Vec::new();
+        let mut in_paths = false;
+        let mut path = None;
+        for line in spec.lines() {
+            if !line.starts_with(' ') {
+                in_paths = line == "paths:";
+                continue;
+            }
+            if !in_paths {
+                continue;
+            }
+            if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+                path = Some(format!("/{p}"));
+            } else if let (Some(path), Some(method)) =
+                (&path, line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')))
+            {
+                if ["get", "put", "post", "delete"].contains(&method) {
+                    let mut method = method.to_string();
+                    method[..1].make_ascii_uppercase();
+                    operations.push((method, path.clone()));
+                }
+            }
+        }
+        operations
+    }
+
+    /// The management API's spec and the served routes agree: every
+    /// documented operation is served, and every management, monitoring or
+    /// statistics route (all but the Open Inference Protocol's own) is
+    /// documented.
+    #[test]
+    fn the_openapi_document_matches_the_served_routes() {
+        let documented = documented_operations();
+        assert!(documented.len() > 20, "the spec parser found only {documented:?}");
+        for (method, path) in &documented {
+            assert!(
+                ROUTES.iter().any(|r| r.method == method && r.path == path),
+                "docs/openapi.yaml documents {method} {path}, which is not served"
+            );
+        }
+        for route in ROUTES {
+            let management = route.path.starts_with("/v1/")
+                || route.path.starts_with("/v2/repository")
+                || route.path.ends_with("/stats");
+            if management {
+                assert!(
+                    documented.iter().any(|(m, p)| m == route.method && p == route.path),
+                    "{} {} is served but not in docs/openapi.yaml",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn management_and_monitoring_routes_are_never_open() {
+        for route in ROUTES {
+            if route.path.starts_with("/v1/") || route.path.starts_with("/v2/repository") {
+                assert_ne!(route.access, Access::Open, "{} {} is open", route.method, route.path);
+            }
+        }
+    }
+}
