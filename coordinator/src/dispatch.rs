@@ -15,9 +15,9 @@ use maas_protocol::{BatchOutcome, InferBatch, NodeRequest, NodeResponse, Request
 use crate::batcher::PendingRequest;
 use crate::error::ServeError;
 use crate::models::VersionShared;
-use crate::monitor::stats::BatchTimes;
 use crate::nodes::{LinkError, NodeLink};
-use crate::tensor::TensorBytes;
+use maas_monitor::stats::BatchTimes;
+use maas_protocol::TensorBytes;
 
 /// Runs `batch` on a replica of `version` and answers every request in it.
 pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {

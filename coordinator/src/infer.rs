@@ -20,7 +20,7 @@ use crate::batcher::PendingRequest;
 use crate::error::{ServeError, ServeResult};
 use crate::metrics;
 use crate::models::{ModelTable, ModelVersion, VersionShared};
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 
 /// The longest request id accepted, in bytes. An id travels with its batch
 /// to the node and is kept with its prediction for feedback, so it must

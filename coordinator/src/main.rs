@@ -14,10 +14,8 @@ mod http;
 mod infer;
 mod metrics;
 mod models;
-mod monitor;
 mod nodes;
 mod reconcile;
-mod tensor;
 mod triton;
 
 use std::sync::Arc;
@@ -31,9 +29,9 @@ use tokio::sync::Notify;
 
 use crate::config::CoordinatorConfig;
 use crate::models::{ModelTable, TableSettings};
-use crate::monitor::drift::DriftSettings;
-use crate::monitor::{Monitor, MonitorSettings};
 use crate::nodes::NodeSet;
+use maas_monitor::drift::DriftSettings;
+use maas_monitor::{Monitor, MonitorSettings};
 
 fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();

@@ -10,7 +10,7 @@
 //! Without either it goes to the model's traffic split when one is set, else
 //! to its `production` alias, else to its newest ready version.
 
-use crate::monitor::{Monitor, VersionMonitor};
+use maas_monitor::{Monitor, VersionMonitor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::ServeResult;
 use crate::models::ModelTable;
-use crate::monitor::stats::{StatsSnapshot, Tally};
+use maas_monitor::stats::{StatsSnapshot, Tally};
 
 /// The platform and backend every version reports.
 pub const PLATFORM: &str = "pytorch_libtorch";

@@ -13,6 +13,7 @@ mod datatype;
 pub mod frame;
 mod message;
 mod tensor;
+mod tensor_bytes;
 pub mod validate;
 
 pub use config::{ModelConfig, ReplicaRange, TensorSpec, VersionPolicy};
@@ -23,3 +24,4 @@ pub use message::{
     NodeRequest, NodeResponse, NodeStatus, RequestOutcome,
 };
 pub use tensor::{ArchivedTensor, Tensor};
+pub use tensor_bytes::TensorBytes;

@@ -13,7 +13,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ServeError, ServeResult};
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 pub use task::spawn;
 
 /// A validated request waiting for a batch.

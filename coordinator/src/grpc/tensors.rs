@@ -15,7 +15,7 @@ use maas_protocol::DataType;
 
 use crate::error::{ServeError, ServeResult};
 use crate::infer::{InferRequest, InferResponse};
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 
 fn invalid(message: String) -> ServeError {
     ServeError::InvalidRequest(message)

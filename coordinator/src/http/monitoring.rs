@@ -20,8 +20,8 @@ use super::body;
 use super::model::path_model;
 use super::AppState;
 use crate::error::{ServeError, ServeResult};
-use crate::monitor::Feedback;
 use crate::triton;
+use maas_monitor::Feedback;
 
 /// Labels accepted in one feedback call.
 const MAX_FEEDBACK: usize = 10_000;

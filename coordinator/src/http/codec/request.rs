@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::json_data;
 use crate::error::{ServeError, ServeResult};
 use crate::infer::{check_unique_outputs, InferRequest};
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 
 /// An output the client asked for.
 #[derive(Debug, Clone, PartialEq)]

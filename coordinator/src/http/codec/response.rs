@@ -7,7 +7,7 @@ use super::json_data::JsonData;
 use super::request::OutputSelection;
 use crate::error::{ServeError, ServeResult};
 use crate::infer::InferResponse;
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 
 /// An encoded response body.
 pub struct EncodedResponse {

@@ -2,7 +2,7 @@
 
 use maas_protocol::DataType;
 
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 
 /// The elements of `tensor` as `f64` (`None` for BYTES), at most `limit`
 /// elements per row, with the row length used.

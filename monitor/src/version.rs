@@ -14,7 +14,7 @@ use super::anomaly::{Detector, DetectorSettings};
 use super::drift::{DriftSettings, InputDrift};
 use super::stats::{BatchTimes, VersionStats};
 use super::values::rows_as_f64;
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
 
 /// Seconds of history kept for live views.
 const RECENT_SECONDS: usize = 10;

@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod anomaly;
 pub mod drift;
 pub mod evaluation;
+pub mod metrics;
 pub mod stats;
 pub mod values;
 mod version;
@@ -23,15 +24,52 @@ use std::time::{Duration, Instant};
 
 use maas_protocol::ModelConfig;
 use parking_lot::{Mutex, RwLock};
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use self::alerts::{AlertBoard, AlertKind};
 use self::anomaly::Transition;
 use self::drift::DriftSettings;
 use self::evaluation::{Missing, Prediction, PredictionLog, Scores, Task};
 pub use self::version::VersionMonitor;
-use crate::metrics;
-use crate::tensor::TensorBytes;
+use maas_protocol::TensorBytes;
+
+/// A model's evaluation from feedback: scores per version over the window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelEvaluation {
+    /// Model name.
+    pub model: String,
+    /// How its predictions are scored.
+    pub task: Task,
+    /// Joined pairs each version is scored over.
+    pub window: usize,
+    /// Each version's scores.
+    pub versions: Vec<VersionEvaluation>,
+    /// What became of the model's feedback so far.
+    pub feedback: FeedbackCounts,
+    /// Predictions waiting for their feedback.
+    pub pending_predictions: usize,
+}
+
+/// One version's scores.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionEvaluation {
+    /// Version number.
+    pub version: u64,
+    /// Its scores.
+    #[serde(flatten)]
+    pub scores: evaluation::Evaluation,
+}
+
+/// Feedback labels of a model by what became of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FeedbackCounts {
+    /// Joined with their prediction.
+    pub joined: u64,
+    /// No prediction was recorded under their id.
+    pub unknown: u64,
+    /// Their prediction was dropped before they came.
+    pub expired: u64,
+}
 
 /// How the monitors sample, score and remember.
 #[derive(Debug, Clone)]
@@ -223,29 +261,23 @@ impl Monitor {
         outcome
     }
 
-    /// A model's scores per version, as JSON; `None` when nothing was
-    /// recorded for it.
-    pub fn evaluation(&self, model: &str) -> Option<Value> {
+    /// A model's scores per version; `None` when nothing was recorded
+    /// for it.
+    pub fn evaluation(&self, model: &str) -> Option<ModelEvaluation> {
         let feedback = self.feedback.lock();
         let state = feedback.get(model)?;
-        let versions: Vec<Value> = state
-            .scores
-            .iter()
-            .map(|(version, scores)| {
-                let evaluation = scores.evaluate(state.task);
-                let mut entry = json!(evaluation);
-                entry["version"] = json!(version);
-                entry
-            })
-            .collect();
-        Some(json!({
-            "model": model,
-            "task": state.task,
-            "window": self.settings.evaluation_window,
-            "versions": versions,
-            "feedback": {"joined": state.joined, "unknown": state.unknown, "expired": state.expired},
-            "pending_predictions": state.log.len(),
-        }))
+        Some(ModelEvaluation {
+            model: model.to_string(),
+            task: state.task,
+            window: self.settings.evaluation_window,
+            versions: state
+                .scores
+                .iter()
+                .map(|(version, scores)| VersionEvaluation { version: *version, scores: scores.evaluate(state.task) })
+                .collect(),
+            feedback: FeedbackCounts { joined: state.joined, unknown: state.unknown, expired: state.expired },
+            pending_predictions: state.log.len(),
+        })
     }
 
     /// Closes every version's second: feeds the detectors, checks drift,

@@ -100,6 +100,11 @@ impl PredictionLog {
         self.entries.len()
     }
 
+    /// Whether no prediction is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     fn expire(&mut self, now: Instant) {
         while self.order.front().is_some_and(|(_, at)| now.duration_since(*at) > self.ttl) {
             self.drop_oldest();

@@ -1,10 +1,11 @@
-//! Tensors inside the coordinator: datatype, shape and shared bytes.
+//! A tensor whose elements are shared bytes, as the coordinator handles
+//! requests and answers.
 //!
 //! `data` is a [`Bytes`], so an input can be a slice of the HTTP body and an
 //! output a slice of the node's answer, without copies.
 
+use crate::DataType;
 use bytes::Bytes;
-use maas_protocol::DataType;
 
 /// A named tensor whose elements are raw little-endian bytes.
 #[derive(Debug, Clone, PartialEq)]
