@@ -175,3 +175,55 @@ impl From<ServeError> for tonic::Status {
 
 /// Result of the serving path.
 pub type ServeResult<T> = Result<T, ServeError>;
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    /// One row per kind: the HTTP status, gRPC code, metric label and
+    /// Retry-After the clients of both fronts see.
+    #[test]
+    fn every_kind_maps_to_one_status_code_label_and_retry() {
+        let m = || "m".to_string();
+        let cases = [
+            (ServeError::ModelNotFound { model: m() }, 404, Code::NotFound, "not_found", None),
+            (ServeError::VersionNotFound { model: m(), version: "9".into() }, 404, Code::NotFound, "not_found", None),
+            (ServeError::RouteNotFound("x".into()), 404, Code::NotFound, "not_found", None),
+            (ServeError::InvalidRequest("x".into()), 400, Code::InvalidArgument, "invalid", None),
+            (ServeError::PayloadTooLarge { size: 2, limit: 1 }, 413, Code::ResourceExhausted, "too_large", None),
+            (ServeError::Overloaded { model: m(), version: 1 }, 503, Code::ResourceExhausted, "overloaded", Some(1)),
+            (ServeError::Unavailable("x".into()), 503, Code::Unavailable, "unavailable", Some(1)),
+            (
+                ServeError::Timeout { model: m(), version: 1, waited: Duration::from_millis(5) },
+                504,
+                Code::DeadlineExceeded,
+                "timeout",
+                None,
+            ),
+            (ServeError::ModelFailed { model: m(), message: "x".into() }, 500, Code::Internal, "model_failed", None),
+            (ServeError::Internal("x".into()), 500, Code::Internal, "internal", None),
+            (ServeError::Unauthorized("x".into()), 401, Code::Unauthenticated, "unauthorized", None),
+            (ServeError::Conflict("x".into()), 409, Code::Aborted, "conflict", None),
+        ];
+        for (error, status, code, outcome, retry) in cases {
+            assert_eq!(error.status().as_u16(), status, "{error:?}");
+            assert_eq!(error.grpc_code(), code, "{error:?}");
+            assert_eq!(error.outcome(), outcome, "{error:?}");
+            assert_eq!(error.retry_after(), retry, "{error:?}");
+            let grpc = tonic::Status::from(error.clone());
+            assert_eq!((grpc.code(), grpc.message()), (code, error.to_string().as_str()));
+        }
+    }
+
+    #[test]
+    fn node_errors_become_what_a_client_can_act_on() {
+        let invalid = ServeError::from_node("m", NodeError::InvalidInput { message: "bad row".into() });
+        assert!(matches!(invalid, ServeError::InvalidRequest(ref m) if m == "bad row"), "{invalid:?}");
+        let overloaded = ServeError::from_node("m", NodeError::Overloaded);
+        assert_eq!(overloaded.status().as_u16(), 503);
+        let missing = ServeError::from_node("m", NodeError::ModelNotLoaded { model: "m".into(), version: 2 });
+        assert_eq!(missing.to_string(), "model 'm' version 2 is not loaded on the chosen node");
+    }
+}

@@ -21,6 +21,7 @@ mod ops;
 pub mod placement;
 mod record;
 mod store;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 
 pub use etcd_client;

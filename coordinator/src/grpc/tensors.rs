@@ -194,3 +194,105 @@ pub fn to_infer_response(answer: InferResponse, id: String, requested: &[String]
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(name: &str, datatype: &str, shape: Vec<i64>, contents: InferTensorContents) -> InferInputTensor {
+        InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape,
+            contents: Some(contents),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn typed_contents_become_little_endian_bytes() {
+        let mut request = ModelInferRequest {
+            id: "r".into(),
+            inputs: vec![
+                typed("a", "INT16", vec![2], InferTensorContents { int_contents: vec![-2, 300], ..Default::default() }),
+                typed("b", "FP32", vec![1], InferTensorContents { fp32_contents: vec![1.5], ..Default::default() }),
+                typed(
+                    "c",
+                    "BOOL",
+                    vec![2],
+                    InferTensorContents { bool_contents: vec![true, false], ..Default::default() },
+                ),
+                typed(
+                    "d",
+                    "BYTES",
+                    vec![1],
+                    InferTensorContents { bytes_contents: vec![b"hi".to_vec()], ..Default::default() },
+                ),
+            ],
+            ..Default::default()
+        };
+        let parsed = to_infer_request(&mut request).unwrap();
+        let bytes: Vec<&[u8]> = parsed.inputs.iter().map(|t| &t.data[..]).collect();
+        assert_eq!(bytes[0], &[0xfe, 0xff, 0x2c, 0x01]);
+        assert_eq!(bytes[1], &1.5f32.to_le_bytes());
+        assert_eq!(bytes[2], &[1, 0]);
+        assert_eq!(bytes[3], &[2, 0, 0, 0, b'h', b'i']);
+        assert_eq!(parsed.id.as_deref(), Some("r"));
+    }
+
+    #[test]
+    fn contents_that_do_not_fit_are_refused() {
+        let cases = [
+            (
+                typed("a", "INT8", vec![1], InferTensorContents { int_contents: vec![200], ..Default::default() }),
+                "out of range for INT8",
+            ),
+            (
+                typed("a", "FP32", vec![3], InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }),
+                "has 1 elements in its contents but its shape [3] needs 3",
+            ),
+            (typed("a", "FP16", vec![1], InferTensorContents::default()), "send it in raw_input_contents"),
+            (typed("a", "FLOAT", vec![1], InferTensorContents::default()), "invalid datatype 'FLOAT'"),
+            (typed("a", "FP32", vec![-1], InferTensorContents::default()), "invalid shape"),
+        ];
+        for (input, expected) in cases {
+            let mut request = ModelInferRequest { inputs: vec![input], ..Default::default() };
+            let error = to_infer_request(&mut request).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error:?} should contain {expected:?}");
+        }
+        let mut both = ModelInferRequest {
+            inputs: vec![typed(
+                "a",
+                "FP32",
+                vec![1],
+                InferTensorContents { fp32_contents: vec![1.0], ..Default::default() },
+            )],
+            raw_input_contents: vec![vec![0u8; 4].into()],
+            ..Default::default()
+        };
+        assert!(to_infer_request(&mut both).unwrap_err().to_string().contains("both raw and typed contents"));
+    }
+
+    #[test]
+    fn the_response_holds_the_requested_outputs_in_order() {
+        let tensor = |name: &str, data: &'static [u8]| TensorBytes {
+            name: name.into(),
+            datatype: DataType::Uint8,
+            shape: vec![data.len() as i64],
+            data: Bytes::from_static(data),
+        };
+        let answer = || InferResponse {
+            model_name: "m".into(),
+            model_version: 3,
+            outputs: vec![tensor("x", &[1]), tensor("y", &[2, 2])],
+        };
+        let all = to_infer_response(answer(), "id".into(), &[]).unwrap();
+        assert_eq!((all.model_version.as_str(), all.id.as_str()), ("3", "id"));
+        assert_eq!(all.raw_output_contents, vec![Bytes::from_static(&[1]), Bytes::from_static(&[2, 2])]);
+        let chosen = to_infer_response(answer(), String::new(), &["y".to_string()]).unwrap();
+        assert_eq!(chosen.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), vec!["y"]);
+        assert_eq!(chosen.outputs[0].datatype, "UINT8");
+        let unknown = to_infer_response(answer(), String::new(), &["z".to_string()]).unwrap_err();
+        assert!(unknown.to_string().contains("unexpected inference output 'z'"));
+    }
+}

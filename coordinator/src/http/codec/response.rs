@@ -88,3 +88,64 @@ pub fn encode(response: &InferResponse, id: Option<&str>, selection: &OutputSele
     }
     Ok(EncodedResponse { body: body.freeze(), json_len: any_binary.then_some(json_len) })
 }
+
+#[cfg(test)]
+mod tests {
+    use maas_protocol::DataType;
+
+    use super::*;
+    use crate::http::codec::request::RequestedOutput;
+
+    fn answer() -> InferResponse {
+        let tensor = |name: &str, values: &[f32]| TensorBytes {
+            name: name.into(),
+            datatype: DataType::Fp32,
+            shape: vec![1, values.len() as i64],
+            data: values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into(),
+        };
+        InferResponse {
+            model_name: "m".into(),
+            model_version: 2,
+            outputs: vec![tensor("a", &[1.5]), tensor("b", &[2.0, 3.0])],
+        }
+    }
+
+    fn json_part(encoded: &EncodedResponse) -> serde_json::Value {
+        let end = encoded.json_len.unwrap_or(encoded.body.len());
+        serde_json::from_slice(&encoded.body[..end]).unwrap()
+    }
+
+    #[test]
+    fn json_by_default_with_every_output() {
+        let encoded = encode(&answer(), Some("r1"), &OutputSelection::default()).unwrap();
+        assert_eq!(encoded.json_len, None);
+        assert_eq!(
+            json_part(&encoded),
+            serde_json::json!({"model_name": "m", "model_version": "2", "id": "r1", "outputs": [
+                {"name": "a", "datatype": "FP32", "shape": [1, 1], "data": [1.5]},
+                {"name": "b", "datatype": "FP32", "shape": [1, 2], "data": [2.0, 3.0]}]})
+        );
+    }
+
+    #[test]
+    fn binary_outputs_follow_the_json_in_the_requested_order() {
+        let selection = OutputSelection {
+            requested: Some(vec![
+                RequestedOutput { name: "b".into(), binary: None },
+                RequestedOutput { name: "a".into(), binary: Some(false) },
+            ]),
+            binary_by_default: true,
+        };
+        let encoded = encode(&answer(), None, &selection).unwrap();
+        let json = json_part(&encoded);
+        assert_eq!(json["outputs"][0]["parameters"], serde_json::json!({"binary_data_size": 8}));
+        assert_eq!(json["outputs"][1]["data"], serde_json::json!([1.5]));
+        let tail = &encoded.body[encoded.json_len.unwrap()..];
+        assert_eq!(tail, [2.0f32.to_le_bytes(), 3.0f32.to_le_bytes()].concat());
+        let unknown = OutputSelection {
+            requested: Some(vec![RequestedOutput { name: "z".into(), binary: None }]),
+            binary_by_default: false,
+        };
+        assert!(encode(&answer(), None, &unknown).is_err());
+    }
+}
