@@ -162,6 +162,8 @@ def build(root):
         "inputs": [spec("INPUT__0", "FP32", [-1, 256])],
         "outputs": [spec("OUTPUT__0", "FP32", [-1, 10])],
         "warmup_batch_sizes": [1, 2, 4, 8, 16, 32, 64],
+        # Both versions are served (by default only the newest would be).
+        "version_policy": {"all": {}},
     }
     # Both versions share their reference inputs, so a client can check an
     # answer against whichever version gave it.

@@ -89,7 +89,9 @@ impl Tokens {
 /// The token of an `Authorization: Bearer <token>` value (an HTTP header
 /// or gRPC metadata).
 pub fn bearer_token(value: &str) -> Option<&str> {
-    value.strip_prefix("Bearer ").map(str::trim)
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    // The scheme is case-insensitive (RFC 7235).
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn equal(given: &str, expected: &str) -> bool {
@@ -118,4 +120,19 @@ fn read_or_generate(path: &Path) -> Result<String> {
     file.write_all(token.as_bytes())?;
     tracing::info!(path = %path.display(), "generated an admin token");
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_read_as_rfc_7235_says() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER\tabc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("abc"), None);
+    }
 }

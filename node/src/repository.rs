@@ -24,7 +24,8 @@ pub struct ModelSource {
     pub sha256: Option<String>,
 }
 
-/// Lists every model version in `repo`, or only those of the models in
+/// Lists the model versions in `repo` that each model's `version_policy`
+/// selects (by default the newest one), or only those of the models in
 /// `only` when it is not empty.
 pub fn scan(repo: &Path, only: &[String]) -> Result<Vec<ModelSource>> {
     let mut sources = Vec::new();
@@ -54,6 +55,14 @@ pub fn scan(repo: &Path, only: &[String]) -> Result<Vec<ModelSource>> {
         }
     }
     sources.sort_by(|a, b| (&a.config.name, a.version).cmp(&(&b.config.name, b.version)));
+    let available =
+        |name: &str| -> Vec<u64> { sources.iter().filter(|s| s.config.name == name).map(|s| s.version).collect() };
+    let selected: Vec<(String, u64)> = sources
+        .iter()
+        .filter(|s| s.config.version_policy.select(&available(&s.config.name)).contains(&s.version))
+        .map(|s| (s.config.name.clone(), s.version))
+        .collect();
+    sources.retain(|s| selected.contains(&(s.config.name.clone(), s.version)));
     Ok(sources)
 }
 
@@ -69,4 +78,41 @@ fn version_number(dir: &Path) -> Option<u64> {
         return None;
     }
     dir.file_name()?.to_str()?.parse().ok().filter(|&v| v > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repository(policy: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("maas-repo-{}-{}", std::process::id(), policy.len()));
+        let _ = fs::remove_dir_all(&dir);
+        for version in [1, 2, 3] {
+            fs::create_dir_all(dir.join("m").join(version.to_string())).unwrap();
+            fs::write(dir.join("m").join(version.to_string()).join("model.pt"), b"not read here").unwrap();
+        }
+        let config = format!(
+            r#"{{"name": "m", "max_batch_size": 1, {policy}
+                "inputs": [{{"name": "x", "datatype": "FP32", "shape": [-1, 1]}}],
+                "outputs": [{{"name": "y", "datatype": "FP32", "shape": [-1, 1]}}]}}"#
+        );
+        fs::write(dir.join("m").join("config.json"), config).unwrap();
+        dir
+    }
+
+    fn versions(policy: &str) -> Vec<u64> {
+        let dir = repository(policy);
+        let found = scan(&dir, &[]).unwrap().iter().map(|s| s.version).collect();
+        fs::remove_dir_all(dir).unwrap();
+        found
+    }
+
+    /// The policy the configuration reports is the one the node applies.
+    #[test]
+    fn only_the_versions_the_policy_selects_are_loaded() {
+        assert_eq!(versions(""), vec![3], "the default policy is the newest version");
+        assert_eq!(versions(r#""version_policy": {"latest": {"num_versions": 2}},"#), vec![2, 3]);
+        assert_eq!(versions(r#""version_policy": {"all": {}},"#), vec![1, 2, 3]);
+        assert_eq!(versions(r#""version_policy": {"specific": {"versions": [1, 3]}},"#), vec![1, 3]);
+    }
 }

@@ -65,6 +65,11 @@ pub fn example_config(example: &str, name: &str) -> Value {
     let mut config: Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("example config")).expect("JSON");
     config["name"] = json!(name);
+    // Versions deployed through the registry follow the default policy
+    // (the newest, plus any alias or split), whatever the example serves.
+    if let Some(fields) = config.as_object_mut() {
+        fields.remove("version_policy");
+    }
     config
 }
 

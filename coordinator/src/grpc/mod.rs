@@ -33,6 +33,7 @@ use crate::catalog;
 use crate::error::ServeError;
 use crate::http::health::EXTENSIONS;
 use crate::http::AppState;
+use crate::infer::MAX_REQUEST_ID_BYTES;
 
 /// Answers in flight on one stream before it stops reading new requests.
 const STREAM_WINDOW: usize = 1024;
@@ -165,10 +166,14 @@ impl GrpcInferenceService for GrpcFront {
                         Ok(response) => {
                             ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
                         }
-                        Err(error) => ModelStreamInferResponse {
-                            error_message: error.to_string(),
-                            infer_response: Some(ModelInferResponse { model_name, id, ..Default::default() }),
-                        },
+                        Err(error) => {
+                            // An id refused for its length is not echoed back.
+                            let id = if id.len() > MAX_REQUEST_ID_BYTES { String::new() } else { id };
+                            ModelStreamInferResponse {
+                                error_message: error.to_string(),
+                                infer_response: Some(ModelInferResponse { model_name, id, ..Default::default() }),
+                            }
+                        }
                     };
                     permit.send(Ok(answer));
                 });

@@ -20,6 +20,7 @@ use super::body;
 use super::model::path_model;
 use super::AppState;
 use crate::error::{ServeError, ServeResult};
+use crate::infer::MAX_REQUEST_ID_BYTES;
 use crate::triton;
 use maas_monitor::Feedback;
 
@@ -70,6 +71,12 @@ fn parse_feedback(body: &[u8]) -> ServeResult<Vec<Feedback>> {
                 .and_then(Value::as_str)
                 .filter(|id| !id.is_empty())
                 .ok_or_else(|| invalid(format!("feedback entry {index} has no 'id' string")))?;
+            if id.len() > MAX_REQUEST_ID_BYTES {
+                return Err(invalid(format!(
+                    "feedback entry {index} has an id of {} bytes; request ids have at most {MAX_REQUEST_ID_BYTES}",
+                    id.len()
+                )));
+            }
             let number = |v: &Value| v.as_f64().filter(|x| x.is_finite());
             let truth = match entry.get("label") {
                 Some(Value::Array(values)) if !values.is_empty() => {
@@ -140,5 +147,8 @@ mod tests {
             let error = parse_feedback(body).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         }
+        let long = format!(r#"{{"id": "{}", "label": 1}}"#, "i".repeat(MAX_REQUEST_ID_BYTES + 1));
+        let error = parse_feedback(long.as_bytes()).unwrap_err().to_string();
+        assert!(error.contains("an id of 257 bytes"), "{error}");
     }
 }
