@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# CPU cost per request of this checkout against another build of maas,
+# alternating so both see the same machine: bench/cpu_cost.sh runs in the
+# other checkout (with its own target folder), then in this one, ROUNDS
+# times, each on a fresh local cluster.
+#
+#   bench/cpu_compare.sh OTHER_CHECKOUT OTHER_TARGET_DIR [ROUNDS] [SECONDS]
+#
+# e.g. git worktree add /tmp/maas-before <commit>, build it with
+# CARGO_TARGET_DIR=/tmp/maas-before-target scripts/setup.sh, then compare.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
+other=${1:?the other checkout}
+other_target=${2:?its target folder}
+rounds=${3:-2}
+seconds=${4:-5}
+for round in $(seq "$rounds"); do
+    for side in other this; do
+        if [ "$side" = other ]; then dir=$other; target=$other_target; else dir=$MAAS_ROOT; target=$MAAS_TARGET_DIR; fi
+        echo "== round $round: $side ($dir)"
+        (cd "$dir" && CARGO_TARGET_DIR=$target bench/cpu_cost.sh "$seconds" | grep '^|')
+        (cd "$dir" && CARGO_TARGET_DIR=$target scripts/cluster.sh down >/dev/null)
+    done
+done
