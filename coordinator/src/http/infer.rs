@@ -4,18 +4,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::codec::{request, response, HEADER_LENGTH};
 use super::model::path_model;
-use super::{body, error, AppState};
+use super::{body, AppState};
 use crate::error::ServeResult;
 
 /// Reads, runs and answers one inference request.
-pub async fn infer(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    match run(&state, &request, payload).await {
-        Ok(response) => response,
-        Err(e) => error::response(&e),
-    }
-}
-
-async fn run(state: &AppState, request: &HttpRequest, payload: web::Payload) -> ServeResult<HttpResponse> {
+pub async fn infer(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> ServeResult<HttpResponse> {
+    let request = &request;
     let (model, version) = path_model(request);
     let parse = async {
         let body = body::read(request, payload, state.max_body_bytes).await?;

@@ -26,49 +26,37 @@ fn tensor_metadata(spec: &TensorSpec) -> Value {
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]`.
-pub async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    match resolve(&state, &request) {
-        Ok(version) => {
-            let (_, explicit) = path_model(&request);
-            let versions: Vec<String> = match explicit {
-                Some(v) => vec![v],
-                None => crate::catalog::versions_of(&state, &version.shared.name),
-            };
-            let config = &version.shared.config;
-            HttpResponse::Ok().json(json!({
-                "name": config.name,
-                "versions": versions,
-                "platform": triton::PLATFORM,
-                "inputs": config.inputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
-                "outputs": config.outputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
-            }))
-        }
-        Err(e) => error::response(&e),
-    }
+pub async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let version = resolve(&state, &request)?;
+    let (_, explicit) = path_model(&request);
+    let versions: Vec<String> = match explicit {
+        Some(v) => vec![v],
+        None => crate::catalog::versions_of(&state, &version.shared.name),
+    };
+    let config = &version.shared.config;
+    Ok(HttpResponse::Ok().json(json!({
+        "name": config.name,
+        "versions": versions,
+        "platform": triton::PLATFORM,
+        "inputs": config.inputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
+        "outputs": config.outputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
+    })))
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]/ready`: 200 `{"name", "ready": true}`
 /// while a replica is up, 503 with `"ready": false` while none is.
-pub async fn ready(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    match resolve(&state, &request) {
-        Ok(version) if version.shared.is_ready() => {
-            HttpResponse::Ok().json(json!({ "name": version.shared.name, "ready": true }))
-        }
-        Ok(version) => error::with_fields(
-            &ServeError::Unavailable(format!(
-                "model '{}' version {} is not ready",
-                version.shared.name, version.shared.version
-            )),
-            json!({ "name": version.shared.name, "ready": false }),
-        ),
-        Err(e) => error::response(&e),
+pub async fn ready(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let version = resolve(&state, &request)?;
+    let name = &version.shared.name;
+    if version.shared.is_ready() {
+        return Ok(HttpResponse::Ok().json(json!({ "name": name, "ready": true })));
     }
+    let not_ready = ServeError::Unavailable(format!("model '{name}' version {} is not ready", version.shared.version));
+    Ok(error::with_fields(&not_ready, json!({ "name": name, "ready": false })))
 }
 
 /// `GET /v2/models/{m}[/versions/{v}]/config`: Triton's JSON model configuration.
-pub async fn config(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    match resolve(&state, &request) {
-        Ok(version) => HttpResponse::Ok().json(ConfigView::of(&version.shared.config)),
-        Err(e) => error::response(&e),
-    }
+pub async fn config(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let version = resolve(&state, &request)?;
+    Ok(HttpResponse::Ok().json(ConfigView::of(&version.shared.config)))
 }

@@ -15,7 +15,6 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::admin::respond;
 use super::body;
 use super::model::path_model;
 use super::AppState;
@@ -94,33 +93,30 @@ fn parse_feedback(body: &[u8]) -> ServeResult<Vec<Feedback>> {
 }
 
 /// `POST /v1/models/{m}/feedback`.
-pub async fn feedback(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    respond(
-        async {
-            let (model, _) = path_model(&request);
-            let named = state.inference.table().resolve(&model, None)?;
-            let body = body::read(&request, payload, state.max_body_bytes).await?;
-            let labels = parse_feedback(&body)?;
-            let outcome = state.inference.table().monitor().feedback(&named.shared.name, labels);
-            Ok(HttpResponse::Ok().json(outcome))
-        }
-        .await,
-    )
+pub async fn feedback(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> ServeResult<HttpResponse> {
+    let (model, _) = path_model(&request);
+    let named = state.inference.table().resolve(&model, None)?;
+    let body = body::read(&request, payload, state.max_body_bytes).await?;
+    let labels = parse_feedback(&body)?;
+    let outcome = state.inference.table().monitor().feedback(&named.shared.name, labels);
+    Ok(HttpResponse::Ok().json(outcome))
 }
 
 /// `GET /v1/models/{m}/evaluation`.
-pub async fn evaluation(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond((|| {
-        let (model, _) = path_model(&request);
-        let named = state.inference.table().resolve(&model, None)?;
-        let name = &named.shared.name;
-        let evaluation = state.inference.table().monitor().evaluation(name).ok_or_else(|| {
+pub async fn evaluation(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let (model, _) = path_model(&request);
+    let named = state.inference.table().resolve(&model, None)?;
+    let name = &named.shared.name;
+    let evaluation = state.inference.table().monitor().evaluation(name).ok_or_else(|| {
             ServeError::RouteNotFound(format!(
                 "no prediction of model '{name}' has been recorded yet: send inference requests with an 'id', then feedback for those ids"
             ))
         })?;
-        Ok(HttpResponse::Ok().json(evaluation))
-    })())
+    Ok(HttpResponse::Ok().json(evaluation))
 }
 
 #[cfg(test)]

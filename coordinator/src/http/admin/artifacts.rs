@@ -5,20 +5,17 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::error::{ServeError, ServeResult};
-use crate::http::{error, AppState};
+use crate::http::AppState;
 
 /// Header with the sha256 the client expects; a mismatch refuses the upload.
 pub const EXPECTED_SHA256: &str = "X-Maas-Sha256";
 
 /// Streams the body into the artifact store.
-pub async fn upload(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    match run(&state, &request, payload).await {
-        Ok(response) => response,
-        Err(e) => error::response(&e),
-    }
-}
-
-async fn run(state: &AppState, request: &HttpRequest, mut payload: web::Payload) -> ServeResult<HttpResponse> {
+pub async fn upload(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    mut payload: web::Payload,
+) -> ServeResult<HttpResponse> {
     let limit = state.max_upload_bytes;
     let too_large = |size: u64| ServeError::PayloadTooLarge { size: size as usize, limit: limit as usize };
     if let Some(declared) = request

@@ -10,8 +10,7 @@ use actix_web::{web, HttpResponse};
 use maas_protocol::{NodeRequest, NodeResponse};
 use serde_json::{json, Value};
 
-use super::models::respond;
-use crate::error::ServeError;
+use crate::error::{ServeError, ServeResult};
 use crate::http::AppState;
 use crate::nodes::NodeLink;
 
@@ -39,42 +38,32 @@ async fn describe_link(link: &NodeLink) -> Value {
 }
 
 /// The cluster as this coordinator sees it.
-pub async fn status(state: web::Data<AppState>) -> HttpResponse {
-    respond(
-        async {
-            let links = state.nodes.list();
-            let links: Vec<Value> = futures_util::future::join_all(links.iter().map(|l| describe_link(l))).await;
-            let body = match &state.cluster {
-                Some(cluster) => json!({
-                    "mode": "cluster",
-                    "leader": cluster.is_leader.load(Ordering::Acquire),
-                    "links": links,
-                    "members": cluster.nodes.borrow().values().cloned().collect::<Vec<_>>(),
-                    "placement": *cluster.placement.borrow(),
-                }),
-                None => json!({"mode": "static", "leader": false, "links": links}),
-            };
-            Ok(HttpResponse::Ok().json(body))
-        }
-        .await,
-    )
+pub async fn status(state: web::Data<AppState>) -> ServeResult<HttpResponse> {
+    let links = state.nodes.list();
+    let links: Vec<Value> = futures_util::future::join_all(links.iter().map(|l| describe_link(l))).await;
+    let body = match &state.cluster {
+        Some(cluster) => json!({
+            "mode": "cluster",
+            "leader": cluster.is_leader.load(Ordering::Acquire),
+            "links": links,
+            "members": cluster.nodes.borrow().values().cloned().collect::<Vec<_>>(),
+            "placement": *cluster.placement.borrow(),
+        }),
+        None => json!({"mode": "static", "leader": false, "links": links}),
+    };
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// Asks a node to drain: it deregisters (so its replicas are placed
 /// elsewhere), finishes what it has in flight and exits.
-pub async fn drain(state: web::Data<AppState>, node: web::Path<String>) -> HttpResponse {
-    respond(
-        async {
-            let link = state
-                .nodes
-                .get(&node)
-                .ok_or_else(|| ServeError::RouteNotFound(format!("no node '{node}' is linked to this coordinator")))?;
-            match link.command(&NodeRequest::Drain).await {
-                Ok(NodeResponse::Done) => Ok(HttpResponse::Accepted().json(json!({"node": *node, "draining": true}))),
-                Ok(other) => Err(ServeError::Internal(format!("node '{node}' answered a drain with {other:?}"))),
-                Err(error) => Err(ServeError::Unavailable(format!("could not reach node '{node}': {error}"))),
-            }
-        }
-        .await,
-    )
+pub async fn drain(state: web::Data<AppState>, node: web::Path<String>) -> ServeResult<HttpResponse> {
+    let link = state
+        .nodes
+        .get(&node)
+        .ok_or_else(|| ServeError::RouteNotFound(format!("no node '{node}' is linked to this coordinator")))?;
+    match link.command(&NodeRequest::Drain).await {
+        Ok(NodeResponse::Done) => Ok(HttpResponse::Accepted().json(json!({"node": *node, "draining": true}))),
+        Ok(other) => Err(ServeError::Internal(format!("node '{node}' answered a drain with {other:?}"))),
+        Err(error) => Err(ServeError::Unavailable(format!("could not reach node '{node}': {error}"))),
+    }
 }

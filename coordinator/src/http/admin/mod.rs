@@ -22,7 +22,6 @@
 pub mod artifacts;
 pub mod cluster;
 pub mod models;
-pub use models::respond;
 pub mod repository;
 pub mod routing;
 

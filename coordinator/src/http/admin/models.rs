@@ -11,15 +11,10 @@ use serde_json::{json, Value};
 
 use super::parse_json;
 use crate::error::{ServeError, ServeResult};
-use crate::http::{error, AppState};
+use crate::http::AppState;
 
 fn path_param<'a>(request: &'a HttpRequest, name: &str) -> &'a str {
     request.match_info().get(name).unwrap_or_default()
-}
-
-/// Turns a handler's result into a response.
-pub fn respond(result: ServeResult<HttpResponse>) -> HttpResponse {
-    result.unwrap_or_else(|e| error::response(&e))
 }
 
 fn summary(state: &AppState, record: &ModelRecord) -> Value {
@@ -41,48 +36,38 @@ fn summary(state: &AppState, record: &ModelRecord) -> Value {
 }
 
 /// `GET /v1/models`.
-pub async fn list(state: web::Data<AppState>) -> HttpResponse {
-    respond(
-        async {
-            let records = state.registry.list().await?;
-            let models: Vec<Value> = records.iter().map(|s| summary(&state, &s.record)).collect();
-            Ok(HttpResponse::Ok().json(json!({ "models": models })))
-        }
-        .await,
-    )
+pub async fn list(state: web::Data<AppState>) -> ServeResult<HttpResponse> {
+    let records = state.registry.list().await?;
+    let models: Vec<Value> = records.iter().map(|s| summary(&state, &s.record)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "models": models })))
 }
 
 /// `GET /v1/models/{m}`.
-pub async fn describe(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond(
-        async {
-            let stored = state.registry.get(path_param(&request, "model")).await?;
-            let record = &stored.record;
-            let mut body = summary(&state, record);
-            let table = state.inference.table();
-            body["aliases"] = json!(record.aliases);
-            body["revision"] = json!(stored.revision);
-            body["versions"] = record
-                .versions
-                .values()
-                .map(|v| {
-                    let replicas = table
-                        .resolve(&record.name, Some(&v.version.to_string()))
-                        .map(|m| m.shared.replicas.ready_count())
-                        .unwrap_or(0);
-                    json!({
-                        "version": v.version,
-                        "config": v.config,
-                        "artifact": v.artifact,
-                        "lineage": v.lineage,
-                        "ready_replicas": replicas,
-                    })
-                })
-                .collect();
-            Ok(HttpResponse::Ok().json(body))
-        }
-        .await,
-    )
+pub async fn describe(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let stored = state.registry.get(path_param(&request, "model")).await?;
+    let record = &stored.record;
+    let mut body = summary(&state, record);
+    let table = state.inference.table();
+    body["aliases"] = json!(record.aliases);
+    body["revision"] = json!(stored.revision);
+    body["versions"] = record
+        .versions
+        .values()
+        .map(|v| {
+            let replicas = table
+                .resolve(&record.name, Some(&v.version.to_string()))
+                .map(|m| m.shared.replicas.ready_count())
+                .unwrap_or(0);
+            json!({
+                "version": v.version,
+                "config": v.config,
+                "artifact": v.artifact,
+                "lineage": v.lineage,
+                "ready_replicas": replicas,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[derive(Deserialize)]
@@ -99,40 +84,34 @@ struct ArtifactName {
 }
 
 /// `POST /v1/models/{m}/versions`: checks the artifact on a node, then publishes.
-pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    respond(
-        async {
-            let model = path_param(&request, "model").to_string();
-            let body: PublishBody = parse_json(&body)?;
-            if body.config.name != model {
-                return Err(ServeError::InvalidRequest(format!(
-                    "the configuration names model '{}' but the path says '{model}'",
-                    body.config.name
-                )));
-            }
-            body.config.check().map_err(ServeError::InvalidRequest)?;
-            let artifact = state.artifacts.describe(&body.artifact.sha256).await?.ok_or_else(|| {
-                ServeError::InvalidRequest(format!(
-                    "artifact {} is not in the store; upload it first (PUT /v1/artifacts)",
-                    body.artifact.sha256
-                ))
-            })?;
-            trial_load(&state, &body.config, &artifact).await?;
-            let uploaded_by =
-                request.headers().get("X-Maas-User").and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
-            let lineage = Lineage {
-                uploaded_by,
-                uploaded_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                source: body.source,
-                parent: body.parent,
-            };
-            let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
-            state.registry_changed().await;
-            tracing::info!(model, version, sha256 = %artifact.sha256, "version published");
-            Ok(HttpResponse::Created().json(json!({ "model": model, "version": version, "sha256": artifact.sha256 })))
-        }
-        .await,
-    )
+pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> ServeResult<HttpResponse> {
+    let model = path_param(&request, "model").to_string();
+    let body: PublishBody = parse_json(&body)?;
+    if body.config.name != model {
+        return Err(ServeError::InvalidRequest(format!(
+            "the configuration names model '{}' but the path says '{model}'",
+            body.config.name
+        )));
+    }
+    body.config.check().map_err(ServeError::InvalidRequest)?;
+    let artifact = state.artifacts.describe(&body.artifact.sha256).await?.ok_or_else(|| {
+        ServeError::InvalidRequest(format!(
+            "artifact {} is not in the store; upload it first (PUT /v1/artifacts)",
+            body.artifact.sha256
+        ))
+    })?;
+    trial_load(&state, &body.config, &artifact).await?;
+    let uploaded_by = request.headers().get("X-Maas-User").and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
+    let lineage = Lineage {
+        uploaded_by,
+        uploaded_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        source: body.source,
+        parent: body.parent,
+    };
+    let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
+    state.registry_changed().await;
+    tracing::info!(model, version, sha256 = %artifact.sha256, "version published");
+    Ok(HttpResponse::Created().json(json!({ "model": model, "version": version, "sha256": artifact.sha256 })))
 }
 
 /// Loads the version once on a node that is up: the artifact must be
@@ -161,17 +140,12 @@ async fn trial_load(state: &AppState, config: &ModelConfig, artifact: &maas_regi
 }
 
 /// `DELETE /v1/models/{m}/versions/{v}`.
-pub async fn delete_version(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond(
-        async {
-            let model = path_param(&request, "model");
-            let version: u64 = path_param(&request, "version")
-                .parse()
-                .map_err(|_| ServeError::InvalidRequest("the version must be a number".into()))?;
-            state.registry.delete_version(model, version).await?;
-            state.registry_changed().await;
-            Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_version": version })))
-        }
-        .await,
-    )
+pub async fn delete_version(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let model = path_param(&request, "model");
+    let version: u64 = path_param(&request, "version")
+        .parse()
+        .map_err(|_| ServeError::InvalidRequest("the version must be a number".into()))?;
+    state.registry.delete_version(model, version).await?;
+    state.registry_changed().await;
+    Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_version": version })))
 }

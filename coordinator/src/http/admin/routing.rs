@@ -5,8 +5,8 @@ use maas_registry::SplitEntry;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::models::respond;
 use super::parse_json;
+use crate::error::ServeResult;
 use crate::http::AppState;
 
 fn params(request: &HttpRequest) -> (String, String) {
@@ -20,43 +20,32 @@ struct AliasBody {
 }
 
 /// `PUT /v1/models/{m}/aliases/{a}` with `{"version": n}`.
-pub async fn set_alias(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    respond(
-        async {
-            let (model, alias) = params(&request);
-            let body: AliasBody = parse_json(&body)?;
-            state.registry.set_alias(&model, &alias, body.version).await?;
-            state.registry_changed().await;
-            Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "version": body.version })))
-        }
-        .await,
-    )
+pub async fn set_alias(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> ServeResult<HttpResponse> {
+    let (model, alias) = params(&request);
+    let body: AliasBody = parse_json(&body)?;
+    state.registry.set_alias(&model, &alias, body.version).await?;
+    state.registry_changed().await;
+    Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "version": body.version })))
 }
 
 /// `DELETE /v1/models/{m}/aliases/{a}`.
-pub async fn delete_alias(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond(
-        async {
-            let (model, alias) = params(&request);
-            state.registry.delete_alias(&model, &alias).await?;
-            state.registry_changed().await;
-            Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_alias": alias })))
-        }
-        .await,
-    )
+pub async fn delete_alias(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let (model, alias) = params(&request);
+    state.registry.delete_alias(&model, &alias).await?;
+    state.registry_changed().await;
+    Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_alias": alias })))
 }
 
 /// `POST /v1/models/{m}/aliases/{a}/rollback`.
-pub async fn rollback(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    respond(
-        async {
-            let (model, alias) = params(&request);
-            let (from, to) = state.registry.rollback(&model, &alias).await?;
-            state.registry_changed().await;
-            Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "from": from, "version": to })))
-        }
-        .await,
-    )
+pub async fn rollback(state: web::Data<AppState>, request: HttpRequest) -> ServeResult<HttpResponse> {
+    let (model, alias) = params(&request);
+    let (from, to) = state.registry.rollback(&model, &alias).await?;
+    state.registry_changed().await;
+    Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "from": from, "version": to })))
 }
 
 #[derive(Deserialize)]
@@ -65,15 +54,14 @@ struct SplitBody {
 }
 
 /// `PUT /v1/models/{m}/split` with `{"split": [{"version": 1, "weight": 90}, ...]}`.
-pub async fn set_split(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
-    respond(
-        async {
-            let (model, _) = params(&request);
-            let body: SplitBody = parse_json(&body)?;
-            state.registry.set_split(&model, body.split.clone()).await?;
-            state.registry_changed().await;
-            Ok(HttpResponse::Ok().json(json!({ "model": model, "split": body.split })))
-        }
-        .await,
-    )
+pub async fn set_split(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> ServeResult<HttpResponse> {
+    let (model, _) = params(&request);
+    let body: SplitBody = parse_json(&body)?;
+    state.registry.set_split(&model, body.split.clone()).await?;
+    state.registry_changed().await;
+    Ok(HttpResponse::Ok().json(json!({ "model": model, "split": body.split })))
 }
