@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::ServeResult;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// One version in the repository index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -16,6 +16,7 @@ mod metrics;
 mod models;
 mod nodes;
 mod reconcile;
+mod state;
 mod triton;
 
 use std::sync::Arc;
@@ -98,7 +99,7 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     };
     let placement = cluster.as_ref().map(|c| c.placement.clone());
     reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
-    let state = Arc::new(http::AppState {
+    let state = Arc::new(state::AppState {
         inference: infer::Inference::new(table, config.request_timeout()),
         prometheus: prometheus.clone(),
         max_body_bytes: config.max_body_bytes,

@@ -11,6 +11,10 @@ use crate::error::ServeResult;
 use crate::models::ModelTable;
 use maas_monitor::stats::{StatsSnapshot, Tally};
 
+/// Extensions of the protocol this server implements, as both fronts'
+/// server metadata lists them.
+pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "parameters"];
+
 /// The platform and backend every version reports.
 pub const PLATFORM: &str = "pytorch_libtorch";
 /// See [`PLATFORM`].

@@ -16,7 +16,7 @@ use tonic::server::NamedService;
 use tonic::Status;
 
 use crate::auth::{bearer_token, Access};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Every method of `inference.GRPCInferenceService` and its access. The
 /// shared-memory methods are open: they only ever answer UNIMPLEMENTED.

@@ -31,9 +31,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::catalog;
 use crate::error::ServeError;
-use crate::http::health::EXTENSIONS;
-use crate::http::AppState;
 use crate::infer::MAX_REQUEST_ID_BYTES;
+use crate::state::AppState;
+use crate::triton::EXTENSIONS;
 
 /// Answers in flight on one stream before it stops reading new requests.
 const STREAM_WINDOW: usize = 1024;

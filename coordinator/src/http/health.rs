@@ -6,9 +6,7 @@ use serde_json::json;
 use super::error;
 use super::AppState;
 use crate::error::ServeError;
-
-/// Extensions of the protocol this server implements.
-pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "parameters"];
+use crate::triton::EXTENSIONS;
 
 /// `GET /v2/health/live`: the process answers, `{"live": true}`.
 pub async fn live() -> HttpResponse {

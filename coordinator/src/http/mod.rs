@@ -12,14 +12,17 @@
 //! GET  /metrics                                 Prometheus text
 //! ```
 //!
+//! Every route, with the access it needs, is declared once in [`routes`].
 //! The management API (`/v1/...`) and Triton's repository extension are in
-//! [`admin`]; alerts, feedback and evaluation in [`monitoring`]. Every error body is `{"error": "<message>"}`.
+//! [`admin`]; alerts, feedback and evaluation in [`monitoring`]. Every error
+//! body is `{"error": "<message>"}`. The state handlers reach is the
+//! front-neutral [`AppState`] (`crate::state`).
 
 mod admin;
 mod body;
 mod codec;
 mod error;
-pub mod health;
+mod health;
 mod infer;
 mod model;
 mod monitoring;
@@ -30,55 +33,9 @@ use std::sync::Arc;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
 
-use maas_registry::{ArtifactStore, Registry};
-use tokio::sync::Notify;
-
-use crate::auth::Tokens;
-use crate::cluster::ClusterView;
 use crate::error::ServeError;
-use crate::infer::Inference;
-use crate::nodes::NodeSet;
-
-/// What every handler can reach.
-pub struct AppState {
-    /// The inference path.
-    pub inference: Inference,
-    /// Prometheus renderer.
-    pub prometheus: PrometheusHandle,
-    /// Largest request body.
-    pub max_body_bytes: usize,
-    /// Largest model upload.
-    pub max_upload_bytes: u64,
-    /// The model registry.
-    pub registry: Registry,
-    /// Where uploaded artifacts go.
-    pub artifacts: ArtifactStore,
-    /// Accepted tokens.
-    pub tokens: Tokens,
-    /// Links to the nodes.
-    pub nodes: Arc<NodeSet>,
-    /// Membership, placement and leadership, in cluster mode.
-    pub cluster: Option<ClusterView>,
-    /// Wakes the reconciler.
-    pub reconcile: Arc<Notify>,
-}
-
-impl AppState {
-    /// After a registry write: applies the registry's routing here before
-    /// the write is acknowledged, and asks the reconciler for a round.
-    pub async fn registry_changed(&self) {
-        match self.registry.list().await {
-            Ok(stored) => {
-                let records: Vec<_> = stored.into_iter().map(|s| s.record).collect();
-                self.inference.table().apply_registry(&records);
-            }
-            Err(error) => tracing::warn!(%error, "could not reread the registry after a write"),
-        }
-        self.reconcile.notify_one();
-    }
-}
+pub use crate::state::AppState;
 
 /// Starts the HTTP server on `addr` with `workers` threads.
 pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::Result<actix_web::dev::Server> {

@@ -5,7 +5,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use crate::error::{ServeError, ServeResult};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Header with the sha256 the client expects; a mismatch refuses the upload.
 pub const EXPECTED_SHA256: &str = "X-Maas-Sha256";

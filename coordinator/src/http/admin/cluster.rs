@@ -11,8 +11,8 @@ use maas_protocol::{NodeRequest, NodeResponse};
 use serde_json::{json, Value};
 
 use crate::error::{ServeError, ServeResult};
-use crate::http::AppState;
 use crate::nodes::NodeLink;
+use crate::state::AppState;
 
 /// How long a status query may take before the node is shown without one.
 const STATUS_WITHIN: Duration = Duration::from_secs(2);

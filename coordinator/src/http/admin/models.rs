@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::parse_json;
 use crate::error::{ServeError, ServeResult};
-use crate::http::AppState;
+use crate::state::AppState;
 
 fn path_param<'a>(request: &'a HttpRequest, name: &str) -> &'a str {
     request.match_info().get(name).unwrap_or_default()

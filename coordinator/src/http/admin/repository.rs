@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::catalog;
 use crate::error::ServeResult;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// `POST /v2/repository/index`: every registry version with its state.
 pub async fn index(state: web::Data<AppState>) -> ServeResult<HttpResponse> {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::parse_json;
 use crate::error::ServeResult;
-use crate::http::AppState;
+use crate::state::AppState;
 
 fn params(request: &HttpRequest) -> (String, String) {
     let info = request.match_info();
