@@ -129,8 +129,9 @@ impl Inference {
     }
 }
 
-/// Refuses an id longer than [`MAX_REQUEST_ID_BYTES`].
-fn check_request_id(id: Option<&str>) -> ServeResult<()> {
+/// Refuses an id longer than [`MAX_REQUEST_ID_BYTES`] (requests, and
+/// feedback, which names requests by id).
+pub fn check_request_id(id: Option<&str>) -> ServeResult<()> {
     match id {
         Some(id) if id.len() > MAX_REQUEST_ID_BYTES => Err(ServeError::InvalidRequest(format!(
             "the request id has {} bytes; at most {MAX_REQUEST_ID_BYTES} are accepted",

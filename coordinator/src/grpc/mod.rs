@@ -38,10 +38,6 @@ use crate::triton::EXTENSIONS;
 /// Answers in flight on one stream before it stops reading new requests.
 const STREAM_WINDOW: usize = 1024;
 
-fn status(error: ServeError) -> Status {
-    Status::from(error)
-}
-
 fn unimplemented_shared_memory<T>() -> Result<Response<T>, Status> {
     Err(Status::unimplemented(
         "maas does not support shared-memory tensors; send tensors in raw_input_contents or contents",
@@ -97,7 +93,7 @@ impl GrpcInferenceService for GrpcFront {
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
         let request = request.into_inner();
         let version =
-            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
+            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(Status::from)?;
         Ok(Response::new(ModelReadyResponse { ready: version.shared.is_ready() }))
     }
 
@@ -118,7 +114,7 @@ impl GrpcInferenceService for GrpcFront {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
         let version =
-            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
+            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(Status::from)?;
         let config = &version.shared.config;
         let versions = match non_empty(&request.version) {
             Some(v) => vec![v.to_string()],
@@ -135,7 +131,7 @@ impl GrpcInferenceService for GrpcFront {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = deadline::of(request.metadata());
-        infer(&self.state, request.into_inner(), deadline).await.map(Response::new).map_err(status)
+        infer(&self.state, request.into_inner(), deadline).await.map(Response::new).map_err(Status::from)
     }
 
     type ModelStreamInferStream = AnswerStream;
@@ -189,7 +185,7 @@ impl GrpcInferenceService for GrpcFront {
     ) -> Result<Response<ModelConfigResponse>, Status> {
         let request = request.into_inner();
         let version =
-            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
+            self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(Status::from)?;
         Ok(Response::new(ModelConfigResponse {
             config: Some(config::model_config(&crate::triton::ConfigView::of(&version.shared.config))),
         }))
@@ -202,7 +198,7 @@ impl GrpcInferenceService for GrpcFront {
         let request = request.into_inner();
         let table = self.state.inference.table();
         let model_stats = crate::triton::statistics(table, non_empty(&request.name), non_empty(&request.version))
-            .map_err(status)?
+            .map_err(Status::from)?
             .iter()
             .map(config::model_statistics)
             .collect();
@@ -216,7 +212,7 @@ impl GrpcInferenceService for GrpcFront {
         let ready_only = request.into_inner().ready;
         let models = catalog::repository_index(&self.state)
             .await
-            .map_err(status)?
+            .map_err(Status::from)?
             .into_iter()
             .filter(|entry| !ready_only || entry.state == "READY")
             .map(|entry| ModelIndex {
@@ -233,7 +229,7 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
-        catalog::set_loaded(&self.state, &request.into_inner().model_name, true).await.map_err(status)?;
+        catalog::set_loaded(&self.state, &request.into_inner().model_name, true).await.map_err(Status::from)?;
         Ok(Response::new(RepositoryModelLoadResponse {}))
     }
 
@@ -241,7 +237,7 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
-        catalog::set_loaded(&self.state, &request.into_inner().model_name, false).await.map_err(status)?;
+        catalog::set_loaded(&self.state, &request.into_inner().model_name, false).await.map_err(Status::from)?;
         Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 

@@ -19,7 +19,7 @@ use super::body;
 use super::model::path_model;
 use super::AppState;
 use crate::error::{ServeError, ServeResult};
-use crate::infer::MAX_REQUEST_ID_BYTES;
+use crate::infer::check_request_id;
 use crate::triton;
 use maas_monitor::Feedback;
 
@@ -70,12 +70,7 @@ fn parse_feedback(body: &[u8]) -> ServeResult<Vec<Feedback>> {
                 .and_then(Value::as_str)
                 .filter(|id| !id.is_empty())
                 .ok_or_else(|| invalid(format!("feedback entry {index} has no 'id' string")))?;
-            if id.len() > MAX_REQUEST_ID_BYTES {
-                return Err(invalid(format!(
-                    "feedback entry {index} has an id of {} bytes; request ids have at most {MAX_REQUEST_ID_BYTES}",
-                    id.len()
-                )));
-            }
+            check_request_id(Some(id)).map_err(|error| invalid(format!("feedback entry {index}: {error}")))?;
             let number = |v: &Value| v.as_f64().filter(|x| x.is_finite());
             let truth = match entry.get("label") {
                 Some(Value::Array(values)) if !values.is_empty() => {
@@ -143,8 +138,8 @@ mod tests {
             let error = parse_feedback(body).unwrap_err().to_string();
             assert!(error.contains(expected), "{error}");
         }
-        let long = format!(r#"{{"id": "{}", "label": 1}}"#, "i".repeat(MAX_REQUEST_ID_BYTES + 1));
+        let long = format!(r#"{{"id": "{}", "label": 1}}"#, "i".repeat(crate::infer::MAX_REQUEST_ID_BYTES + 1));
         let error = parse_feedback(long.as_bytes()).unwrap_err().to_string();
-        assert!(error.contains("an id of 257 bytes"), "{error}");
+        assert!(error.contains("feedback entry 0: the request id has 257 bytes"), "{error}");
     }
 }
