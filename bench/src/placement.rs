@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use maas_protocol::ModelConfig;
-use maas_registry::placement::{self, CachedArtifacts, Placement};
-use maas_registry::{ArtifactRef, Lineage, ModelRecord, NodeInfo, VersionRecord};
+use maas_cluster::placement::{self, CachedArtifacts, Placement};
+use maas_cluster::NodeInfo;
+use maas_registry::{ArtifactRef, Lineage, ModelRecord, VersionRecord};
 
 /// One measured grid point.
 pub struct PlacementPoint {

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maas_registry::etcd_client::Client;
-use maas_registry::placement::{self, Placement};
-use maas_registry::{NodeInfo, Registry};
+use maas_cluster::placement::{self, Placement};
+use maas_cluster::NodeInfo;
+use maas_registry::Registry;
 use tokio::sync::{watch, Notify};
 
 use crate::metrics;
@@ -52,7 +53,7 @@ pub async fn start(
     node_set: Arc<NodeSet>,
     wake: Arc<Notify>,
 ) -> ClusterView {
-    let nodes = maas_registry::watch_nodes(client.clone(), settings.prefix.clone()).await;
+    let nodes = maas_cluster::watch_nodes(client.clone(), settings.prefix.clone()).await;
     let placement = placement::watch_placement(client.clone(), settings.prefix.clone()).await;
     let is_leader = Arc::new(AtomicBool::new(false));
     tokio::spawn(follow_membership(nodes.clone(), node_set.clone(), wake.clone()));

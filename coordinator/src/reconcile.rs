@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maas_protocol::{LoadModel, LoadedModel, NodeRequest, NodeResponse};
-use maas_registry::placement::Placement;
+use maas_cluster::placement::Placement;
 use maas_registry::{ModelRecord, Registry};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
@@ -198,7 +198,7 @@ async fn list_models(link: &NodeLink) -> anyhow::Result<Vec<LoadedModel>> {
 
 #[cfg(test)]
 mod tests {
-    use maas_registry::placement::Assignment;
+    use maas_cluster::placement::Assignment;
     use maas_registry::{ArtifactRef, Lineage, VersionRecord};
 
     use super::*;

@@ -22,15 +22,15 @@ pub async fn register(config: &NodeConfig, quic: &QuicServer, device: Device) ->
     let client = Client::connect(&config.etcd_endpoints, None)
         .await
         .with_context(|| format!("connecting to etcd at {}", config.etcd_endpoints.join(",")))?;
-    let info = maas_registry::NodeInfo {
+    let info = maas_cluster::NodeInfo {
         name: config.name.clone(),
         quic_addr: config.advertise_addr.unwrap_or(quic.local_addr()?).to_string(),
         device: format!("{device:?}").to_lowercase(),
         memory_bytes: config.memory_bytes,
     };
     let ttl = Duration::from_secs(config.lease_ttl_seconds);
-    let key = maas_registry::node_key(&config.etcd_prefix, &config.name);
-    let task = tokio::spawn(maas_registry::keep_registered(client.clone(), config.etcd_prefix.clone(), info, ttl));
+    let key = maas_cluster::node_key(&config.etcd_prefix, &config.name);
+    let task = tokio::spawn(maas_cluster::keep_registered(client.clone(), config.etcd_prefix.clone(), info, ttl));
     Ok(Registration { client, key, task })
 }
 

@@ -16,9 +16,7 @@ mod artifacts;
 mod embedded;
 mod error;
 mod etcd;
-mod membership;
 mod ops;
-pub mod placement;
 mod record;
 mod store;
 #[cfg(any(test, feature = "testsuite"))]
@@ -30,7 +28,6 @@ pub use artifacts::{check_digest, ArtifactStore, StoredArtifact, UploadSink};
 pub use embedded::EmbeddedStore;
 pub use error::{RegistryError, RegistryResult};
 pub use etcd::EtcdStore;
-pub use membership::{keep_registered, node_key, watch_nodes, NodeInfo};
 pub use ops::Registry;
 pub use record::{AliasRecord, ArtifactRef, Lineage, ModelRecord, SplitEntry, VersionRecord};
 pub use store::{RecordStore, StoredRecord};

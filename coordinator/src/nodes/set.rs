@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use maas_protocol::{NodeRequest, NodeResponse};
-use maas_registry::placement::CachedArtifacts;
+use maas_cluster::placement::CachedArtifacts;
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;

@@ -18,7 +18,9 @@ use etcd_client::{Client, Compare, CompareOp, LeaderKey, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::{ModelRecord, NodeInfo};
+use maas_registry::ModelRecord;
+
+use crate::NodeInfo;
 
 /// The nodes of one version, or why it has too few.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -249,7 +251,7 @@ mod tests {
     use maas_protocol::ModelConfig;
 
     use super::*;
-    use crate::{ArtifactRef, Lineage, VersionRecord};
+    use maas_registry::{ArtifactRef, Lineage, VersionRecord};
 
     fn node(name: &str, memory: u64) -> (String, NodeInfo) {
         (
