@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use maas_protocol::ModelConfig;
 use maas_cluster::placement::{self, CachedArtifacts, Placement};
 use maas_cluster::NodeInfo;
+use maas_protocol::ModelConfig;
 use maas_registry::{ArtifactRef, Lineage, ModelRecord, VersionRecord};
 
 /// One measured grid point.

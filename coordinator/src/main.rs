@@ -2,22 +2,7 @@
 //! cluster. It batches requests per model version and dispatches them to
 //! nodes over QUIC; see `docs/ARCHITECTURE.md` for a request's path.
 
-mod auth;
-mod batcher;
-mod catalog;
-mod cluster;
 mod config;
-mod dispatch;
-mod error;
-mod grpc;
-mod http;
-mod infer;
-mod metrics;
-mod models;
-mod nodes;
-mod reconcile;
-mod state;
-mod triton;
 
 use std::sync::Arc;
 
@@ -29,10 +14,13 @@ use maas_registry::{ArtifactStore, EmbeddedStore, EtcdStore, RecordStore, Regist
 use tokio::sync::Notify;
 
 use crate::config::CoordinatorConfig;
-use crate::models::{ModelTable, TableSettings};
-use crate::nodes::NodeSet;
+use maas_control::nodes::{self, NodeSet};
+use maas_control::{leader, reconcile};
+use maas_fronts::{auth, grpc, http, state};
 use maas_monitor::drift::DriftSettings;
 use maas_monitor::{Monitor, MonitorSettings};
+use maas_serving::models::{ModelTable, TableSettings};
+use maas_serving::{infer, metrics};
 
 fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();
@@ -76,7 +64,11 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     ));
     let (registry, etcd) = open_registry(&config).await?;
     let artifacts = ArtifactStore::open(&config.artifact_store())?;
-    let tokens = auth::Tokens::load(&config)?;
+    let tokens = auth::Tokens::load(
+        config.admin_token.as_ref().map(|t| t.expose()),
+        &config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token")),
+        config.inference_token.as_ref().map(|t| t.expose()),
+    )?;
     let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
     let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
     let link_up = Arc::new(Notify::new());
@@ -87,13 +79,13 @@ async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
     }
     let cluster = match etcd {
         Some(client) if config.nodes.is_empty() => {
-            let settings = cluster::ClusterSettings {
+            let settings = leader::ClusterSettings {
                 name: config.name.clone(),
                 prefix: config.etcd_prefix.clone(),
                 lease_ttl: std::time::Duration::from_secs(config.lease_ttl_seconds),
             };
             tracing::info!("cluster mode: nodes from etcd membership, placement by the leader");
-            Some(cluster::start(client, settings, registry.clone(), node_set.clone(), link_up.clone()).await)
+            Some(leader::start(client, settings, registry.clone(), node_set.clone(), link_up.clone()).await)
         }
         _ => None,
     };

@@ -1,0 +1,179 @@
+//! Cluster mode, with etcd: node membership, leader election and placement.
+//!
+//! Every coordinator follows the registered nodes (linking to each, and
+//! dropping a node whose lease lapsed) and the stored placement (which tells
+//! its reconciler which node holds which version). All coordinators
+//! campaign; the leader alone recomputes the placement whenever the
+//! registry or the membership changes (and every second), over the nodes it
+//! has a working link to (so a node whose certificate does not match its
+//! name, or comes from another CA, never gets replicas), writing it only
+//! under its election key, so a deposed leader's writes fail.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use maas_cluster::placement::{self, Placement};
+use maas_cluster::NodeInfo;
+use maas_registry::etcd_client::Client;
+use maas_registry::Registry;
+use tokio::sync::{watch, Notify};
+
+use crate::metrics;
+use crate::nodes::NodeSet;
+
+/// What every coordinator sees of the cluster.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// Registered nodes.
+    pub nodes: watch::Receiver<BTreeMap<String, NodeInfo>>,
+    /// The stored placement.
+    pub placement: watch::Receiver<Placement>,
+    /// Whether this coordinator leads.
+    pub is_leader: Arc<AtomicBool>,
+}
+
+/// Settings of cluster mode.
+pub struct ClusterSettings {
+    /// This coordinator's name, its value in the election.
+    pub name: String,
+    /// Key prefix in etcd.
+    pub prefix: String,
+    /// Lease of the election key.
+    pub lease_ttl: Duration,
+}
+
+/// Starts following membership and placement, and campaigning.
+pub async fn start(
+    client: Client,
+    settings: ClusterSettings,
+    registry: Registry,
+    node_set: Arc<NodeSet>,
+    wake: Arc<Notify>,
+) -> ClusterView {
+    let nodes = maas_cluster::watch_nodes(client.clone(), settings.prefix.clone()).await;
+    let placement = placement::watch_placement(client.clone(), settings.prefix.clone()).await;
+    let is_leader = Arc::new(AtomicBool::new(false));
+    tokio::spawn(follow_membership(nodes.clone(), node_set.clone(), wake.clone()));
+    tokio::spawn(wake_on_placement(placement.clone(), wake));
+    tokio::spawn(lead(client, settings, registry, nodes.clone(), node_set, is_leader.clone()));
+    ClusterView { nodes, placement, is_leader }
+}
+
+async fn follow_membership(
+    mut nodes: watch::Receiver<BTreeMap<String, NodeInfo>>,
+    node_set: Arc<NodeSet>,
+    wake: Arc<Notify>,
+) {
+    loop {
+        let current: Vec<(String, SocketAddr)> = nodes
+            .borrow_and_update()
+            .values()
+            .filter_map(|info| match info.quic_addr.parse() {
+                Ok(addr) => Some((info.name.clone(), addr)),
+                Err(_) => {
+                    tracing::warn!(node = %info.name, addr = %info.quic_addr, "node registered an invalid address");
+                    None
+                }
+            })
+            .collect();
+        node_set.sync(&current);
+        wake.notify_one();
+        if nodes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wake_on_placement(mut placement: watch::Receiver<Placement>, wake: Arc<Notify>) {
+    while placement.changed().await.is_ok() {
+        wake.notify_one();
+    }
+}
+
+async fn lead(
+    mut client: Client,
+    settings: ClusterSettings,
+    registry: Registry,
+    nodes: watch::Receiver<BTreeMap<String, NodeInfo>>,
+    node_set: Arc<NodeSet>,
+    is_leader: Arc<AtomicBool>,
+) {
+    loop {
+        let leadership = match placement::campaign(&client, &settings.prefix, &settings.name, settings.lease_ttl).await
+        {
+            Ok(leadership) => leadership,
+            Err(error) => {
+                tracing::warn!(%error, "election campaign failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        is_leader.store(true, Ordering::Release);
+        metrics::set_leader(true);
+        tracing::info!(coordinator = %settings.name, "became the leader");
+        let mut changes = registry.store().changes();
+        let mut nodes = nodes.clone();
+        let mut lost = leadership.lost.clone();
+        while !*lost.borrow() {
+            // Only nodes this coordinator could link to (their certificate
+            // matches their name and our CA) get replicas.
+            let up: Vec<String> = node_set.list().iter().filter(|l| l.is_up()).map(|l| l.name.clone()).collect();
+            let members: BTreeMap<String, NodeInfo> = nodes
+                .borrow_and_update()
+                .iter()
+                .filter(|(name, _)| up.contains(name))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            match place(&mut client, &settings, &registry, &members, &node_set, &leadership.key).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!("the placement write was fenced off: leadership is gone");
+                    break;
+                }
+                Err(error) => tracing::warn!(%error, "could not update the placement"),
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                _ = nodes.changed() => {}
+                _ = lost.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        is_leader.store(false, Ordering::Release);
+        metrics::set_leader(false);
+        tracing::warn!(coordinator = %settings.name, "lost the leadership");
+    }
+}
+
+/// Recomputes the placement and writes it if it changed; false when fenced.
+/// The nodes' caches only matter when a replica must be placed anew, so
+/// they are asked for their status only then.
+async fn place(
+    client: &mut Client,
+    settings: &ClusterSettings,
+    registry: &Registry,
+    nodes: &BTreeMap<String, NodeInfo>,
+    node_set: &NodeSet,
+    key: &maas_registry::etcd_client::LeaderKey,
+) -> anyhow::Result<bool> {
+    let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
+    let current = placement::read_placement(client, &settings.prefix).await?;
+    let mut assignments = placement::plan(&records, nodes, &current, &placement::CachedArtifacts::new());
+    if assignments == current.assignments && current.leader == settings.name {
+        return Ok(true);
+    }
+    if assignments != current.assignments {
+        let cached = node_set.cached_artifacts().await;
+        assignments = placement::plan(&records, nodes, &current, &cached);
+    }
+    for (version, assignment) in &assignments {
+        if let Some(reason) = &assignment.unplaceable {
+            tracing::warn!(version = %version, reason = %reason, "unplaceable");
+        }
+    }
+    let next = Placement { epoch: current.epoch + 1, leader: settings.name.clone(), assignments };
+    placement::write_placement_fenced(client, &settings.prefix, &next, key).await
+}

@@ -1,0 +1,138 @@
+//! One QUIC connection to a node: batches on data streams of their own, and
+//! control commands to the node's host actor over the control session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use maas_protocol::frame;
+use maas_protocol::{NodeRequest, NodeResponse};
+use maas_serving::{Replica, ReplicaError};
+use maas_transport::control::ControlMessage;
+use maas_transport::{read_frame, write_frame, StreamKind};
+use parking_lot::RwLock;
+use ractor::ActorRef;
+
+/// How long a load or a trial load may take (fetch, load, warm-up).
+const LOAD_LIMIT: Duration = Duration::from_secs(300);
+/// How long any other control command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(10);
+
+/// A node as the coordinator sees it.
+pub struct NodeLink {
+    /// The node's certificate name.
+    pub name: String,
+    /// Its QUIC address.
+    pub addr: SocketAddr,
+    connection: RwLock<Option<quinn::Connection>>,
+    host: RwLock<Option<ActorRef<ControlMessage>>>,
+    up: AtomicBool,
+    outstanding: AtomicUsize,
+    max_frame_bytes: usize,
+}
+
+impl NodeLink {
+    /// A link that is not connected yet.
+    pub fn new(name: String, addr: SocketAddr, max_frame_bytes: usize) -> Self {
+        NodeLink {
+            name,
+            addr,
+            connection: RwLock::new(None),
+            host: RwLock::new(None),
+            up: AtomicBool::new(false),
+            outstanding: AtomicUsize::new(0),
+            max_frame_bytes,
+        }
+    }
+
+    /// Whether the node is connected and has answered.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Calls in flight on this link.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Closes the connection, failing calls in flight over it.
+    pub(super) fn close(&self) {
+        if let Some(connection) = self.connection.write().take() {
+            connection.close(quinn::VarInt::from_u32(0), b"node left the cluster");
+        }
+    }
+
+    pub(super) fn set_connection(&self, connection: Option<quinn::Connection>) {
+        *self.connection.write() = connection;
+    }
+
+    pub(super) fn set_host(&self, host: Option<ActorRef<ControlMessage>>) {
+        *self.host.write() = host;
+    }
+
+    pub(super) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+    }
+
+    /// Sends a request already encoded as a frame and waits for the answer.
+    async fn call_encoded(&self, header: &[u8], payload: Bytes) -> Result<NodeResponse, ReplicaError> {
+        let connection = self.connection.read().clone().ok_or_else(|| ReplicaError::Down(self.name.clone()))?;
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        let _outstanding = Decrement(&self.outstanding);
+        let transport = |message: String| ReplicaError::Transport { node: self.name.clone(), message };
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transport(e.to_string()))?;
+        write_frame(&mut send, Some(StreamKind::Data), header, payload).await.map_err(|e| transport(e.to_string()))?;
+        let answer = read_frame(&mut recv, self.max_frame_bytes).await.map_err(|e| {
+            if e.is_bad_frame() {
+                ReplicaError::Protocol { node: self.name.clone(), message: e.to_string() }
+            } else {
+                transport(e.to_string())
+            }
+        })?;
+        frame::decode_response(&answer)
+            .map_err(|e| ReplicaError::Protocol { node: self.name.clone(), message: e.to_string() })
+    }
+
+    /// Sends a control command to the node's host actor and waits for its answer.
+    pub async fn command(&self, request: &NodeRequest) -> Result<NodeResponse, ReplicaError> {
+        let protocol = |message: String| ReplicaError::Protocol { node: self.name.clone(), message };
+        let host = self.host.read().clone().ok_or_else(|| ReplicaError::Down(self.name.clone()))?;
+        let limit = match request {
+            NodeRequest::Load(_) | NodeRequest::Check(_) => LOAD_LIMIT,
+            _ => COMMAND_LIMIT,
+        };
+        let encoded = maas_transport::control::encode_request(request).map_err(|e| protocol(e.to_string()))?;
+        let answer = super::control::call(&host, encoded, limit)
+            .await
+            .map_err(|e| ReplicaError::Transport { node: self.name.clone(), message: format!("{e:#}") })?;
+        maas_transport::control::decode_response(&answer).map_err(|e| protocol(format!("bad control answer: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl Replica for NodeLink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_up(&self) -> bool {
+        NodeLink::is_up(self)
+    }
+
+    fn outstanding(&self) -> usize {
+        NodeLink::outstanding(self)
+    }
+
+    async fn call(&self, header: &[u8], payload: Bytes) -> Result<NodeResponse, ReplicaError> {
+        self.call_encoded(header, payload).await
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

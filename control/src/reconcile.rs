@@ -1,0 +1,299 @@
+//! Keeps nodes holding what the registry wants loaded.
+//!
+//! Whenever the registry changes, a node link comes up, or every couple of
+//! seconds, the reconciler reads the registry, applies its routing to the
+//! [`ModelTable`], and for each node that is up compares what the node holds
+//! with the versions the registry wants loaded: missing versions are loaded
+//! (the node fetches and verifies the artifact and warms the model up), and
+//! versions of registry models no longer wanted are unloaded once they have
+//! been unwanted for [`UNLOAD_GRACE`], so requests already routed to them
+//! still finish.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use maas_cluster::placement::Placement;
+use maas_protocol::{LoadModel, LoadedModel, NodeRequest, NodeResponse};
+use maas_registry::{ModelRecord, Registry};
+use parking_lot::Mutex;
+use tokio::sync::{watch, Notify};
+
+use crate::nodes::{NodeLink, NodeSet};
+use maas_serving::models::ModelTable;
+use maas_serving::Replica;
+
+/// How long an unwanted version stays loaded.
+pub const UNLOAD_GRACE: Duration = Duration::from_secs(10);
+
+const TICK: Duration = Duration::from_secs(2);
+
+/// The reconciler's state.
+pub struct Reconciler {
+    registry: Registry,
+    table: Arc<ModelTable>,
+    nodes: Arc<NodeSet>,
+    placement: Option<watch::Receiver<Placement>>,
+    wake: Arc<Notify>,
+    /// Per node.
+    unwanted_since: Mutex<HashMap<String, UnwantedSince>>,
+}
+
+impl Reconciler {
+    /// A reconciler over `nodes`; `wake` is notified when a link comes up.
+    /// With a `placement`, a node loads only the versions placed on it;
+    /// without one, every node loads every version.
+    pub fn new(
+        registry: Registry,
+        table: Arc<ModelTable>,
+        nodes: Arc<NodeSet>,
+        placement: Option<watch::Receiver<Placement>>,
+        wake: Arc<Notify>,
+    ) -> Arc<Reconciler> {
+        Arc::new(Reconciler { registry, table, nodes, placement, wake, unwanted_since: Mutex::new(HashMap::new()) })
+    }
+
+    /// Runs reconciliation rounds until the process ends.
+    pub fn spawn(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let mut changes = self.registry.store().changes();
+            loop {
+                self.round().await;
+                tokio::select! {
+                    _ = changes.changed() => {}
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+            }
+        });
+    }
+
+    /// One round: registry to table, then every node that is up.
+    pub async fn round(&self) {
+        let records: Vec<ModelRecord> = match self.registry.list().await {
+            Ok(stored) => stored.into_iter().map(|s| s.record).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the registry; keeping the current routing");
+                return;
+            }
+        };
+        self.table.apply_registry(&records);
+        for link in self.nodes.list().iter().filter(|l| l.is_up()) {
+            if let Err(error) = self.reconcile_node(link, &records).await {
+                tracing::warn!(node = %link.name, %error, "could not reconcile node");
+            }
+        }
+    }
+
+    async fn reconcile_node(&self, link: &Arc<NodeLink>, records: &[ModelRecord]) -> anyhow::Result<()> {
+        let held = list_models(link).await?;
+        let placement = self.placement.as_ref().map(|p| p.borrow().clone());
+        let plan = {
+            let mut unwanted = self.unwanted_since.lock();
+            plan_node(
+                &link.name,
+                records,
+                placement.as_ref(),
+                &held,
+                unwanted.entry(link.name.clone()).or_default(),
+                Instant::now(),
+            )?
+        };
+        let mut changed = false;
+        for load in plan.load {
+            let (model, version) = (load.model.clone(), load.version);
+            match link.command(&NodeRequest::Load(load)).await? {
+                NodeResponse::Done => {
+                    tracing::info!(node = %link.name, %model, version, "loaded on node");
+                    changed = true;
+                }
+                NodeResponse::Error(error) => {
+                    tracing::warn!(node = %link.name, %model, version, %error, "node could not load")
+                }
+                other => anyhow::bail!("node answered a load with {other:?}"),
+            }
+        }
+        for (model, version) in plan.unload {
+            link.command(&NodeRequest::Unload { model: model.clone(), version }).await?;
+            tracing::info!(node = %link.name, %model, version, "unloaded from node");
+            changed = true;
+        }
+        // Another coordinator may have loaded or unloaded versions on this
+        // node: record what it holds now in any case.
+        let held = if changed { list_models(link).await? } else { held };
+        let replica: Arc<dyn Replica> = link.clone();
+        self.table.attach(&replica, &held);
+        Ok(())
+    }
+}
+
+/// What one node must do to hold what the registry wants there.
+#[derive(Debug, Default, PartialEq)]
+pub struct NodePlan {
+    /// Versions to load (missing, or held with another artifact).
+    pub load: Vec<LoadModel>,
+    /// Versions of registry models held but unwanted for [`UNLOAD_GRACE`].
+    pub unload: Vec<(String, u64)>,
+}
+
+/// Since when each unwanted version held by one node has been unwanted.
+pub type UnwantedSince = HashMap<(String, u64), Instant>;
+
+/// The diff between what node `node` holds and what `records` (and the
+/// leader's `placement`, when there is one) want on it, at `now`. Pure: the
+/// only state is `unwanted_since`, which it updates (a version planned for
+/// unloading leaves it). Models the registry does not manage (preloaded
+/// from a node's repository) are never unloaded.
+pub fn plan_node(
+    node: &str,
+    records: &[ModelRecord],
+    placement: Option<&Placement>,
+    held: &[LoadedModel],
+    unwanted_since: &mut UnwantedSince,
+    now: Instant,
+) -> anyhow::Result<NodePlan> {
+    let placed_here = |model: &str, version: u64| placement.is_none_or(|p| p.places(model, version, node));
+    let to_load: Vec<(&ModelRecord, u64)> = records
+        .iter()
+        .flat_map(|r| r.versions_to_load().into_iter().map(move |v| (r, v)))
+        .filter(|(record, version)| placed_here(&record.name, *version))
+        .collect();
+    let mut plan = NodePlan::default();
+    for &(record, number) in &to_load {
+        let version = &record.versions[&number];
+        let holds = held.iter().any(|m| {
+            m.name == record.name && m.version == number && m.sha256.as_deref() == Some(&version.artifact.sha256)
+        });
+        if !holds {
+            plan.load.push(LoadModel {
+                model: record.name.clone(),
+                version: number,
+                config_json: serde_json::to_string(&version.config)?,
+                sha256: version.artifact.sha256.clone(),
+                size: version.artifact.size,
+            });
+        }
+    }
+    let wanted: BTreeSet<(&str, u64)> = to_load.iter().map(|(r, v)| (r.name.as_str(), *v)).collect();
+    let managed: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+    for model in held.iter().filter(|m| managed.contains(m.name.as_str())) {
+        let key = (model.name.clone(), model.version);
+        if wanted.contains(&(model.name.as_str(), model.version)) {
+            unwanted_since.remove(&key);
+            continue;
+        }
+        let since = *unwanted_since.entry(key.clone()).or_insert(now);
+        if now.duration_since(since) >= UNLOAD_GRACE {
+            unwanted_since.remove(&key);
+            plan.unload.push(key);
+        }
+    }
+    Ok(plan)
+}
+
+async fn list_models(link: &NodeLink) -> anyhow::Result<Vec<LoadedModel>> {
+    match link.command(&NodeRequest::ListModels).await? {
+        NodeResponse::Models(models) => Ok(models),
+        other => anyhow::bail!("node answered ListModels with {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maas_cluster::placement::Assignment;
+    use maas_registry::{ArtifactRef, Lineage, VersionRecord};
+
+    use super::*;
+
+    fn record(name: &str, versions: &[u64]) -> ModelRecord {
+        let mut record = ModelRecord::new(name);
+        for &version in versions {
+            let config = serde_json::from_value(serde_json::json!({
+                "name": name, "max_batch_size": 4, "version_policy": {"all": {}},
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+                "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
+            }))
+            .unwrap();
+            let artifact = ArtifactRef { sha256: format!("{name}-{version}"), size: 10 };
+            record.versions.insert(version, VersionRecord { version, config, artifact, lineage: Lineage::default() });
+        }
+        record
+    }
+
+    fn held(name: &str, version: u64, sha256: &str) -> LoadedModel {
+        LoadedModel {
+            name: name.into(),
+            version,
+            config_json: "{}".into(),
+            instances: 1,
+            ready: true,
+            sha256: Some(sha256.into()),
+        }
+    }
+
+    fn loads(plan: &NodePlan) -> Vec<(&str, u64)> {
+        plan.load.iter().map(|l| (l.model.as_str(), l.version)).collect()
+    }
+
+    #[test]
+    fn missing_versions_and_other_artifacts_are_loaded() {
+        let records = [record("a", &[1, 2])];
+        let holding = [held("a", 1, "a-1"), held("a", 2, "stale")];
+        let plan = plan_node("n", &records, None, &holding, &mut UnwantedSince::new(), Instant::now()).unwrap();
+        assert_eq!(loads(&plan), vec![("a", 2)], "version 1 is held with its artifact; 2 with another");
+        assert_eq!(plan.load[0].sha256, "a-2");
+        assert!(plan.unload.is_empty());
+    }
+
+    #[test]
+    fn only_versions_placed_on_the_node_are_loaded() {
+        let records = [record("a", &[1]), record("b", &[1])];
+        let mut placement = Placement::default();
+        let assignment =
+            |nodes: &[&str]| Assignment { nodes: nodes.iter().map(|n| n.to_string()).collect(), ..Default::default() };
+        placement.assignments.insert(Placement::key("a", 1), assignment(&["n"]));
+        placement.assignments.insert(Placement::key("b", 1), assignment(&["other"]));
+        let plan = plan_node("n", &records, Some(&placement), &[], &mut UnwantedSince::new(), Instant::now()).unwrap();
+        assert_eq!(loads(&plan), vec![("a", 1)]);
+    }
+
+    #[test]
+    fn unwanted_versions_are_unloaded_after_the_grace_and_unmanaged_ones_never() {
+        let mut records = [record("a", &[1, 2])];
+        latest_only(&mut records[0]);
+        let holding = [held("a", 1, "a-1"), held("a", 2, "a-2"), held("preloaded", 1, "p")];
+        let mut unwanted = UnwantedSince::new();
+        let start = Instant::now();
+        let plan = plan_node("n", &records, None, &holding, &mut unwanted, start).unwrap();
+        assert_eq!(plan, NodePlan::default(), "version 1 just became unwanted: it stays for the grace period");
+        let plan = plan_node("n", &records, None, &holding, &mut unwanted, start + UNLOAD_GRACE / 2).unwrap();
+        assert!(plan.unload.is_empty());
+        let plan = plan_node("n", &records, None, &holding, &mut unwanted, start + UNLOAD_GRACE).unwrap();
+        assert_eq!(plan.unload, vec![("a".to_string(), 1)], "the unmanaged model stays");
+        assert!(unwanted.is_empty());
+    }
+
+    #[test]
+    fn a_version_wanted_again_starts_its_grace_over() {
+        let mut records = [record("a", &[1, 2])];
+        latest_only(&mut records[0]);
+        let holding = [held("a", 1, "a-1"), held("a", 2, "a-2")];
+        let mut unwanted = UnwantedSince::new();
+        let start = Instant::now();
+        plan_node("n", &records, None, &holding, &mut unwanted, start).unwrap();
+        // An alias now points at version 1: wanted again.
+        records[0].aliases.insert("production".into(), maas_registry::AliasRecord { version: 1, history: vec![] });
+        plan_node("n", &records, None, &holding, &mut unwanted, start + UNLOAD_GRACE / 2).unwrap();
+        assert!(unwanted.is_empty());
+        records[0].aliases.clear();
+        let plan = plan_node("n", &records, None, &holding, &mut unwanted, start + UNLOAD_GRACE).unwrap();
+        assert!(plan.unload.is_empty(), "the grace restarted when the version became unwanted again");
+    }
+
+    /// Every version's policy becomes "the newest one".
+    fn latest_only(record: &mut ModelRecord) {
+        for version in record.versions.values_mut() {
+            version.config.version_policy = maas_protocol::VersionPolicy::Latest { num_versions: 1 };
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The management API (`/v1`) and Triton's repository extension.
+//!
+//! ```text
+//! PUT    /v1/artifacts                               upload a TorchScript file (streamed) -> sha256
+//! GET    /v1/models                                  list models
+//! GET    /v1/models/{m}                              describe a model and its versions
+//! POST   /v1/models/{m}/versions                     publish a version {config, artifact: {sha256}, source?, parent?}
+//! DELETE /v1/models/{m}/versions/{v}                 delete a version no alias or split uses
+//! PUT    /v1/models/{m}/aliases/{a}                  point an alias at a version {version}
+//! DELETE /v1/models/{m}/aliases/{a}                  remove an alias
+//! POST   /v1/models/{m}/aliases/{a}/rollback         move an alias back to its previous target
+//! PUT    /v1/models/{m}/split                        set the traffic split {split: [{version, weight}]}
+//! GET    /v1/cluster                                 nodes with live load, leadership and placement
+//! POST   /v1/cluster/nodes/{n}/drain                 ask a node to leave the cluster gracefully
+//! POST   /v2/repository/index                        Triton: every version and its state
+//! POST   /v2/repository/models/{m}/load | unload     Triton: load or unload a model
+//! ```
+//!
+//! Every route needs the admin token (`super::routes` says so for each).
+//! `docs/openapi.yaml` documents them.
+
+pub mod artifacts;
+pub mod cluster;
+pub mod models;
+pub mod repository;
+pub mod routing;
+
+/// Parses a JSON body into `T`, naming what is wrong.
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> maas_serving::error::ServeResult<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| maas_serving::error::ServeError::InvalidRequest(format!("invalid request body: {e}")))
+}

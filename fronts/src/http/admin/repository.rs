@@ -1,0 +1,28 @@
+//! Triton's model repository extension over the registry.
+
+use crate::http::error::HttpResult;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::catalog;
+use crate::state::AppState;
+
+/// `POST /v2/repository/index`: every registry version with its state.
+pub async fn index(state: web::Data<AppState>) -> HttpResult {
+    Ok(HttpResponse::Ok().json(catalog::repository_index(&state).await?))
+}
+
+async fn set_loaded(state: &AppState, request: &HttpRequest, loaded: bool) -> HttpResult {
+    let model = request.match_info().get("model").unwrap_or_default();
+    catalog::set_loaded(state, model, loaded).await?;
+    Ok(HttpResponse::Ok().finish())
+}
+
+/// `POST /v2/repository/models/{m}/load`.
+pub async fn load(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    set_loaded(&state, &request, true).await
+}
+
+/// `POST /v2/repository/models/{m}/unload`.
+pub async fn unload(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    set_loaded(&state, &request, false).await
+}

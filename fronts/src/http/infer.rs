@@ -1,0 +1,33 @@
+//! `POST /v2/models/{m}[/versions/{v}]/infer`.
+
+use crate::http::error::HttpResult;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::codec::{request, response, HEADER_LENGTH};
+use super::model::path_model;
+use super::{body, AppState};
+
+/// Reads, runs and answers one inference request.
+pub async fn infer(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResult {
+    let request = &request;
+    let (model, version) = path_model(request);
+    let parse = async {
+        let body = body::read(request, payload, state.max_body_bytes).await?;
+        let header_length = request.headers().get(HEADER_LENGTH).map(|v| v.to_str().unwrap_or("not text"));
+        let parsed = request::parse(header_length, body)?;
+        Ok((parsed.request, (parsed.id, parsed.outputs)))
+    };
+    let encode = |answer, (id, outputs): (Option<String>, _)| response::encode(&answer, id.as_deref(), &outputs);
+    let encoded = state.inference.serve(&model, version.as_deref(), parse, encode).await?;
+    let mut builder = HttpResponse::Ok();
+    match encoded.json_len {
+        Some(json_len) => {
+            builder.content_type("application/octet-stream");
+            builder.insert_header((HEADER_LENGTH, json_len.to_string()));
+        }
+        None => {
+            builder.content_type("application/json");
+        }
+    }
+    Ok(builder.body(encoded.body))
+}

@@ -1,0 +1,63 @@
+//! The HTTP front: the Open Inference Protocol v2 with Triton's binary
+//! tensor and model configuration extensions, plus `/metrics`.
+//!
+//! ```text
+//! GET  /v2/health/live | /v2/health/ready       health
+//! GET  /v2                                      server metadata
+//! GET  /v2/models/{m}[/versions/{v}]            model metadata
+//! GET  /v2/models/{m}[/versions/{v}]/ready      model readiness
+//! GET  /v2/models/{m}[/versions/{v}]/config     model configuration (Triton's JSON form)
+//! POST /v2/models/{m}[/versions/{v}]/infer      inference, JSON or binary tensors
+//! GET  /v2/models[/{m}[/versions/{v}]]/stats     statistics (Triton's extension)
+//! GET  /metrics                                 Prometheus text
+//! ```
+//!
+//! Every route, with the access it needs, is declared once in [`routes`].
+//! The management API (`/v1/...`) and Triton's repository extension are in
+//! [`admin`]; alerts, feedback and evaluation in [`monitoring`]. Every error
+//! body is `{"error": "<message>"}`. The state handlers reach is the
+//! front-neutral [`AppState`] (`crate::state`).
+
+mod admin;
+mod body;
+mod codec;
+mod error;
+mod health;
+mod infer;
+mod model;
+mod monitoring;
+pub mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+
+pub use crate::state::AppState;
+use maas_serving::error::ServeError;
+
+/// Starts the HTTP server on `addr` with `workers` threads.
+pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::Result<actix_web::dev::Server> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).configure(routes::register).default_service(web::to(unknown_route))
+    })
+    .workers(workers.max(1))
+    .backlog(4096)
+    .max_connection_rate(1024)
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("binding HTTP on {addr}"))?
+    .run();
+    Ok(server)
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
+}
+
+async fn unknown_route(request: HttpRequest) -> HttpResponse {
+    error::response(&ServeError::RouteNotFound(format!("no route for {} {}", request.method(), request.path())))
+}

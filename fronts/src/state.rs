@@ -1,0 +1,53 @@
+//! The application state both fronts and the management API share: the
+//! inference path, the registry and artifact store, tokens, node links and
+//! the cluster view. Neither front owns it, so neither imports the other.
+
+use std::sync::Arc;
+
+use maas_registry::{ArtifactStore, Registry};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+
+use crate::auth::Tokens;
+use maas_control::leader::ClusterView;
+use maas_control::nodes::NodeSet;
+use maas_serving::infer::Inference;
+
+/// What every handler can reach.
+pub struct AppState {
+    /// The inference path.
+    pub inference: Inference,
+    /// Prometheus renderer.
+    pub prometheus: PrometheusHandle,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Largest model upload.
+    pub max_upload_bytes: u64,
+    /// The model registry.
+    pub registry: Registry,
+    /// Where uploaded artifacts go.
+    pub artifacts: ArtifactStore,
+    /// Accepted tokens.
+    pub tokens: Tokens,
+    /// Links to the nodes.
+    pub nodes: Arc<NodeSet>,
+    /// Membership, placement and leadership, in cluster mode.
+    pub cluster: Option<ClusterView>,
+    /// Wakes the reconciler.
+    pub reconcile: Arc<Notify>,
+}
+
+impl AppState {
+    /// After a registry write: applies the registry's routing here before
+    /// the write is acknowledged, and asks the reconciler for a round.
+    pub async fn registry_changed(&self) {
+        match self.registry.list().await {
+            Ok(stored) => {
+                let records: Vec<_> = stored.into_iter().map(|s| s.record).collect();
+                self.inference.table().apply_registry(&records);
+            }
+            Err(error) => tracing::warn!(%error, "could not reread the registry after a write"),
+        }
+        self.reconcile.notify_one();
+    }
+}

@@ -1,0 +1,256 @@
+//! Sending a batch to a replica and answering its requests.
+//!
+//! The batch is encoded once. It goes to the replica with the fewest
+//! outstanding batches; if that node's connection fails, the next replica is
+//! tried (inference is idempotent) until one answers, none is left, or every
+//! request's deadline has passed. The node's outputs are split back along the
+//! batch dimension, each request receiving exactly its own rows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use maas_protocol::{BatchOutcome, InferBatch, NodeRequest, NodeResponse, RequestOutcome, Tensor};
+
+use crate::batcher::PendingRequest;
+use crate::error::ServeError;
+use crate::models::VersionShared;
+use crate::replica::{Replica, ReplicaError};
+use maas_monitor::stats::BatchTimes;
+use maas_protocol::TensorBytes;
+
+/// Runs `batch` on a replica of `version` and answers every request in it.
+pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
+    let started = Instant::now();
+    let rows: Vec<u32> = batch.iter().map(|r| r.rows).collect();
+    version.metrics.batch(&batch, started);
+    version.monitor.batch_dispatched(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
+    let batch_id = next_batch_id();
+    let request = NodeRequest::Infer(InferBatch {
+        batch_id,
+        model: version.name.clone(),
+        version: version.version,
+        inputs: concatenate_inputs(&batch),
+        request_rows: rows.clone(),
+        request_ids: batch.iter().map(|r| r.id.clone().unwrap_or_default()).collect(),
+    });
+    let (header, payload) = match maas_protocol::frame::encode_request(&request, version.max_frame_bytes) {
+        Ok(frame) => frame,
+        Err(error) => return fail_all(batch, ServeError::Internal(format!("batch could not be encoded: {error}"))),
+    };
+    drop(request);
+    let payload = Bytes::from_owner(payload);
+    let deadline = batch.iter().map(|r| r.deadline).max().expect("batches are never empty");
+
+    let mut tried: Vec<Arc<dyn Replica>> = Vec::new();
+    let mut last_failure: Option<ReplicaError> = None;
+    loop {
+        let Some(replica) = version.replicas.least_outstanding(&tried) else {
+            let error = match last_failure {
+                Some(failure) => ServeError::Unavailable(format!(
+                    "model '{}' version {}: every replica failed; last: {failure}",
+                    version.name, version.version
+                )),
+                None => version.no_replica_error(),
+            };
+            return fail_all(batch, error);
+        };
+        let call = replica.call(&header, payload.clone());
+        match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(Ok(response)) => {
+                report_slow(version, &batch, batch_id, replica.name(), &response);
+                return answer(version, batch, &rows, response);
+            }
+            Ok(Err(ReplicaError::Protocol { node, message })) => {
+                return fail_all(batch, ServeError::Internal(format!("node '{node}': {message}")));
+            }
+            Ok(Err(failure)) => {
+                tracing::warn!(model = %version.name, version = version.version, node = replica.name(), %failure, "batch failed on a replica; trying another");
+                version.metrics.retry();
+                tried.push(replica);
+                last_failure = Some(failure);
+            }
+            Err(_) => {
+                let waited = started.elapsed();
+                return fail_all(
+                    batch,
+                    ServeError::Timeout { model: version.name.clone(), version: version.version, waited },
+                );
+            }
+        }
+    }
+}
+
+/// Logs every request of the batch that took longer than the version's
+/// slow-request threshold, with where its time went.
+fn report_slow(version: &VersionShared, batch: &[PendingRequest], batch_id: u64, node: &str, response: &NodeResponse) {
+    let now = Instant::now();
+    let (queue_ns, compute_ns) = match response {
+        NodeResponse::Infer(result) => {
+            (result.queue_ns, result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns)
+        }
+        _ => (0, 0),
+    };
+    for request in batch {
+        let total = now.saturating_duration_since(request.enqueued);
+        if total >= version.slow_request {
+            tracing::info!(
+                request_id = request.id.as_deref().unwrap_or("-"), batch_id, model = %version.name, version = version.version,
+                node, total_ms = total.as_secs_f64() * 1e3, node_queue_ms = queue_ns as f64 * 1e-6,
+                node_compute_ms = compute_ns as f64 * 1e-6, batch_requests = batch.len(),
+                "slow request"
+            );
+        }
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let ids: Vec<&str> = batch.iter().map(|r| r.id.as_deref().unwrap_or("-")).collect();
+        tracing::debug!(batch_id, model = %version.name, version = version.version, node, request_ids = ?ids, "batch answered");
+    }
+}
+
+fn next_batch_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Concatenates each input of every request along the batch dimension.
+fn concatenate_inputs(batch: &[PendingRequest]) -> Vec<Tensor> {
+    let first = &batch[0];
+    let total_rows: u32 = batch.iter().map(|r| r.rows).sum();
+    first
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(index, template)| {
+            let bytes = batch.iter().map(|r| r.inputs[index].data.len()).sum();
+            let mut data = Vec::with_capacity(bytes);
+            for request in batch {
+                data.extend_from_slice(&request.inputs[index].data);
+            }
+            let mut shape = template.shape.clone();
+            shape[0] = i64::from(total_rows);
+            Tensor { name: template.name.clone(), datatype: template.datatype, shape, data }
+        })
+        .collect()
+}
+
+fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], response: NodeResponse) {
+    match response {
+        NodeResponse::Infer(result) => {
+            let total_rows: u32 = rows.iter().sum();
+            version.metrics.node_timings(u64::from(total_rows), &result);
+            let times = BatchTimes {
+                input_ns: result.compute_input_ns,
+                infer_ns: result.compute_infer_ns,
+                output_ns: result.compute_output_ns,
+            };
+            version.monitor.batch_done(u64::from(total_rows), batch.len() as u64, times);
+            match result.outcome {
+                BatchOutcome::Whole(outputs) => match split_outputs(outputs, rows) {
+                    Ok(per_request) => {
+                        for (request, outputs) in batch.into_iter().zip(per_request) {
+                            request.answer(Ok(outputs));
+                        }
+                    }
+                    Err(message) => {
+                        fail_all(batch, ServeError::Internal(format!("model '{}': {message}", version.name)))
+                    }
+                },
+                BatchOutcome::PerRequest(outcomes) if outcomes.len() == batch.len() => {
+                    for (request, outcome) in batch.into_iter().zip(outcomes) {
+                        request.answer(match outcome {
+                            RequestOutcome::Ok(outputs) => Ok(outputs.into_iter().map(into_tensor_bytes).collect()),
+                            RequestOutcome::Err(error) => Err(ServeError::from_node(&version.name, error)),
+                        });
+                    }
+                }
+                BatchOutcome::PerRequest(mut outcomes) if outcomes.len() == 1 => {
+                    let error = match outcomes.pop() {
+                        Some(RequestOutcome::Err(error)) => ServeError::from_node(&version.name, error),
+                        _ => ServeError::Internal("node answered one outcome for a batch of several".into()),
+                    };
+                    fail_all(batch, error);
+                }
+                BatchOutcome::PerRequest(outcomes) => fail_all(
+                    batch,
+                    ServeError::Internal(format!("node answered {} outcomes for {rows:?}", outcomes.len())),
+                ),
+            }
+        }
+        NodeResponse::Error(error) => fail_all(batch, ServeError::from_node(&version.name, error)),
+        NodeResponse::Models(_) | NodeResponse::Status(_) | NodeResponse::Done => {
+            fail_all(batch, ServeError::Internal("node answered a batch with something else".into()))
+        }
+    }
+}
+
+fn into_tensor_bytes(tensor: Tensor) -> TensorBytes {
+    TensorBytes { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data: Bytes::from(tensor.data) }
+}
+
+/// Splits each output's rows back into one set of outputs per request,
+/// sharing the node's buffers.
+fn split_outputs(outputs: Vec<Tensor>, rows: &[u32]) -> Result<Vec<Vec<TensorBytes>>, String> {
+    let total_rows: u64 = rows.iter().map(|&r| u64::from(r)).sum();
+    let mut per_request: Vec<Vec<TensorBytes>> = rows.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
+    for output in outputs {
+        let output_rows = output.shape.first().copied().unwrap_or(0);
+        if output_rows != total_rows as i64 {
+            return Err(format!("output '{}' has {output_rows} rows for a batch of {total_rows}", output.name));
+        }
+        if !(output.data.len() as u64).is_multiple_of(total_rows) {
+            return Err(format!(
+                "output '{}' has {} bytes, not a whole number of rows",
+                output.name,
+                output.data.len()
+            ));
+        }
+        let row_bytes = output.data.len() / total_rows as usize;
+        let data = Bytes::from(output.data);
+        let mut offset = 0usize;
+        for (request, &request_rows) in per_request.iter_mut().zip(rows) {
+            let len = row_bytes * request_rows as usize;
+            let mut shape = output.shape.clone();
+            shape[0] = i64::from(request_rows);
+            request.push(TensorBytes {
+                name: output.name.clone(),
+                datatype: output.datatype,
+                shape,
+                data: data.slice(offset..offset + len),
+            });
+            offset += len;
+        }
+    }
+    Ok(per_request)
+}
+
+fn fail_all(batch: Vec<PendingRequest>, error: ServeError) {
+    for request in batch {
+        request.answer(Err(error.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use maas_protocol::DataType;
+
+    use super::*;
+
+    #[test]
+    fn outputs_split_by_request_rows() {
+        let output =
+            Tensor { name: "y".into(), datatype: DataType::Int32, shape: vec![3, 2], data: (0u8..24).collect() };
+        let split = split_outputs(vec![output], &[1, 2]).unwrap();
+        assert_eq!(split[0][0].shape, vec![1, 2]);
+        assert_eq!(&split[0][0].data[..], &(0u8..8).collect::<Vec<_>>()[..]);
+        assert_eq!(split[1][0].shape, vec![2, 2]);
+        assert_eq!(&split[1][0].data[..], &(8u8..24).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn mismatched_rows_are_refused() {
+        let output = Tensor { name: "y".into(), datatype: DataType::Fp32, shape: vec![2, 1], data: vec![0; 8] };
+        assert!(split_outputs(vec![output], &[1, 2]).unwrap_err().contains("2 rows for a batch of 3"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Every metric of the serving path, named in one place. The monitor's own
+//! (`maas_monitor::metrics`: load gauges, alerts, drift, feedback) and the
+//! control plane's (`maas_control::metrics`: node links, leadership) are
+//! named beside their code.
+//!
+//! | name | type | labels | meaning |
+//! |---|---|---|---|
+//! | `maas_inference_requests_total` | counter | model, version, outcome | requests answered, by outcome (`ok` or the error kind) |
+//! | `maas_inference_request_duration_seconds` | histogram | model, version | arrival to answer |
+//! | `maas_inference_queue_duration_seconds` | histogram | model, version | arrival to dispatch of its batch |
+//! | `maas_inference_compute_duration_seconds` | histogram | model, version | node time of a batch (input, forward, output) |
+//! | `maas_inference_batch_size` | histogram | model, version | rows per dispatched batch |
+//! | `maas_inference_batch_requests` | histogram | model, version | requests per dispatched batch |
+//! | `maas_inference_batch_retries_total` | counter | model, version | batches retried on another replica |
+//! | `maas_inference_rows_total` | counter | model, version | rows inferred |
+//!
+//! Model and version labels only take names of models the coordinator
+//! serves; requests for unknown models are counted under `model="_unknown"`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use maas_protocol::BatchResult;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::batcher::PendingRequest;
+
+const REQUESTS: &str = "maas_inference_requests_total";
+const REQUEST_SECONDS: &str = "maas_inference_request_duration_seconds";
+const QUEUE_SECONDS: &str = "maas_inference_queue_duration_seconds";
+const COMPUTE_SECONDS: &str = "maas_inference_compute_duration_seconds";
+const BATCH_SIZE: &str = "maas_inference_batch_size";
+const BATCH_REQUESTS: &str = "maas_inference_batch_requests";
+const RETRIES: &str = "maas_inference_batch_retries_total";
+const ROWS: &str = "maas_inference_rows_total";
+
+/// Label value for requests whose model is unknown.
+pub const UNKNOWN_MODEL: &str = "_unknown";
+
+const SECONDS_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// Installs the Prometheus recorder for this process, with the buckets of
+/// the serving histograms.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+/// Records an answered request.
+pub fn record_request(model: &str, version: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(REQUESTS, "model" => model.to_string(), "version" => version.to_string(), "outcome" => outcome)
+        .increment(1);
+    if outcome == "ok" {
+        metrics::histogram!(REQUEST_SECONDS, "model" => model.to_string(), "version" => version.to_string())
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// One version's per-request and per-batch series, registered once when the
+/// version is created, so that recording builds no label set on the hot path.
+pub struct VersionMetrics {
+    model: String,
+    version: String,
+    ok: metrics::Counter,
+    request_seconds: metrics::Histogram,
+    queue_seconds: metrics::Histogram,
+    batch_size: metrics::Histogram,
+    batch_requests: metrics::Histogram,
+    compute_seconds: metrics::Histogram,
+    rows: metrics::Counter,
+    retries: metrics::Counter,
+}
+
+impl VersionMetrics {
+    /// Registers the series of `model` version `version`.
+    pub fn new(model: &str, version: u64) -> VersionMetrics {
+        let labels = [("model", model.to_string()), ("version", version.to_string())];
+        VersionMetrics {
+            model: model.to_string(),
+            version: version.to_string(),
+            ok: metrics::counter!(REQUESTS, "model" => model.to_string(), "version" => version.to_string(), "outcome" => "ok"),
+            request_seconds: metrics::histogram!(REQUEST_SECONDS, &labels),
+            queue_seconds: metrics::histogram!(QUEUE_SECONDS, &labels),
+            batch_size: metrics::histogram!(BATCH_SIZE, &labels),
+            batch_requests: metrics::histogram!(BATCH_REQUESTS, &labels),
+            compute_seconds: metrics::histogram!(COMPUTE_SECONDS, &labels),
+            rows: metrics::counter!(ROWS, &labels),
+            retries: metrics::counter!(RETRIES, &labels),
+        }
+    }
+
+    /// Records an answered request.
+    pub fn request(&self, outcome: &'static str, elapsed: Duration) {
+        if outcome == "ok" {
+            self.ok.increment(1);
+            self.request_seconds.record(elapsed.as_secs_f64());
+        } else {
+            record_request(&self.model, &self.version, outcome, elapsed);
+        }
+    }
+
+    /// Records a batch leaving the queue at `now`.
+    pub fn batch(&self, batch: &[PendingRequest], now: Instant) {
+        let rows: u32 = batch.iter().map(|r| r.rows).sum();
+        self.batch_size.record(f64::from(rows));
+        self.batch_requests.record(batch.len() as f64);
+        for request in batch {
+            self.queue_seconds.record(now.saturating_duration_since(request.enqueued).as_secs_f64());
+        }
+    }
+
+    /// Records where a node spent a batch's time, and its rows.
+    pub fn node_timings(&self, rows: u64, result: &BatchResult) {
+        let compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns;
+        self.compute_seconds.record(compute_ns as f64 * 1e-9);
+        self.rows.increment(rows);
+    }
+
+    /// Counts a batch retried on another replica.
+    pub fn retry(&self) {
+        self.retries.increment(1);
+    }
+}
