@@ -1,6 +1,6 @@
 //! Closed-loop load: N clients, each sending its next request as soon as
 //! the previous one is answered, over HTTP (JSON or binary tensors) or gRPC
-//! (unary calls, or one bidirectional stream per client; see [`crate::grpc`]).
+//! (unary calls, or one bidirectional stream per client; see the `grpc` module).
 
 use std::time::{Duration, Instant};
 

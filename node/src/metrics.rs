@@ -19,8 +19,6 @@ use anyhow::Context;
 use maas_protocol::{BatchOutcome, RequestOutcome};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::runtime::Timings;
-
 const BATCHES: &str = "maas_node_batches_total";
 const ROWS: &str = "maas_node_rows_total";
 const BATCH_ROWS: &str = "maas_node_batch_rows";
@@ -45,6 +43,17 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROWS_BUCKETS)?
         .install_recorder()
         .context("installing the metrics recorder")
+}
+
+/// Where a batch's compute time went, in nanoseconds.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    /// Building input tensors (and moving them to the device).
+    pub input_ns: u64,
+    /// `forward`.
+    pub infer_ns: u64,
+    /// Copying outputs back to bytes.
+    pub output_ns: u64,
 }
 
 /// Records a batch that ran.

@@ -12,10 +12,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use maas_protocol::{BatchOutcome, InferBatch, NodeRequest, NodeResponse, RequestOutcome, Tensor};
 
-use crate::batcher::PendingRequest;
 use crate::error::ServeError;
-use crate::models::VersionShared;
+use crate::pending::PendingRequest;
 use crate::replica::{Replica, ReplicaError};
+use crate::version::VersionShared;
 use maas_monitor::stats::BatchTimes;
 use maas_protocol::TensorBytes;
 

@@ -16,10 +16,11 @@ use maas_protocol::ModelConfig;
 
 use tokio::sync::oneshot;
 
-use crate::batcher::PendingRequest;
 use crate::error::{ServeError, ServeResult};
 use crate::metrics;
-use crate::models::{ModelTable, ModelVersion, VersionShared};
+use crate::models::{ModelTable, ModelVersion};
+use crate::pending::PendingRequest;
+use crate::version::VersionShared;
 use maas_protocol::TensorBytes;
 
 /// The longest request id accepted, in bytes. An id travels with its batch

@@ -15,7 +15,9 @@ pub mod error;
 pub mod infer;
 pub mod metrics;
 pub mod models;
+pub mod pending;
 pub mod replica;
+pub mod version;
 
 pub use error::{ServeError, ServeResult};
 pub use replica::{Replica, ReplicaError};

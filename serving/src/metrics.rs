@@ -23,7 +23,7 @@ use anyhow::Context;
 use maas_protocol::BatchResult;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::batcher::PendingRequest;
+use crate::pending::PendingRequest;
 
 const REQUESTS: &str = "maas_inference_requests_total";
 const REQUEST_SECONDS: &str = "maas_inference_request_duration_seconds";

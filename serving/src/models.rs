@@ -10,7 +10,7 @@
 //! Without either it goes to the model's traffic split when one is set, else
 //! to its `production` alias, else to its newest ready version.
 
-use maas_monitor::{Monitor, VersionMonitor};
+use maas_monitor::Monitor;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,84 +20,9 @@ use parking_lot::RwLock;
 
 use crate::batcher::{self, state::BatchPolicy, BatcherHandle};
 use crate::error::{ServeError, ServeResult};
-use crate::replica::{self, Replica};
-
-/// A node holding a version, and how many batches it may run at once.
-#[derive(Clone)]
-struct Held {
-    node: Arc<dyn Replica>,
-    slots: usize,
-}
-
-/// The replicas of one version.
-#[derive(Default)]
-pub struct ReplicaSet {
-    replicas: RwLock<Vec<Held>>,
-}
-
-impl ReplicaSet {
-    /// Batches the version may have in flight over all replicas that are up.
-    pub fn capacity(&self) -> usize {
-        self.replicas.read().iter().filter(|r| r.node.is_up()).map(|r| r.slots).sum()
-    }
-
-    /// Replicas whose link is up.
-    pub fn ready_count(&self) -> usize {
-        self.replicas.read().iter().filter(|r| r.node.is_up()).count()
-    }
-
-    /// The up replica with the fewest outstanding batches, skipping `tried`.
-    pub fn least_outstanding(&self, tried: &[Arc<dyn Replica>]) -> Option<Arc<dyn Replica>> {
-        self.replicas
-            .read()
-            .iter()
-            .filter(|r| r.node.is_up() && !tried.iter().any(|t| replica::same(t, &r.node)))
-            .min_by_key(|r| r.node.outstanding())
-            .map(|r| r.node.clone())
-    }
-
-    fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
-        let mut replicas = self.replicas.write();
-        match (replicas.iter_mut().find(|r| replica::same(&r.node, node)), slots) {
-            (Some(held), Some(slots)) => held.slots = slots,
-            (Some(_), None) => replicas.retain(|r| !replica::same(&r.node, node)),
-            (None, Some(slots)) => replicas.push(Held { node: node.clone(), slots }),
-            (None, None) => {}
-        }
-    }
-}
-
-/// What a version's batcher and dispatcher share.
-pub struct VersionShared {
-    /// Model name.
-    pub name: String,
-    /// Version number.
-    pub version: u64,
-    /// Its Prometheus series.
-    pub metrics: crate::metrics::VersionMetrics,
-    /// Its configuration.
-    pub config: Arc<ModelConfig>,
-    /// Nodes holding it.
-    pub replicas: ReplicaSet,
-    /// Largest frame sent to a node.
-    pub max_frame_bytes: usize,
-    /// Its statistics, signals and detectors.
-    pub monitor: Arc<VersionMonitor>,
-    /// Requests slower than this are logged with their batch and node.
-    pub slow_request: Duration,
-}
-
-impl VersionShared {
-    /// The error for a request that finds no replica up.
-    pub fn no_replica_error(&self) -> ServeError {
-        ServeError::Unavailable(format!("model '{}' version {} has no ready replica", self.name, self.version))
-    }
-
-    /// Whether a replica is up.
-    pub fn is_ready(&self) -> bool {
-        self.replicas.capacity() > 0
-    }
-}
+use crate::metrics::VersionMetrics;
+use crate::replica::Replica;
+use crate::version::{ReplicaSet, VersionShared};
 
 /// A servable version: its shared state and its batcher.
 pub struct ModelVersion {
@@ -285,7 +210,7 @@ impl ModelTable {
             max_delay: Duration::from_micros(config.max_queue_delay_us),
             max_queue: self.settings.max_queue,
         };
-        let metrics = crate::metrics::VersionMetrics::new(&name, version);
+        let metrics = VersionMetrics::new(&name, version);
         let shared = Arc::new(VersionShared {
             name,
             version,

@@ -1,18 +1,8 @@
 //! The HTTP front: the Open Inference Protocol v2 with Triton's binary
 //! tensor and model configuration extensions, plus `/metrics`.
 //!
-//! ```text
-//! GET  /v2/health/live | /v2/health/ready       health
-//! GET  /v2                                      server metadata
-//! GET  /v2/models/{m}[/versions/{v}]            model metadata
-//! GET  /v2/models/{m}[/versions/{v}]/ready      model readiness
-//! GET  /v2/models/{m}[/versions/{v}]/config     model configuration (Triton's JSON form)
-//! POST /v2/models/{m}[/versions/{v}]/infer      inference, JSON or binary tensors
-//! GET  /v2/models[/{m}[/versions/{v}]]/stats     statistics (Triton's extension)
-//! GET  /metrics                                 Prometheus text
-//! ```
-//!
-//! Every route, with the access it needs, is declared once in [`routes`].
+//! Every route, with the access it needs, is declared once in [`routes`]
+//! (and described for users in `docs/openapi.yaml`, checked against it).
 //! The management API (`/v1/...`) and Triton's repository extension are in
 //! [`admin`]; alerts, feedback and evaluation in [`monitoring`]. Every error
 //! body is `{"error": "<message>"}`. The state handlers reach is the

@@ -15,17 +15,7 @@ use maas_protocol::{
 use tch::{CModule, Device, IValue, Tensor};
 
 use super::kind::to_kind;
-
-/// Where a batch's compute time went, in nanoseconds.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Timings {
-    /// Building input tensors (and moving them to the device).
-    pub input_ns: u64,
-    /// `forward`.
-    pub infer_ns: u64,
-    /// Copying outputs back to bytes.
-    pub output_ns: u64,
-}
+use crate::metrics::Timings;
 
 /// The parts of a batch `execute` reads, borrowed from the archived frame.
 pub struct BatchView<'a> {

@@ -12,5 +12,4 @@ mod instance;
 mod kind;
 mod simulate;
 
-pub use execute::Timings;
 pub use host::{HostSettings, ModelHost};

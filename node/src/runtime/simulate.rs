@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use maas_protocol::{BatchOutcome, ModelConfig, NodeError, Tensor};
 
-use super::execute::{validate, BatchView, Timings};
+use super::execute::{validate, BatchView};
+use crate::metrics::Timings;
 
 /// Answers `batch` with zeros after `compute`.
 pub fn execute(

@@ -10,27 +10,11 @@ mod task;
 
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::{ServeError, ServeResult};
-use maas_protocol::TensorBytes;
+use crate::pending::PendingRequest;
 pub use task::spawn;
-
-/// A validated request waiting for a batch.
-pub struct PendingRequest {
-    /// Inputs in the model configuration's order, each with `rows` rows.
-    pub inputs: Vec<TensorBytes>,
-    /// Rows (the batch dimension) of every input.
-    pub rows: u32,
-    /// When the request was queued.
-    pub enqueued: Instant,
-    /// When it must be answered by.
-    pub deadline: Instant,
-    /// The client's request id, if it gave one.
-    pub id: Option<String>,
-    /// Where its outputs (or error) go.
-    pub reply: oneshot::Sender<ServeResult<Vec<TensorBytes>>>,
-}
 
 impl state::Queued for PendingRequest {
     fn rows(&self) -> u32 {
@@ -51,13 +35,6 @@ impl state::Queued for PendingRequest {
 
     fn can_join(&self, first: &Self) -> bool {
         self.inputs.iter().zip(&first.inputs).all(|(a, b)| a.shape[1..] == b.shape[1..])
-    }
-}
-
-impl PendingRequest {
-    /// Answers the request; a client that has gone is not an error.
-    pub fn answer(self, result: ServeResult<Vec<TensorBytes>>) {
-        let _ = self.reply.send(result);
     }
 }
 

@@ -11,10 +11,11 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::state::{BatchPolicy, BatchState, Next};
-use super::{BatcherHandle, PendingRequest};
+use super::BatcherHandle;
 use crate::dispatch;
 use crate::error::ServeError;
-use crate::models::VersionShared;
+use crate::pending::PendingRequest;
+use crate::version::VersionShared;
 
 /// Starts the batcher of `version` and returns its handle.
 pub fn spawn(version: Arc<VersionShared>, policy: BatchPolicy) -> BatcherHandle {

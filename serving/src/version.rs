@@ -1,0 +1,90 @@
+//! One version as the batcher and dispatcher see it: its name, its
+//! configuration, its metrics and monitor, and the replicas that hold it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maas_monitor::VersionMonitor;
+use maas_protocol::ModelConfig;
+use parking_lot::RwLock;
+
+use crate::error::ServeError;
+use crate::metrics::VersionMetrics;
+use crate::replica::{self, Replica};
+
+/// A node holding a version, and how many batches it may run at once.
+#[derive(Clone)]
+struct Held {
+    node: Arc<dyn Replica>,
+    slots: usize,
+}
+
+/// The replicas of one version.
+#[derive(Default)]
+pub struct ReplicaSet {
+    replicas: RwLock<Vec<Held>>,
+}
+
+impl ReplicaSet {
+    /// Batches the version may have in flight over all replicas that are up.
+    pub fn capacity(&self) -> usize {
+        self.replicas.read().iter().filter(|r| r.node.is_up()).map(|r| r.slots).sum()
+    }
+
+    /// Replicas whose link is up.
+    pub fn ready_count(&self) -> usize {
+        self.replicas.read().iter().filter(|r| r.node.is_up()).count()
+    }
+
+    /// The up replica with the fewest outstanding batches, skipping `tried`.
+    pub fn least_outstanding(&self, tried: &[Arc<dyn Replica>]) -> Option<Arc<dyn Replica>> {
+        self.replicas
+            .read()
+            .iter()
+            .filter(|r| r.node.is_up() && !tried.iter().any(|t| replica::same(t, &r.node)))
+            .min_by_key(|r| r.node.outstanding())
+            .map(|r| r.node.clone())
+    }
+
+    pub(crate) fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
+        let mut replicas = self.replicas.write();
+        match (replicas.iter_mut().find(|r| replica::same(&r.node, node)), slots) {
+            (Some(held), Some(slots)) => held.slots = slots,
+            (Some(_), None) => replicas.retain(|r| !replica::same(&r.node, node)),
+            (None, Some(slots)) => replicas.push(Held { node: node.clone(), slots }),
+            (None, None) => {}
+        }
+    }
+}
+
+/// What a version's batcher and dispatcher share.
+pub struct VersionShared {
+    /// Model name.
+    pub name: String,
+    /// Version number.
+    pub version: u64,
+    /// Its Prometheus series.
+    pub metrics: VersionMetrics,
+    /// Its configuration.
+    pub config: Arc<ModelConfig>,
+    /// Nodes holding it.
+    pub replicas: ReplicaSet,
+    /// Largest frame sent to a node.
+    pub max_frame_bytes: usize,
+    /// Its statistics, signals and detectors.
+    pub monitor: Arc<VersionMonitor>,
+    /// Requests slower than this are logged with their batch and node.
+    pub slow_request: Duration,
+}
+
+impl VersionShared {
+    /// The error for a request that finds no replica up.
+    pub fn no_replica_error(&self) -> ServeError {
+        ServeError::Unavailable(format!("model '{}' version {} has no ready replica", self.name, self.version))
+    }
+
+    /// Whether a replica is up.
+    pub fn is_ready(&self) -> bool {
+        self.replicas.capacity() > 0
+    }
+}
