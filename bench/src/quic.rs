@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use maas_protocol::frame;
-use maas_protocol::{BatchOutcome, DataType, InferBatch, NodeRequest, NodeResponse, Tensor};
+use maas_protocol::{BatchInput, BatchOutcome, BatchReply, DataType, InferBatch};
 use maas_transport::{read_frame, write_frame, StreamKind, TlsFiles, TransportSettings};
 
 use crate::load::{count, latency_histogram, ClientCounts, Encoding, LoadPoint, Target};
@@ -28,28 +28,28 @@ pub struct NodeAddress<'a> {
 }
 
 fn batch(target: &Target, version: u64, row: usize, batch_id: u64) -> Result<(Vec<u8>, frame::Payload)> {
-    let request = NodeRequest::Infer(InferBatch {
+    let request = InferBatch {
         batch_id,
         model: target.model.clone(),
         version,
-        inputs: vec![Tensor {
-            name: target.input.clone(),
-            datatype: DataType::Fp32,
-            shape: target.row_shape.clone(),
-            data: target.raw_inputs[row % target.raw_inputs.len()].clone(),
-        }],
+        inputs: vec![BatchInput::whole(
+            target.input.clone(),
+            DataType::Fp32,
+            target.row_shape.clone(),
+            target.raw_inputs[row % target.raw_inputs.len()].clone(),
+        )],
         request_rows: vec![target.rows as u32],
         request_ids: vec![String::new()],
-    });
-    Ok(frame::encode_request(&request, frame::DEFAULT_MAX_FRAME_BYTES)?)
+    };
+    Ok(frame::encode_batch(&request, frame::DEFAULT_MAX_FRAME_BYTES)?)
 }
 
 async fn call(connection: &quinn::Connection, header: &[u8], payload: &Bytes) -> Result<()> {
     let (mut send, mut recv) = connection.open_bi().await?;
     write_frame(&mut send, Some(StreamKind::Data), header, payload.clone()).await?;
     let answer = read_frame(&mut recv, frame::DEFAULT_MAX_FRAME_BYTES).await?;
-    match frame::decode_response(&answer)? {
-        NodeResponse::Infer(result) if matches!(result.outcome, BatchOutcome::Whole(_)) => Ok(()),
+    match frame::decode_reply(&answer)? {
+        BatchReply::Ran(result) if matches!(result.outcome, BatchOutcome::Whole(_)) => Ok(()),
         other => bail!("the node answered {other:?}"),
     }
 }

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use maas_api::ArtifactStored;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
@@ -61,9 +64,19 @@ impl Client {
         self.send(self.request(Method::GET, path)).await
     }
 
-    /// Sends JSON with `method`.
-    pub async fn send_json(&self, method: Method, path: &str, body: &Value) -> Result<Value> {
-        self.send(self.request(method, path).json(body)).await
+    /// GET a document of the API's type `T`.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        typed(path, self.get(path).await?)
+    }
+
+    /// Sends `body` as JSON with `method` and reads an answer of type `T`.
+    pub async fn send_as<T: DeserializeOwned>(&self, method: Method, path: &str, body: &impl Serialize) -> Result<T> {
+        typed(path, self.send(self.request(method, path).json(body)).await?)
+    }
+
+    /// Sends a request without a body and reads an answer of type `T`.
+    pub async fn send_empty_as<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
+        typed(path, self.send_empty(method, path).await?)
     }
 
     /// Sends a request without a body.
@@ -72,7 +85,7 @@ impl Client {
     }
 
     /// Streams a file to `/v1/artifacts` with a progress bar; returns the answer.
-    pub async fn upload(&self, file: &Path, show_progress: bool) -> Result<Value> {
+    pub async fn upload(&self, file: &Path, show_progress: bool) -> Result<ArtifactStored> {
         let size = tokio::fs::metadata(file).await.with_context(|| format!("reading {}", file.display()))?.len();
         let bar = if show_progress { ProgressBar::new(size) } else { ProgressBar::hidden() };
         bar.set_style(
@@ -102,6 +115,13 @@ impl Client {
         let answer =
             self.send(self.request(Method::PUT, "/v1/artifacts").header("content-length", size).body(body)).await;
         bar.finish_and_clear();
-        answer
+        typed("/v1/artifacts", answer?)
     }
+}
+
+/// Reads an answer as the API type the route returns.
+fn typed<T: DeserializeOwned>(path: &str, body: Value) -> Result<T> {
+    serde_json::from_value(body).with_context(|| {
+        format!("the coordinator's answer to {path} is not what this maas expects; are both the same version?")
+    })
 }

@@ -18,6 +18,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use maas_api::{
+    AliasDeleted, AliasRequest, AliasSet, ArtifactName, ClusterStatus, Draining, ModelDetail, ModelList, NodeLink,
+    PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet, VersionDeleted,
+};
+use maas_protocol::ModelConfig;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -156,83 +161,79 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Deploy { name, model, config, source, parent, alias } => {
             let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;
-            let mut config: Value =
+            let mut document: Value =
                 serde_json::from_str(&text).with_context(|| format!("{} is not JSON", config.display()))?;
-            config["name"] = json!(name);
+            document["name"] = json!(name);
+            let config: ModelConfig = serde_json::from_value(document)
+                .with_context(|| format!("{} is not a model configuration", config.display()))?;
             let uploaded = client.upload(&model, !cli.json).await?;
-            let body = json!({
-                "config": config,
-                "artifact": {"sha256": uploaded["sha256"]},
-                "source": source.unwrap_or_else(|| model.display().to_string()),
-                "parent": parent,
-            });
-            let mut published = client.send_json(Method::POST, &format!("/v1/models/{name}/versions"), &body).await?;
-            let version = published["version"].as_u64().context("the coordinator did not return a version")?;
-            if let Some(alias) = alias {
-                client
-                    .send_json(Method::PUT, &format!("/v1/models/{name}/aliases/{alias}"), &json!({"version": version}))
-                    .await?;
-                published["alias"] = json!(alias);
+            let request = PublishRequest {
+                config,
+                artifact: ArtifactName { sha256: uploaded.sha256 },
+                source: Some(source.unwrap_or_else(|| model.display().to_string())),
+                parent,
+            };
+            let published: Published =
+                client.send_as(Method::POST, &format!("/v1/models/{name}/versions"), &request).await?;
+            let version = published.version;
+            if let Some(alias) = &alias {
+                let path = format!("/v1/models/{name}/aliases/{alias}");
+                let _: AliasSet = client.send_as(Method::PUT, &path, &AliasRequest { version }).await?;
             }
             if cli.json {
-                print(&published);
+                let mut shown = serde_json::to_value(&published)?;
+                if let Some(alias) = alias {
+                    shown["alias"] = json!(alias);
+                }
+                print(&shown);
             } else {
-                println!("{name} version {version} (sha256 {})", published["sha256"].as_str().unwrap_or_default());
+                println!("{name} version {version} (sha256 {})", published.sha256);
             }
         }
         Command::Models => {
-            let models = client.get("/v1/models").await?;
+            let models: ModelList = client.get_as("/v1/models").await?;
             if cli.json {
                 print(&models);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = models["models"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            let rows: Vec<Vec<String>> = models
+                .models
                 .iter()
                 .map(|m| {
                     vec![
-                        m["name"].as_str().unwrap_or_default().to_string(),
-                        join(&m["versions"]),
-                        join(&m["ready_versions"]),
-                        m["aliases"]
-                            .as_object()
-                            .map(|a| a.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "))
-                            .unwrap_or_default(),
-                        split_text(&m["split"]),
-                        if m["loaded"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+                        m.name.clone(),
+                        join(&m.versions),
+                        join(&m.ready_versions),
+                        m.aliases.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                        split_text(&m.split),
+                        if m.loaded { "yes".into() } else { "no".into() },
                     ]
                 })
                 .collect();
             table(&["MODEL", "VERSIONS", "READY", "ALIASES", "SPLIT", "LOADED"], &rows);
         }
         Command::Describe { name } => {
-            let model = client.get(&format!("/v1/models/{name}")).await?;
+            let model: ModelDetail = client.get_as(&format!("/v1/models/{name}")).await?;
             if cli.json {
                 print(&model);
                 return Ok(());
             }
-            println!("model {name}  loaded: {}  split: {}", model["loaded"], split_text(&model["split"]));
-            if let Some(aliases) = model["aliases"].as_object() {
-                for (alias, target) in aliases {
-                    println!("alias {alias} -> {} (history {})", target["version"], join(&target["history"]));
-                }
+            println!("model {name}  loaded: {}  split: {}", model.loaded, split_text(&model.split));
+            for (alias, target) in &model.aliases {
+                println!("alias {alias} -> {} (history {})", target.version, join(&target.history));
             }
-            let rows: Vec<Vec<String>> = model["versions"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
+            let rows: Vec<Vec<String>> = model
+                .versions
                 .iter()
                 .map(|v| {
                     vec![
-                        v["version"].to_string(),
-                        v["ready_replicas"].to_string(),
-                        v["artifact"]["sha256"].as_str().unwrap_or_default().chars().take(12).collect(),
-                        v["artifact"]["size"].to_string(),
-                        v["lineage"]["uploaded_by"].as_str().unwrap_or_default().to_string(),
-                        v["lineage"]["parent"].to_string(),
-                        v["lineage"]["source"].as_str().unwrap_or_default().to_string(),
+                        v.version.to_string(),
+                        v.ready_replicas.to_string(),
+                        v.artifact.sha256.chars().take(12).collect(),
+                        v.artifact.size.to_string(),
+                        v.lineage.uploaded_by.clone(),
+                        v.lineage.parent.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                        v.lineage.source.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
@@ -240,17 +241,24 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Alias { name, alias, version, delete } => {
             let path = format!("/v1/models/{name}/aliases/{alias}");
-            let answer = match (version, delete) {
-                (_, true) => client.send_empty(Method::DELETE, &path).await?,
-                (Some(version), false) => client.send_json(Method::PUT, &path, &json!({"version": version})).await?,
+            match (version, delete) {
+                (_, true) => {
+                    let deleted: AliasDeleted = client.send_empty_as(Method::DELETE, &path).await?;
+                    if cli.json {
+                        print(&deleted);
+                    } else {
+                        println!("{name}@{alias} deleted");
+                    }
+                }
+                (Some(version), false) => {
+                    let set: AliasSet = client.send_as(Method::PUT, &path, &AliasRequest { version }).await?;
+                    if cli.json {
+                        print(&set);
+                    } else {
+                        println!("{name}@{alias} -> version {}", set.version);
+                    }
+                }
                 (None, false) => bail!("give the version the alias should point at, or --delete"),
-            };
-            if cli.json {
-                print(&answer);
-            } else if delete {
-                println!("{name}@{alias} deleted");
-            } else {
-                println!("{name}@{alias} -> version {}", answer["version"]);
             }
         }
         Command::Traffic { name, shares, clear } => {
@@ -262,28 +270,29 @@ async fn run(cli: Cli) -> Result<()> {
                 .map(|share| {
                     let (version, weight) =
                         share.split_once('=').with_context(|| format!("'{share}' is not VERSION=WEIGHT"))?;
-                    Ok(json!({"version": version.parse::<u64>()?, "weight": weight.parse::<u32>()?}))
+                    Ok(SplitEntry { version: version.parse()?, weight: weight.parse()? })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let answer =
-                client.send_json(Method::PUT, &format!("/v1/models/{name}/split"), &json!({"split": split})).await?;
+            let answer: SplitSet =
+                client.send_as(Method::PUT, &format!("/v1/models/{name}/split"), &SplitRequest { split }).await?;
             if cli.json {
                 print(&answer);
             } else {
-                println!("{name} traffic: {}", if clear { "no split".into() } else { split_text(&answer["split"]) });
+                println!("{name} traffic: {}", if clear { "no split".into() } else { split_text(&answer.split) });
             }
         }
         Command::Rollback { name, alias } => {
-            let answer =
-                client.send_empty(Method::POST, &format!("/v1/models/{name}/aliases/{alias}/rollback")).await?;
+            let answer: RolledBack =
+                client.send_empty_as(Method::POST, &format!("/v1/models/{name}/aliases/{alias}/rollback")).await?;
             if cli.json {
                 print(&answer);
             } else {
-                println!("{name}@{alias}: version {} -> {}", answer["from"], answer["version"]);
+                println!("{name}@{alias}: version {} -> {}", answer.from, answer.version);
             }
         }
         Command::Delete { name, version } => {
-            let answer = client.send_empty(Method::DELETE, &format!("/v1/models/{name}/versions/{version}")).await?;
+            let answer: VersionDeleted =
+                client.send_empty_as(Method::DELETE, &format!("/v1/models/{name}/versions/{version}")).await?;
             if cli.json {
                 print(&answer);
             } else {
@@ -320,13 +329,12 @@ async fn run(cli: Cli) -> Result<()> {
             table(&["MODEL", "VERSION", "STATE", "REASON"], &rows);
         }
         Command::Nodes => {
-            let cluster = client.get("/v1/cluster").await?;
+            let cluster: ClusterStatus = client.get_as("/v1/cluster").await?;
             if cli.json {
                 print(&cluster);
                 return Ok(());
             }
-            let links = cluster["links"].as_array().cloned().unwrap_or_default();
-            let rows: Vec<Vec<String>> = links.iter().map(node_row).collect();
+            let rows: Vec<Vec<String>> = cluster.links.iter().map(node_row).collect();
             table(&["NODE", "ADDRESS", "LINK", "IN FLIGHT", "QUEUED", "MEMORY USED", "STATE"], &rows);
         }
         Command::Top { interval, once } => {
@@ -335,7 +343,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Alerts => monitoring::alerts(&client, cli.json).await?,
         Command::Eval { model } => monitoring::eval(&client, cli.json, &model).await?,
         Command::Drain { node } => {
-            let answer = client.send_empty(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;
+            let answer: Draining =
+                client.send_empty_as(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;
             if cli.json {
                 print(&answer);
             } else {
@@ -347,40 +356,31 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 /// One row of `maas nodes`.
-fn node_row(link: &Value) -> Vec<String> {
-    let status = &link["status"];
-    let gib = |bytes: &Value| format!("{:.2}", bytes.as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64);
-    let (in_flight, queued, memory, state) = if status.is_object() && status.get("error").is_none() {
-        let queued: u64 =
-            status["models"].as_array().map(|m| m.iter().filter_map(|m| m["queued"].as_u64()).sum()).unwrap_or(0);
-        let memory = format!("{} / {} GiB", gib(&status["memory_used_bytes"]), gib(&status["memory_bytes"]));
-        let state = if status["draining"].as_bool() == Some(true) { "draining" } else { "serving" };
-        (status["in_flight"].to_string(), queued.to_string(), memory, state.to_string())
-    } else {
-        let state = status["error"].as_str().map(|e| format!("no status: {e}")).unwrap_or_else(|| "-".into());
-        ("-".into(), "-".into(), "-".into(), state)
-    };
-    let link_state = if link["up"].as_bool() == Some(true) { "up" } else { "down" };
-    vec![
-        link["name"].as_str().unwrap_or("?").to_string(),
-        link["addr"].as_str().unwrap_or("?").to_string(),
-        link_state.into(),
-        in_flight,
-        queued,
-        memory,
-        state,
-    ]
-}
-
-fn join(list: &Value) -> String {
-    list.as_array().map(|l| l.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")).unwrap_or_default()
-}
-
-fn split_text(split: &Value) -> String {
-    match split.as_array() {
-        Some(entries) if !entries.is_empty() => {
-            entries.iter().map(|e| format!("{}={}", e["version"], e["weight"])).collect::<Vec<_>>().join(" ")
+fn node_row(link: &NodeLink) -> Vec<String> {
+    let gib = |bytes: u64| format!("{:.2}", bytes as f64 / (1u64 << 30) as f64);
+    let (in_flight, queued, memory, state) = match &link.status {
+        Some(status) => {
+            let queued: u64 = status.models.iter().map(|m| m.queued).sum();
+            let memory = format!("{} / {} GiB", gib(status.memory_used_bytes), gib(status.memory_bytes));
+            let state = if status.draining { "draining" } else { "serving" };
+            (status.in_flight.to_string(), queued.to_string(), memory, state.to_string())
         }
-        _ => "-".into(),
+        None => {
+            let state = link.status_error.as_ref().map(|e| format!("no status: {e}")).unwrap_or_else(|| "-".into());
+            ("-".into(), "-".into(), "-".into(), state)
+        }
+    };
+    let link_state = if link.up { "up" } else { "down" };
+    vec![link.name.clone(), link.addr.clone(), link_state.into(), in_flight, queued, memory, state]
+}
+
+fn join(list: &[u64]) -> String {
+    list.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn split_text(split: &[SplitEntry]) -> String {
+    if split.is_empty() {
+        return "-".into();
     }
+    split.iter().map(|e| format!("{}={}", e.version, e.weight)).collect::<Vec<_>>().join(" ")
 }

@@ -1,8 +1,8 @@
 //! Human-readable tables, and JSON for scripts.
 
-/// Prints a JSON value, pretty.
-pub fn print(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("a Value always serializes"));
+/// Prints a value as pretty JSON.
+pub fn print(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("API types always serialize"));
 }
 
 /// Prints rows under a header, columns padded to their widest cell.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maas_cluster::placement::Placement;
-use maas_protocol::{LoadModel, LoadedModel, NodeRequest, NodeResponse};
+use maas_protocol::{LoadModel, LoadedModel};
 use maas_registry::{ModelRecord, Registry};
 use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
@@ -102,19 +102,19 @@ impl Reconciler {
         let mut changed = false;
         for load in plan.load {
             let (model, version) = (load.model.clone(), load.version);
-            match link.command(&NodeRequest::Load(load)).await? {
-                NodeResponse::Done => {
+            match link.load(load).await? {
+                Ok(()) => {
                     tracing::info!(node = %link.name, %model, version, "loaded on node");
                     changed = true;
                 }
-                NodeResponse::Error(error) => {
-                    tracing::warn!(node = %link.name, %model, version, %error, "node could not load")
-                }
-                other => anyhow::bail!("node answered a load with {other:?}"),
+                Err(error) => tracing::warn!(node = %link.name, %model, version, %error, "node could not load"),
             }
         }
         for (model, version) in plan.unload {
-            link.command(&NodeRequest::Unload { model: model.clone(), version }).await?;
+            if let Err(error) = link.unload(&model, version).await? {
+                tracing::warn!(node = %link.name, %model, version, %error, "node could not unload");
+                continue;
+            }
             tracing::info!(node = %link.name, %model, version, "unloaded from node");
             changed = true;
         }
@@ -168,7 +168,7 @@ pub fn plan_node(
             plan.load.push(LoadModel {
                 model: record.name.clone(),
                 version: number,
-                config_json: serde_json::to_string(&version.config)?,
+                config: version.config.clone(),
                 sha256: version.artifact.sha256.clone(),
                 size: version.artifact.size,
             });
@@ -192,28 +192,30 @@ pub fn plan_node(
 }
 
 async fn list_models(link: &NodeLink) -> anyhow::Result<Vec<LoadedModel>> {
-    match link.command(&NodeRequest::ListModels).await? {
-        NodeResponse::Models(models) => Ok(models),
-        other => anyhow::bail!("node answered ListModels with {other:?}"),
-    }
+    Ok(link.list_models().await?)
 }
 
 #[cfg(test)]
 mod tests {
     use maas_cluster::placement::Assignment;
+    use maas_protocol::ModelConfig;
     use maas_registry::{ArtifactRef, Lineage, VersionRecord};
 
     use super::*;
 
+    fn config(name: &str) -> ModelConfig {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "max_batch_size": 4, "version_policy": {"all": {}},
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
+        }))
+        .unwrap()
+    }
+
     fn record(name: &str, versions: &[u64]) -> ModelRecord {
         let mut record = ModelRecord::new(name);
         for &version in versions {
-            let config = serde_json::from_value(serde_json::json!({
-                "name": name, "max_batch_size": 4, "version_policy": {"all": {}},
-                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
-                "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 2]}]
-            }))
-            .unwrap();
+            let config = config(name);
             let artifact = ArtifactRef { sha256: format!("{name}-{version}"), size: 10 };
             record.versions.insert(version, VersionRecord { version, config, artifact, lineage: Lineage::default() });
         }
@@ -224,7 +226,7 @@ mod tests {
         LoadedModel {
             name: name.into(),
             version,
-            config_json: "{}".into(),
+            config: config(name),
             instances: 1,
             ready: true,
             sha256: Some(sha256.into()),

@@ -8,9 +8,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use maas_protocol::{LoadModel, ModelConfig, NodeError, NodeRequest, NodeResponse, NodeStatus};
+use maas_protocol::{CommandResult, LoadModel, LoadedModel, NodeError, NodeStatus, UnloadModel};
 use maas_registry::ArtifactRef;
 use maas_transport::control::{self, ControlMessage};
+use maas_transport::wire::Wire;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use ractor_cluster::NodeServerMessage;
 use tokio::sync::Notify;
@@ -52,30 +53,27 @@ impl Control {
         self.draining.store(true, Ordering::Release);
     }
 
-    /// Answers one command.
-    pub async fn answer(&self, request: NodeRequest) -> NodeResponse {
-        match request {
-            NodeRequest::ListModels => NodeResponse::Models(self.host.list()),
-            NodeRequest::Load(load) => self.load_version(load, false).await,
-            NodeRequest::Check(load) => self.load_version(load, true).await,
-            NodeRequest::Unload { model, version } => {
-                self.host.unload(&model, version);
-                NodeResponse::Done
-            }
-            NodeRequest::Status => NodeResponse::Status(self.status()),
-            NodeRequest::Drain => {
-                tracing::info!("a coordinator asked this node to drain");
-                self.set_draining();
-                self.drain_requested.notify_one();
-                NodeResponse::Done
-            }
-            NodeRequest::Infer(_) => NodeResponse::Error(NodeError::InvalidInput {
-                message: "batches go on data streams, not over the control session".into(),
-            }),
-        }
+    /// The versions this node holds.
+    pub fn list(&self) -> Vec<LoadedModel> {
+        self.host.list()
     }
 
-    fn status(&self) -> NodeStatus {
+    /// Unloads a version; batches already queued still run.
+    pub fn unload(&self, unload: UnloadModel) -> CommandResult {
+        self.host.unload(&unload.model, unload.version);
+        Ok(())
+    }
+
+    /// Starts leaving the cluster.
+    pub fn drain(&self) -> CommandResult {
+        tracing::info!("a coordinator asked this node to drain");
+        self.set_draining();
+        self.drain_requested.notify_one();
+        Ok(())
+    }
+
+    /// The node's live load.
+    pub fn status(&self) -> NodeStatus {
         NodeStatus {
             in_flight: self.in_flight.load(Ordering::Acquire) as u64,
             draining: self.draining.load(Ordering::Acquire),
@@ -87,36 +85,22 @@ impl Control {
     }
 
     /// Fetches and loads (or, for a check, trial-loads) a version.
-    async fn load_version(&self, load: LoadModel, trial_only: bool) -> NodeResponse {
-        let LoadModel { model, version, config_json, sha256, size } = load;
+    pub async fn load_version(&self, load: LoadModel, trial_only: bool) -> CommandResult {
+        let LoadModel { model, version, config, sha256, size } = load;
         let failed = |message: String| NodeError::LoadFailed { model: model.clone(), version, message };
-        let config: ModelConfig = match serde_json::from_str(&config_json) {
-            Ok(config) => config,
-            Err(error) => return NodeResponse::Error(failed(format!("invalid configuration: {error}"))),
-        };
-        if let Err(error) = config.check() {
-            return NodeResponse::Error(failed(error));
-        }
+        config.check().map_err(failed)?;
         if config.name != model {
-            return NodeResponse::Error(failed(format!("the configuration names model '{}'", config.name)));
+            return Err(failed(format!("the configuration names model '{}'", config.name)));
         }
         let artifact = ArtifactRef { sha256, size };
-        let path = match self.fetcher.fetch(&model, version, &artifact).await {
-            Ok(path) => path,
-            Err(error) => return NodeResponse::Error(error),
-        };
+        let path = self.fetcher.fetch(&model, version, &artifact).await?;
         let source = ModelSource { config, version, path, sha256: Some(artifact.sha256) };
         let result = if trial_only { self.host.check(source).await } else { self.host.load(source).await };
-        match result {
-            Ok(()) => {
-                tracing::info!(model, version, trial_only, "model version loaded");
-                NodeResponse::Done
-            }
-            Err(error) => {
-                tracing::warn!(model, version, %error, "model version failed to load");
-                NodeResponse::Error(error)
-            }
+        match &result {
+            Ok(()) => tracing::info!(model, version, trial_only, "model version loaded"),
+            Err(error) => tracing::warn!(model, version, %error, "model version failed to load"),
         }
+        result
     }
 }
 
@@ -145,21 +129,38 @@ impl Actor for HostActor {
         message: Self::Msg,
         control: &mut Arc<Control>,
     ) -> Result<(), ActorProcessingErr> {
-        let ControlMessage::Call(bytes, reply) = message;
         let control = control.clone();
+        // Each command in its own task: a long load never delays a status.
         tokio::spawn(async move {
-            let response = match control::decode_request(&bytes) {
-                Ok(request) => control.answer(request).await,
-                Err(error) => {
-                    NodeResponse::Error(NodeError::InvalidInput { message: format!("bad control frame: {error}") })
+            // A caller that gave up has dropped its port; nothing to do then.
+            match message {
+                ControlMessage::ListModels(reply) => {
+                    let _ = reply.send(Wire::new(control.list()));
                 }
-            };
-            match control::encode_response(&response) {
-                Ok(encoded) => {
-                    // The caller may have given up; nothing to do then.
-                    let _ = reply.send(encoded);
+                ControlMessage::Load(load, reply) => {
+                    let result = match load.into_inner() {
+                        Ok(load) => control.load_version(load, false).await,
+                        Err(message) => Err(NodeError::InvalidInput { message }),
+                    };
+                    let _ = reply.send(Wire::new(result));
                 }
-                Err(error) => tracing::error!(%error, "could not encode a control answer"),
+                ControlMessage::Check(load, reply) => {
+                    let result = match load.into_inner() {
+                        Ok(load) => control.load_version(load, true).await,
+                        Err(message) => Err(NodeError::InvalidInput { message }),
+                    };
+                    let _ = reply.send(Wire::new(result));
+                }
+                ControlMessage::Unload(unload, reply) => {
+                    let result = unload.into_inner().map_err(|message| NodeError::InvalidInput { message });
+                    let _ = reply.send(Wire::new(result.and_then(|unload| control.unload(unload))));
+                }
+                ControlMessage::Status(reply) => {
+                    let _ = reply.send(Wire::new(control.status()));
+                }
+                ControlMessage::Drain(reply) => {
+                    let _ = reply.send(Wire::new(control.drain()));
+                }
             }
         });
         Ok(())

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
-use maas_protocol::frame::{self, Payload};
-use maas_protocol::{ArchivedNodeRequest, NodeError, NodeResponse};
+use maas_protocol::frame::{self, Payload, ValidatedBatch};
+use maas_protocol::{BatchReply, NodeError};
 use maas_transport::{read_frame, write_frame, StreamKind, TlsFiles, TransportSettings};
 use ractor::ActorRef;
 use ractor_cluster::NodeServerMessage;
@@ -144,16 +144,16 @@ async fn serve_stream(
     let response = match read_frame(&mut recv, max).await {
         Ok(payload) => answer(payload, &services).await,
         Err(error) if error.is_bad_frame() => {
-            NodeResponse::Error(NodeError::InvalidInput { message: format!("bad frame: {error}") })
+            BatchReply::Failed(NodeError::InvalidInput { message: format!("bad frame: {error}") })
         }
         Err(error) => {
             tracing::debug!(%error, "stream failed before its frame arrived");
             return;
         }
     };
-    let encoded = frame::encode_response(&response, max).or_else(|error| {
-        frame::encode_response(
-            &NodeResponse::Error(NodeError::Internal { message: format!("answer could not be encoded: {error}") }),
+    let encoded = frame::encode_reply(&response, max).or_else(|error| {
+        frame::encode_reply(
+            &BatchReply::Failed(NodeError::Internal { message: format!("answer could not be encoded: {error}") }),
             max,
         )
     });
@@ -167,22 +167,18 @@ async fn serve_stream(
     }
 }
 
-async fn answer(payload: Payload, services: &Services) -> NodeResponse {
-    let (model, version) = match frame::access_request(&payload) {
-        Err(error) => {
-            return NodeResponse::Error(NodeError::InvalidInput { message: format!("bad frame: {error}") });
-        }
-        Ok(ArchivedNodeRequest::Infer(batch)) => (batch.model.as_str().to_owned(), batch.version.to_native()),
-        Ok(_) => {
-            return NodeResponse::Error(NodeError::InvalidInput {
-                message: "data streams carry batches only; control commands go over the control session".into(),
-            })
-        }
+async fn answer(payload: Payload, services: &Services) -> BatchReply {
+    let batch = match ValidatedBatch::new(payload) {
+        Ok(batch) => batch,
+        Err(error) => return BatchReply::Failed(NodeError::InvalidInput { message: format!("bad frame: {error}") }),
     };
-    match services.host.submit(&model, version, payload) {
+    let (model, version) = (batch.batch().model.as_str().to_owned(), batch.batch().version.to_native());
+    match services.host.submit(batch) {
         Ok(answer) => answer.await.unwrap_or_else(|_| {
-            NodeResponse::Error(NodeError::Internal { message: format!("model '{model}' instance stopped mid-batch") })
+            BatchReply::Failed(NodeError::Internal {
+                message: format!("model '{model}' version {version}: its instance stopped mid-batch"),
+            })
         }),
-        Err(error) => NodeResponse::Error(error),
+        Err(error) => BatchReply::Failed(error),
     }
 }

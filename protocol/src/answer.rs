@@ -10,8 +10,10 @@
 use bytes::Bytes;
 use rkyv::rancor;
 
+use crate::data::{ArchivedBatchOutcome, ArchivedBatchReply, ArchivedRequestOutcome};
+use crate::error::ArchivedNodeError;
 use crate::frame::{FrameError, Payload};
-use crate::{ArchivedBatchOutcome, ArchivedNodeResponse, ArchivedRequestOutcome, ArchivedTensor, NodeError};
+use crate::{ArchivedTensor, NodeError};
 use crate::{DataType, TensorBytes};
 
 /// What a node answered to a batch.
@@ -57,13 +59,13 @@ pub enum AnswerOutcome {
 }
 
 /// Validates a node's answer to a batch and reads it without copying its
-/// tensors. Any other kind of answer on a data stream is invalid.
+/// tensors.
 pub fn read_infer_answer(payload: Payload) -> Result<InferAnswer, FrameError> {
     let buffer = Bytes::from_owner(payload);
-    let archived = rkyv::access::<ArchivedNodeResponse, rancor::Error>(&buffer)
-        .map_err(|e| FrameError::Invalid(e.to_string()))?;
+    let archived =
+        rkyv::access::<ArchivedBatchReply, rancor::Error>(&buffer).map_err(|e| FrameError::Invalid(e.to_string()))?;
     match archived {
-        ArchivedNodeResponse::Infer(result) => {
+        ArchivedBatchReply::Ran(result) => {
             let outcome = match &result.outcome {
                 ArchivedBatchOutcome::Whole(outputs) => {
                     AnswerOutcome::Whole(outputs.iter().map(|t| shared(&buffer, t)).collect())
@@ -89,8 +91,7 @@ pub fn read_infer_answer(payload: Payload) -> Result<InferAnswer, FrameError> {
                 outcome,
             }))
         }
-        ArchivedNodeResponse::Error(error) => Ok(InferAnswer::Failed(node_error(error)?)),
-        _ => Err(FrameError::Invalid("the node answered a batch with a control answer".into())),
+        ArchivedBatchReply::Failed(error) => Ok(InferAnswer::Failed(node_error(error)?)),
     }
 }
 
@@ -107,18 +108,18 @@ fn shared(buffer: &Bytes, tensor: &ArchivedTensor) -> TensorBytes {
     }
 }
 
-fn node_error(error: &crate::message::ArchivedNodeError) -> Result<NodeError, FrameError> {
+fn node_error(error: &ArchivedNodeError) -> Result<NodeError, FrameError> {
     rkyv::deserialize::<NodeError, rancor::Error>(error).map_err(|e| FrameError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{encode_response, split_frame, DEFAULT_MAX_FRAME_BYTES};
-    use crate::{BatchOutcome, BatchResult, NodeResponse, RequestOutcome, Tensor};
+    use crate::frame::{encode_reply, split_frame, DEFAULT_MAX_FRAME_BYTES};
+    use crate::{BatchOutcome, BatchReply, BatchResult, RequestOutcome, Tensor};
 
-    fn payload_of(response: &NodeResponse) -> Payload {
-        let (mut bytes, payload) = encode_response(response, DEFAULT_MAX_FRAME_BYTES).unwrap();
+    fn payload_of(response: &BatchReply) -> Payload {
+        let (mut bytes, payload) = encode_reply(response, DEFAULT_MAX_FRAME_BYTES).unwrap();
         bytes.extend_from_slice(&payload);
         split_frame(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap()
     }
@@ -129,7 +130,7 @@ mod tests {
 
     #[test]
     fn outputs_are_slices_of_the_received_buffer() {
-        let response = NodeResponse::Infer(BatchResult {
+        let response = BatchReply::Ran(BatchResult {
             batch_id: 9,
             queue_ns: 1,
             compute_input_ns: 2,
@@ -148,7 +149,7 @@ mod tests {
     #[test]
     fn per_request_outcomes_and_errors_are_read() {
         let failure = NodeError::ModelFailed { model: "m".into(), message: "boom".into() };
-        let response = NodeResponse::Infer(BatchResult {
+        let response = BatchReply::Ran(BatchResult {
             batch_id: 1,
             queue_ns: 0,
             compute_input_ns: 0,
@@ -163,13 +164,12 @@ mod tests {
         let AnswerOutcome::PerRequest(outcomes) = answer.outcome else { panic!("not per request") };
         assert_eq!(&outcomes[0].as_ref().unwrap()[0].data[..], &[1, 2]);
         assert_eq!(outcomes[1].as_ref().unwrap_err(), &failure);
-        let refused = read_infer_answer(payload_of(&NodeResponse::Error(NodeError::Overloaded))).unwrap();
+        let refused = read_infer_answer(payload_of(&BatchReply::Failed(NodeError::Overloaded))).unwrap();
         assert!(matches!(refused, InferAnswer::Failed(NodeError::Overloaded)));
     }
 
     #[test]
-    fn control_answers_and_garbage_are_invalid() {
-        assert!(read_infer_answer(payload_of(&NodeResponse::Done)).is_err());
+    fn garbage_is_invalid() {
         let mut garbage = Payload::new();
         garbage.extend_from_slice(&[0xA5; 64]);
         assert!(read_infer_answer(garbage).is_err());

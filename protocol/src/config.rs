@@ -20,7 +20,7 @@ use crate::DataType;
 /// `{"latest": {"num_versions": 1}}`, `{"all": {}}` or
 /// `{"specific": {"versions": [1, 3]}}`. Versions an alias or a traffic
 /// split points at are loaded whatever the policy says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VersionPolicy {
     /// The newest `num_versions` versions.
@@ -60,7 +60,7 @@ impl VersionPolicy {
 }
 
 /// One input or output of a model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TensorSpec {
     /// The tensor's name, as requests and responses use it.
     pub name: String,
@@ -71,7 +71,7 @@ pub struct TensorSpec {
 }
 
 /// What the coordinator and node need to know to batch and run a model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ModelConfig {
     /// Model name, as it appears in request paths.
     pub name: String,
@@ -110,7 +110,9 @@ pub struct ModelConfig {
 }
 
 /// Replica count of a version: at least `min`, at most `max` (for autoscaling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct ReplicaRange {
     /// Replicas placed whenever nodes allow.
     pub min: u32,

@@ -8,7 +8,7 @@
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 
-use crate::{ArchivedNodeRequest, BatchOutcome, NodeRequest, NodeResponse, RequestOutcome, Tensor};
+use crate::{ArchivedInferBatch, BatchInput, BatchOutcome, BatchReply, InferBatch, RequestOutcome, Tensor};
 
 /// Bytes in the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -58,21 +58,20 @@ pub fn payload_len(header: [u8; HEADER_LEN], max: usize) -> Result<usize, FrameE
     Ok(len)
 }
 
-/// Serializes a message to a payload and its header.
-pub fn encode_request(message: &NodeRequest, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {
-    let data = match message {
-        NodeRequest::Infer(batch) => tensor_bytes(&batch.inputs),
-        _ => 0,
-    };
-    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, sized_payload(data))
+/// Serializes a batch to a payload and its header. Each input's parts are
+/// written straight into the payload, which is sized up front so it never
+/// grows (each growth would copy everything written so far).
+pub fn encode_batch(batch: &InferBatch, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {
+    let data: usize = batch.inputs.iter().map(BatchInput::data_len).sum();
+    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(batch, sized_payload(data))
         .map_err(|e| FrameError::Invalid(e.to_string()))?;
     with_header(payload, max)
 }
 
-/// Serializes a response to a payload and its header.
-pub fn encode_response(message: &NodeResponse, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {
-    let data = match message {
-        NodeResponse::Infer(result) => match &result.outcome {
+/// Serializes a node's answer to a batch to a payload and its header.
+pub fn encode_reply(reply: &BatchReply, max: usize) -> Result<(Vec<u8>, Payload), FrameError> {
+    let data = match reply {
+        BatchReply::Ran(result) => match &result.outcome {
             BatchOutcome::Whole(outputs) => tensor_bytes(outputs),
             BatchOutcome::PerRequest(outcomes) => outcomes
                 .iter()
@@ -82,9 +81,9 @@ pub fn encode_response(message: &NodeResponse, max: usize) -> Result<(Vec<u8>, P
                 })
                 .sum(),
         },
-        _ => 0,
+        BatchReply::Failed(_) => 0,
     };
-    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(message, sized_payload(data))
+    let payload = rkyv::api::high::to_bytes_in::<_, rancor::Error>(reply, sized_payload(data))
         .map_err(|e| FrameError::Invalid(e.to_string()))?;
     with_header(payload, max)
 }
@@ -93,8 +92,6 @@ fn tensor_bytes(tensors: &[Tensor]) -> usize {
     tensors.iter().map(|t| t.data.len()).sum()
 }
 
-/// A buffer that holds a message with `data_bytes` of tensor data without
-/// growing (each growth would copy everything written so far).
 fn sized_payload(data_bytes: usize) -> Payload {
     Payload::with_capacity(data_bytes + 4096)
 }
@@ -106,19 +103,51 @@ fn with_header(payload: Payload, max: usize) -> Result<(Vec<u8>, Payload), Frame
     Ok(((payload.len() as u32).to_le_bytes().to_vec(), payload))
 }
 
-/// Validates a request payload and gives access to it without copying.
-pub fn access_request(payload: &[u8]) -> Result<&ArchivedNodeRequest, FrameError> {
-    rkyv::access::<ArchivedNodeRequest, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
+/// A batch payload whose archive has been validated, once, on arrival. Only
+/// [`ValidatedBatch::new`] makes one, so whoever holds it reads the batch
+/// without checking it again.
+pub struct ValidatedBatch {
+    payload: Payload,
 }
 
-/// Validates a response payload and deserializes it.
-pub fn decode_response(payload: &[u8]) -> Result<NodeResponse, FrameError> {
-    rkyv::from_bytes::<NodeResponse, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
+impl ValidatedBatch {
+    /// Validates `payload` as an archived [`InferBatch`].
+    pub fn new(payload: Payload) -> Result<ValidatedBatch, FrameError> {
+        rkyv::access::<ArchivedInferBatch, rancor::Error>(&payload).map_err(|e| FrameError::Invalid(e.to_string()))?;
+        Ok(ValidatedBatch { payload })
+    }
+
+    /// The batch, read in place.
+    pub fn batch(&self) -> &ArchivedInferBatch {
+        // SAFETY: `new` validated exactly these bytes as an
+        // `ArchivedInferBatch`, and the payload is owned here and never
+        // mutated afterwards (moving `self` moves the vector, not its heap
+        // buffer, so the archive's position and alignment are unchanged).
+        unsafe { rkyv::access_unchecked::<ArchivedInferBatch>(&self.payload) }
+    }
 }
 
-/// Validates a request payload and deserializes it.
-pub fn decode_request(payload: &[u8]) -> Result<NodeRequest, FrameError> {
-    rkyv::from_bytes::<NodeRequest, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
+impl std::fmt::Debug for ValidatedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let batch = self.batch();
+        f.debug_struct("ValidatedBatch")
+            .field("batch_id", &batch.batch_id.to_native())
+            .field("model", &batch.model.as_str())
+            .field("version", &batch.version.to_native())
+            .finish()
+    }
+}
+
+/// Validates a batch payload and deserializes it (tools and tests; a node
+/// reads batches in place with [`ValidatedBatch`]).
+pub fn decode_batch(payload: &[u8]) -> Result<InferBatch, FrameError> {
+    rkyv::from_bytes::<InferBatch, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
+}
+
+/// Validates a reply payload and deserializes it (tools and tests; the
+/// coordinator reads replies in place with [`crate::answer`]).
+pub fn decode_reply(payload: &[u8]) -> Result<BatchReply, FrameError> {
+    rkyv::from_bytes::<BatchReply, rancor::Error>(payload).map_err(|e| FrameError::Invalid(e.to_string()))
 }
 
 /// Splits a complete frame held in memory into its aligned payload.
@@ -143,50 +172,63 @@ pub fn split_frame(bytes: &[u8], max: usize) -> Result<Payload, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{BatchOutcome, BatchResult, DataType, InferBatch, NodeError, RequestOutcome, Tensor};
+    use crate::{BatchResult, DataType, NodeError};
 
-    fn batch() -> NodeRequest {
-        NodeRequest::Infer(InferBatch {
+    fn batch() -> InferBatch {
+        InferBatch {
             batch_id: 7,
             model: "mlp".into(),
             version: 1,
-            inputs: vec![Tensor {
+            inputs: vec![BatchInput {
                 name: "INPUT__0".into(),
                 datatype: DataType::Fp32,
                 shape: vec![2, 3],
-                data: (0..24).collect(),
+                data: vec![(0..12).collect::<Vec<u8>>().into(), (12..24).collect::<Vec<u8>>().into()],
             }],
             request_rows: vec![1, 1],
             request_ids: vec!["a".into(), String::new()],
-        })
+        }
     }
 
-    fn frame_of(request: &NodeRequest) -> Vec<u8> {
-        let (header, payload) = encode_request(request, DEFAULT_MAX_FRAME_BYTES).unwrap();
+    fn whole(batch: InferBatch) -> InferBatch {
+        let inputs = batch
+            .inputs
+            .into_iter()
+            .map(|input| {
+                let data: Vec<u8> = input.data.iter().flat_map(|part| part.iter().copied()).collect();
+                BatchInput::whole(input.name, input.datatype, input.shape, data)
+            })
+            .collect();
+        InferBatch { inputs, ..batch }
+    }
+
+    fn frame_of(batch: &InferBatch) -> Vec<u8> {
+        let (header, payload) = encode_batch(batch, DEFAULT_MAX_FRAME_BYTES).unwrap();
         let mut bytes = header;
         bytes.extend_from_slice(&payload);
         bytes
     }
 
     #[test]
-    fn request_round_trips() {
+    fn a_batch_in_parts_arrives_as_one_array() {
         let bytes = frame_of(&batch());
         let payload = split_frame(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();
-        assert_eq!(decode_request(&payload).unwrap(), batch());
-        let archived = access_request(&payload).unwrap();
-        match archived {
-            ArchivedNodeRequest::Infer(b) => {
-                assert_eq!(b.model.as_str(), "mlp");
-                assert_eq!(b.inputs[0].shape_vec(), vec![2, 3]);
-                assert_eq!(b.inputs[0].data.as_slice(), &(0..24).collect::<Vec<u8>>()[..]);
-            }
-            _ => panic!("decoded the wrong variant"),
-        }
+        assert_eq!(decode_batch(&payload).unwrap(), whole(batch()));
+        let validated = ValidatedBatch::new(payload).unwrap();
+        let archived = validated.batch();
+        assert_eq!(archived.model.as_str(), "mlp");
+        assert_eq!(archived.inputs[0].shape_vec(), vec![2, 3]);
+        assert_eq!(archived.inputs[0].data.as_slice(), &(0..24).collect::<Vec<u8>>()[..]);
+    }
+
+    #[test]
+    fn parts_and_one_buffer_make_the_same_frame() {
+        assert_eq!(frame_of(&batch()), frame_of(&whole(batch())));
     }
 
     #[test]
     fn response_round_trips() {
-        let response = NodeResponse::Infer(BatchResult {
+        let response = BatchReply::Ran(BatchResult {
             batch_id: 1,
             queue_ns: 2,
             compute_input_ns: 3,
@@ -197,11 +239,11 @@ mod tests {
                 RequestOutcome::Err(NodeError::ModelFailed { model: "m".into(), message: "boom".into() }),
             ]),
         });
-        let (header, payload) = encode_response(&response, DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let (header, payload) = encode_reply(&response, DEFAULT_MAX_FRAME_BYTES).unwrap();
         let mut bytes = header;
         bytes.extend_from_slice(&payload);
         let payload = split_frame(&bytes, DEFAULT_MAX_FRAME_BYTES).unwrap();
-        assert_eq!(decode_response(&payload).unwrap(), response);
+        assert_eq!(decode_reply(&payload).unwrap(), response);
     }
 
     #[test]
@@ -214,16 +256,17 @@ mod tests {
         // A payload cut short under a header rewritten to match never panics
         // and never decodes to the original batch. (rkyv roots sit at the end,
         // so a few prefixes can be valid archives of a smaller message.)
-        let (_, payload) = encode_request(&batch(), DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let (_, payload) = encode_batch(&batch(), DEFAULT_MAX_FRAME_BYTES).unwrap();
         let mut rejected = 0;
         for cut in 0..payload.len() {
             let mut short = Payload::new();
             short.extend_from_slice(&payload[..cut]);
-            match decode_request(&short) {
-                Ok(decoded) => assert_ne!(decoded, batch()),
+            match decode_batch(&short) {
+                Ok(decoded) => assert_ne!(decoded, whole(batch())),
                 Err(_) => rejected += 1,
             }
-            assert_eq!(access_request(&short).is_err(), decode_request(&short).is_err());
+            let decoded = decode_batch(&short).is_ok();
+            assert_eq!(ValidatedBatch::new(short).is_ok(), decoded);
         }
         assert!(rejected > payload.len() * 3 / 4, "only {rejected} of {} cuts rejected", payload.len());
     }
@@ -237,7 +280,7 @@ mod tests {
             payload_len(u32::MAX.to_le_bytes(), DEFAULT_MAX_FRAME_BYTES),
             Err(FrameError::TooLarge { len: u32::MAX as usize, max: DEFAULT_MAX_FRAME_BYTES })
         );
-        assert!(encode_request(&batch(), 16).is_err());
+        assert!(encode_batch(&batch(), 16).is_err());
     }
 
     #[test]
@@ -249,16 +292,15 @@ mod tests {
 
     #[test]
     fn corrupted_payloads_never_panic() {
-        let (_, payload) = encode_request(&batch(), DEFAULT_MAX_FRAME_BYTES).unwrap();
+        let (_, payload) = encode_batch(&batch(), DEFAULT_MAX_FRAME_BYTES).unwrap();
         let mut rejected = 0;
         for position in 0..payload.len() {
             for pattern in [0xFFu8, 0x80, 0x01] {
                 let mut corrupted = Payload::new();
                 corrupted.extend_from_slice(&payload);
                 corrupted[position] ^= pattern;
-                let accessed = access_request(&corrupted);
-                let decoded = decode_request(&corrupted);
-                assert_eq!(accessed.is_ok(), decoded.is_ok());
+                let decoded = decode_batch(&corrupted);
+                assert_eq!(ValidatedBatch::new(corrupted).is_ok(), decoded.is_ok());
                 if decoded.is_err() {
                     rejected += 1;
                 }
@@ -280,8 +322,8 @@ mod tests {
                 state ^= state << 17;
                 garbage.push(state as u8);
             }
-            assert!(access_request(&garbage).is_err(), "garbage of {len} bytes accepted");
-            assert!(decode_response(&garbage).is_err());
+            assert!(decode_reply(&garbage).is_err());
+            assert!(ValidatedBatch::new(garbage).is_err(), "garbage of {len} bytes accepted");
         }
     }
 }

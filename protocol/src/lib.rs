@@ -2,26 +2,32 @@
 //!
 //! This crate holds no IO: it defines the tensor and datatype vocabulary of
 //! the Open Inference Protocol ([`DataType`], [`Tensor`]), the model
-//! configuration both sides agree on ([`ModelConfig`]), the messages a
-//! coordinator and a node exchange on a QUIC stream ([`NodeRequest`],
-//! [`NodeResponse`]), their length-prefixed [`frame`] encoding with validated
-//! decoding, and the typed errors a node reports ([`NodeError`]).
+//! configuration both sides agree on ([`ModelConfig`]), the two planes a
+//! coordinator and a node talk on — batches and their replies on QUIC data
+//! streams ([`data`]), commands and their answers on the control session
+//! ([`control`]) — the length-prefixed [`frame`] encoding of the data plane
+//! with validated decoding, reading a reply in place ([`answer`]), and the
+//! typed errors a node reports ([`NodeError`]).
 #![warn(missing_docs)]
 
+pub mod answer;
 mod config;
+pub mod control;
+pub mod data;
 mod datatype;
+mod error;
 pub mod frame;
-mod message;
 mod tensor;
 mod tensor_bytes;
 pub mod validate;
 
 pub use config::{ModelConfig, ReplicaRange, TensorSpec, VersionPolicy};
-pub use datatype::{ArchivedDataType, DataType};
-pub use message::{
-    ArchivedBatchOutcome, ArchivedInferBatch, ArchivedLoadModel, ArchivedNodeRequest, ArchivedNodeResponse,
-    ArchivedRequestOutcome, BatchOutcome, BatchResult, InferBatch, LoadModel, LoadedModel, ModelLoad, NodeError,
-    NodeRequest, NodeResponse, NodeStatus, RequestOutcome,
+pub use control::{CommandResult, LoadModel, LoadedModel, ModelLoad, NodeStatus, UnloadModel};
+pub use data::{
+    ArchivedBatchInput, ArchivedInferBatch, BatchInput, BatchOutcome, BatchReply, BatchResult, InferBatch,
+    RequestOutcome,
 };
+pub use datatype::{ArchivedDataType, DataType};
+pub use error::NodeError;
 pub use tensor::{ArchivedTensor, Tensor};
 pub use tensor_bytes::TensorBytes;

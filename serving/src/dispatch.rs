@@ -1,16 +1,19 @@
 //! Sending a batch to a replica and answering its requests.
 //!
-//! The batch is encoded once. It goes to the replica with the fewest
+//! The batch is encoded once: each request's rows go from its own buffer
+//! straight into the frame. The frame goes to the replica with the fewest
 //! outstanding batches; if that node's connection fails, the next replica is
 //! tried (inference is idempotent) until one answers, none is left, or every
-//! request's deadline has passed. The node's outputs are split back along the
-//! batch dimension, each request receiving exactly its own rows.
+//! request's deadline has passed. The node's answer is read in place and its
+//! outputs are split back along the batch dimension as slices of the
+//! received buffer, each request receiving exactly its own rows.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use maas_protocol::{BatchOutcome, InferBatch, NodeRequest, NodeResponse, RequestOutcome, Tensor};
+use maas_protocol::answer::{AnswerOutcome, BatchAnswer, InferAnswer};
+use maas_protocol::{BatchInput, InferBatch};
 
 use crate::error::ServeError;
 use crate::pending::PendingRequest;
@@ -26,15 +29,15 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     version.metrics.batch(&batch, started);
     version.monitor.batch_dispatched(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
     let batch_id = next_batch_id();
-    let request = NodeRequest::Infer(InferBatch {
+    let request = InferBatch {
         batch_id,
         model: version.name.clone(),
         version: version.version,
-        inputs: concatenate_inputs(&batch),
+        inputs: batch_inputs(&batch),
         request_rows: rows.clone(),
         request_ids: batch.iter().map(|r| r.id.clone().unwrap_or_default()).collect(),
-    });
-    let (header, payload) = match maas_protocol::frame::encode_request(&request, version.max_frame_bytes) {
+    };
+    let (header, payload) = match maas_protocol::frame::encode_batch(&request, version.max_frame_bytes) {
         Ok(frame) => frame,
         Err(error) => return fail_all(batch, ServeError::Internal(format!("batch could not be encoded: {error}"))),
     };
@@ -83,13 +86,11 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
 
 /// Logs every request of the batch that took longer than the version's
 /// slow-request threshold, with where its time went.
-fn report_slow(version: &VersionShared, batch: &[PendingRequest], batch_id: u64, node: &str, response: &NodeResponse) {
+fn report_slow(version: &VersionShared, batch: &[PendingRequest], batch_id: u64, node: &str, answer: &InferAnswer) {
     let now = Instant::now();
-    let (queue_ns, compute_ns) = match response {
-        NodeResponse::Infer(result) => {
-            (result.queue_ns, result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns)
-        }
-        _ => (0, 0),
+    let (queue_ns, compute_ns) = match answer {
+        InferAnswer::Ran(result) => (result.queue_ns, result.compute_ns()),
+        InferAnswer::Failed(_) => (0, 0),
     };
     for request in batch {
         let total = now.saturating_duration_since(request.enqueued);
@@ -114,84 +115,72 @@ fn next_batch_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Concatenates each input of every request along the batch dimension.
-fn concatenate_inputs(batch: &[PendingRequest]) -> Vec<Tensor> {
-    let first = &batch[0];
+/// Each input of the batch as the parts its requests hold, in order: the
+/// frame encoder writes them one after the other, so rows are copied once,
+/// from the request's buffer into the frame.
+fn batch_inputs(batch: &[PendingRequest]) -> Vec<BatchInput> {
     let total_rows: u32 = batch.iter().map(|r| r.rows).sum();
-    first
+    batch[0]
         .inputs
         .iter()
         .enumerate()
         .map(|(index, template)| {
-            let bytes = batch.iter().map(|r| r.inputs[index].data.len()).sum();
-            let mut data = Vec::with_capacity(bytes);
-            for request in batch {
-                data.extend_from_slice(&request.inputs[index].data);
-            }
             let mut shape = template.shape.clone();
             shape[0] = i64::from(total_rows);
-            Tensor { name: template.name.clone(), datatype: template.datatype, shape, data }
+            BatchInput {
+                name: template.name.clone(),
+                datatype: template.datatype,
+                shape,
+                data: batch.iter().map(|request| request.inputs[index].data.clone()).collect(),
+            }
         })
         .collect()
 }
 
-fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], response: NodeResponse) {
-    match response {
-        NodeResponse::Infer(result) => {
-            let total_rows: u32 = rows.iter().sum();
-            version.metrics.node_timings(u64::from(total_rows), &result);
-            let times = BatchTimes {
-                input_ns: result.compute_input_ns,
-                infer_ns: result.compute_infer_ns,
-                output_ns: result.compute_output_ns,
-            };
-            version.monitor.batch_done(u64::from(total_rows), batch.len() as u64, times);
-            match result.outcome {
-                BatchOutcome::Whole(outputs) => match split_outputs(outputs, rows) {
-                    Ok(per_request) => {
-                        for (request, outputs) in batch.into_iter().zip(per_request) {
-                            request.answer(Ok(outputs));
-                        }
-                    }
-                    Err(message) => {
-                        fail_all(batch, ServeError::Internal(format!("model '{}': {message}", version.name)))
-                    }
-                },
-                BatchOutcome::PerRequest(outcomes) if outcomes.len() == batch.len() => {
-                    for (request, outcome) in batch.into_iter().zip(outcomes) {
-                        request.answer(match outcome {
-                            RequestOutcome::Ok(outputs) => Ok(outputs.into_iter().map(into_tensor_bytes).collect()),
-                            RequestOutcome::Err(error) => Err(ServeError::from_node(&version.name, error)),
-                        });
-                    }
+fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], answer: InferAnswer) {
+    let result = match answer {
+        InferAnswer::Ran(result) => result,
+        InferAnswer::Failed(error) => return fail_all(batch, ServeError::from_node(&version.name, error)),
+    };
+    let total_rows: u32 = rows.iter().sum();
+    version.metrics.node_timings(u64::from(total_rows), &result);
+    let times = BatchTimes {
+        input_ns: result.compute_input_ns,
+        infer_ns: result.compute_infer_ns,
+        output_ns: result.compute_output_ns,
+    };
+    version.monitor.batch_done(u64::from(total_rows), batch.len() as u64, times);
+    let BatchAnswer { outcome, .. } = result;
+    match outcome {
+        AnswerOutcome::Whole(outputs) => match split_outputs(outputs, rows) {
+            Ok(per_request) => {
+                for (request, outputs) in batch.into_iter().zip(per_request) {
+                    request.answer(Ok(outputs));
                 }
-                BatchOutcome::PerRequest(mut outcomes) if outcomes.len() == 1 => {
-                    let error = match outcomes.pop() {
-                        Some(RequestOutcome::Err(error)) => ServeError::from_node(&version.name, error),
-                        _ => ServeError::Internal("node answered one outcome for a batch of several".into()),
-                    };
-                    fail_all(batch, error);
-                }
-                BatchOutcome::PerRequest(outcomes) => fail_all(
-                    batch,
-                    ServeError::Internal(format!("node answered {} outcomes for {rows:?}", outcomes.len())),
-                ),
+            }
+            Err(message) => fail_all(batch, ServeError::Internal(format!("model '{}': {message}", version.name))),
+        },
+        AnswerOutcome::PerRequest(outcomes) if outcomes.len() == batch.len() => {
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                request.answer(outcome.map_err(|error| ServeError::from_node(&version.name, error)));
             }
         }
-        NodeResponse::Error(error) => fail_all(batch, ServeError::from_node(&version.name, error)),
-        NodeResponse::Models(_) | NodeResponse::Status(_) | NodeResponse::Done => {
-            fail_all(batch, ServeError::Internal("node answered a batch with something else".into()))
+        AnswerOutcome::PerRequest(mut outcomes) if outcomes.len() == 1 => {
+            let error = match outcomes.pop() {
+                Some(Err(error)) => ServeError::from_node(&version.name, error),
+                _ => ServeError::Internal("node answered one outcome for a batch of several".into()),
+            };
+            fail_all(batch, error);
+        }
+        AnswerOutcome::PerRequest(outcomes) => {
+            fail_all(batch, ServeError::Internal(format!("node answered {} outcomes for {rows:?}", outcomes.len())))
         }
     }
 }
 
-fn into_tensor_bytes(tensor: Tensor) -> TensorBytes {
-    TensorBytes { name: tensor.name, datatype: tensor.datatype, shape: tensor.shape, data: Bytes::from(tensor.data) }
-}
-
 /// Splits each output's rows back into one set of outputs per request,
-/// sharing the node's buffers.
-fn split_outputs(outputs: Vec<Tensor>, rows: &[u32]) -> Result<Vec<Vec<TensorBytes>>, String> {
+/// slicing the node's buffers.
+fn split_outputs(outputs: Vec<TensorBytes>, rows: &[u32]) -> Result<Vec<Vec<TensorBytes>>, String> {
     let total_rows: u64 = rows.iter().map(|&r| u64::from(r)).sum();
     let mut per_request: Vec<Vec<TensorBytes>> = rows.iter().map(|_| Vec::with_capacity(outputs.len())).collect();
     for output in outputs {
@@ -207,7 +196,6 @@ fn split_outputs(outputs: Vec<Tensor>, rows: &[u32]) -> Result<Vec<Vec<TensorByt
             ));
         }
         let row_bytes = output.data.len() / total_rows as usize;
-        let data = Bytes::from(output.data);
         let mut offset = 0usize;
         for (request, &request_rows) in per_request.iter_mut().zip(rows) {
             let len = row_bytes * request_rows as usize;
@@ -217,7 +205,7 @@ fn split_outputs(outputs: Vec<Tensor>, rows: &[u32]) -> Result<Vec<Vec<TensorByt
                 name: output.name.clone(),
                 datatype: output.datatype,
                 shape,
-                data: data.slice(offset..offset + len),
+                data: output.data.slice(offset..offset + len),
             });
             offset += len;
         }
@@ -239,8 +227,8 @@ mod tests {
 
     #[test]
     fn outputs_split_by_request_rows() {
-        let output =
-            Tensor { name: "y".into(), datatype: DataType::Int32, shape: vec![3, 2], data: (0u8..24).collect() };
+        let data: Vec<u8> = (0u8..24).collect();
+        let output = TensorBytes { name: "y".into(), datatype: DataType::Int32, shape: vec![3, 2], data: data.into() };
         let split = split_outputs(vec![output], &[1, 2]).unwrap();
         assert_eq!(split[0][0].shape, vec![1, 2]);
         assert_eq!(&split[0][0].data[..], &(0u8..8).collect::<Vec<_>>()[..]);
@@ -250,7 +238,8 @@ mod tests {
 
     #[test]
     fn mismatched_rows_are_refused() {
-        let output = Tensor { name: "y".into(), datatype: DataType::Fp32, shape: vec![2, 1], data: vec![0; 8] };
+        let output =
+            TensorBytes { name: "y".into(), datatype: DataType::Fp32, shape: vec![2, 1], data: vec![0; 8].into() };
         assert!(split_outputs(vec![output], &[1, 2]).unwrap_err().contains("2 rows for a batch of 3"));
     }
 }

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use maas_protocol::BatchResult;
+use maas_protocol::answer::BatchAnswer;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::pending::PendingRequest;
@@ -116,9 +116,8 @@ impl VersionMetrics {
     }
 
     /// Records where a node spent a batch's time, and its rows.
-    pub fn node_timings(&self, rows: u64, result: &BatchResult) {
-        let compute_ns = result.compute_input_ns + result.compute_infer_ns + result.compute_output_ns;
-        self.compute_seconds.record(compute_ns as f64 * 1e-9);
+    pub fn node_timings(&self, rows: u64, result: &BatchAnswer) {
+        self.compute_seconds.record(result.compute_ns() as f64 * 1e-9);
         self.rows.increment(rows);
     }
 

@@ -170,13 +170,7 @@ impl ModelTable {
         let mut models = self.models.write();
         let mut held: HashMap<(String, u64), usize> = HashMap::new();
         for model in loaded.iter().filter(|m| m.ready) {
-            let config: ModelConfig = match serde_json::from_str(&model.config_json) {
-                Ok(config) => config,
-                Err(error) => {
-                    tracing::warn!(node = node.name(), model = %model.name, %error, "node sent an unreadable config; skipped");
-                    continue;
-                }
-            };
+            let config = model.config.clone();
             if let Err(error) = config.check() {
                 tracing::warn!(node = node.name(), model = %model.name, %error, "node sent an invalid config; skipped");
                 continue;

@@ -6,7 +6,7 @@
 //! implement it over QUIC, so serving never reaches into the control plane.
 
 use bytes::Bytes;
-use maas_protocol::NodeResponse;
+use maas_protocol::answer::InferAnswer;
 
 /// Why a call to a replica failed without an answer.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,8 @@ pub trait Replica: Send + Sync + 'static {
     fn outstanding(&self) -> usize;
 
     /// Sends a batch already encoded as a frame header and payload, and
-    /// waits for the node's answer.
-    async fn call(&self, header: &[u8], payload: Bytes) -> Result<NodeResponse, ReplicaError>;
+    /// waits for the node's answer, read in place.
+    async fn call(&self, header: &[u8], payload: Bytes) -> Result<InferAnswer, ReplicaError>;
 }
 
 /// Whether `a` and `b` are the same replica object.

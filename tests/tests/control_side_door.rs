@@ -69,8 +69,7 @@ async fn no_control_session_is_admitted_outside_quic() -> Result<()> {
     while tokio::time::Instant::now() < deadline {
         if let Some(host) = ractor::pg::get_members(&group).into_iter().next() {
             let host: ractor::ActorRef<ControlMessage> = host.into();
-            let request = control::encode_request(&maas_protocol::NodeRequest::ListModels)?;
-            let answer = host.call(|reply| ControlMessage::Call(request, reply), Some(Duration::from_secs(2))).await;
+            let answer = host.call(ControlMessage::ListModels, Some(Duration::from_secs(2))).await;
             panic!(
                 "a control session was admitted outside QUIC (ports tried: {tried:?}); ListModels answered {:?}",
                 answer.map(|a| a.is_success())

@@ -72,6 +72,11 @@ async fn versions_and_output_selection() {
     assert!(answer.json_len.is_some());
     assert_matches(&answer.answer().unwrap().outputs, &reference.outputs[1..]);
 
+    // An empty outputs list asks for every output, as Triton answers it.
+    body["outputs"] = json!([]);
+    let answer = post_json(&cluster.client, &cluster.url("/v2/models/ranker/infer"), &body).await.unwrap();
+    assert_matches(&answer.answer().unwrap().outputs, &reference.outputs);
+
     // Both outputs, scores as JSON and label binary.
     body["outputs"] = json!([{"name": "scores"}, {"name": "label", "parameters": {"binary_data": true}}]);
     let answer = post_json(&cluster.client, &cluster.url("/v2/models/ranker/infer"), &body).await.unwrap();
@@ -92,6 +97,14 @@ async fn health_and_metadata() {
     // The Open Inference Protocol's REST bodies, which KServe's client reads.
     assert_eq!(get(&cluster, "/v2/health/live").await, (200, json!({"live": true})));
     assert_eq!(get(&cluster, "/v2/health/ready").await, (200, json!({"ready": true})));
+    // HEAD answers like GET, without a body (load balancers probe this way).
+    for path in ["/v2/health/ready", "/v2/models/mlp/ready", "/v2"] {
+        let response = cluster.client.head(cluster.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "HEAD {path}");
+        assert!(response.bytes().await.unwrap().is_empty(), "HEAD {path} sent a body");
+    }
+    let missing = cluster.client.head(cluster.url("/v2/models/cnn/ready")).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
 
     let (status, server) = get(&cluster, "/v2").await;
     assert_eq!(status, 200);

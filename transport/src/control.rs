@@ -10,21 +10,21 @@
 //! [`ControlMessage`]s. The session lives and dies with the QUIC
 //! connection: QUIC's keep-alive and idle timeout are its failure detector.
 //!
-//! Each [`ControlMessage::Call`] carries one framed, rkyv-encoded
-//! `NodeRequest` and answers with one framed `NodeResponse`, validated on
-//! receipt like the frames on data streams. Tensors never travel here.
+//! [`ControlMessage`] has one variant per command, each carrying its
+//! arguments and a reply port typed with its own answer, as [`Wire`] values
+//! (rkyv, validated on receipt). Tensors never travel here.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Context;
-use maas_protocol::frame;
-use maas_protocol::{NodeRequest, NodeResponse};
+use maas_protocol::{CommandResult, LoadModel, LoadedModel, NodeStatus, UnloadModel};
 use ractor::{Actor, ActorRef, RpcReplyPort};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::{
     BoxRead, BoxWrite, ClusterBidiStream, IncomingEncryptionMode, NodeServer, NodeServerMessage, RactorClusterMessage,
 };
 
+use crate::wire::Wire;
 use crate::StreamKind;
 
 /// The cluster cookie. Sessions only ever run over QUIC connections whose
@@ -33,12 +33,28 @@ use crate::StreamKind;
 /// the cookie would be the only guard, is sealed (see [`crate::sealed_listener`]).
 pub const COOKIE: &str = "maas-control/1";
 
-/// A message to a node's host actor.
+/// A command to a node's host actor, with the port its answer goes to.
 #[derive(RactorClusterMessage)]
 pub enum ControlMessage {
-    /// A framed `NodeRequest`; the answer is a framed `NodeResponse`.
+    /// The model versions the node holds.
     #[rpc]
-    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    ListModels(RpcReplyPort<Wire<Vec<LoadedModel>>>),
+    /// Fetch a version's artifact, load its instances and warm them up.
+    #[rpc]
+    Load(Wire<LoadModel>, RpcReplyPort<Wire<CommandResult>>),
+    /// Load one instance of a version, run its warm-up and drop it: a trial
+    /// that the artifact is TorchScript matching its configuration.
+    #[rpc]
+    Check(Wire<LoadModel>, RpcReplyPort<Wire<CommandResult>>),
+    /// Unload a version; batches already queued still run.
+    #[rpc]
+    Unload(Wire<UnloadModel>, RpcReplyPort<Wire<CommandResult>>),
+    /// The node's live load: batches in flight, queues, memory, cache.
+    #[rpc]
+    Status(RpcReplyPort<Wire<NodeStatus>>),
+    /// Leave the cluster: deregister, finish what is in flight, exit.
+    #[rpc]
+    Drain(RpcReplyPort<Wire<CommandResult>>),
 }
 
 /// The process group of node `name`'s host actor.
@@ -109,77 +125,4 @@ pub fn accept(
     server
         .cast(NodeServerMessage::ConnectionOpenedExternal { stream, is_server: true })
         .map_err(|e| anyhow::anyhow!("the control-plane server is gone: {e}"))
-}
-
-/// Encodes a request for [`ControlMessage::Call`].
-pub fn encode_request(request: &NodeRequest) -> Result<Vec<u8>, frame::FrameError> {
-    let (mut bytes, payload) = frame::encode_request(request, frame::DEFAULT_MAX_FRAME_BYTES)?;
-    bytes.extend_from_slice(&payload);
-    Ok(bytes)
-}
-
-/// Validates and decodes a request received in a [`ControlMessage::Call`].
-pub fn decode_request(bytes: &[u8]) -> Result<NodeRequest, frame::FrameError> {
-    frame::decode_request(&frame::split_frame(bytes, frame::DEFAULT_MAX_FRAME_BYTES)?)
-}
-
-/// Encodes an answer to a [`ControlMessage::Call`].
-pub fn encode_response(response: &NodeResponse) -> Result<Vec<u8>, frame::FrameError> {
-    let (mut bytes, payload) = frame::encode_response(response, frame::DEFAULT_MAX_FRAME_BYTES)?;
-    bytes.extend_from_slice(&payload);
-    Ok(bytes)
-}
-
-/// Validates and decodes an answer to a [`ControlMessage::Call`].
-pub fn decode_response(bytes: &[u8]) -> Result<NodeResponse, frame::FrameError> {
-    frame::decode_response(&frame::split_frame(bytes, frame::DEFAULT_MAX_FRAME_BYTES)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use maas_protocol::{LoadModel, ModelLoad, NodeError, NodeStatus};
-
-    #[test]
-    fn commands_and_answers_round_trip() {
-        let load = NodeRequest::Load(LoadModel {
-            model: "clf".into(),
-            version: 3,
-            config_json: "{}".into(),
-            sha256: "ab".repeat(32),
-            size: 1234,
-        });
-        for request in [NodeRequest::ListModels, NodeRequest::Status, NodeRequest::Drain, load] {
-            assert_eq!(decode_request(&encode_request(&request).unwrap()).unwrap(), request);
-        }
-        let status = NodeResponse::Status(NodeStatus {
-            in_flight: 2,
-            draining: false,
-            memory_bytes: 8 << 30,
-            memory_used_bytes: 300,
-            models: vec![ModelLoad { name: "clf".into(), version: 3, queued: 1, instances: 2 }],
-            cached_artifacts: vec!["ab".repeat(32)],
-        });
-        for response in [NodeResponse::Done, status, NodeResponse::Error(NodeError::Overloaded)] {
-            assert_eq!(decode_response(&encode_response(&response).unwrap()).unwrap(), response);
-        }
-    }
-
-    #[test]
-    fn damaged_commands_are_refused() {
-        let bytes = encode_request(&NodeRequest::Unload { model: "clf".into(), version: 1 }).unwrap();
-        assert!(decode_request(&bytes[..bytes.len() - 1]).is_err(), "truncated");
-        assert!(decode_request(&bytes[..2]).is_err(), "shorter than a header");
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(decode_request(&longer).is_err(), "trailing bytes");
-        let mut garbage = bytes.clone();
-        for byte in garbage[frame::HEADER_LEN..].iter_mut() {
-            *byte = 0xff;
-        }
-        assert!(decode_request(&garbage).is_err(), "garbage payload");
-        let mut huge = bytes;
-        huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_request(&huge).is_err(), "declared length over the limit");
-    }
 }

@@ -13,6 +13,7 @@ pub mod control;
 pub mod sealed_listener;
 pub mod stream;
 pub mod tls;
+pub mod wire;
 
 pub use stream::{read_frame, write_frame, StreamError, StreamKind};
 pub use tls::{client_endpoint, server_endpoint, TlsFiles, TransportSettings};

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use maas_transport::control::{self, ControlMessage};
 use parking_lot::Mutex;
 use ractor::rpc::CallResult;
-use ractor::ActorRef;
+use ractor::{ActorRef, RpcReplyPort};
 use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServerMessage};
 use tokio::sync::watch;
@@ -126,9 +126,14 @@ impl ControlPlane {
     }
 }
 
-/// Sends one framed command to a host actor and waits up to `limit`.
-pub async fn call(host: &ActorRef<ControlMessage>, request: Vec<u8>, limit: Duration) -> anyhow::Result<Vec<u8>> {
-    match host.call(|reply| ControlMessage::Call(request, reply), Some(limit)).await {
+/// Sends the message `message` builds around a reply port to a host actor
+/// and waits up to `limit` for the answer.
+pub async fn call<T: Send + 'static>(
+    host: &ActorRef<ControlMessage>,
+    message: impl FnOnce(RpcReplyPort<T>) -> ControlMessage,
+    limit: Duration,
+) -> anyhow::Result<T> {
+    match host.call(message, Some(limit)).await {
         Ok(CallResult::Success(answer)) => Ok(answer),
         Ok(CallResult::Timeout) => bail!("no answer within {limit:?}"),
         Ok(CallResult::SenderError) => bail!("the control session ended before the answer"),

@@ -6,13 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use maas_protocol::frame;
-use maas_protocol::{NodeRequest, NodeResponse};
+use maas_protocol::answer::{read_infer_answer, InferAnswer};
+use maas_protocol::{CommandResult, LoadModel, LoadedModel, NodeStatus, UnloadModel};
 use maas_serving::{Replica, ReplicaError};
 use maas_transport::control::ControlMessage;
+use maas_transport::wire::Wire;
 use maas_transport::{read_frame, write_frame, StreamKind};
 use parking_lot::RwLock;
-use ractor::ActorRef;
+use ractor::{ActorRef, RpcReplyPort};
 
 /// How long a load or a trial load may take (fetch, load, warm-up).
 const LOAD_LIMIT: Duration = Duration::from_secs(300);
@@ -76,7 +77,7 @@ impl NodeLink {
     }
 
     /// Sends a request already encoded as a frame and waits for the answer.
-    async fn call_encoded(&self, header: &[u8], payload: Bytes) -> Result<NodeResponse, ReplicaError> {
+    async fn call_encoded(&self, header: &[u8], payload: Bytes) -> Result<InferAnswer, ReplicaError> {
         let connection = self.connection.read().clone().ok_or_else(|| ReplicaError::Down(self.name.clone()))?;
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         let _outstanding = Decrement(&self.outstanding);
@@ -90,23 +91,53 @@ impl NodeLink {
                 transport(e.to_string())
             }
         })?;
-        frame::decode_response(&answer)
+        read_infer_answer(answer)
             .map_err(|e| ReplicaError::Protocol { node: self.name.clone(), message: e.to_string() })
     }
 
-    /// Sends a control command to the node's host actor and waits for its answer.
-    pub async fn command(&self, request: &NodeRequest) -> Result<NodeResponse, ReplicaError> {
-        let protocol = |message: String| ReplicaError::Protocol { node: self.name.clone(), message };
+    /// The versions the node holds.
+    pub async fn list_models(&self) -> Result<Vec<LoadedModel>, ReplicaError> {
+        self.ask(COMMAND_LIMIT, ControlMessage::ListModels).await
+    }
+
+    /// Loads a version on the node (fetch, load, warm up).
+    pub async fn load(&self, load: LoadModel) -> Result<CommandResult, ReplicaError> {
+        self.ask(LOAD_LIMIT, |reply| ControlMessage::Load(Wire::new(load), reply)).await
+    }
+
+    /// Trial-loads a version on the node and drops it.
+    pub async fn check(&self, load: LoadModel) -> Result<CommandResult, ReplicaError> {
+        self.ask(LOAD_LIMIT, |reply| ControlMessage::Check(Wire::new(load), reply)).await
+    }
+
+    /// Unloads a version from the node.
+    pub async fn unload(&self, model: &str, version: u64) -> Result<CommandResult, ReplicaError> {
+        let unload = UnloadModel { model: model.to_string(), version };
+        self.ask(COMMAND_LIMIT, |reply| ControlMessage::Unload(Wire::new(unload), reply)).await
+    }
+
+    /// The node's live load.
+    pub async fn status(&self) -> Result<NodeStatus, ReplicaError> {
+        self.ask(COMMAND_LIMIT, ControlMessage::Status).await
+    }
+
+    /// Asks the node to leave the cluster.
+    pub async fn drain(&self) -> Result<CommandResult, ReplicaError> {
+        self.ask(COMMAND_LIMIT, ControlMessage::Drain).await
+    }
+
+    /// Sends `message` to the node's host actor and waits up to `limit` for
+    /// the answer on its reply port.
+    async fn ask<T: Send + 'static>(
+        &self,
+        limit: Duration,
+        message: impl FnOnce(RpcReplyPort<Wire<T>>) -> ControlMessage,
+    ) -> Result<T, ReplicaError> {
         let host = self.host.read().clone().ok_or_else(|| ReplicaError::Down(self.name.clone()))?;
-        let limit = match request {
-            NodeRequest::Load(_) | NodeRequest::Check(_) => LOAD_LIMIT,
-            _ => COMMAND_LIMIT,
-        };
-        let encoded = maas_transport::control::encode_request(request).map_err(|e| protocol(e.to_string()))?;
-        let answer = super::control::call(&host, encoded, limit)
+        let answer = super::control::call(&host, message, limit)
             .await
             .map_err(|e| ReplicaError::Transport { node: self.name.clone(), message: format!("{e:#}") })?;
-        maas_transport::control::decode_response(&answer).map_err(|e| protocol(format!("bad control answer: {e}")))
+        answer.into_inner().map_err(|message| ReplicaError::Protocol { node: self.name.clone(), message })
     }
 }
 
@@ -124,7 +155,7 @@ impl Replica for NodeLink {
         NodeLink::outstanding(self)
     }
 
-    async fn call(&self, header: &[u8], payload: Bytes) -> Result<NodeResponse, ReplicaError> {
+    async fn call(&self, header: &[u8], payload: Bytes) -> Result<InferAnswer, ReplicaError> {
         self.call_encoded(header, payload).await
     }
 }

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use maas_cluster::placement::CachedArtifacts;
-use maas_protocol::{NodeRequest, NodeResponse};
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -104,13 +103,9 @@ impl NodeSet {
     pub async fn cached_artifacts(&self) -> CachedArtifacts {
         let links: Vec<Arc<NodeLink>> = self.list().into_iter().filter(|l| l.is_up()).collect();
         let asked = links.iter().map(|link| async move {
-            let status = tokio::time::timeout(STATUS_WITHIN, link.command(&NodeRequest::Status)).await;
-            match status {
-                Ok(Ok(NodeResponse::Status(status))) => {
-                    Some((link.name.clone(), status.cached_artifacts.into_iter().collect()))
-                }
-                _ => None,
-            }
+            let status = tokio::time::timeout(STATUS_WITHIN, link.status()).await;
+            let status = status.ok()?.ok()?;
+            Some((link.name.clone(), status.cached_artifacts.into_iter().collect()))
         });
         futures_util::future::join_all(asked).await.into_iter().flatten().collect()
     }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use maas_protocol::{NodeRequest, NodeResponse};
 use tokio::sync::Notify;
 
 use super::control::ControlPlane;
@@ -58,16 +57,13 @@ async fn session(
     };
     link.set_connection(Some(connection.clone()));
     link.set_host(Some(control_session.host.clone()));
-    let models = match link.command(&NodeRequest::ListModels).await {
-        Ok(NodeResponse::Models(models)) => models,
-        other => {
+    let models = match link.list_models().await {
+        Ok(models) => models,
+        Err(error) => {
             link.set_host(None);
             link.set_connection(None);
             connection.close(quinn::VarInt::from_u32(0), b"ListModels failed");
-            match other {
-                Ok(answer) => anyhow::bail!("node answered ListModels with {answer:?}"),
-                Err(error) => return Err(error.into()),
-            }
+            return Err(error.into());
         }
     };
     let replica: Arc<dyn Replica> = link.clone();

@@ -11,7 +11,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{guard, web, Error};
+use actix_web::{web, Error};
 
 use super::{admin, error, health, infer, model, monitoring, AppState};
 use crate::auth::{bearer_token, Access};
@@ -41,7 +41,7 @@ macro_rules! route_table {
             $(
                 config.service(
                     web::resource($path)
-                        .guard(guard::$method())
+                        .guard(method::$method())
                         .route(web::route().to($handler))
                         .wrap(from_fn(|request, next| authorize(Access::$access, request, next))),
                 );
@@ -84,6 +84,30 @@ route_table! {
     Post "/v2/repository/index" Admin => admin::repository::index;
     Post "/v2/repository/models/{model}/load" Admin => admin::repository::load;
     Post "/v2/repository/models/{model}/unload" Admin => admin::repository::unload;
+}
+
+/// The guard of each method in the table. A GET route answers HEAD too, with
+/// the same status and headers and no body, as health probes and caches
+/// expect.
+#[allow(non_snake_case, reason = "named as the table names methods")]
+mod method {
+    use actix_web::guard::{self, Guard};
+
+    pub fn Get() -> impl Guard {
+        guard::Any(guard::Get()).or(guard::Head())
+    }
+
+    pub fn Post() -> impl Guard {
+        guard::Post()
+    }
+
+    pub fn Put() -> impl Guard {
+        guard::Put()
+    }
+
+    pub fn Delete() -> impl Guard {
+        guard::Delete()
+    }
 }
 
 /// Runs the route's handler if the caller's token admits `access`; else

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use maas_protocol::validate::{check_data_len, check_input_header};
 use maas_protocol::{
-    ArchivedInferBatch, ArchivedTensor, BatchOutcome, DataType, ModelConfig, NodeError, RequestOutcome,
+    ArchivedBatchInput, ArchivedInferBatch, BatchOutcome, DataType, ModelConfig, NodeError, RequestOutcome,
     Tensor as WireTensor,
 };
 use tch::{CModule, Device, IValue, Tensor};
@@ -20,7 +20,7 @@ use crate::metrics::Timings;
 /// The parts of a batch `execute` reads, borrowed from the archived frame.
 pub struct BatchView<'a> {
     /// Input tensors, in the configuration's order.
-    pub inputs: &'a [ArchivedTensor],
+    pub inputs: &'a [ArchivedBatchInput],
     /// Rows of each client request.
     pub request_rows: Vec<u32>,
 }
@@ -110,7 +110,7 @@ pub(super) fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i6
     Ok(rows)
 }
 
-fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedTensor]) -> Result<Vec<IValue>, NodeError> {
+fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInput]) -> Result<Vec<IValue>, NodeError> {
     inputs
         .iter()
         .map(|tensor| {

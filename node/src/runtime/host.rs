@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use maas_protocol::frame::Payload;
-use maas_protocol::{LoadedModel, ModelConfig, ModelLoad, NodeError, NodeResponse};
+use maas_protocol::frame::ValidatedBatch;
+use maas_protocol::{BatchReply, LoadedModel, ModelConfig, ModelLoad, NodeError};
 use parking_lot::RwLock;
 use tch::Device;
 use tokio::sync::oneshot;
@@ -157,19 +157,15 @@ impl ModelHost {
         removed
     }
 
-    /// Queues a batch for `model` / `version`; the receiver yields its answer.
-    pub fn submit(
-        &self,
-        model: &str,
-        version: u64,
-        payload: Payload,
-    ) -> Result<oneshot::Receiver<NodeResponse>, NodeError> {
+    /// Queues a batch for the version it names; the receiver yields its answer.
+    pub fn submit(&self, batch: ValidatedBatch) -> Result<oneshot::Receiver<BatchReply>, NodeError> {
+        let key = (batch.batch().model.as_str().to_owned(), batch.batch().version.to_native());
         let versions = self.versions.read();
-        let loaded = versions
-            .get(&(model.to_string(), version))
-            .ok_or_else(|| NodeError::ModelNotLoaded { model: model.to_string(), version })?;
+        let loaded =
+            versions.get(&key).ok_or_else(|| NodeError::ModelNotLoaded { model: key.0.clone(), version: key.1 })?;
+        let (model, version) = (&key.0, key.1);
         let (reply, answer) = oneshot::channel();
-        let job = Job { payload, enqueued: Instant::now(), reply };
+        let job = Job { batch, enqueued: Instant::now(), reply };
         loaded.queue.try_send(job).map_err(|error| match error {
             flume::TrySendError::Full(_) => NodeError::Overloaded,
             flume::TrySendError::Disconnected(_) => NodeError::Internal {
@@ -201,7 +197,7 @@ impl ModelHost {
         memory_of(&self.versions.read())
     }
 
-    /// The loaded versions, for a coordinator's `ListModels`.
+    /// The loaded versions, for a coordinator's `ListModels` command.
     pub fn list(&self) -> Vec<LoadedModel> {
         let mut models: Vec<LoadedModel> = self
             .versions
@@ -210,8 +206,7 @@ impl ModelHost {
             .map(|((name, version), loaded)| LoadedModel {
                 name: name.clone(),
                 version: *version,
-                config_json: serde_json::to_string(loaded.config.as_ref())
-                    .expect("a ModelConfig always serializes; this is a bug"),
+                config: loaded.config.as_ref().clone(),
                 instances: loaded.instances,
                 ready: true,
                 sha256: loaded.sha256.clone(),

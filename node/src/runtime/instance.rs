@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
-use maas_protocol::frame::{self, Payload};
-use maas_protocol::{ArchivedNodeRequest, BatchResult, ModelConfig, NodeError, NodeResponse};
+use maas_protocol::frame::ValidatedBatch;
+use maas_protocol::{BatchReply, BatchResult, ModelConfig};
 use tch::{CModule, Device, IValue, Tensor};
 use tokio::sync::oneshot;
 
@@ -21,12 +21,12 @@ use crate::metrics;
 
 /// A batch waiting for an instance.
 pub struct Job {
-    /// The validated-on-arrival frame payload holding the batch.
-    pub payload: Payload,
+    /// The batch, validated once when it arrived.
+    pub batch: ValidatedBatch,
     /// When the batch entered the model's queue.
     pub enqueued: Instant,
     /// Where the answer goes.
-    pub reply: oneshot::Sender<NodeResponse>,
+    pub reply: oneshot::Sender<BatchReply>,
 }
 
 /// What an instance thread needs to start.
@@ -133,45 +133,39 @@ fn serve(spec: &InstanceSpec, engine: &Engine, jobs: flume::Receiver<Job>) {
     let version_label = spec.version.to_string();
     while let Ok(job) = jobs.recv() {
         let queue_ns = job.enqueued.elapsed().as_nanos() as u64;
-        let response = match frame::access_request(&job.payload) {
-            Ok(ArchivedNodeRequest::Infer(batch)) => {
-                let view = BatchView::of(batch);
-                let rows: u64 = view.request_rows.iter().map(|&r| u64::from(r)).sum();
-                let batch_id = batch.batch_id.to_native();
-                let result = match engine {
-                    Engine::TorchScript(module) => execute(module, &spec.config, spec.device, &view),
-                    Engine::Simulated(compute) => super::simulate::execute(&spec.config, &view, *compute),
-                };
-                match result {
-                    Ok((outcome, timings)) => {
-                        metrics::record_batch(&spec.config.name, &version_label, rows, queue_ns, &timings, &outcome);
-                        if tracing::enabled!(tracing::Level::DEBUG) {
-                            let ids: Vec<&str> = batch.request_ids.iter().map(|id| id.as_str()).collect();
-                            tracing::debug!(
-                                batch_id, model = %spec.config.name, version = spec.version, instance = spec.index, rows,
-                                queue_us = queue_ns / 1000, infer_us = timings.infer_ns / 1000, request_ids = ?ids,
-                                "batch run"
-                            );
-                        }
-                        NodeResponse::Infer(BatchResult {
-                            batch_id: batch.batch_id.to_native(),
-                            queue_ns,
-                            compute_input_ns: timings.input_ns,
-                            compute_infer_ns: timings.infer_ns,
-                            compute_output_ns: timings.output_ns,
-                            outcome,
-                        })
-                    }
-                    Err(error) => {
-                        tracing::debug!(batch_id, model = %spec.config.name, %error, "batch refused");
-                        metrics::record_rejected_batch(&spec.config.name, &version_label);
-                        NodeResponse::Error(error)
-                    }
+        let batch = job.batch.batch();
+        let view = BatchView::of(batch);
+        let rows: u64 = view.request_rows.iter().map(|&r| u64::from(r)).sum();
+        let batch_id = batch.batch_id.to_native();
+        let result = match engine {
+            Engine::TorchScript(module) => execute(module, &spec.config, spec.device, &view),
+            Engine::Simulated(compute) => super::simulate::execute(&spec.config, &view, *compute),
+        };
+        let response = match result {
+            Ok((outcome, timings)) => {
+                metrics::record_batch(&spec.config.name, &version_label, rows, queue_ns, &timings, &outcome);
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let ids: Vec<&str> = batch.request_ids.iter().map(|id| id.as_str()).collect();
+                    tracing::debug!(
+                        batch_id, model = %spec.config.name, version = spec.version, instance = spec.index, rows,
+                        queue_us = queue_ns / 1000, infer_us = timings.infer_ns / 1000, request_ids = ?ids,
+                        "batch run"
+                    );
                 }
+                BatchReply::Ran(BatchResult {
+                    batch_id,
+                    queue_ns,
+                    compute_input_ns: timings.input_ns,
+                    compute_infer_ns: timings.infer_ns,
+                    compute_output_ns: timings.output_ns,
+                    outcome,
+                })
             }
-            Ok(_) | Err(_) => NodeResponse::Error(NodeError::Internal {
-                message: "an instance was handed something other than a batch; this is a bug".into(),
-            }),
+            Err(error) => {
+                tracing::debug!(batch_id, model = %spec.config.name, %error, "batch refused");
+                metrics::record_rejected_batch(&spec.config.name, &version_label);
+                BatchReply::Failed(error)
+            }
         };
         // The stream may have gone away meanwhile; nothing waits for the answer then.
         let _ = job.reply.send(response);

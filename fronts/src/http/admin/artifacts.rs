@@ -3,7 +3,7 @@
 use crate::http::error::HttpResult;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde_json::json;
+use maas_api::ArtifactStored;
 
 use crate::state::AppState;
 use maas_serving::error::ServeError;
@@ -60,9 +60,9 @@ pub async fn upload(state: web::Data<AppState>, request: HttpRequest, mut payloa
         }
     }
     tracing::info!(sha256 = %stored.artifact.sha256, size = stored.artifact.size, new = stored.newly_stored, "artifact uploaded");
-    Ok(HttpResponse::Created().json(json!({
-        "sha256": stored.artifact.sha256,
-        "size": stored.artifact.size,
-        "newly_stored": stored.newly_stored,
-    })))
+    Ok(HttpResponse::Created().json(ArtifactStored {
+        sha256: stored.artifact.sha256,
+        size: stored.artifact.size,
+        newly_stored: stored.newly_stored,
+    }))
 }

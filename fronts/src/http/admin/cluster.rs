@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use maas_protocol::{NodeRequest, NodeResponse};
-use serde_json::{json, Value};
+use maas_api::{ClusterStatus, Draining, NodeLoad};
+use serde_json::json;
 
 use crate::state::AppState;
 use maas_control::nodes::NodeLink;
@@ -19,38 +19,38 @@ use maas_serving::error::ServeError;
 const STATUS_WITHIN: Duration = Duration::from_secs(2);
 
 /// A link and, when its node answers in time, its live status.
-async fn describe_link(link: &NodeLink) -> Value {
-    let status = match link.is_up() {
-        false => Value::Null,
-        true => match tokio::time::timeout(STATUS_WITHIN, link.command(&NodeRequest::Status)).await {
-            Ok(Ok(NodeResponse::Status(status))) => json!(status),
-            Ok(Ok(other)) => json!({"error": format!("unexpected answer {other:?}")}),
-            Ok(Err(error)) => json!({"error": error.to_string()}),
-            Err(_) => json!({"error": format!("no answer within {STATUS_WITHIN:?}")}),
+async fn describe_link(link: &NodeLink) -> maas_api::NodeLink {
+    let (status, status_error) = match link.is_up() {
+        false => (None, None),
+        true => match tokio::time::timeout(STATUS_WITHIN, link.status()).await {
+            Ok(Ok(status)) => (Some(NodeLoad::from(status)), None),
+            Ok(Err(error)) => (None, Some(error.to_string())),
+            Err(_) => (None, Some(format!("no answer within {STATUS_WITHIN:?}"))),
         },
     };
-    json!({
-        "name": link.name,
-        "addr": link.addr.to_string(),
-        "up": link.is_up(),
-        "outstanding": link.outstanding(),
-        "status": status,
-    })
+    maas_api::NodeLink {
+        name: link.name.clone(),
+        addr: link.addr.to_string(),
+        up: link.is_up(),
+        outstanding: link.outstanding() as u64,
+        status,
+        status_error,
+    }
 }
 
 /// The cluster as this coordinator sees it.
 pub async fn status(state: web::Data<AppState>) -> HttpResult {
     let links = state.nodes.list();
-    let links: Vec<Value> = futures_util::future::join_all(links.iter().map(|l| describe_link(l))).await;
+    let links = futures_util::future::join_all(links.iter().map(|l| describe_link(l))).await;
     let body = match &state.cluster {
-        Some(cluster) => json!({
-            "mode": "cluster",
-            "leader": cluster.is_leader.load(Ordering::Acquire),
-            "links": links,
-            "members": cluster.nodes.borrow().values().cloned().collect::<Vec<_>>(),
-            "placement": *cluster.placement.borrow(),
-        }),
-        None => json!({"mode": "static", "leader": false, "links": links}),
+        Some(cluster) => ClusterStatus {
+            mode: "cluster".into(),
+            leader: cluster.is_leader.load(Ordering::Acquire),
+            links,
+            members: Some(cluster.nodes.borrow().values().map(|m| json!(m)).collect()),
+            placement: Some(json!(*cluster.placement.borrow())),
+        },
+        None => ClusterStatus { mode: "static".into(), leader: false, links, members: None, placement: None },
     };
     Ok(HttpResponse::Ok().json(body))
 }
@@ -62,9 +62,9 @@ pub async fn drain(state: web::Data<AppState>, node: web::Path<String>) -> HttpR
         .nodes
         .get(&node)
         .ok_or_else(|| ServeError::RouteNotFound(format!("no node '{node}' is linked to this coordinator")))?;
-    match link.command(&NodeRequest::Drain).await {
-        Ok(NodeResponse::Done) => Ok(HttpResponse::Accepted().json(json!({"node": *node, "draining": true}))),
-        Ok(other) => Err(ServeError::Internal(format!("node '{node}' answered a drain with {other:?}")).into()),
+    match link.drain().await {
+        Ok(Ok(())) => Ok(HttpResponse::Accepted().json(Draining { node: node.into_inner(), draining: true })),
+        Ok(Err(error)) => Err(ServeError::Internal(format!("node '{node}' refused to drain: {error}")).into()),
         Err(error) => Err(ServeError::Unavailable(format!("could not reach node '{node}': {error}")).into()),
     }
 }

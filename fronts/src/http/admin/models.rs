@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use maas_protocol::{LoadModel, ModelConfig, NodeRequest, NodeResponse};
-use maas_registry::{Lineage, ModelRecord};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use maas_api::{
+    AliasState, Artifact, Lineage, ModelDetail, ModelList, ModelSummary, PublishRequest, Published, SplitEntry,
+    VersionDeleted, VersionDetail,
+};
+use maas_protocol::{LoadModel, ModelConfig};
+use maas_registry::ModelRecord;
 
 use super::parse_json;
 use crate::state::AppState;
@@ -18,76 +20,82 @@ fn path_param<'a>(request: &'a HttpRequest, name: &str) -> &'a str {
     request.match_info().get(name).unwrap_or_default()
 }
 
-fn summary(state: &AppState, record: &ModelRecord) -> Value {
+/// The versions of `record` with a replica ready on this coordinator.
+fn ready_versions(state: &AppState, record: &ModelRecord) -> Vec<u64> {
     let table = state.inference.table();
-    let ready: Vec<u64> = record
+    record
         .versions
         .keys()
         .copied()
         .filter(|&v| table.resolve(&record.name, Some(&v.to_string())).is_ok_and(|m| m.shared.is_ready()))
-        .collect();
-    json!({
-        "name": record.name,
-        "versions": record.versions.keys().collect::<Vec<_>>(),
-        "ready_versions": ready,
-        "aliases": record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect::<BTreeMap<_, _>>(),
-        "split": record.split,
-        "loaded": record.loaded,
-    })
+        .collect()
+}
+
+fn split_of(record: &ModelRecord) -> Vec<SplitEntry> {
+    record.split.iter().map(|s| SplitEntry { version: s.version, weight: s.weight }).collect()
+}
+
+fn summary(state: &AppState, record: &ModelRecord) -> ModelSummary {
+    ModelSummary {
+        name: record.name.clone(),
+        versions: record.versions.keys().copied().collect(),
+        ready_versions: ready_versions(state, record),
+        aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect::<BTreeMap<_, _>>(),
+        split: split_of(record),
+        loaded: record.loaded,
+    }
 }
 
 /// `GET /v1/models`.
 pub async fn list(state: web::Data<AppState>) -> HttpResult {
     let records = state.registry.list().await?;
-    let models: Vec<Value> = records.iter().map(|s| summary(&state, &s.record)).collect();
-    Ok(HttpResponse::Ok().json(json!({ "models": models })))
+    let models = records.iter().map(|s| summary(&state, &s.record)).collect();
+    Ok(HttpResponse::Ok().json(ModelList { models }))
 }
 
 /// `GET /v1/models/{m}`.
 pub async fn describe(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
     let stored = state.registry.get(path_param(&request, "model")).await?;
     let record = &stored.record;
-    let mut body = summary(&state, record);
     let table = state.inference.table();
-    body["aliases"] = json!(record.aliases);
-    body["revision"] = json!(stored.revision);
-    body["versions"] = record
+    let versions = record
         .versions
         .values()
-        .map(|v| {
-            let replicas = table
+        .map(|v| VersionDetail {
+            version: v.version,
+            config: v.config.clone(),
+            artifact: Artifact { sha256: v.artifact.sha256.clone(), size: v.artifact.size },
+            lineage: Lineage {
+                uploaded_by: v.lineage.uploaded_by.clone(),
+                uploaded_at: v.lineage.uploaded_at,
+                source: v.lineage.source.clone(),
+                parent: v.lineage.parent,
+            },
+            ready_replicas: table
                 .resolve(&record.name, Some(&v.version.to_string()))
-                .map(|m| m.shared.replicas.ready_count())
-                .unwrap_or(0);
-            json!({
-                "version": v.version,
-                "config": v.config,
-                "artifact": v.artifact,
-                "lineage": v.lineage,
-                "ready_replicas": replicas,
-            })
+                .map(|m| m.shared.replicas.ready_count() as u64)
+                .unwrap_or(0),
         })
         .collect();
-    Ok(HttpResponse::Ok().json(body))
-}
-
-#[derive(Deserialize)]
-struct PublishBody {
-    config: ModelConfig,
-    artifact: ArtifactName,
-    source: Option<String>,
-    parent: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct ArtifactName {
-    sha256: String,
+    Ok(HttpResponse::Ok().json(ModelDetail {
+        name: record.name.clone(),
+        revision: stored.revision,
+        versions,
+        ready_versions: ready_versions(&state, record),
+        aliases: record
+            .aliases
+            .iter()
+            .map(|(name, a)| (name.clone(), AliasState { version: a.version, history: a.history.clone() }))
+            .collect(),
+        split: split_of(record),
+        loaded: record.loaded,
+    }))
 }
 
 /// `POST /v1/models/{m}/versions`: checks the artifact on a node, then publishes.
 pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResult {
     let model = path_param(&request, "model").to_string();
-    let body: PublishBody = parse_json(&body)?;
+    let body: PublishRequest = parse_json(&body)?;
     if body.config.name != model {
         return Err(ServeError::InvalidRequest(format!(
             "the configuration names model '{}' but the path says '{model}'",
@@ -104,7 +112,7 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
     })?;
     trial_load(&state, &body.config, &artifact).await?;
     let uploaded_by = request.headers().get("X-Maas-User").and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
-    let lineage = Lineage {
+    let lineage = maas_registry::Lineage {
         uploaded_by,
         uploaded_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         source: body.source,
@@ -113,7 +121,7 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
     let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
     state.registry_changed().await;
     tracing::info!(model, version, sha256 = %artifact.sha256, "version published");
-    Ok(HttpResponse::Created().json(json!({ "model": model, "version": version, "sha256": artifact.sha256 })))
+    Ok(HttpResponse::Created().json(Published { model, version, sha256: artifact.sha256 }))
 }
 
 /// Loads the version once on a node that is up: the artifact must be
@@ -124,19 +132,16 @@ async fn trial_load(state: &AppState, config: &ModelConfig, artifact: &maas_regi
         links.iter().filter(|l| l.is_up()).min_by_key(|l| l.outstanding()).ok_or_else(|| {
             ServeError::Unavailable("no node is up to check the model on; start a node and retry".into())
         })?;
-    let request = NodeRequest::Check(LoadModel {
+    let load = LoadModel {
         model: config.name.clone(),
         version: 0,
-        config_json: serde_json::to_string(config).map_err(|e| ServeError::Internal(e.to_string()))?,
+        config: config.clone(),
         sha256: artifact.sha256.clone(),
         size: artifact.size,
-    });
-    match link.command(&request).await {
-        Ok(NodeResponse::Done) => Ok(()),
-        Ok(NodeResponse::Error(error)) => {
-            Err(ServeError::InvalidRequest(format!("the model failed its trial load: {error}")))
-        }
-        Ok(other) => Err(ServeError::Internal(format!("node answered a check with {other:?}"))),
+    };
+    match link.check(load).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(ServeError::InvalidRequest(format!("the model failed its trial load: {error}"))),
         Err(error) => Err(ServeError::Unavailable(format!("could not check the model: {error}"))),
     }
 }
@@ -149,5 +154,5 @@ pub async fn delete_version(state: web::Data<AppState>, request: HttpRequest) ->
         .map_err(|_| ServeError::InvalidRequest("the version must be a number".into()))?;
     state.registry.delete_version(model, version).await?;
     state.registry_changed().await;
-    Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_version": version })))
+    Ok(HttpResponse::Ok().json(VersionDeleted { model: model.to_string(), deleted_version: version }))
 }

@@ -2,9 +2,7 @@
 
 use crate::http::error::HttpResult;
 use actix_web::{web, HttpRequest, HttpResponse};
-use maas_registry::SplitEntry;
-use serde::Deserialize;
-use serde_json::json;
+use maas_api::{AliasDeleted, AliasRequest, AliasSet, RolledBack, SplitRequest, SplitSet};
 
 use super::parse_json;
 use crate::state::AppState;
@@ -14,18 +12,13 @@ fn params(request: &HttpRequest) -> (String, String) {
     (info.get("model").unwrap_or_default().to_string(), info.get("alias").unwrap_or_default().to_string())
 }
 
-#[derive(Deserialize)]
-struct AliasBody {
-    version: u64,
-}
-
 /// `PUT /v1/models/{m}/aliases/{a}` with `{"version": n}`.
 pub async fn set_alias(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResult {
     let (model, alias) = params(&request);
-    let body: AliasBody = parse_json(&body)?;
+    let body: AliasRequest = parse_json(&body)?;
     state.registry.set_alias(&model, &alias, body.version).await?;
     state.registry_changed().await;
-    Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "version": body.version })))
+    Ok(HttpResponse::Ok().json(AliasSet { model, alias, version: body.version }))
 }
 
 /// `DELETE /v1/models/{m}/aliases/{a}`.
@@ -33,7 +26,7 @@ pub async fn delete_alias(state: web::Data<AppState>, request: HttpRequest) -> H
     let (model, alias) = params(&request);
     state.registry.delete_alias(&model, &alias).await?;
     state.registry_changed().await;
-    Ok(HttpResponse::Ok().json(json!({ "model": model, "deleted_alias": alias })))
+    Ok(HttpResponse::Ok().json(AliasDeleted { model, deleted_alias: alias }))
 }
 
 /// `POST /v1/models/{m}/aliases/{a}/rollback`.
@@ -41,19 +34,15 @@ pub async fn rollback(state: web::Data<AppState>, request: HttpRequest) -> HttpR
     let (model, alias) = params(&request);
     let (from, to) = state.registry.rollback(&model, &alias).await?;
     state.registry_changed().await;
-    Ok(HttpResponse::Ok().json(json!({ "model": model, "alias": alias, "from": from, "version": to })))
-}
-
-#[derive(Deserialize)]
-struct SplitBody {
-    split: Vec<SplitEntry>,
+    Ok(HttpResponse::Ok().json(RolledBack { model, alias, from, version: to }))
 }
 
 /// `PUT /v1/models/{m}/split` with `{"split": [{"version": 1, "weight": 90}, ...]}`.
 pub async fn set_split(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResult {
     let (model, _) = params(&request);
-    let body: SplitBody = parse_json(&body)?;
-    state.registry.set_split(&model, body.split.clone()).await?;
+    let body: SplitRequest = parse_json(&body)?;
+    let split = body.split.iter().map(|s| maas_registry::SplitEntry { version: s.version, weight: s.weight }).collect();
+    state.registry.set_split(&model, split).await?;
     state.registry_changed().await;
-    Ok(HttpResponse::Ok().json(json!({ "model": model, "split": body.split })))
+    Ok(HttpResponse::Ok().json(SplitSet { model, split: body.split }))
 }

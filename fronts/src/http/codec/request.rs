@@ -162,7 +162,9 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
             value.as_u64().ok_or_else(|| invalid(format!("timeout parameter {value} is not microseconds")))?,
         )),
     };
-    let requested = match header.outputs {
+    // An empty list asks for nothing in particular: every output, as Triton
+    // answers it.
+    let requested = match header.outputs.filter(|outputs| !outputs.is_empty()) {
         None => None,
         Some(outputs) => Some(
             outputs
@@ -218,6 +220,12 @@ mod tests {
         assert_eq!(parsed.id.as_deref(), Some("r1"));
         assert_eq!(parsed.request.inputs[0].data.len(), 8);
         assert_eq!(parsed.outputs, OutputSelection::default());
+        let every = parse(
+            None,
+            Bytes::from_static(br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[]}"#),
+        )
+        .unwrap();
+        assert_eq!(every.outputs, OutputSelection::default(), "an empty outputs list selects every output");
     }
 
     #[test]

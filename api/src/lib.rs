@@ -1,0 +1,20 @@
+//! The management API's types, shared by the coordinator that answers and
+//! the `maas` CLI that asks, so both read the same fields by name and type.
+//!
+//! Each type is declared with [`api_type!`], which also derives its OpenAPI
+//! schema; [`openapi::components`] lists them, and `docs/openapi.yaml`
+//! carries them between its generated-section markers (a test in this crate
+//! fails when the file and the types disagree, and rewrites the section
+//! when `MAAS_WRITE_OPENAPI=1`).
+
+pub mod cluster;
+pub mod models;
+pub mod openapi;
+pub mod schema;
+
+pub use cluster::{ClusterStatus, Draining, ModelQueue, NodeLink, NodeLoad};
+pub use models::{
+    AliasDeleted, AliasRequest, AliasSet, AliasState, Artifact, ArtifactName, ArtifactStored, Lineage, ModelDetail,
+    ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet, VersionDeleted,
+    VersionDetail,
+};
