@@ -73,7 +73,11 @@ wait_ready() {
 
 up() {
     local nodes=${1:-2}
-    scripts/setup.sh
+    # MAAS_PREBUILT=1 runs the binaries already in the target folder as they
+    # are (another build of maas, for a comparison) instead of setting up.
+    if [ -z "${MAAS_PREBUILT:-}" ]; then
+        scripts/setup.sh
+    fi
     mkdir -p "$RUN"
     local names=()
     for i in $(seq 0 $((nodes - 1))); do
@@ -153,12 +157,27 @@ PY
 }
 
 down() {
+    local pids=()
     for pidfile in "$RUN"/*.pid; do
         [ -e "$pidfile" ] || continue
         if running "$pidfile"; then
+            pids+=("$(cat "$pidfile")")
             kill "$(cat "$pidfile")" && echo "stopped $(basename "$pidfile" .pid)"
         fi
         rm -f "$pidfile"
+    done
+    # Nodes drain before they exit; wait for every process to be gone (so
+    # its ports are free for the next start), killing what outlives 15 s.
+    for _ in $(seq 150); do
+        local alive=0
+        for pid in "${pids[@]}"; do
+            if kill -0 "$pid" 2>/dev/null; then alive=1; fi
+        done
+        [ "$alive" = 0 ] && return 0
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do
+        kill -9 "$pid" 2>/dev/null || true
     done
 }
 
