@@ -1,26 +1,9 @@
-//! `maas-coordinator`: the Open Inference Protocol v2 front of a maas
-//! cluster. It batches requests per model version and dispatches them to
-//! nodes over QUIC; see `docs/ARCHITECTURE.md` for a request's path.
-
-mod config;
-
-use std::sync::Arc;
+//! `maas-coordinator`: the front of a maas cluster (see the
+//! `maas_coordinator` library).
 
 use anyhow::Context;
 use clap::Parser;
-use maas_transport::{TlsFiles, TransportSettings};
-
-use maas_registry::{ArtifactStore, EmbeddedStore, EtcdStore, RecordStore, Registry};
-use tokio::sync::Notify;
-
-use crate::config::CoordinatorConfig;
-use maas_control::nodes::{self, NodeSet};
-use maas_control::{leader, reconcile};
-use maas_fronts::{auth, grpc, http, state};
-use maas_monitor::drift::DriftSettings;
-use maas_monitor::{Monitor, MonitorSettings};
-use maas_serving::models::{ModelTable, TableSettings};
-use maas_serving::{infer, metrics};
+use maas_coordinator::CoordinatorConfig;
 
 fn main() -> anyhow::Result<()> {
     let config = CoordinatorConfig::parse();
@@ -31,119 +14,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(config))
+    runtime.block_on(maas_coordinator::run(config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
 }
 
-async fn run(config: CoordinatorConfig) -> anyhow::Result<()> {
-    let prometheus = metrics::install()?;
-    let monitor = Monitor::new(MonitorSettings {
-        drift: DriftSettings {
-            reference_rows: config.drift_rows.max(10),
-            window_rows: config.drift_rows.max(10),
-            min_window_rows: (config.drift_rows / 5).max(5),
-            ..DriftSettings::default()
-        },
-        drift_threshold: config.drift_threshold,
-        drift_sample_every: config.drift_sample_every,
-        predictions_per_model: config.feedback_capacity,
-        prediction_ttl: std::time::Duration::from_secs(config.feedback_ttl_seconds),
-        evaluation_window: config.evaluation_window,
-        enabled: !config.no_monitoring,
-    });
-    if !config.no_monitoring {
-        monitor.spawn_ticker();
-    }
-    let table = Arc::new(ModelTable::new(
-        TableSettings {
-            max_queue: config.max_queue,
-            batches_per_instance: config.batches_per_instance,
-            max_frame_bytes: config.max_frame_bytes,
-            slow_request: std::time::Duration::from_millis(config.slow_request_ms),
-        },
-        monitor,
-    ));
-    let (registry, etcd) = open_registry(&config).await?;
-    let artifacts = ArtifactStore::open(&config.artifact_store())?;
-    let tokens = auth::Tokens::load(
-        config.admin_token.as_ref().map(|t| t.expose()),
-        &config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token")),
-        config.inference_token.as_ref().map(|t| t.expose()),
-    )?;
-    let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
-    let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
-    let link_up = Arc::new(Notify::new());
-    let control = nodes::ControlPlane::start(&config.name).await?;
-    let node_set = NodeSet::new(endpoint, control, table.clone(), link_up.clone(), config.max_frame_bytes);
-    for node in &config.nodes {
-        node_set.add(&node.name, node.addr);
-    }
-    let cluster = match etcd {
-        Some(client) if config.nodes.is_empty() => {
-            let settings = leader::ClusterSettings {
-                name: config.name.clone(),
-                prefix: config.etcd_prefix.clone(),
-                lease_ttl: std::time::Duration::from_secs(config.lease_ttl_seconds),
-            };
-            tracing::info!("cluster mode: nodes from etcd membership, placement by the leader");
-            Some(leader::start(client, settings, registry.clone(), node_set.clone(), link_up.clone()).await)
-        }
-        _ => None,
-    };
-    let placement = cluster.as_ref().map(|c| c.placement.clone());
-    reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
-    let state = Arc::new(state::AppState {
-        inference: infer::Inference::new(table, config.request_timeout()),
-        prometheus: prometheus.clone(),
-        max_body_bytes: config.max_body_bytes,
-        max_upload_bytes: config.max_upload_bytes,
-        registry,
-        artifacts,
-        tokens,
-        nodes: node_set,
-        cluster,
-        reconcile: link_up,
-    });
-    let grpc = match config.grpc_addr()? {
-        Some(addr) => {
-            let state = state.clone();
-            tokio::spawn(async move { grpc::serve(addr, state).await })
-        }
-        None => tokio::spawn(std::future::pending()),
-    };
-    let server = http::serve(config.http_addr, config.http_workers, state)?;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            prometheus.run_upkeep();
-        }
-    });
-    tracing::info!(http = %config.http_addr, nodes = config.nodes.len(), "coordinator started");
-    let handle = server.handle();
-    tokio::select! {
-        result = server => result.context("HTTP server"),
-        result = grpc => result.context("gRPC server task")?,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
-            handle.stop(true).await;
-            Ok(())
-        }
-    }
-}
-
-/// The registry: etcd when endpoints are configured (with its client), else
-/// a file in the data folder.
-async fn open_registry(
-    config: &CoordinatorConfig,
-) -> anyhow::Result<(Registry, Option<maas_registry::etcd_client::Client>)> {
-    if config.etcd_endpoints.is_empty() {
-        let dir = config.data_dir.join("registry");
-        tracing::info!(path = %dir.display(), "registry: embedded file");
-        let store: Arc<dyn RecordStore> = Arc::new(EmbeddedStore::open(&dir)?);
-        return Ok((Registry::new(store), None));
-    }
-    tracing::info!(endpoints = %config.etcd_endpoints.join(","), "registry: etcd");
-    let store = EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
-    let client = store.client();
-    Ok((Registry::new(Arc::new(store)), Some(client)))
-}

@@ -171,7 +171,10 @@ impl Actor for HostActor {
 pub async fn start(name: &str, control: Arc<Control>) -> anyhow::Result<ActorRef<NodeServerMessage>> {
     let server = control::start_server(name).await?;
     let actor = HostActor { group: control::host_group(name) };
-    Actor::spawn(Some(format!("maas.host.{name}")), actor, control)
+    // Unnamed: coordinators find it through its process group, and a name
+    // would collide with the proxy a coordinator in the same process (the
+    // test sandbox) registers under the remote actor's name.
+    Actor::spawn(None, actor, control)
         .await
         .map_err(|e| anyhow::anyhow!("starting the host actor: {e}"))?;
     Ok(server)

@@ -15,9 +15,9 @@
 //! | `maas_node_batches_in_flight` | gauge | | batches received and not yet answered |
 //! | `maas_node_queued_batches` | gauge | model, version | batches waiting for a free instance |
 
-use anyhow::Context;
+
 use maas_protocol::{BatchOutcome, RequestOutcome};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
 
 const BATCHES: &str = "maas_node_batches_total";
 const ROWS: &str = "maas_node_rows_total";
@@ -38,11 +38,11 @@ const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.
 
 /// Installs the Prometheus recorder for this process.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROWS_BUCKETS)?
-        .install_recorder()
-        .context("installing the metrics recorder")
+    maas_process::install_prometheus(|builder| {
+        builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROWS_BUCKETS)
+    })
 }
 
 /// Where a batch's compute time went, in nanoseconds.

@@ -1,11 +1,14 @@
 //! Process set-up shared by the coordinator and the node: call
 //! [`init_logging`] and [`keep_freed_memory`] first thing in `main`;
-//! flags that carry credentials hold a [`Secret`].
+//! flags that carry credentials hold a [`Secret`]; metrics go to the one
+//! recorder [`install_prometheus`] sets up.
 
 mod allocator;
 mod logging;
+mod prometheus;
 mod secret;
 
 pub use allocator::{keep_freed_memory, release_free_memory};
 pub use logging::init_logging;
+pub use prometheus::install_prometheus;
 pub use secret::Secret;

@@ -19,9 +19,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use maas_protocol::answer::BatchAnswer;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
 
 use crate::pending::PendingRequest;
 
@@ -44,12 +43,12 @@ const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.
 /// Installs the Prometheus recorder for this process, with the buckets of
 /// the serving histograms.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
-        .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)?
-        .install_recorder()
-        .context("installing the metrics recorder")
+    maas_process::install_prometheus(|builder| {
+        builder
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)
+    })
 }
 
 /// Records an answered request.
