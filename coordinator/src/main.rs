@@ -18,4 +18,3 @@ fn main() -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
     }))
 }
-

@@ -174,8 +174,6 @@ pub async fn start(name: &str, control: Arc<Control>) -> anyhow::Result<ActorRef
     // Unnamed: coordinators find it through its process group, and a name
     // would collide with the proxy a coordinator in the same process (the
     // test sandbox) registers under the remote actor's name.
-    Actor::spawn(None, actor, control)
-        .await
-        .map_err(|e| anyhow::anyhow!("starting the host actor: {e}"))?;
+    Actor::spawn(None, actor, control).await.map_err(|e| anyhow::anyhow!("starting the host actor: {e}"))?;
     Ok(server)
 }

@@ -15,7 +15,6 @@
 //! | `maas_node_batches_in_flight` | gauge | | batches received and not yet answered |
 //! | `maas_node_queued_batches` | gauge | model, version | batches waiting for a free instance |
 
-
 use maas_protocol::{BatchOutcome, RequestOutcome};
 use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
 

@@ -244,15 +244,27 @@ async fn slowdowns_and_failures_raise_alerts_that_clear() {
     assert_eq!(metric_sum(&metrics, "maas_alert_active", &[("kind", "latency"), ("model", "sleepy")]), 1.0);
     assert_eq!(metric_sum(&metrics, "maas_alert_active", &[("kind", "error_rate"), ("model", "faulty")]), 1.0);
 
-    // Back to normal: both alerts clear and move to the history.
+    // Back to normal: under calm load both alerts clear (within the
+    // detectors' windows; a busy machine may need a few more seconds) and
+    // move to the history.
     let calm = Duration::from_secs(10);
     tokio::join!(sleepy_load(&cluster, 0, calm), faulty_load(&cluster, 0.0, calm));
     // (faulty's inputs did change while a share was negative, so a drift
     // alert on it may still stand while its window slides back.)
+    let cleared = wait_until("both alerts cleared", Duration::from_secs(30), async || {
+        let alerts = get(&cluster, "/v1/alerts").await;
+        let cleared = [("latency", "sleepy"), ("error_rate", "faulty")]
+            .iter()
+            .all(|(kind, model)| alert_of(&alerts, "active", kind, model).is_none());
+        if !cleared {
+            let more_calm = Duration::from_secs(2);
+            tokio::join!(sleepy_load(&cluster, 0, more_calm), faulty_load(&cluster, 0.0, more_calm));
+        }
+        cleared
+    })
+    .await;
     let alerts = get(&cluster, "/v1/alerts").await;
-    for (kind, model) in [("latency", "sleepy"), ("error_rate", "faulty")] {
-        assert_eq!(alert_of(&alerts, "active", kind, model), None, "the {kind} alert did not clear: {alerts:#}");
-    }
+    assert!(cleared.is_ok(), "the alerts did not clear under calm load: {alerts:#}");
     for (kind, model) in [("latency", "sleepy"), ("error_rate", "faulty")] {
         let cleared =
             alert_of(&alerts, "recent", kind, model).unwrap_or_else(|| panic!("no cleared {kind} alert: {alerts:#}"));
