@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod models;
+pub mod monitoring;
 pub mod openapi;
 pub mod schema;
 
@@ -18,3 +19,4 @@ pub use models::{
     ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet, VersionDeleted,
     VersionDetail,
 };
+pub use monitoring::{Alert, AlertList, Evaluation, FeedbackCounts, LiveStatus, LiveVersion, VersionScores};

@@ -42,6 +42,13 @@ pub fn components() -> Vec<(&'static str, Value)> {
         component::<NodeLoad>(),
         component::<ModelQueue>(),
         component::<Draining>(),
+        component::<LiveStatus>(),
+        component::<LiveVersion>(),
+        component::<Alert>(),
+        component::<AlertList>(),
+        component::<Evaluation>(),
+        component::<VersionScores>(),
+        component::<FeedbackCounts>(),
     ]
 }
 

@@ -16,6 +16,7 @@ mod health;
 mod infer;
 mod model;
 mod monitoring;
+mod monitoring_views;
 pub mod routes;
 
 use std::net::SocketAddr;

@@ -18,8 +18,10 @@ use serde_json::{json, Value};
 
 use super::body;
 use super::model::path_model;
+use super::monitoring_views as views;
 use super::AppState;
 use crate::triton;
+use maas_api::{AlertList, LiveStatus};
 use maas_monitor::Feedback;
 use maas_serving::error::{ServeError, ServeResult};
 use maas_serving::infer::check_request_id;
@@ -38,15 +40,18 @@ pub async fn stats(state: web::Data<AppState>, request: HttpRequest) -> HttpResu
 /// `GET /v1/alerts`.
 pub async fn alerts(state: web::Data<AppState>) -> HttpResponse {
     let (active, recent) = state.inference.table().monitor().alerts.list();
-    HttpResponse::Ok().json(json!({"active": active, "recent": recent}))
+    HttpResponse::Ok().json(AlertList {
+        active: active.iter().map(views::alert).collect(),
+        recent: recent.iter().map(views::alert).collect(),
+    })
 }
 
 /// `GET /v1/monitor`: what `maas top` shows.
 pub async fn live(state: web::Data<AppState>) -> HttpResponse {
     let monitor = state.inference.table().monitor();
-    let versions: Vec<Value> = monitor.versions().iter().map(|m| json!(m.live_view())).collect();
+    let versions = monitor.versions().iter().map(|m| views::live_version(m.live_view())).collect();
     let (active, _) = monitor.alerts.list();
-    HttpResponse::Ok().json(json!({"versions": versions, "alerts": active}))
+    HttpResponse::Ok().json(LiveStatus { versions, alerts: active.iter().map(views::alert).collect() })
 }
 
 /// Reads `{"id", "label"}` or `{"feedback": [{"id", "label"}, ...]}`; a
@@ -108,7 +113,7 @@ pub async fn evaluation(state: web::Data<AppState>, request: HttpRequest) -> Htt
                 "no prediction of model '{name}' has been recorded yet: send inference requests with an 'id', then feedback for those ids"
             ))
         })?;
-    Ok(HttpResponse::Ok().json(evaluation))
+    Ok(HttpResponse::Ok().json(views::evaluation(evaluation)))
 }
 
 #[cfg(test)]
