@@ -86,7 +86,7 @@ impl Reconciler {
     }
 
     async fn reconcile_node(&self, link: &Arc<NodeLink>, records: &[ModelRecord]) -> anyhow::Result<()> {
-        let held = list_models(link).await?;
+        let held = link.list_models().await?;
         let placement = self.placement.as_ref().map(|p| p.borrow().clone());
         let plan = {
             let mut unwanted = self.unwanted_since.lock();
@@ -120,7 +120,7 @@ impl Reconciler {
         }
         // Another coordinator may have loaded or unloaded versions on this
         // node: record what it holds now in any case.
-        let held = if changed { list_models(link).await? } else { held };
+        let held = if changed { link.list_models().await? } else { held };
         let replica: Arc<dyn Replica> = link.clone();
         self.table.attach(&replica, &held);
         Ok(())
@@ -189,10 +189,6 @@ pub fn plan_node(
         }
     }
     Ok(plan)
-}
-
-async fn list_models(link: &NodeLink) -> anyhow::Result<Vec<LoadedModel>> {
-    Ok(link.list_models().await?)
 }
 
 #[cfg(test)]

@@ -24,6 +24,16 @@ pub enum Task {
     Regression,
 }
 
+impl Task {
+    /// The task as the API names it (as it serializes).
+    pub fn label(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        }
+    }
+}
+
 /// A request's prediction: one value per row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
@@ -227,6 +237,13 @@ impl Scores {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_labels_are_their_serialized_names() {
+        for task in [Task::Classification, Task::Regression] {
+            assert_eq!(serde_json::to_value(task).unwrap(), serde_json::json!(task.label()));
+        }
+    }
 
     fn prediction(value: f64) -> Prediction {
         Prediction { version: 1, rows: vec![value] }

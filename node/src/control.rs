@@ -132,28 +132,21 @@ impl Actor for HostActor {
         let control = control.clone();
         // Each command in its own task: a long load never delays a status.
         tokio::spawn(async move {
+            let trial_only = matches!(message, ControlMessage::Check(..));
             // A caller that gave up has dropped its port; nothing to do then.
             match message {
                 ControlMessage::ListModels(reply) => {
                     let _ = reply.send(Wire::new(control.list()));
                 }
-                ControlMessage::Load(load, reply) => {
-                    let result = match load.into_inner() {
-                        Ok(load) => control.load_version(load, false).await,
-                        Err(message) => Err(NodeError::InvalidInput { message }),
-                    };
-                    let _ = reply.send(Wire::new(result));
-                }
-                ControlMessage::Check(load, reply) => {
-                    let result = match load.into_inner() {
-                        Ok(load) => control.load_version(load, true).await,
-                        Err(message) => Err(NodeError::InvalidInput { message }),
+                ControlMessage::Load(load, reply) | ControlMessage::Check(load, reply) => {
+                    let result = match received(load) {
+                        Ok(load) => control.load_version(load, trial_only).await,
+                        Err(error) => Err(error),
                     };
                     let _ = reply.send(Wire::new(result));
                 }
                 ControlMessage::Unload(unload, reply) => {
-                    let result = unload.into_inner().map_err(|message| NodeError::InvalidInput { message });
-                    let _ = reply.send(Wire::new(result.and_then(|unload| control.unload(unload))));
+                    let _ = reply.send(Wire::new(received(unload).and_then(|unload| control.unload(unload))));
                 }
                 ControlMessage::Status(reply) => {
                     let _ = reply.send(Wire::new(control.status()));
@@ -165,6 +158,11 @@ impl Actor for HostActor {
         });
         Ok(())
     }
+}
+
+/// A command's argument, or the error that answers a damaged one.
+fn received<T>(value: Wire<T>) -> Result<T, NodeError> {
+    value.into_inner().map_err(|message| NodeError::InvalidInput { message })
 }
 
 /// Starts the node's control-plane server and its host actor.

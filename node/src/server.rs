@@ -172,13 +172,8 @@ async fn answer(payload: Payload, services: &Services) -> BatchReply {
         Ok(batch) => batch,
         Err(error) => return BatchReply::Failed(NodeError::InvalidInput { message: format!("bad frame: {error}") }),
     };
-    let (model, version) = (batch.batch().model.as_str().to_owned(), batch.batch().version.to_native());
     match services.host.submit(batch) {
-        Ok(answer) => answer.await.unwrap_or_else(|_| {
-            BatchReply::Failed(NodeError::Internal {
-                message: format!("model '{model}' version {version}: its instance stopped mid-batch"),
-            })
-        }),
+        Ok(answer) => answer.await,
         Err(error) => BatchReply::Failed(error),
     }
 }

@@ -93,13 +93,16 @@ impl Sandbox {
         })
         .await;
         if let Err(error) = waited {
-            let finished: Vec<String> = sandbox
-                .tasks
-                .iter_mut()
-                .filter(|t| t.is_finished())
-                .map(|_| "a task ended early".to_string())
-                .collect();
-            anyhow::bail!("{error:#} ({finished:?})");
+            // A node or coordinator that stopped says why.
+            let mut reasons = Vec::new();
+            for task in sandbox.tasks.iter_mut().filter(|t| t.is_finished()) {
+                match task.await {
+                    Ok(Ok(())) => reasons.push("a task ended without an error".to_string()),
+                    Ok(Err(stopped)) => reasons.push(format!("{stopped:#}")),
+                    Err(panicked) => reasons.push(panicked.to_string()),
+                }
+            }
+            anyhow::bail!("{error:#}; {reasons:?}");
         }
         Ok(sandbox)
     }

@@ -170,7 +170,7 @@ impl ModelTable {
         let mut models = self.models.write();
         let mut held: HashMap<(String, u64), usize> = HashMap::new();
         for model in loaded.iter().filter(|m| m.ready) {
-            let config = model.config.clone();
+            let config = &model.config;
             if let Err(error) = config.check() {
                 tracing::warn!(node = node.name(), model = %model.name, %error, "node sent an invalid config; skipped");
                 continue;
@@ -179,7 +179,7 @@ impl ModelTable {
             let entry = versions
                 .entry(model.version)
                 .or_insert_with(|| self.new_version(model.name.clone(), model.version, config.clone()));
-            if *entry.shared.config != config {
+            if *entry.shared.config != *config {
                 tracing::warn!(
                     node = node.name(), model = %model.name, version = model.version,
                     "node's config differs from the one first seen; the first one is kept"

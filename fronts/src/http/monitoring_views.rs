@@ -36,10 +36,9 @@ pub fn live_version(view: LiveView) -> maas_api::LiveVersion {
 
 /// A model's evaluation as the API shows it.
 pub fn evaluation(evaluation: ModelEvaluation) -> maas_api::Evaluation {
-    let task = serde_json::to_value(evaluation.task).ok().and_then(|t| t.as_str().map(str::to_string));
     maas_api::Evaluation {
         model: evaluation.model,
-        task: task.unwrap_or_default(),
+        task: evaluation.task.label().to_string(),
         window: evaluation.window as u64,
         versions: evaluation
             .versions

@@ -6,6 +6,7 @@
 //! [`ModelHost::check`] loads one throw-away instance as a trial.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -157,22 +158,31 @@ impl ModelHost {
         removed
     }
 
-    /// Queues a batch for the version it names; the receiver yields its answer.
-    pub fn submit(&self, batch: ValidatedBatch) -> Result<oneshot::Receiver<BatchReply>, NodeError> {
-        let key = (batch.batch().model.as_str().to_owned(), batch.batch().version.to_native());
+    /// Queues a batch for the version it names; the future yields its answer
+    /// (an error answer if the instance stops before answering).
+    pub fn submit(&self, batch: ValidatedBatch) -> Result<impl Future<Output = BatchReply>, NodeError> {
+        let (model, version) = (batch.batch().model.as_str().to_owned(), batch.batch().version.to_native());
         let versions = self.versions.read();
-        let loaded =
-            versions.get(&key).ok_or_else(|| NodeError::ModelNotLoaded { model: key.0.clone(), version: key.1 })?;
-        let (model, version) = (&key.0, key.1);
+        let Some(loaded) = versions.get(&(model.clone(), version)) else {
+            return Err(NodeError::ModelNotLoaded { model, version });
+        };
         let (reply, answer) = oneshot::channel();
         let job = Job { batch, enqueued: Instant::now(), reply };
-        loaded.queue.try_send(job).map_err(|error| match error {
-            flume::TrySendError::Full(_) => NodeError::Overloaded,
-            flume::TrySendError::Disconnected(_) => NodeError::Internal {
-                message: format!("every instance of model '{model}' version {version} has stopped"),
-            },
-        })?;
-        Ok(answer)
+        if let Err(error) = loaded.queue.try_send(job) {
+            return Err(match error {
+                flume::TrySendError::Full(_) => NodeError::Overloaded,
+                flume::TrySendError::Disconnected(_) => NodeError::Internal {
+                    message: format!("every instance of model '{model}' version {version} has stopped"),
+                },
+            });
+        }
+        Ok(async move {
+            answer.await.unwrap_or_else(|_| {
+                BatchReply::Failed(NodeError::Internal {
+                    message: format!("model '{model}' version {version}: its instance stopped mid-batch"),
+                })
+            })
+        })
     }
 
     /// Each loaded version's queue depth and instances.
