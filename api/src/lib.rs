@@ -8,12 +8,14 @@
 //! when `MAAS_WRITE_OPENAPI=1`).
 
 pub mod cluster;
+pub mod keys;
 pub mod models;
 pub mod monitoring;
 pub mod openapi;
 pub mod schema;
 
 pub use cluster::{ClusterStatus, Draining, ModelQueue, NodeLink, NodeLoad};
+pub use keys::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
 pub use models::{
     AliasDeleted, AliasRequest, AliasSet, AliasState, Artifact, ArtifactName, ArtifactStored, Lineage, ModelDetail,
     ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet, VersionDeleted,

@@ -6,11 +6,13 @@
 //! maas rollback clf production | delete clf 1 | status
 //! maas nodes | drain node-1
 //! maas top | alerts | eval clf
+//! maas keys create --tenant team-a --role inference --scope 'a-*' | keys list | keys revoke ID
 //! ```
 //!
 //! Human tables by default; `--json` prints the API's JSON for scripts.
 
 mod client;
+mod keys;
 mod monitoring;
 mod output;
 
@@ -140,6 +142,11 @@ enum Command {
     Eval {
         /// Model name.
         model: String,
+    },
+    /// Tenants' API keys: create, list, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
 }
 
@@ -342,6 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Alerts => monitoring::alerts(&client, cli.json).await?,
         Command::Eval { model } => monitoring::eval(&client, cli.json, &model).await?,
+        Command::Keys { command } => keys::run(&client, cli.json, command).await?,
         Command::Drain { node } => {
             let answer: Draining =
                 client.send_empty_as(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;

@@ -32,12 +32,18 @@ pub fn node_key(prefix: &str, name: &str) -> String {
 }
 
 /// Keeps `info` registered under a lease of `ttl` until the process ends.
-pub async fn keep_registered(mut client: Client, prefix: String, info: NodeInfo, ttl: Duration) {
+pub async fn keep_registered(client: Client, prefix: String, info: NodeInfo, ttl: Duration) {
     let value = serde_json::to_vec(&info).expect("NodeInfo serializes");
+    keep_key(client, node_key(&prefix, &info.name), value, ttl).await
+}
+
+/// Keeps `key` set to `value` under a lease of `ttl` until the process
+/// ends, setting it again whenever the lease is lost.
+pub(crate) async fn keep_key(mut client: Client, key: String, value: Vec<u8>, ttl: Duration) {
     loop {
-        match register_once(&mut client, &prefix, &info.name, &value, ttl).await {
-            Ok(()) => tracing::warn!(node = %info.name, "membership lease lost; registering again"),
-            Err(error) => tracing::warn!(node = %info.name, %error, "could not register in etcd; retrying"),
+        match register_once(&mut client, &key, &value, ttl).await {
+            Ok(()) => tracing::warn!(%key, "membership lease lost; registering again"),
+            Err(error) => tracing::warn!(%key, %error, "could not register in etcd; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -48,16 +54,10 @@ pub async fn keep_registered(mut client: Client, prefix: String, info: NodeInfo,
 /// A keep-alive stream that breaks (say its etcd member died) is reopened
 /// on the same lease, through whichever member answers, for as long as the
 /// lease can still be alive; only then is the registration started over.
-async fn register_once(
-    client: &mut Client,
-    prefix: &str,
-    name: &str,
-    value: &[u8],
-    ttl: Duration,
-) -> anyhow::Result<()> {
+async fn register_once(client: &mut Client, key: &str, value: &[u8], ttl: Duration) -> anyhow::Result<()> {
     let lease = client.lease_grant(ttl.as_secs().max(1) as i64, None).await?.id();
-    client.put(node_key(prefix, name), value.to_vec(), Some(PutOptions::new().with_lease(lease))).await?;
-    tracing::info!(node = name, lease, "registered in etcd");
+    client.put(key, value.to_vec(), Some(PutOptions::new().with_lease(lease))).await?;
+    tracing::info!(key, lease, "registered in etcd");
     let interval = ttl / 3;
     let mut last_renewal = std::time::Instant::now();
     while last_renewal.elapsed() < ttl {

@@ -119,9 +119,16 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
 
-    /// Bearer token inference requests must carry; inference is open when unset.
+    /// A shared bearer token for inference on every model (tenants' keys
+    /// work besides). Inference is open to requests without a token when
+    /// neither this nor `--require-keys` is set.
     #[arg(long, env = "MAAS_INFERENCE_TOKEN", hide_env_values = true)]
     pub inference_token: Option<Secret>,
+
+    /// Refuse requests without a key or token on every route but health,
+    /// server metadata and metrics (inference included).
+    #[arg(long, env = "MAAS_REQUIRE_KEYS")]
+    pub require_keys: bool,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_BODY_BYTES", default_value_t = 64 << 20)]

@@ -20,6 +20,7 @@ use maas_monitor::drift::DriftSettings;
 use maas_monitor::{Monitor, MonitorSettings};
 use maas_serving::models::{ModelTable, TableSettings};
 use maas_serving::{infer, metrics};
+use maas_tenancy::{EtcdKeyStore, FileKeyStore, Gate, KeyBook, KeyStore};
 
 /// Runs a coordinator until `stop` resolves (Ctrl-C, in the binary), then
 /// stops its HTTP server gracefully. The caller has set up logging.
@@ -53,11 +54,7 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     ));
     let (registry, etcd) = open_registry(&config).await?;
     let artifacts = ArtifactStore::open(&config.artifact_store())?;
-    let tokens = auth::Tokens::load(
-        config.admin_token.as_ref().map(|t| t.expose()),
-        &config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token")),
-        config.inference_token.as_ref().map(|t| t.expose()),
-    )?;
+    let gate = open_gate(&config, etcd.as_ref()).await?;
     let files = TlsFiles::in_dir(&config.cert_dir, &config.name);
     let endpoint = maas_transport::client_endpoint(&files, &TransportSettings::default())?;
     let link_up = Arc::new(Notify::new());
@@ -66,7 +63,7 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     for node in &config.nodes {
         node_set.add(&node.name, node.addr);
     }
-    let cluster = match etcd {
+    let cluster = match etcd.clone() {
         Some(client) if config.nodes.is_empty() => {
             let settings = leader::ClusterSettings {
                 name: config.name.clone(),
@@ -87,11 +84,14 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         max_upload_bytes: config.max_upload_bytes,
         registry,
         artifacts,
-        tokens,
+        gate,
         nodes: node_set,
         cluster,
         reconcile: link_up,
     });
+    if let Some(client) = &etcd {
+        follow_coordinators(client, &config, state.clone());
+    }
     let grpc = match config.grpc_addr()? {
         Some(addr) => {
             let state = state.clone();
@@ -118,6 +118,54 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
             Ok(())
         }
     }
+}
+
+/// The gate of bearer tokens: the bootstrap admin token, the shared
+/// inference token, and tenants' keys from etcd (or, without it, a file
+/// beside the embedded registry).
+async fn open_gate(
+    config: &CoordinatorConfig,
+    etcd: Option<&maas_registry::etcd_client::Client>,
+) -> anyhow::Result<Gate> {
+    let admin = auth::admin_token(
+        config.admin_token.as_ref().map(|t| t.expose()),
+        &config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token")),
+    )?;
+    let store: Arc<dyn KeyStore> = match etcd {
+        Some(client) => Arc::new(EtcdKeyStore::new(client.clone(), &config.etcd_prefix)),
+        None => Arc::new(FileKeyStore::open(&config.data_dir.join("registry"))?),
+    };
+    let keys = KeyBook::open(store).await.context("reading the API keys")?;
+    let shared_inference = config.inference_token.as_ref().map(|t| t.expose().to_string());
+    Ok(Gate::new(admin, shared_inference, !config.require_keys, keys))
+}
+
+/// Registers this coordinator in etcd and splits each key's rates by the
+/// number of live coordinators, so they hold for the whole cluster.
+fn follow_coordinators(
+    client: &maas_registry::etcd_client::Client,
+    config: &CoordinatorConfig,
+    state: Arc<state::AppState>,
+) {
+    let ttl = std::time::Duration::from_secs(config.lease_ttl_seconds);
+    tokio::spawn(maas_cluster::keep_coordinator_registered(
+        client.clone(),
+        config.etcd_prefix.clone(),
+        config.name.clone(),
+        ttl,
+    ));
+    let mut count = maas_cluster::watch_coordinators(client.clone(), config.etcd_prefix.clone());
+    tokio::spawn(async move {
+        loop {
+            let live = *count.borrow_and_update();
+            tracing::info!(coordinators = live, "each coordinator enforces 1/{live} of every key's rate");
+            state.inference.limiter().set_coordinators(live);
+            metrics::record_coordinators(live);
+            if count.changed().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 /// The registry: etcd when endpoints are configured (with its client), else

@@ -1,15 +1,17 @@
-//! Bearer tokens: an admin token for the management API and an optional,
-//! weaker inference token, and the [`Access`] each route and method needs.
+//! What each route and gRPC method asks of its caller ([`Access`]), and the
+//! one check both fronts run before a handler: [`admit`].
 //!
 //! Handlers never check tokens themselves: the HTTP front's route table
 //! (`http::routes`) and the gRPC front's method table (`grpc::access`) give
-//! every route and method an [`Access`], and one layer per front calls
-//! [`Tokens::admit`] before the handler runs.
+//! every route and method an [`Access`]; one layer per front identifies the
+//! caller from its bearer token (the bootstrap admin token, the shared
+//! inference token, or an API key of a tenant), admits it for the route's
+//! access on the route's model, and hands the [`Caller`] to the handler,
+//! which uses it only to narrow lists to the caller's scope.
 //!
-//! The admin token comes from `--admin-token`, or from `--admin-token-file`,
-//! which is generated with 32 random bytes and mode 0600 at first start.
-//! Comparisons are constant-time. The admin token is accepted for inference
-//! too; the inference token never for management.
+//! The bootstrap admin token comes from `--admin-token`, or from
+//! `--admin-token-file`, which is generated with 32 random bytes and mode
+//! 0600 at first start.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -17,69 +19,65 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use subtle::ConstantTimeEq;
 
 use maas_serving::error::{ServeError, ServeResult};
+use maas_tenancy::{Action, Caller, Gate};
 
 /// What a route or gRPC method asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: health, metadata, metrics.
+    /// Anyone: health, server metadata, metrics.
     Open,
-    /// The inference token, when one is set (else anyone), or the admin token.
-    Inference,
-    /// The admin token.
+    /// Any caller whose scope reaches the model (anyone, where inference is
+    /// open): model metadata, config, readiness, statistics.
+    Read,
+    /// Inference and feedback: the inference or admin role.
+    Infer,
+    /// Monitoring, evaluation, the registry's view: viewer, deployer, admin.
+    View,
+    /// Registry writes: deployer or admin.
+    Deploy,
+    /// The cluster and keys: admin.
     Admin,
 }
 
-/// The tokens this coordinator accepts.
-pub struct Tokens {
-    admin: String,
-    inference: Option<String>,
+impl Access {
+    /// The action a caller must be allowed, `None` for open routes.
+    pub fn action(self) -> Option<Action> {
+        match self {
+            Access::Open => None,
+            Access::Read => Some(Action::Read),
+            Access::Infer => Some(Action::Infer),
+            Access::View => Some(Action::View),
+            Access::Deploy => Some(Action::Deploy),
+            Access::Admin => Some(Action::Administer),
+        }
+    }
 }
 
-impl Tokens {
-    /// The admin token `admin`, or else the one in `admin_file` (generated
-    /// there at first start), and the optional `inference` token.
-    pub fn load(admin: Option<&str>, admin_file: &Path, inference: Option<&str>) -> Result<Tokens> {
-        let admin = match admin {
-            Some(token) => token.to_string(),
-            None => read_or_generate(admin_file)?,
-        };
-        anyhow::ensure!(admin.len() >= 16, "the admin token must have at least 16 characters");
-        Ok(Tokens { admin, inference: inference.map(str::to_string) })
-    }
-
-    /// Admits `token` (from `Authorization: Bearer <token>`) to something
-    /// that needs `access`.
-    pub fn admit(&self, access: Access, token: Option<&str>) -> ServeResult<()> {
-        match access {
-            Access::Open => Ok(()),
-            Access::Inference => self.check_inference(token),
-            Access::Admin => self.check_admin(token),
+/// Identifies the caller of a request with bearer `token` and admits it to
+/// `access`, on `model` when the route names one. Open routes admit anyone
+/// (an unknown token there counts as no token).
+pub fn admit(gate: &Gate, access: Access, token: Option<&str>, model: Option<&str>) -> ServeResult<Caller> {
+    let Some(action) = access.action() else {
+        return Ok(gate.identify(token).unwrap_or(Caller::Anonymous));
+    };
+    let caller = gate.identify(token)?;
+    match caller.permit(action, model) {
+        Ok(()) => Ok(caller),
+        // Without a token, what is missing is a token, not a role.
+        Err(_) if matches!(caller, Caller::Anonymous) => {
+            Err(ServeError::Unauthorized("this needs a key or token: send 'Authorization: Bearer <key>'".into()))
         }
+        Err(refusal) => Err(refusal.into()),
     }
+}
 
-    /// Admits `token` if it is the admin token.
-    fn check_admin(&self, token: Option<&str>) -> ServeResult<()> {
-        match token {
-            Some(token) if equal(token, &self.admin) => Ok(()),
-            Some(_) => Err(ServeError::Unauthorized("the bearer token is not the admin token".into())),
-            None => Err(ServeError::Unauthorized(
-                "this route needs the admin token: send 'Authorization: Bearer <token>'".into(),
-            )),
-        }
-    }
-
-    /// Admits `token` if it is the inference or admin token, or anything
-    /// when no inference token is set.
-    fn check_inference(&self, token: Option<&str>) -> ServeResult<()> {
-        let Some(expected) = &self.inference else { return Ok(()) };
-        match token {
-            Some(token) if equal(token, expected) || equal(token, &self.admin) => Ok(()),
-            _ => Err(ServeError::Unauthorized("inference needs a token: send 'Authorization: Bearer <token>'".into())),
-        }
-    }
+/// The largest request `caller` may send: the server's limit, or its key's
+/// when that is smaller.
+pub fn body_limit(caller: &Caller, server_limit: usize) -> usize {
+    let key_limit = caller.limits().and_then(|limits| limits.max_request_bytes);
+    key_limit.map_or(server_limit, |limit| server_limit.min(usize::try_from(limit).unwrap_or(usize::MAX)))
 }
 
 /// The token of an `Authorization: Bearer <token>` value (an HTTP header
@@ -90,8 +88,15 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn equal(given: &str, expected: &str) -> bool {
-    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+/// The bootstrap admin token: `given`, or else the one in `file`
+/// (generated there at first start). At least 16 characters.
+pub fn admin_token(given: Option<&str>, file: &Path) -> Result<String> {
+    let token = match given {
+        Some(token) => token.to_string(),
+        None => read_or_generate(file)?,
+    };
+    anyhow::ensure!(token.len() >= 16, "the admin token must have at least 16 characters");
+    Ok(token)
 }
 
 fn read_or_generate(path: &Path) -> Result<String> {

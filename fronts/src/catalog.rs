@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::state::AppState;
 use maas_serving::error::ServeResult;
+use maas_tenancy::Caller;
 
 /// One version in the repository index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,11 +22,14 @@ pub struct IndexEntry {
 }
 
 /// Every registry version with its state.
-pub async fn repository_index(state: &AppState) -> ServeResult<Vec<IndexEntry>> {
+pub async fn repository_index(state: &AppState, caller: &Caller) -> ServeResult<Vec<IndexEntry>> {
     let table = state.inference.table();
     let mut entries = Vec::new();
     for stored in state.registry.list().await? {
         let record = stored.record;
+        if !caller.sees(&record.name) {
+            continue;
+        }
         let to_load = record.versions_to_load();
         for version in record.versions.keys() {
             let ready = table.resolve(&record.name, Some(&version.to_string())).is_ok_and(|m| m.shared.is_ready());

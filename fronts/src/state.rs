@@ -1,5 +1,5 @@
 //! The application state both fronts and the management API share: the
-//! inference path, the registry and artifact store, tokens, node links and
+//! inference path, the registry and artifact store, keys, node links and
 //! the cluster view. Neither front owns it, so neither imports the other.
 
 use std::sync::Arc;
@@ -8,10 +8,10 @@ use maas_registry::{ArtifactStore, Registry};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
 
-use crate::auth::Tokens;
 use maas_control::leader::ClusterView;
 use maas_control::nodes::NodeSet;
 use maas_serving::infer::Inference;
+use maas_tenancy::Gate;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -27,8 +27,8 @@ pub struct AppState {
     pub registry: Registry,
     /// Where uploaded artifacts go.
     pub artifacts: ArtifactStore,
-    /// Accepted tokens.
-    pub tokens: Tokens,
+    /// Who a bearer token is: the admin and shared tokens, tenants' keys.
+    pub gate: Gate,
     /// Links to the nodes.
     pub nodes: Arc<NodeSet>,
     /// Membership, placement and leadership, in cluster mode.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use maas_monitor::stats::{StatsSnapshot, Tally};
 use maas_serving::error::ServeResult;
 use maas_serving::models::ModelTable;
+use maas_tenancy::Caller;
 
 /// Extensions of the protocol this server implements, as both fronts'
 /// server metadata lists them.
@@ -213,12 +214,18 @@ impl StatisticsView {
 
 /// The statistics of every version (`model` `None`), of a model's versions,
 /// or of one version; a named model or version must exist.
-pub fn statistics(table: &ModelTable, model: Option<&str>, version: Option<&str>) -> ServeResult<Vec<StatisticsView>> {
+pub fn statistics(
+    table: &ModelTable,
+    caller: &Caller,
+    model: Option<&str>,
+    version: Option<&str>,
+) -> ServeResult<Vec<StatisticsView>> {
     let named = model.map(|model| table.resolve(model, version)).transpose()?;
     let selected = table
         .monitor()
         .versions()
         .iter()
+        .filter(|m| caller.sees(&m.model))
         .filter(|m| match &named {
             None => true,
             Some(v) => m.model == v.shared.name && (version.is_none() || m.version == v.shared.version),

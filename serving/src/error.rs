@@ -78,6 +78,17 @@ pub enum ServeError {
     /// Another writer changed the registry first.
     #[error("{0}")]
     Conflict(String),
+    /// The caller's key lacks the role or scope.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The caller's key is over a rate limit or quota.
+    #[error("{message}")]
+    RateLimited {
+        /// Which limit.
+        message: String,
+        /// When a retry may pass, in whole seconds (at least 1).
+        retry_after: u32,
+    },
 }
 
 impl ServeError {
@@ -92,6 +103,8 @@ impl ServeError {
             ServeError::ModelFailed { .. } | ServeError::Internal(_) => 500,
             ServeError::Unauthorized(_) => 401,
             ServeError::Conflict(_) => 409,
+            ServeError::Forbidden(_) => 403,
+            ServeError::RateLimited { .. } => 429,
         }
     }
 
@@ -99,6 +112,7 @@ impl ServeError {
     pub fn retry_after(&self) -> Option<u32> {
         match self {
             ServeError::Overloaded { .. } | ServeError::Unavailable(_) => Some(1),
+            ServeError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -118,6 +132,8 @@ impl ServeError {
             ServeError::Internal(_) => "internal",
             ServeError::Unauthorized(_) => "unauthorized",
             ServeError::Conflict(_) => "conflict",
+            ServeError::Forbidden(_) => "forbidden",
+            ServeError::RateLimited { .. } => "rate_limited",
         }
     }
 
@@ -132,6 +148,21 @@ impl ServeError {
             NodeError::Overloaded => ServeError::Unavailable(format!("the node serving model '{model}' is overloaded")),
             NodeError::Internal { message } => ServeError::Internal(message),
             error @ NodeError::LoadFailed { .. } => ServeError::InvalidRequest(error.to_string()),
+        }
+    }
+}
+
+impl From<maas_tenancy::Refusal> for ServeError {
+    fn from(refusal: maas_tenancy::Refusal) -> ServeError {
+        use maas_tenancy::Refusal;
+        match refusal {
+            Refusal::Unauthenticated(message) => ServeError::Unauthorized(message),
+            Refusal::Forbidden(message) => ServeError::Forbidden(message),
+            Refusal::Limited { message, retry_after } => {
+                // Whole seconds, rounded up: a client retrying sooner is refused again.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                ServeError::RateLimited { message, retry_after: seconds.clamp(1, 3600) as u32 }
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::models::{ModelTable, ModelVersion};
 use crate::pending::PendingRequest;
 use crate::version::VersionShared;
 use maas_protocol::TensorBytes;
+use maas_tenancy::{Action, Admission, Caller, Limiter};
 
 /// The longest request id accepted, in bytes. An id travels with its batch
 /// to the node and is kept with its prediction for feedback, so it must
@@ -54,12 +55,18 @@ pub struct InferResponse {
 pub struct Inference {
     table: Arc<ModelTable>,
     default_timeout: Duration,
+    limiter: Limiter,
 }
 
 impl Inference {
     /// Serves from `table`; requests without a timeout get `default_timeout`.
     pub fn new(table: Arc<ModelTable>, default_timeout: Duration) -> Self {
-        Inference { table, default_timeout }
+        Inference { table, default_timeout, limiter: Limiter::new() }
+    }
+
+    /// The keys' rate limits as this coordinator enforces them.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     /// The model table.
@@ -67,8 +74,10 @@ impl Inference {
         &self.table
     }
 
-    /// Serves one request through its whole life: resolves the version
-    /// `model` and `version` name, awaits the front's parsed `request` (with
+    /// Serves one request of `caller` through its whole life: resolves the
+    /// version `model` and `version` name, checks the caller's scope on the
+    /// model and admits it under its key's limits, awaits the front's parsed
+    /// `request` (with
     /// whatever the front needs to answer, `C`), validates and queues it,
     /// waits for its outputs until its deadline, lets the front build its
     /// `answer`, and counts the outcome once. A front that stops waiting
@@ -76,6 +85,7 @@ impl Inference {
     /// counted as `cancelled`. An unknown model or version is counted too.
     pub async fn serve<C, T>(
         &self,
+        caller: &Caller,
         model: &str,
         version: Option<&str>,
         request: impl Future<Output = ServeResult<(InferRequest, C)>>,
@@ -87,22 +97,34 @@ impl Inference {
         })?;
         let life = RequestLife { version: &version.shared, arrived, counted: false };
         let result = async {
+            caller.permit(Action::Infer, Some(&version.shared.name))?;
+            let admission = self.limiter.admit(caller)?;
             let (request, context) = request.await?;
-            let response = self.run(&version, request, arrived).await?;
+            let response = self.run(&version, request, &admission, arrived).await?;
             answer(response, context)
         }
         .await;
+        if matches!(result, Err(ServeError::RateLimited { .. })) {
+            metrics::record_rate_limited(caller.tenant());
+        }
         life.count(&result);
         result
     }
 
     /// Validates a request, queues it in the version's batcher and waits
     /// for its outputs until its deadline.
-    async fn run(&self, version: &ModelVersion, request: InferRequest, arrived: Instant) -> ServeResult<InferResponse> {
+    async fn run(
+        &self,
+        version: &ModelVersion,
+        request: InferRequest,
+        admission: &Admission,
+        arrived: Instant,
+    ) -> ServeResult<InferResponse> {
         let shared = &version.shared;
         let _in_flight = shared.monitor.admit();
         check_request_id(request.id.as_deref())?;
         let (inputs, rows) = order_and_check(&shared.config, request.inputs)?;
+        admission.rows(rows as u64)?;
         if !shared.is_ready() {
             return Err(shared.no_replica_error());
         }

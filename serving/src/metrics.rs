@@ -13,6 +13,8 @@
 //! | `maas_inference_batch_requests` | histogram | model, version | requests per dispatched batch |
 //! | `maas_inference_batch_retries_total` | counter | model, version | batches retried on another replica |
 //! | `maas_inference_rows_total` | counter | model, version | rows inferred |
+//! | `maas_rate_limited_total` | counter | tenant | requests refused by a key's rate limit or quota |
+//! | `maas_coordinators_live` | gauge | | coordinators sharing each key's rates (1 without etcd) |
 //!
 //! Model and version labels only take names of models the coordinator
 //! serves; requests for unknown models are counted under `model="_unknown"`.
@@ -32,6 +34,7 @@ const BATCH_SIZE: &str = "maas_inference_batch_size";
 const BATCH_REQUESTS: &str = "maas_inference_batch_requests";
 const RETRIES: &str = "maas_inference_batch_retries_total";
 const ROWS: &str = "maas_inference_rows_total";
+const RATE_LIMITED: &str = "maas_rate_limited_total";
 
 /// Label value for requests whose model is unknown.
 pub const UNKNOWN_MODEL: &str = "_unknown";
@@ -49,6 +52,17 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)
     })
+}
+
+/// Sets how many coordinators share each key's rates.
+pub fn record_coordinators(live: usize) {
+    metrics::gauge!("maas_coordinators_live").set(live as f64);
+}
+
+/// Counts a request refused by its key's limits. Tenants are created by
+/// an admin, so the label stays bounded.
+pub fn record_rate_limited(tenant: &str) {
+    metrics::counter!(RATE_LIMITED, "tenant" => tenant.to_string()).increment(1);
 }
 
 /// Records an answered request.
@@ -92,6 +106,17 @@ impl VersionMetrics {
             rows: metrics::counter!(ROWS, &labels),
             retries: metrics::counter!(RETRIES, &labels),
         }
+    }
+
+    /// Sets how many coordinators share each key's rates.
+    pub fn record_coordinators(live: usize) {
+        metrics::gauge!("maas_coordinators_live").set(live as f64);
+    }
+
+    /// Counts a request refused by its key's limits. Tenants are created by
+    /// an admin, so the label stays bounded.
+    pub fn record_rate_limited(tenant: &str) {
+        metrics::counter!(RATE_LIMITED, "tenant" => tenant.to_string()).increment(1);
     }
 
     /// Records an answered request.

@@ -107,7 +107,7 @@ pub async fn describe(cluster: &Cluster, model: &str) -> Result<AdminAnswer> {
 pub async fn wait_ready(cluster: &Cluster, model_path: &str) -> Result<()> {
     let url = cluster.url(&format!("/v2/models/{model_path}/ready"));
     wait_until(&format!("{model_path} to become ready"), Duration::from_secs(60), async || {
-        cluster.client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+        cluster.client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.is_ok_and(|r| r.status().is_success())
     })
     .await?;
     Ok(())

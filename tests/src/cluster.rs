@@ -567,7 +567,7 @@ impl Cluster {
             let url = self.url(&format!("/v2/models/{model}/ready"));
             let timeout = deadline.saturating_duration_since(Instant::now());
             let ready = wait_until(&format!("model {model} to become ready"), timeout, async || {
-                self.client.get(&url).send().await.is_ok_and(|r| r.status().is_success())
+                self.client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.is_ok_and(|r| r.status().is_success())
             })
             .await;
             if ready.is_err() {

@@ -3,8 +3,12 @@
 //!
 //! [`Authorized`] wraps the generated service: it reads the method from the
 //! request path, admits the caller's `authorization: Bearer` metadata for
-//! that method's access, and only then hands the call on, so no method
-//! checks tokens itself. A method missing from [`METHODS`] is refused.
+//! that method's role, puts the [`Caller`] in the request's extensions and
+//! only then hands the call on, so no method checks tokens itself. A method
+//! missing from [`METHODS`] is refused. A gRPC request carries its model in
+//! the message, not the path, so the model scope is checked where the
+//! message is read: by `Inference::serve` for inference, and by
+//! [`permit_model`] in the other model methods.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,24 +19,25 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
 
-use crate::auth::{bearer_token, Access};
+use crate::auth::{self, bearer_token, Access};
 use crate::state::AppState;
+use maas_tenancy::Caller;
 
 /// Every method of `inference.GRPCInferenceService` and its access. The
 /// shared-memory methods are open: they only ever answer UNIMPLEMENTED.
 pub const METHODS: &[(&str, Access)] = &[
     ("ServerLive", Access::Open),
     ("ServerReady", Access::Open),
-    ("ModelReady", Access::Open),
+    ("ModelReady", Access::Read),
     ("ServerMetadata", Access::Open),
-    ("ModelMetadata", Access::Open),
-    ("ModelInfer", Access::Inference),
-    ("ModelStreamInfer", Access::Inference),
-    ("ModelConfig", Access::Open),
-    ("ModelStatistics", Access::Inference),
-    ("RepositoryIndex", Access::Admin),
-    ("RepositoryModelLoad", Access::Admin),
-    ("RepositoryModelUnload", Access::Admin),
+    ("ModelMetadata", Access::Read),
+    ("ModelInfer", Access::Infer),
+    ("ModelStreamInfer", Access::Infer),
+    ("ModelConfig", Access::Read),
+    ("ModelStatistics", Access::Read),
+    ("RepositoryIndex", Access::View),
+    ("RepositoryModelLoad", Access::Deploy),
+    ("RepositoryModelUnload", Access::Deploy),
     ("SystemSharedMemoryStatus", Access::Open),
     ("SystemSharedMemoryRegister", Access::Open),
     ("SystemSharedMemoryUnregister", Access::Open),
@@ -44,6 +49,22 @@ pub const METHODS: &[(&str, Access)] = &[
 /// The access `method` needs, if it is a method of the service.
 pub fn access_of(method: &str) -> Option<Access> {
     METHODS.iter().find(|(name, _)| *name == method).map(|(_, access)| *access)
+}
+
+/// Admits the request's caller (put there by [`Authorized`]) to `access` on
+/// `model`.
+pub fn permit_model<T>(request: &tonic::Request<T>, access: Access, model: &str) -> Result<Caller, Status> {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the access layer admitted no caller"))?;
+    if let Some(action) = access.action() {
+        caller
+            .permit(action, (!model.is_empty()).then_some(model))
+            .map_err(|refusal| super::status::status(refusal.into()))?;
+    }
+    Ok(caller)
 }
 
 /// A gRPC service behind the access check of [`METHODS`].
@@ -59,7 +80,7 @@ impl<S> Authorized<S> {
         Authorized { inner, state }
     }
 
-    fn admit(&self, request: &http::Request<Body>) -> Result<(), Status> {
+    fn admit(&self, request: &http::Request<Body>) -> Result<Caller, Status> {
         let method = request.uri().path().rsplit('/').next().unwrap_or_default();
         let access = access_of(method).ok_or_else(|| Status::unimplemented(format!("no method '{method}'")))?;
         let token = request
@@ -67,7 +88,7 @@ impl<S> Authorized<S> {
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(bearer_token);
-        self.state.tokens.admit(access, token).map_err(super::status::status)
+        auth::admit(&self.state.gate, access, token, None).map_err(super::status::status)
     }
 }
 
@@ -87,9 +108,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         match self.admit(&request) {
-            Ok(()) => Either::Left(self.inner.call(request)),
+            Ok(caller) => {
+                request.extensions_mut().insert(caller);
+                Either::Left(self.inner.call(request))
+            }
             Err(status) => Either::Right(ready(Ok(status.into_http()))),
         }
     }
@@ -104,16 +128,16 @@ mod tests {
     const EXPECTED: &[(&str, Access)] = &[
         ("ServerLive", Access::Open),
         ("ServerReady", Access::Open),
-        ("ModelReady", Access::Open),
+        ("ModelReady", Access::Read),
         ("ServerMetadata", Access::Open),
-        ("ModelMetadata", Access::Open),
-        ("ModelConfig", Access::Open),
-        ("ModelInfer", Access::Inference),
-        ("ModelStreamInfer", Access::Inference),
-        ("ModelStatistics", Access::Inference),
-        ("RepositoryIndex", Access::Admin),
-        ("RepositoryModelLoad", Access::Admin),
-        ("RepositoryModelUnload", Access::Admin),
+        ("ModelMetadata", Access::Read),
+        ("ModelConfig", Access::Read),
+        ("ModelInfer", Access::Infer),
+        ("ModelStreamInfer", Access::Infer),
+        ("ModelStatistics", Access::Read),
+        ("RepositoryIndex", Access::View),
+        ("RepositoryModelLoad", Access::Deploy),
+        ("RepositoryModelUnload", Access::Deploy),
         ("SystemSharedMemoryStatus", Access::Open),
         ("SystemSharedMemoryRegister", Access::Open),
         ("SystemSharedMemoryUnregister", Access::Open),

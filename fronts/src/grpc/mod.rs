@@ -8,7 +8,9 @@
 //! every request of a stream concurrently and answers each as it finishes,
 //! carrying its `id`. A call's `grpc-timeout` bounds its request's wait:
 //! an expired request leaves the batch queue. Tokens are checked before a
-//! method runs, by [`access::Authorized`] from its table of methods.
+//! method runs, by [`access::Authorized`] from its table of methods; each
+//! method naming a model checks the caller's scope on it
+//! ([`access::permit_model`]), inference inside `Inference::serve`.
 
 mod access;
 mod config;
@@ -31,11 +33,13 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use self::status::status;
+use crate::auth::Access;
 use crate::catalog;
 use crate::state::AppState;
 use crate::triton::EXTENSIONS;
 use maas_serving::error::ServeError;
 use maas_serving::infer::MAX_REQUEST_ID_BYTES;
+use maas_tenancy::Caller;
 
 /// Answers in flight on one stream before it stops reading new requests.
 const STREAM_WINDOW: usize = 1024;
@@ -62,9 +66,15 @@ pub struct GrpcFront {
 /// Runs one inference request, as `ModelInfer` and each request of a stream do.
 async fn infer(
     state: &AppState,
+    caller: &Caller,
     mut request: ModelInferRequest,
     deadline: Option<Duration>,
 ) -> Result<ModelInferResponse, ServeError> {
+    let limit = crate::auth::body_limit(caller, state.max_body_bytes);
+    let size = prost::Message::encoded_len(&request);
+    if size > limit {
+        return Err(ServeError::PayloadTooLarge { size, limit });
+    }
     let model = std::mem::take(&mut request.model_name);
     let version = std::mem::take(&mut request.model_version);
     let parse = async {
@@ -77,7 +87,7 @@ async fn infer(
         Ok((parsed, (std::mem::take(&mut request.id), requested)))
     };
     let answer = |answer, (id, requested): (String, Vec<String>)| tensors::to_infer_response(answer, id, &requested);
-    state.inference.serve(&model, non_empty(&version), parse, answer).await
+    state.inference.serve(caller, &model, non_empty(&version), parse, answer).await
 }
 
 type AnswerStream = Pin<Box<dyn Stream<Item = Result<ModelStreamInferResponse, Status>> + Send + 'static>>;
@@ -93,6 +103,7 @@ impl GrpcInferenceService for GrpcFront {
     }
 
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
+        access::permit_model(&request, Access::Read, &request.get_ref().name)?;
         let request = request.into_inner();
         let version =
             self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
@@ -114,6 +125,7 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<ModelMetadataRequest>,
     ) -> Result<Response<ModelMetadataResponse>, Status> {
+        access::permit_model(&request, Access::Read, &request.get_ref().name)?;
         let request = request.into_inner();
         let version =
             self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
@@ -133,7 +145,8 @@ impl GrpcInferenceService for GrpcFront {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let deadline = deadline::of(request.metadata());
-        infer(&self.state, request.into_inner(), deadline).await.map(Response::new).map_err(status)
+        let caller = access::permit_model(&request, Access::Infer, "")?;
+        infer(&self.state, &caller, request.into_inner(), deadline).await.map(Response::new).map_err(status)
     }
 
     type ModelStreamInferStream = AnswerStream;
@@ -143,6 +156,7 @@ impl GrpcInferenceService for GrpcFront {
         request: Request<Streaming<ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
         let deadline = deadline::of(request.metadata());
+        let caller = access::permit_model(&request, Access::Infer, "")?;
         let mut requests = request.into_inner();
         let (answers, receiver) = mpsc::channel::<Result<ModelStreamInferResponse, Status>>(STREAM_WINDOW);
         let state = self.state.clone();
@@ -157,10 +171,10 @@ impl GrpcInferenceService for GrpcFront {
                 };
                 // Wait for room before taking on another request.
                 let Ok(permit) = answers.clone().reserve_owned().await else { return };
-                let state = state.clone();
+                let (state, caller) = (state.clone(), caller.clone());
                 tokio::spawn(async move {
                     let (id, model_name) = (request.id.clone(), request.model_name.clone());
-                    let answer = match infer(&state, request, deadline).await {
+                    let answer = match infer(&state, &caller, request, deadline).await {
                         Ok(response) => {
                             ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
                         }
@@ -185,6 +199,7 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<ModelConfigRequest>,
     ) -> Result<Response<ModelConfigResponse>, Status> {
+        access::permit_model(&request, Access::Read, &request.get_ref().name)?;
         let request = request.into_inner();
         let version =
             self.state.inference.table().resolve(&request.name, non_empty(&request.version)).map_err(status)?;
@@ -197,13 +212,15 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<ModelStatisticsRequest>,
     ) -> Result<Response<ModelStatisticsResponse>, Status> {
+        let caller = access::permit_model(&request, Access::Read, &request.get_ref().name)?;
         let request = request.into_inner();
         let table = self.state.inference.table();
-        let model_stats = crate::triton::statistics(table, non_empty(&request.name), non_empty(&request.version))
-            .map_err(status)?
-            .iter()
-            .map(config::model_statistics)
-            .collect();
+        let model_stats =
+            crate::triton::statistics(table, &caller, non_empty(&request.name), non_empty(&request.version))
+                .map_err(status)?
+                .iter()
+                .map(config::model_statistics)
+                .collect();
         Ok(Response::new(ModelStatisticsResponse { model_stats }))
     }
 
@@ -211,8 +228,9 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryIndexRequest>,
     ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let caller = access::permit_model(&request, Access::View, "")?;
         let ready_only = request.into_inner().ready;
-        let models = catalog::repository_index(&self.state)
+        let models = catalog::repository_index(&self.state, &caller)
             .await
             .map_err(status)?
             .into_iter()
@@ -231,6 +249,7 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
+        access::permit_model(&request, Access::Deploy, &request.get_ref().model_name)?;
         catalog::set_loaded(&self.state, &request.into_inner().model_name, true).await.map_err(status)?;
         Ok(Response::new(RepositoryModelLoadResponse {}))
     }
@@ -239,6 +258,7 @@ impl GrpcInferenceService for GrpcFront {
         &self,
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
+        access::permit_model(&request, Access::Deploy, &request.get_ref().model_name)?;
         catalog::set_loaded(&self.state, &request.into_inner().model_name, false).await.map_err(status)?;
         Ok(Response::new(RepositoryModelUnloadResponse {}))
     }

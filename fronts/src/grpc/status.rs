@@ -17,6 +17,8 @@ pub fn code(error: &ServeError) -> Code {
         ServeError::ModelFailed { .. } | ServeError::Internal(_) => Code::Internal,
         ServeError::Unauthorized(_) => Code::Unauthenticated,
         ServeError::Conflict(_) => Code::Aborted,
+        ServeError::Forbidden(_) => Code::PermissionDenied,
+        ServeError::RateLimited { .. } => Code::ResourceExhausted,
     }
 }
 
@@ -47,6 +49,8 @@ mod tests {
             (ServeError::Internal("x".into()), Code::Internal),
             (ServeError::Unauthorized("x".into()), Code::Unauthenticated),
             (ServeError::Conflict("x".into()), Code::Aborted),
+            (ServeError::Forbidden("x".into()), Code::PermissionDenied),
+            (ServeError::RateLimited { message: "x".into(), retry_after: 2 }, Code::ResourceExhausted),
         ];
         for (error, expected) in cases {
             let grpc = status(error.clone());

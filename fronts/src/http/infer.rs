@@ -5,20 +5,24 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::codec::{request, response, HEADER_LENGTH};
 use super::model::path_model;
+use super::routes::caller;
 use super::{body, AppState};
+use crate::auth::body_limit;
 
 /// Reads, runs and answers one inference request.
 pub async fn infer(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResult {
     let request = &request;
     let (model, version) = path_model(request);
+    let caller = caller(request)?;
+    let limit = body_limit(&caller, state.max_body_bytes);
     let parse = async {
-        let body = body::read(request, payload, state.max_body_bytes).await?;
+        let body = body::read(request, payload, limit).await?;
         let header_length = request.headers().get(HEADER_LENGTH).map(|v| v.to_str().unwrap_or("not text"));
         let parsed = request::parse(header_length, body)?;
         Ok((parsed.request, (parsed.id, parsed.outputs)))
     };
     let encode = |answer, (id, outputs): (Option<String>, _)| response::encode(&answer, id.as_deref(), &outputs);
-    let encoded = state.inference.serve(&model, version.as_deref(), parse, encode).await?;
+    let encoded = state.inference.serve(&caller, &model, version.as_deref(), parse, encode).await?;
     let mut builder = HttpResponse::Ok();
     match encoded.json_len {
         Some(json_len) => {

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use super::body;
 use super::model::path_model;
 use super::monitoring_views as views;
+use super::routes::caller;
 use super::AppState;
 use crate::triton;
 use maas_api::{AlertList, LiveStatus};
@@ -33,25 +34,35 @@ const MAX_FEEDBACK: usize = 10_000;
 pub async fn stats(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
     let (model, version) = path_model(&request);
     let model = (!model.is_empty()).then_some(model.as_str());
-    let selected = triton::statistics(state.inference.table(), model, version.as_deref())?;
+    let caller = caller(&request)?;
+    let selected = triton::statistics(state.inference.table(), &caller, model, version.as_deref())?;
     Ok(HttpResponse::Ok().json(json!({"model_stats": selected})))
 }
 
 /// `GET /v1/alerts`.
-pub async fn alerts(state: web::Data<AppState>) -> HttpResponse {
+pub async fn alerts(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    let caller = caller(&request)?;
     let (active, recent) = state.inference.table().monitor().alerts.list();
-    HttpResponse::Ok().json(AlertList {
-        active: active.iter().map(views::alert).collect(),
-        recent: recent.iter().map(views::alert).collect(),
-    })
+    let visible = |alert: &&maas_monitor::alerts::Alert| caller.sees(&alert.model);
+    Ok(HttpResponse::Ok().json(AlertList {
+        active: active.iter().filter(visible).map(views::alert).collect(),
+        recent: recent.iter().filter(visible).map(views::alert).collect(),
+    }))
 }
 
 /// `GET /v1/monitor`: what `maas top` shows.
-pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+pub async fn live(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    let caller = caller(&request)?;
     let monitor = state.inference.table().monitor();
-    let versions = monitor.versions().iter().map(|m| views::live_version(m.live_view())).collect();
+    let versions = monitor
+        .versions()
+        .iter()
+        .filter(|m| caller.sees(&m.model))
+        .map(|m| views::live_version(m.live_view()))
+        .collect();
     let (active, _) = monitor.alerts.list();
-    HttpResponse::Ok().json(LiveStatus { versions, alerts: active.iter().map(views::alert).collect() })
+    let alerts = active.iter().filter(|a| caller.sees(&a.model)).map(views::alert).collect();
+    Ok(HttpResponse::Ok().json(LiveStatus { versions, alerts }))
 }
 
 /// Reads `{"id", "label"}` or `{"feedback": [{"id", "label"}, ...]}`; a

@@ -11,10 +11,11 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::{from_fn, Next};
-use actix_web::{web, Error};
+use actix_web::{web, Error, HttpMessage};
 
 use super::{admin, error, health, infer, model, monitoring, AppState};
-use crate::auth::{bearer_token, Access};
+use crate::auth::{self, bearer_token, Access};
+use maas_tenancy::Caller;
 
 /// One route of the table.
 #[cfg_attr(not(test), allow(dead_code, reason = "read by the route and spec tests"))]
@@ -51,39 +52,42 @@ macro_rules! route_table {
 }
 
 route_table! {
-    Post "/v2/models/{model}/infer" Inference => infer::infer;
-    Post "/v2/models/{model}/versions/{version}/infer" Inference => infer::infer;
+    Post "/v2/models/{model}/infer" Infer => infer::infer;
+    Post "/v2/models/{model}/versions/{version}/infer" Infer => infer::infer;
     Get "/v2/health/live" Open => health::live;
     Get "/v2/health/ready" Open => health::ready;
     Get "/v2" Open => health::server_metadata;
-    Get "/v2/models/stats" Inference => monitoring::stats;
-    Get "/v2/models/{model}/stats" Inference => monitoring::stats;
-    Get "/v2/models/{model}/versions/{version}/stats" Inference => monitoring::stats;
-    Get "/v1/alerts" Admin => monitoring::alerts;
-    Get "/v1/monitor" Admin => monitoring::live;
-    Post "/v1/models/{model}/feedback" Inference => monitoring::feedback;
-    Get "/v1/models/{model}/evaluation" Admin => monitoring::evaluation;
-    Get "/v2/models/{model}" Open => model::metadata;
-    Get "/v2/models/{model}/versions/{version}" Open => model::metadata;
-    Get "/v2/models/{model}/ready" Open => model::ready;
-    Get "/v2/models/{model}/versions/{version}/ready" Open => model::ready;
-    Get "/v2/models/{model}/config" Open => model::config;
-    Get "/v2/models/{model}/versions/{version}/config" Open => model::config;
+    Get "/v2/models/stats" Read => monitoring::stats;
+    Get "/v2/models/{model}/stats" Read => monitoring::stats;
+    Get "/v2/models/{model}/versions/{version}/stats" Read => monitoring::stats;
+    Get "/v1/alerts" View => monitoring::alerts;
+    Get "/v1/monitor" View => monitoring::live;
+    Post "/v1/models/{model}/feedback" Infer => monitoring::feedback;
+    Get "/v1/models/{model}/evaluation" View => monitoring::evaluation;
+    Get "/v2/models/{model}" Read => model::metadata;
+    Get "/v2/models/{model}/versions/{version}" Read => model::metadata;
+    Get "/v2/models/{model}/ready" Read => model::ready;
+    Get "/v2/models/{model}/versions/{version}/ready" Read => model::ready;
+    Get "/v2/models/{model}/config" Read => model::config;
+    Get "/v2/models/{model}/versions/{version}/config" Read => model::config;
     Get "/metrics" Open => super::metrics;
-    Put "/v1/artifacts" Admin => admin::artifacts::upload;
+    Put "/v1/artifacts" Deploy => admin::artifacts::upload;
     Get "/v1/cluster" Admin => admin::cluster::status;
     Post "/v1/cluster/nodes/{node}/drain" Admin => admin::cluster::drain;
-    Get "/v1/models" Admin => admin::models::list;
-    Get "/v1/models/{model}" Admin => admin::models::describe;
-    Post "/v1/models/{model}/versions" Admin => admin::models::publish;
-    Delete "/v1/models/{model}/versions/{version}" Admin => admin::models::delete_version;
-    Put "/v1/models/{model}/aliases/{alias}" Admin => admin::routing::set_alias;
-    Delete "/v1/models/{model}/aliases/{alias}" Admin => admin::routing::delete_alias;
-    Post "/v1/models/{model}/aliases/{alias}/rollback" Admin => admin::routing::rollback;
-    Put "/v1/models/{model}/split" Admin => admin::routing::set_split;
-    Post "/v2/repository/index" Admin => admin::repository::index;
-    Post "/v2/repository/models/{model}/load" Admin => admin::repository::load;
-    Post "/v2/repository/models/{model}/unload" Admin => admin::repository::unload;
+    Get "/v1/keys" Admin => admin::keys::list;
+    Post "/v1/keys" Admin => admin::keys::create;
+    Delete "/v1/keys/{key}" Admin => admin::keys::revoke;
+    Get "/v1/models" View => admin::models::list;
+    Get "/v1/models/{model}" View => admin::models::describe;
+    Post "/v1/models/{model}/versions" Deploy => admin::models::publish;
+    Delete "/v1/models/{model}/versions/{version}" Deploy => admin::models::delete_version;
+    Put "/v1/models/{model}/aliases/{alias}" Deploy => admin::routing::set_alias;
+    Delete "/v1/models/{model}/aliases/{alias}" Deploy => admin::routing::delete_alias;
+    Post "/v1/models/{model}/aliases/{alias}/rollback" Deploy => admin::routing::rollback;
+    Put "/v1/models/{model}/split" Deploy => admin::routing::set_split;
+    Post "/v2/repository/index" View => admin::repository::index;
+    Post "/v2/repository/models/{model}/load" Deploy => admin::repository::load;
+    Post "/v2/repository/models/{model}/unload" Deploy => admin::repository::unload;
 }
 
 /// The guard of each method in the table. A GET route answers HEAD too, with
@@ -110,8 +114,9 @@ mod method {
     }
 }
 
-/// Runs the route's handler if the caller's token admits `access`; else
-/// answers 401 with the reason.
+/// Runs the route's handler if the caller's token admits `access` (on the
+/// route's `{model}`, when it has one), with the [`Caller`] in the
+/// request's extensions; else answers 401 or 403 with the reason.
 async fn authorize(
     access: Access,
     request: ServiceRequest,
@@ -119,10 +124,19 @@ async fn authorize(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let state = request.app_data::<web::Data<AppState>>().expect("the app state is registered; this is a bug");
     let token = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
-    match state.tokens.admit(access, token) {
-        Ok(()) => Ok(next.call(request).await?.map_into_left_body()),
+    match auth::admit(&state.gate, access, token, request.match_info().get("model")) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            Ok(next.call(request).await?.map_into_left_body())
+        }
         Err(refused) => Ok(request.into_response(error::response(&refused)).map_into_right_body()),
     }
+}
+
+/// The caller the route's layer admitted; every routed handler has one.
+pub fn caller(request: &actix_web::HttpRequest) -> maas_serving::error::ServeResult<Caller> {
+    let missing = || maas_serving::ServeError::Internal("the route admitted no caller".into());
+    request.extensions().get::<Caller>().cloned().ok_or_else(missing)
 }
 
 #[cfg(test)]
@@ -133,39 +147,42 @@ mod tests {
     /// without a line here, or one whose access changes, fails this test;
     /// so does a line whose route was removed.
     const EXPECTED: &[(&str, &str, Access)] = &[
-        ("Post", "/v2/models/{model}/infer", Access::Inference),
-        ("Post", "/v2/models/{model}/versions/{version}/infer", Access::Inference),
+        ("Post", "/v2/models/{model}/infer", Access::Infer),
+        ("Post", "/v2/models/{model}/versions/{version}/infer", Access::Infer),
         ("Get", "/v2/health/live", Access::Open),
         ("Get", "/v2/health/ready", Access::Open),
         ("Get", "/v2", Access::Open),
-        ("Get", "/v2/models/stats", Access::Inference),
-        ("Get", "/v2/models/{model}/stats", Access::Inference),
-        ("Get", "/v2/models/{model}/versions/{version}/stats", Access::Inference),
-        ("Get", "/v1/alerts", Access::Admin),
-        ("Get", "/v1/monitor", Access::Admin),
-        ("Post", "/v1/models/{model}/feedback", Access::Inference),
-        ("Get", "/v1/models/{model}/evaluation", Access::Admin),
-        ("Get", "/v2/models/{model}", Access::Open),
-        ("Get", "/v2/models/{model}/versions/{version}", Access::Open),
-        ("Get", "/v2/models/{model}/ready", Access::Open),
-        ("Get", "/v2/models/{model}/versions/{version}/ready", Access::Open),
-        ("Get", "/v2/models/{model}/config", Access::Open),
-        ("Get", "/v2/models/{model}/versions/{version}/config", Access::Open),
+        ("Get", "/v2/models/stats", Access::Read),
+        ("Get", "/v2/models/{model}/stats", Access::Read),
+        ("Get", "/v2/models/{model}/versions/{version}/stats", Access::Read),
+        ("Get", "/v1/alerts", Access::View),
+        ("Get", "/v1/monitor", Access::View),
+        ("Post", "/v1/models/{model}/feedback", Access::Infer),
+        ("Get", "/v1/models/{model}/evaluation", Access::View),
+        ("Get", "/v2/models/{model}", Access::Read),
+        ("Get", "/v2/models/{model}/versions/{version}", Access::Read),
+        ("Get", "/v2/models/{model}/ready", Access::Read),
+        ("Get", "/v2/models/{model}/versions/{version}/ready", Access::Read),
+        ("Get", "/v2/models/{model}/config", Access::Read),
+        ("Get", "/v2/models/{model}/versions/{version}/config", Access::Read),
         ("Get", "/metrics", Access::Open),
-        ("Put", "/v1/artifacts", Access::Admin),
+        ("Put", "/v1/artifacts", Access::Deploy),
         ("Get", "/v1/cluster", Access::Admin),
         ("Post", "/v1/cluster/nodes/{node}/drain", Access::Admin),
-        ("Get", "/v1/models", Access::Admin),
-        ("Get", "/v1/models/{model}", Access::Admin),
-        ("Post", "/v1/models/{model}/versions", Access::Admin),
-        ("Delete", "/v1/models/{model}/versions/{version}", Access::Admin),
-        ("Put", "/v1/models/{model}/aliases/{alias}", Access::Admin),
-        ("Delete", "/v1/models/{model}/aliases/{alias}", Access::Admin),
-        ("Post", "/v1/models/{model}/aliases/{alias}/rollback", Access::Admin),
-        ("Put", "/v1/models/{model}/split", Access::Admin),
-        ("Post", "/v2/repository/index", Access::Admin),
-        ("Post", "/v2/repository/models/{model}/load", Access::Admin),
-        ("Post", "/v2/repository/models/{model}/unload", Access::Admin),
+        ("Get", "/v1/keys", Access::Admin),
+        ("Post", "/v1/keys", Access::Admin),
+        ("Delete", "/v1/keys/{key}", Access::Admin),
+        ("Get", "/v1/models", Access::View),
+        ("Get", "/v1/models/{model}", Access::View),
+        ("Post", "/v1/models/{model}/versions", Access::Deploy),
+        ("Delete", "/v1/models/{model}/versions/{version}", Access::Deploy),
+        ("Put", "/v1/models/{model}/aliases/{alias}", Access::Deploy),
+        ("Delete", "/v1/models/{model}/aliases/{alias}", Access::Deploy),
+        ("Post", "/v1/models/{model}/aliases/{alias}/rollback", Access::Deploy),
+        ("Put", "/v1/models/{model}/split", Access::Deploy),
+        ("Post", "/v2/repository/index", Access::View),
+        ("Post", "/v2/repository/models/{model}/load", Access::Deploy),
+        ("Post", "/v2/repository/models/{model}/unload", Access::Deploy),
     ];
 
     #[test]

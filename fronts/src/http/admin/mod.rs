@@ -12,15 +12,20 @@
 //! PUT    /v1/models/{m}/split                        set the traffic split {split: [{version, weight}]}
 //! GET    /v1/cluster                                 nodes with live load, leadership and placement
 //! POST   /v1/cluster/nodes/{n}/drain                 ask a node to leave the cluster gracefully
+//! GET    /v1/keys                                    tenants' API keys, without secrets
+//! POST   /v1/keys                                    create a key {tenant, role, scope, limits?} -> the key, once
+//! DELETE /v1/keys/{id}                               revoke a key
 //! POST   /v2/repository/index                        Triton: every version and its state
 //! POST   /v2/repository/models/{m}/load | unload     Triton: load or unload a model
 //! ```
 //!
-//! Every route needs the admin token (`super::routes` says so for each).
+//! Each route needs a role (`super::routes` says which): registry writes a
+//! deployer's, views a viewer's, the cluster and keys an admin's.
 //! `docs/openapi.yaml` documents them.
 
 pub mod artifacts;
 pub mod cluster;
+pub mod keys;
 pub mod models;
 pub mod repository;
 pub mod routing;

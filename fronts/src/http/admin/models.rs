@@ -47,9 +47,10 @@ fn summary(state: &AppState, record: &ModelRecord) -> ModelSummary {
 }
 
 /// `GET /v1/models`.
-pub async fn list(state: web::Data<AppState>) -> HttpResult {
+pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    let caller = crate::http::routes::caller(&request)?;
     let records = state.registry.list().await?;
-    let models = records.iter().map(|s| summary(&state, &s.record)).collect();
+    let models = records.iter().filter(|s| caller.sees(&s.record.name)).map(|s| summary(&state, &s.record)).collect();
     Ok(HttpResponse::Ok().json(ModelList { models }))
 }
 

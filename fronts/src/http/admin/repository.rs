@@ -7,8 +7,9 @@ use crate::catalog;
 use crate::state::AppState;
 
 /// `POST /v2/repository/index`: every registry version with its state.
-pub async fn index(state: web::Data<AppState>) -> HttpResult {
-    Ok(HttpResponse::Ok().json(catalog::repository_index(&state).await?))
+pub async fn index(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    let caller = crate::http::routes::caller(&request)?;
+    Ok(HttpResponse::Ok().json(catalog::repository_index(&state, &caller).await?))
 }
 
 async fn set_loaded(state: &AppState, request: &HttpRequest, loaded: bool) -> HttpResult {

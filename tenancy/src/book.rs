@@ -1,0 +1,88 @@
+//! The keys a coordinator knows: a copy of the store's records, refreshed
+//! whenever the store reports a change (an etcd watch, so a key revoked
+//! through any coordinator is refused by all within moments) and every few
+//! seconds besides.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use parking_lot::RwLock;
+
+use crate::key::{id_of, issue, IssuedKey, KeyRecord, KeySpec};
+use crate::store::KeyStore;
+
+/// How often keys are reread even without a change notice.
+const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// The known keys, by id.
+pub struct KeyBook {
+    store: Arc<dyn KeyStore>,
+    keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+}
+
+impl KeyBook {
+    /// A book over `store`, read once now and kept fresh by a task.
+    pub async fn open(store: Arc<dyn KeyStore>) -> Result<Arc<KeyBook>> {
+        let book = Arc::new(KeyBook { store, keys: RwLock::new(HashMap::new()) });
+        book.refresh().await?;
+        tokio::spawn(keep_fresh(Arc::downgrade(&book), book.store.changes()));
+        Ok(book)
+    }
+
+    /// The record of `key`, if it is a live key.
+    pub fn find(&self, key: &str) -> Option<Arc<KeyRecord>> {
+        let id = id_of(key)?;
+        let record = self.keys.read().get(id).cloned()?;
+        record.matches(key).then_some(record)
+    }
+
+    /// Every live key.
+    pub fn list(&self) -> Vec<Arc<KeyRecord>> {
+        let mut keys: Vec<_> = self.keys.read().values().cloned().collect();
+        keys.sort_by(|a, b| (&a.tenant, a.created_unix, &a.id).cmp(&(&b.tenant, b.created_unix, &b.id)));
+        keys
+    }
+
+    /// Issues and stores a new key; the caller shows its text once.
+    pub async fn create(&self, spec: KeySpec) -> Result<IssuedKey> {
+        let issued = issue(spec).map_err(anyhow::Error::msg)?;
+        self.store_issued(&issued).await?;
+        Ok(issued)
+    }
+
+    /// Stores a key issued with [`issue`].
+    pub async fn store_issued(&self, issued: &IssuedKey) -> Result<()> {
+        self.store.create(&issued.record).await?;
+        self.refresh().await
+    }
+
+    /// Revokes key `id`; whether it existed.
+    pub async fn revoke(&self, id: &str) -> Result<bool> {
+        let existed = self.store.delete(id).await?;
+        self.refresh().await?;
+        Ok(existed)
+    }
+
+    async fn refresh(&self) -> Result<()> {
+        let records = self.store.list().await?;
+        let keys = records.into_iter().map(|record| (record.id.clone(), Arc::new(record))).collect();
+        *self.keys.write() = keys;
+        Ok(())
+    }
+}
+
+async fn keep_fresh(book: std::sync::Weak<KeyBook>, mut changes: tokio::sync::watch::Receiver<u64>) {
+    loop {
+        let changed = tokio::time::timeout(REFRESH_EVERY, changes.changed()).await;
+        if matches!(changed, Ok(Err(_))) {
+            // The store is gone; keep the periodic reread only.
+            tokio::time::sleep(REFRESH_EVERY).await;
+        }
+        let Some(book) = book.upgrade() else { return };
+        if let Err(error) = book.refresh().await {
+            tracing::warn!(%error, "could not reread the keys; keeping the ones known");
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Who a bearer token is: the bootstrap admin token, the shared inference
+//! token, an API key, or nobody; and whether nobody may infer.
+
+use std::sync::Arc;
+
+use subtle::ConstantTimeEq;
+
+use crate::book::KeyBook;
+use crate::caller::Caller;
+use crate::Refusal;
+
+/// The tokens and keys a coordinator accepts.
+pub struct Gate {
+    admin: String,
+    shared_inference: Option<String>,
+    open_inference: bool,
+    keys: Arc<KeyBook>,
+}
+
+impl Gate {
+    /// A gate for the bootstrap `admin` token, an optional shared inference
+    /// token and the keys of `keys`. Requests without a token may infer
+    /// only when `open_inference` (and no shared inference token is set).
+    pub fn new(admin: String, shared_inference: Option<String>, open_inference: bool, keys: Arc<KeyBook>) -> Gate {
+        let open_inference = open_inference && shared_inference.is_none();
+        Gate { admin, shared_inference, open_inference, keys }
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &Arc<KeyBook> {
+        &self.keys
+    }
+
+    /// Whether requests without a token may infer.
+    pub fn inference_is_open(&self) -> bool {
+        self.open_inference
+    }
+
+    /// The caller a request's bearer `token` (if any) stands for.
+    pub fn identify(&self, token: Option<&str>) -> Result<Caller, Refusal> {
+        let Some(token) = token else {
+            return if self.open_inference {
+                Ok(Caller::Anonymous)
+            } else {
+                Err(Refusal::Unauthenticated("this needs a key or token: send 'Authorization: Bearer <key>'".into()))
+            };
+        };
+        if equal(token, &self.admin) {
+            return Ok(Caller::Bootstrap);
+        }
+        if self.shared_inference.as_deref().is_some_and(|shared| equal(token, shared)) {
+            return Ok(Caller::SharedInference);
+        }
+        match self.keys.find(token) {
+            Some(key) => Ok(Caller::Key(key)),
+            None => Err(Refusal::Unauthenticated("the bearer token is not a known or live key".into())),
+        }
+    }
+}
+
+fn equal(given: &str, expected: &str) -> bool {
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
