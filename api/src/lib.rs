@@ -21,4 +21,6 @@ pub use models::{
     ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet, VersionDeleted,
     VersionDetail,
 };
-pub use monitoring::{Alert, AlertList, Evaluation, FeedbackCounts, LiveStatus, LiveVersion, VersionScores};
+pub use monitoring::{
+    Alert, AlertList, Evaluation, FeedbackCounts, LiveStatus, LiveVersion, UsageLine, UsageReport, VersionScores,
+};

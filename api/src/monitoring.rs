@@ -127,3 +127,39 @@ api_type! {
         pub expired: u64
     }
 }
+
+api_type! {
+    /// `GET /v1/usage`: use per tenant × model version over a time range.
+    pub struct UsageReport {
+        /// Start of the range, seconds since the epoch (widened to its minute).
+        pub from: u64,
+        /// End of the range, exclusive.
+        pub to: u64,
+        /// One line per tenant × model version that was used.
+        pub usage: Vec<UsageLine>
+    }
+}
+
+api_type! {
+    /// One tenant's use of one model version.
+    pub struct UsageLine {
+        /// The tenant.
+        pub tenant: String,
+        /// The model.
+        pub model: String,
+        /// The version.
+        pub version: u64,
+        /// Requests that reached the version (answered or failed).
+        pub requests: u64,
+        /// Their rows.
+        pub rows: u64,
+        /// Requests that failed (429 included).
+        pub errors: u64,
+        /// Input tensor bytes.
+        pub bytes_in: u64,
+        /// Output tensor bytes.
+        pub bytes_out: u64,
+        /// Node compute time, each batch's shared by rows, microseconds.
+        pub compute_us: u64
+    }
+}

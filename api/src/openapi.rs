@@ -53,6 +53,8 @@ pub fn components() -> Vec<(&'static str, Value)> {
         component::<Alert>(),
         component::<AlertList>(),
         component::<Evaluation>(),
+        component::<UsageReport>(),
+        component::<UsageLine>(),
         component::<VersionScores>(),
         component::<FeedbackCounts>(),
     ]

@@ -7,6 +7,7 @@
 //! maas nodes | drain node-1
 //! maas top | alerts | eval clf
 //! maas keys create --tenant team-a --role inference --scope 'a-*' | keys list | keys revoke ID
+//! maas usage [--tenant team-a] [--minutes 60]
 //! ```
 //!
 //! Human tables by default; `--json` prints the API's JSON for scripts.
@@ -15,6 +16,7 @@ mod client;
 mod keys;
 mod monitoring;
 mod output;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -142,6 +144,15 @@ enum Command {
     Eval {
         /// Model name.
         model: String,
+    },
+    /// What each tenant used, per model version.
+    Usage {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// How far back, in minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
     },
     /// Tenants' API keys: create, list, revoke.
     Keys {
@@ -350,6 +361,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Alerts => monitoring::alerts(&client, cli.json).await?,
         Command::Eval { model } => monitoring::eval(&client, cli.json, &model).await?,
         Command::Keys { command } => keys::run(&client, cli.json, command).await?,
+        Command::Usage { tenant, minutes } => usage::usage(&client, cli.json, minutes, tenant.as_deref()).await?,
         Command::Drain { node } => {
             let answer: Draining =
                 client.send_empty_as(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;

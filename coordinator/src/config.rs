@@ -142,6 +142,16 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_COORDINATOR_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
     pub request_timeout_ms: u64,
 
+    /// How often counted usage is stored, in milliseconds: what a crash
+    /// loses at most.
+    #[arg(long, env = "MAAS_COORDINATOR_USAGE_FLUSH_MS", default_value_t = 5_000)]
+    pub usage_flush_ms: u64,
+
+    /// The longest deadline a request may ask for with its `timeout`
+    /// parameter, in milliseconds; longer ones are cut to it.
+    #[arg(long, env = "MAAS_COORDINATOR_MAX_REQUEST_TIMEOUT_MS", default_value_t = 300_000)]
+    pub max_request_timeout_ms: u64,
+
     /// Batches in flight per model instance on a node.
     #[arg(long, env = "MAAS_COORDINATOR_BATCHES_PER_INSTANCE", default_value_t = 2)]
     pub batches_per_instance: usize,
@@ -177,6 +187,11 @@ impl CoordinatorConfig {
     /// The default request deadline.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The longest request deadline.
+    pub fn max_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.max_request_timeout_ms.max(self.request_timeout_ms))
     }
 }
 

@@ -20,6 +20,7 @@ use maas_monitor::drift::DriftSettings;
 use maas_monitor::{Monitor, MonitorSettings};
 use maas_serving::models::{ModelTable, TableSettings};
 use maas_serving::{infer, metrics};
+use maas_tenancy::usage::{EtcdUsageStore, FileUsageStore, UsageMeter, UsageStore};
 use maas_tenancy::{EtcdKeyStore, FileKeyStore, Gate, KeyBook, KeyStore};
 
 /// Runs a coordinator until `stop` resolves (Ctrl-C, in the binary), then
@@ -77,8 +78,10 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     };
     let placement = cluster.as_ref().map(|c| c.placement.clone());
     reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
+    let usage = open_usage(&config, etcd.as_ref())?;
     let state = Arc::new(state::AppState {
-        inference: infer::Inference::new(table, config.request_timeout()),
+        inference: infer::Inference::new(table, config.request_timeout(), config.max_request_timeout())
+            .with_usage(usage.clone()),
         prometheus: prometheus.clone(),
         max_body_bytes: config.max_body_bytes,
         max_upload_bytes: config.max_upload_bytes,
@@ -115,6 +118,9 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         _ = stop => {
             tracing::info!("shutting down");
             handle.stop(true).await;
+            if let Err(error) = usage.flush().await {
+                tracing::warn!(%error, "could not store the last usage counts");
+            }
             Ok(())
         }
     }
@@ -138,6 +144,21 @@ async fn open_gate(
     let keys = KeyBook::open(store).await.context("reading the API keys")?;
     let shared_inference = config.inference_token.as_ref().map(|t| t.expose().to_string());
     Ok(Gate::new(admin, shared_inference, !config.require_keys, keys))
+}
+
+/// The usage meter, storing into etcd (or, without it, a file beside the
+/// embedded registry) every `--usage-flush-ms`.
+fn open_usage(
+    config: &CoordinatorConfig,
+    etcd: Option<&maas_registry::etcd_client::Client>,
+) -> anyhow::Result<Arc<UsageMeter>> {
+    let store: Arc<dyn UsageStore> = match etcd {
+        Some(client) => Arc::new(EtcdUsageStore::new(client.clone(), &config.etcd_prefix)),
+        None => Arc::new(FileUsageStore::open(&config.data_dir.join("registry"))?),
+    };
+    let meter = UsageMeter::new(&config.name, store);
+    meter.spawn_flusher(std::time::Duration::from_millis(config.usage_flush_ms.max(100)));
+    Ok(meter)
 }
 
 /// Registers this coordinator in etcd and splits each key's rates by the

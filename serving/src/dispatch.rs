@@ -16,7 +16,7 @@ use maas_protocol::answer::{AnswerOutcome, BatchAnswer, InferAnswer};
 use maas_protocol::{BatchInput, InferBatch};
 
 use crate::error::ServeError;
-use crate::pending::PendingRequest;
+use crate::pending::{Answered, PendingRequest};
 use crate::replica::{Replica, ReplicaError};
 use crate::version::VersionShared;
 use maas_monitor::stats::BatchTimes;
@@ -150,19 +150,23 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], ans
         output_ns: result.compute_output_ns,
     };
     version.monitor.batch_done(u64::from(total_rows), batch.len() as u64, times);
+    // Each request's share of the batch's compute time, by its rows.
+    let batch_compute_ns = result.compute_ns();
+    let share = |request_rows: u32| batch_compute_ns * u64::from(request_rows) / u64::from(total_rows.max(1)) / 1000;
     let BatchAnswer { outcome, .. } = result;
     match outcome {
         AnswerOutcome::Whole(outputs) => match split_outputs(outputs, rows) {
             Ok(per_request) => {
-                for (request, outputs) in batch.into_iter().zip(per_request) {
-                    request.answer(Ok(outputs));
+                for ((request, outputs), &request_rows) in batch.into_iter().zip(per_request).zip(rows) {
+                    request.finish(Ok(Answered { outputs, compute_us: share(request_rows) }));
                 }
             }
             Err(message) => fail_all(batch, ServeError::Internal(format!("model '{}': {message}", version.name))),
         },
         AnswerOutcome::PerRequest(outcomes) if outcomes.len() == batch.len() => {
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                request.answer(outcome.map_err(|error| ServeError::from_node(&version.name, error)));
+            for ((request, outcome), &request_rows) in batch.into_iter().zip(outcomes).zip(rows) {
+                let answered = outcome.map(|outputs| Answered { outputs, compute_us: share(request_rows) });
+                request.finish(answered.map_err(|error| ServeError::from_node(&version.name, error)));
             }
         }
         AnswerOutcome::PerRequest(mut outcomes) if outcomes.len() == 1 => {
@@ -215,7 +219,7 @@ fn split_outputs(outputs: Vec<TensorBytes>, rows: &[u32]) -> Result<Vec<Vec<Tens
 
 fn fail_all(batch: Vec<PendingRequest>, error: ServeError) {
     for request in batch {
-        request.answer(Err(error.clone()));
+        request.fail(error.clone());
     }
 }
 

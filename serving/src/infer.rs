@@ -19,9 +19,11 @@ use tokio::sync::oneshot;
 use crate::error::{ServeError, ServeResult};
 use crate::metrics;
 use crate::models::{ModelTable, ModelVersion};
-use crate::pending::PendingRequest;
+use crate::pending::{Answered, PendingRequest};
+use crate::priority;
 use crate::version::VersionShared;
 use maas_protocol::TensorBytes;
+use maas_tenancy::usage::{UsageCounts, UsageMeter};
 use maas_tenancy::{Action, Admission, Caller, Limiter};
 
 /// The longest request id accepted, in bytes. An id travels with its batch
@@ -38,6 +40,8 @@ pub struct InferRequest {
     pub timeout: Option<Duration>,
     /// The request's `id`: its prediction is kept for feedback.
     pub id: Option<String>,
+    /// The client's `priority` parameter (1 is the highest; 0 the default).
+    pub priority: Option<u64>,
 }
 
 /// The outputs of a request and the version that produced them.
@@ -55,13 +59,27 @@ pub struct InferResponse {
 pub struct Inference {
     table: Arc<ModelTable>,
     default_timeout: Duration,
+    max_timeout: Duration,
     limiter: Limiter,
+    usage: Option<Arc<UsageMeter>>,
 }
 
 impl Inference {
-    /// Serves from `table`; requests without a timeout get `default_timeout`.
-    pub fn new(table: Arc<ModelTable>, default_timeout: Duration) -> Self {
-        Inference { table, default_timeout, limiter: Limiter::new() }
+    /// Serves from `table`; requests without a timeout get
+    /// `default_timeout`, none gets more than `max_timeout`.
+    pub fn new(table: Arc<ModelTable>, default_timeout: Duration, max_timeout: Duration) -> Self {
+        Inference { table, default_timeout, max_timeout, limiter: Limiter::new(), usage: None }
+    }
+
+    /// Counts every request's use in `meter`.
+    pub fn with_usage(mut self, meter: Arc<UsageMeter>) -> Self {
+        self.usage = Some(meter);
+        self
+    }
+
+    /// The usage meter, when usage is counted.
+    pub fn usage(&self) -> Option<&Arc<UsageMeter>> {
+        self.usage.as_ref()
     }
 
     /// The keys' rate limits as this coordinator enforces them.
@@ -80,7 +98,7 @@ impl Inference {
     /// `request` (with
     /// whatever the front needs to answer, `C`), validates and queues it,
     /// waits for its outputs until its deadline, lets the front build its
-    /// `answer`, and counts the outcome once. A front that stops waiting
+    /// `answer`, and counts the outcome (and the tenant's use) once. A front that stops waiting
     /// (the client went away) drops this future: the request is then
     /// counted as `cancelled`. An unknown model or version is counted too.
     pub async fn serve<C, T>(
@@ -96,16 +114,26 @@ impl Inference {
             metrics::record_request(metrics::UNKNOWN_MODEL, "", error.outcome(), Duration::ZERO);
         })?;
         let life = RequestLife { version: &version.shared, arrived, counted: false };
+        let mut used = UsageCounts { requests: 1, ..UsageCounts::default() };
         let result = async {
             caller.permit(Action::Infer, Some(&version.shared.name))?;
             let admission = self.limiter.admit(caller)?;
             let (request, context) = request.await?;
-            let response = self.run(&version, request, &admission, arrived).await?;
+            let response = self.run(&version, request, caller, &admission, &mut used, arrived).await?;
             answer(response, context)
         }
         .await;
-        if matches!(result, Err(ServeError::RateLimited { .. })) {
-            metrics::record_rate_limited(caller.tenant());
+        match &result {
+            Err(ServeError::Forbidden(_)) => {}
+            outcome => {
+                if matches!(outcome, Err(ServeError::RateLimited { .. })) {
+                    metrics::record_rate_limited(caller.tenant());
+                }
+                used.errors = u64::from(outcome.is_err());
+                if let Some(meter) = &self.usage {
+                    meter.record(caller.tenant(), &version.shared.name, version.shared.version, &used);
+                }
+            }
         }
         life.count(&result);
         result
@@ -117,25 +145,37 @@ impl Inference {
         &self,
         version: &ModelVersion,
         request: InferRequest,
+        caller: &Caller,
         admission: &Admission,
+        used: &mut UsageCounts,
         arrived: Instant,
     ) -> ServeResult<InferResponse> {
         let shared = &version.shared;
         let _in_flight = shared.monitor.admit();
         check_request_id(request.id.as_deref())?;
         let (inputs, rows) = order_and_check(&shared.config, request.inputs)?;
+        used.rows = u64::from(rows);
+        used.bytes_in = inputs.iter().map(|input| input.data.len() as u64).sum();
         admission.rows(rows as u64)?;
+        let priority = priority::level(request.priority, caller)?;
         if !shared.is_ready() {
             return Err(shared.no_replica_error());
         }
         shared.monitor.observe_inputs(&inputs);
-        let deadline = arrived + request.timeout.unwrap_or(self.default_timeout);
+        // A client's timeout is cut to the server's longest, so that no
+        // request holds its place (and its memory) for as long as it asks.
+        let deadline = arrived + request.timeout.unwrap_or(self.default_timeout).min(self.max_timeout);
         let (reply, answer) = oneshot::channel();
         let id = request.id.clone();
-        version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, id, reply })?;
+        version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, id, priority, reply })?;
         let waited = tokio::time::timeout_at(deadline.into(), answer).await;
         let outputs = match waited {
-            Ok(Ok(result)) => result?,
+            Ok(Ok(result)) => {
+                let Answered { outputs, compute_us } = result?;
+                used.compute_us = compute_us;
+                used.bytes_out = outputs.iter().map(|output| output.data.len() as u64).sum();
+                outputs
+            }
             Ok(Err(_)) => return Err(ServeError::Internal("the batcher dropped a request; this is a bug".into())),
             Err(_) => {
                 return Err(ServeError::Timeout {

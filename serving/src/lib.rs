@@ -16,6 +16,7 @@ pub mod infer;
 pub mod metrics;
 pub mod models;
 pub mod pending;
+pub mod priority;
 pub mod replica;
 pub mod version;
 

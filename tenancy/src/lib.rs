@@ -5,7 +5,8 @@
 //! stored as hashes in a [`KeyStore`] (etcd, or a file on one machine) and
 //! cached by a [`KeyBook`] that follows the store's changes. A [`Gate`]
 //! turns a bearer token into a [`Caller`], which admits or refuses each
-//! [`Action`]; a [`Limiter`] enforces the key's rates and quotas.
+//! [`Action`]; a [`Limiter`] enforces the key's rates and quotas, and a
+//! [`usage::UsageMeter`] counts what each tenant used.
 
 mod book;
 mod caller;
@@ -17,6 +18,7 @@ mod limits;
 mod role;
 mod scope;
 mod store;
+pub mod usage;
 
 use std::time::Duration;
 

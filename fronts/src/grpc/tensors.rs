@@ -55,8 +55,14 @@ pub fn to_infer_request(request: &mut ModelInferRequest) -> ServeResult<InferReq
         Some(ParameterChoice::Uint64Param(us)) => Some(std::time::Duration::from_micros(*us)),
         Some(other) => return Err(invalid(format!("timeout parameter {other:?} is not microseconds"))),
     };
+    let priority = match request.parameters.get("priority").and_then(|p| p.parameter_choice.as_ref()) {
+        None => None,
+        Some(ParameterChoice::Int64Param(level)) if *level >= 0 => Some(*level as u64),
+        Some(ParameterChoice::Uint64Param(level)) => Some(*level),
+        Some(other) => return Err(invalid(format!("priority parameter {other:?} is not a whole number"))),
+    };
     let id = (!request.id.is_empty()).then(|| request.id.clone());
-    Ok(InferRequest { inputs, timeout, id })
+    Ok(InferRequest { inputs, timeout, id, priority })
 }
 
 fn is_empty(contents: &InferTensorContents) -> bool {

@@ -18,6 +18,7 @@ mod model;
 mod monitoring;
 mod monitoring_views;
 pub mod routes;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, HttpMessage};
 
-use super::{admin, error, health, infer, model, monitoring, AppState};
+use super::{admin, error, health, infer, model, monitoring, usage, AppState};
 use crate::auth::{self, bearer_token, Access};
 use maas_tenancy::Caller;
 
@@ -62,6 +62,7 @@ route_table! {
     Get "/v2/models/{model}/versions/{version}/stats" Read => monitoring::stats;
     Get "/v1/alerts" View => monitoring::alerts;
     Get "/v1/monitor" View => monitoring::live;
+    Get "/v1/usage" Read => usage::usage;
     Post "/v1/models/{model}/feedback" Infer => monitoring::feedback;
     Get "/v1/models/{model}/evaluation" View => monitoring::evaluation;
     Get "/v2/models/{model}" Read => model::metadata;
@@ -157,6 +158,7 @@ mod tests {
         ("Get", "/v2/models/{model}/versions/{version}/stats", Access::Read),
         ("Get", "/v1/alerts", Access::View),
         ("Get", "/v1/monitor", Access::View),
+        ("Get", "/v1/usage", Access::Read),
         ("Post", "/v1/models/{model}/feedback", Access::Infer),
         ("Get", "/v1/models/{model}/evaluation", Access::View),
         ("Get", "/v2/models/{model}", Access::Read),

@@ -36,6 +36,10 @@ impl state::Queued for PendingRequest {
     fn can_join(&self, first: &Self) -> bool {
         self.inputs.iter().zip(&first.inputs).all(|(a, b)| a.shape[1..] == b.shape[1..])
     }
+
+    fn priority(&self) -> u32 {
+        self.priority
+    }
 }
 
 /// Submits requests to a version's batcher task.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::state::{BatchPolicy, BatchState, Next};
+use super::state::{BatchPolicy, BatchState, Next, Pushed};
 use super::BatcherHandle;
 use crate::dispatch;
 use crate::error::ServeError;
@@ -19,7 +19,9 @@ use crate::version::VersionShared;
 
 /// Starts the batcher of `version` and returns its handle.
 pub fn spawn(version: Arc<VersionShared>, policy: BatchPolicy) -> BatcherHandle {
-    let (sender, requests) = mpsc::channel(policy.max_queue.max(1));
+    // Room for twice the queue: the task empties the channel on every wake,
+    // and the queue, not the channel, decides what a flood displaces.
+    let (sender, requests) = mpsc::channel(policy.max_queue.max(1) * 2);
     let handle = BatcherHandle { sender, model: version.name.clone(), version: version.version };
     tokio::spawn(run(version, policy, requests));
     handle
@@ -62,12 +64,12 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
         let now = Instant::now();
         for expired in state.take_expired(now) {
             let waited = now - expired.enqueued;
-            expired.answer(Err(ServeError::Timeout { model: version.name.clone(), version: version.version, waited }));
+            expired.fail(ServeError::Timeout { model: version.name.clone(), version: version.version, waited });
         }
         let capacity = version.replicas.capacity();
         if capacity == 0 {
             for request in state.drain() {
-                request.answer(Err(version.no_replica_error()));
+                request.fail(version.no_replica_error());
             }
             continue;
         }
@@ -88,15 +90,19 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
         version.monitor.set_queued(state.len());
     }
     for request in state.drain() {
-        request.answer(Err(ServeError::Unavailable(format!(
+        request.fail(ServeError::Unavailable(format!(
             "model '{}' version {} was unloaded",
             version.name, version.version
-        ))));
+        )));
     }
 }
 
+/// Queues a request; under overload the lowest priority is answered 503,
+/// the newcomer or a waiting request it displaces.
 fn enqueue(state: &mut BatchState<PendingRequest>, version: &VersionShared, request: PendingRequest) {
-    if let Err(refused) = state.push(request) {
-        refused.answer(Err(ServeError::Overloaded { model: version.name.clone(), version: version.version }));
+    let overloaded = || ServeError::Overloaded { model: version.name.clone(), version: version.version };
+    match state.push(request) {
+        Pushed::Queued => {}
+        Pushed::Displaced(shed) | Pushed::Refused(shed) => shed.fail(overloaded()),
     }
 }

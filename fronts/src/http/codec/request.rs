@@ -162,6 +162,12 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
             value.as_u64().ok_or_else(|| invalid(format!("timeout parameter {value} is not microseconds")))?,
         )),
     };
+    let priority = match header.parameters.get("priority") {
+        None => None,
+        Some(value) => {
+            Some(value.as_u64().ok_or_else(|| invalid(format!("priority parameter {value} is not a whole number")))?)
+        }
+    };
     // An empty list asks for nothing in particular: every output, as Triton
     // answers it.
     let requested = match header.outputs.filter(|outputs| !outputs.is_empty()) {
@@ -187,7 +193,7 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
     }
     Ok(ParsedRequest {
         id: header.id.clone(),
-        request: InferRequest { inputs, timeout, id: header.id },
+        request: InferRequest { inputs, timeout, id: header.id, priority },
         outputs: OutputSelection { requested, binary_by_default },
     })
 }
