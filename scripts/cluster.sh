@@ -83,7 +83,8 @@ up() {
     for i in $(seq 0 $((nodes - 1))); do
         names+=("node-$i")
     done
-    "$BIN/maas-certs" --dir .maas/certs coordinator coordinator-b "${names[@]}" >/dev/null
+    "$BIN/maas-certs" --dir .maas/certs --role coordinator coordinator coordinator-b >/dev/null
+    "$BIN/maas-certs" --dir .maas/certs --role node "${names[@]}" >/dev/null
     start_etcd
     local endpoints
     endpoints=$(etcd_endpoints)

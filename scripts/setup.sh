@@ -46,8 +46,12 @@ step "example models"
 .venv/bin/python scripts/export_models.py --out .maas/models
 
 step "development certificates"
-if [ ! -f .maas/certs/ca.pem ]; then
-    "$MAAS_TARGET_DIR/release/maas-certs" --dir .maas/certs coordinator node-0 node-1 node-2 node-3
+# The CA key lives in .maas/ca, apart from the leaf keys; a folder from
+# before certificates had roles is reissued (its CA key moves out).
+if [ ! -f .maas/ca/ca.key ] || [ ! -f .maas/certs/front.pem ]; then
+    "$MAAS_TARGET_DIR/release/maas-certs" --dir .maas/certs --role coordinator coordinator
+    "$MAAS_TARGET_DIR/release/maas-certs" --dir .maas/certs --role node node-0 node-1 node-2 node-3
+    "$MAAS_TARGET_DIR/release/maas-certs" --dir .maas/certs --role front front
 else
     echo "certificates in .maas/certs are present"
 fi

@@ -100,7 +100,10 @@ api_type! {
         pub source: Option<String>,
         /// The version it was derived from.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub parent: Option<u64>
+        pub parent: Option<u64>,
+        /// The tenant whose key published it (none: the operator's token).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub owner: Option<String>
     }
 }
 

@@ -108,7 +108,6 @@ impl InputDrift {
     }
 
     /// Whether the reference profile is complete.
-    #[cfg(test)]
     pub fn has_reference(&self) -> bool {
         matches!(self.phase, Phase::Window { .. })
     }

@@ -196,7 +196,14 @@ impl Monitor {
     }
 
     /// Records the prediction of a request that carries an id.
-    pub fn record_prediction(&self, config: &ModelConfig, version: u64, id: &str, outputs: &[TensorBytes]) {
+    pub fn record_prediction(
+        &self,
+        config: &ModelConfig,
+        version: u64,
+        tenant: &str,
+        id: &str,
+        outputs: &[TensorBytes],
+    ) {
         if !self.settings.enabled {
             return;
         }
@@ -219,11 +226,12 @@ impl Monitor {
             unknown: 0,
             expired: 0,
         });
-        model.log.record(id.to_string(), Prediction { version, rows }, Instant::now());
+        model.log.record(tenant_id(tenant, id), Prediction { version, rows }, Instant::now());
     }
 
-    /// Joins ground truth with recorded predictions.
-    pub fn feedback(&self, model: &str, labels: Vec<Feedback>) -> FeedbackOutcome {
+    /// Joins ground truth sent by `tenant` with the predictions recorded
+    /// for that tenant's requests; another tenant's ids count as unknown.
+    pub fn feedback(&self, model: &str, tenant: &str, labels: Vec<Feedback>) -> FeedbackOutcome {
         let mut outcome = FeedbackOutcome::default();
         let mut feedback = self.feedback.lock();
         let Some(state) = feedback.get_mut(model) else {
@@ -233,7 +241,7 @@ impl Monitor {
         };
         let now = Instant::now();
         for label in labels {
-            match state.log.take(&label.id, now) {
+            match state.log.take(&tenant_id(tenant, &label.id), now) {
                 Ok(prediction) if prediction.rows.len() == label.truth.len() => {
                     let window = self.settings.evaluation_window;
                     let scores = state.scores.entry(prediction.version).or_insert_with(|| Scores::new(window));
@@ -338,4 +346,11 @@ impl Monitor {
             }
         })
     }
+}
+
+/// A prediction's key: its request id within its tenant, so that feedback
+/// joins only predictions made for the same tenant and one tenant's ids
+/// never replace another's (tenant names hold no '/').
+fn tenant_id(tenant: &str, id: &str) -> String {
+    format!("{tenant}/{id}")
 }

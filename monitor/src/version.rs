@@ -188,12 +188,18 @@ impl VersionMonitor {
     }
 
     /// Feeds a validated request's inputs to the drift profiles, if this
-    /// request is sampled.
-    pub fn observe_inputs(&self, inputs: &[TensorBytes]) {
+    /// request is sampled. While a reference profile is still being built,
+    /// only requests for which `may_set_reference` says yes feed it (the
+    /// version owner's), so other traffic cannot choose what is normal.
+    pub fn observe_inputs(&self, inputs: &[TensorBytes], may_set_reference: impl FnOnce() -> bool) {
         if !self.enabled || !self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(self.sample_every) {
             return;
         }
         let mut drift = self.drift.lock();
+        let building = drift.iter().any(|(_, tracked)| tracked.as_ref().is_some_and(|t| !t.has_reference()));
+        if building && !may_set_reference() {
+            return;
+        }
         for ((_, tracked), input) in drift.iter_mut().zip(inputs) {
             if let Some(tracked) = tracked {
                 if let Some((values, row_len)) = rows_as_f64(input, usize::MAX) {

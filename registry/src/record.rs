@@ -27,6 +27,10 @@ pub struct Lineage {
     /// The version it was derived from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<u64>,
+    /// The tenant whose key published it; none when the operator's token
+    /// did. Its drift reference comes from this tenant's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One immutable version.

@@ -26,7 +26,7 @@ fn artifact(n: u8) -> ArtifactRef {
 }
 
 fn lineage() -> Lineage {
-    Lineage { uploaded_by: "suite".into(), uploaded_at: 1, source: None, parent: None }
+    Lineage { uploaded_by: "suite".into(), uploaded_at: 1, source: None, parent: None, owner: None }
 }
 
 /// Generates the suite's tests for `$make`, an async expression yielding

@@ -161,7 +161,7 @@ impl Inference {
         if !shared.is_ready() {
             return Err(shared.no_replica_error());
         }
-        shared.monitor.observe_inputs(&inputs);
+        shared.monitor.observe_inputs(&inputs, || self.table.may_set_reference(&shared.name, shared.version, caller));
         // A client's timeout is cut to the server's longest, so that no
         // request holds its place (and its memory) for as long as it asks.
         let deadline = arrived + request.timeout.unwrap_or(self.default_timeout).min(self.max_timeout);
@@ -186,7 +186,7 @@ impl Inference {
             }
         };
         if let Some(id) = request.id.as_deref() {
-            self.table.monitor().record_prediction(&shared.config, shared.version, id, &outputs);
+            self.table.monitor().record_prediction(&shared.config, shared.version, caller.tenant(), id, &outputs);
         }
         Ok(InferResponse { model_name: shared.name.clone(), model_version: shared.version, outputs })
     }

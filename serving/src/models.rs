@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maas_protocol::{LoadedModel, ModelConfig};
+use maas_tenancy::{Caller, Role};
 use parking_lot::RwLock;
 
 use crate::batcher::{self, state::BatchPolicy, BatcherHandle};
@@ -59,6 +60,8 @@ pub struct Routing {
     pub split: Vec<(u64, u32)>,
     /// Whether the model is loaded (Triton's repository load / unload).
     pub loaded: bool,
+    /// The tenant owning each version a tenant's key published.
+    pub owners: BTreeMap<u64, String>,
 }
 
 /// Every known model version, by name then version.
@@ -142,6 +145,11 @@ impl ModelTable {
                     aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect(),
                     split: record.split.iter().map(|s| (s.version, s.weight)).collect(),
                     loaded: record.loaded,
+                    owners: record
+                        .versions
+                        .iter()
+                        .filter_map(|(number, v)| Some((*number, v.lineage.owner.clone()?)))
+                        .collect(),
                 },
             );
             let versions = models.entry(record.name.clone()).or_default();
@@ -153,6 +161,20 @@ impl ModelTable {
             versions.retain(|number, _| record.versions.contains_key(number));
         }
         *self.routing.write() = routing;
+    }
+
+    /// Whether `caller`'s requests may build the drift reference of
+    /// `model` `version`: those of its owner tenant's keys, or, for a
+    /// version the operator published (or a node's repository holds), those
+    /// of callers without a tenant key of their own.
+    pub fn may_set_reference(&self, model: &str, version: u64, caller: &Caller) -> bool {
+        let routing = self.routing.read();
+        let owner = routing.get(model).and_then(|r| r.owners.get(&version));
+        match (owner, caller.key()) {
+            (Some(owner), Some(key)) => *owner == key.tenant,
+            (Some(_), None) => false,
+            (None, key) => key.is_none_or(|key| key.role == Role::Admin),
+        }
     }
 
     /// Every version of every model, ordered.

@@ -80,11 +80,28 @@ impl Drop for TempDir {
     }
 }
 
-/// Writes a CA and certificates for `names` into `dir` with `maas-certs`.
+/// Writes a CA (in `dir/ca`, so that every test folder has its own) and
+/// certificates for `names` into `dir` with `maas-certs`: a coordinator's
+/// for names starting with `coordinator`, a node's for the others.
 pub fn make_certs(dir: &Path, names: &[&str]) -> Result<()> {
+    let (coordinators, nodes): (Vec<&str>, Vec<&str>) = names.iter().partition(|n| n.starts_with("coordinator"));
+    for (role, names) in [("coordinator", coordinators), ("node", nodes)] {
+        if !names.is_empty() {
+            make_role_certs(dir, role, &names)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes certificates of `role` (coordinator, node or front) for `names`.
+pub fn make_role_certs(dir: &Path, role: &str, names: &[&str]) -> Result<()> {
     let status = Command::new(binary("maas-certs"))
         .arg("--dir")
         .arg(dir)
+        .arg("--ca-dir")
+        .arg(dir.join("ca"))
+        .arg("--role")
+        .arg(role)
         .args(names)
         .stdout(Stdio::null())
         .status()

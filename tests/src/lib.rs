@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod proxy;
 pub mod reference;
 pub mod requests;
+pub mod synthetic;
 pub mod wait;
 
 pub use cluster::{ArtifactLocation, Cluster, ClusterBuilder, NodeSpec};

@@ -1,4 +1,5 @@
-//! A node only serves clients holding a certificate from the cluster CA.
+//! A node only serves clients holding a coordinator certificate from the
+//! cluster CA: not another CA's, not another node's, not none.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,6 +88,13 @@ async fn only_cluster_certificates_can_submit_batches() {
     let rogue = maas_transport::client_endpoint(&rogue_files, &settings).unwrap();
     let refused = submit(&rogue, node, &batch).await;
     assert!(refused.is_err(), "a certificate from another CA was served: {refused:?}");
+
+    // The cluster CA's own certificate for another node: a node's role is
+    // to serve, so it cannot command a node as a coordinator.
+    make_certs(&cluster.certs, &["node-1"]).unwrap();
+    let other_node = maas_transport::client_endpoint(&TlsFiles::in_dir(&cluster.certs, "node-1"), &settings).unwrap();
+    let refused = submit(&other_node, node, &batch).await;
+    assert!(refused.is_err(), "a node certificate acting as a coordinator was served: {refused:?}");
 
     // No certificate at all.
     let anonymous = endpoint_without_client_certificate(&cluster.certs.join("ca.pem")).unwrap();

@@ -1,8 +1,10 @@
 //! quinn endpoints with mutual TLS 1.3 against the cluster CA.
 //!
 //! A node's server endpoint refuses any client whose certificate is not
-//! signed by the cluster CA; a coordinator's client endpoint presents its own
-//! certificate and checks the node's against the same CA and the node's name.
+//! signed by the cluster CA for the coordinator role (TLS client usage, see
+//! `certs`); a coordinator's client endpoint presents its own certificate
+//! and checks the node's against the same CA, the node role (TLS server
+//! usage) and the node's name.
 //! Note: a client's `connect` can resolve before the server has refused its
 //! certificate, so a link counts as up only once a first exchange succeeds.
 
@@ -35,7 +37,7 @@ pub struct TlsFiles {
 impl TlsFiles {
     /// The files for `name` in a folder written by `maas-certs`.
     pub fn in_dir(dir: &Path, name: &str) -> TlsFiles {
-        let (ca_cert, _) = crate::certs::ca_paths(dir);
+        let ca_cert = crate::certs::ca_cert_path(dir);
         let (cert, key) = crate::certs::leaf_paths(dir, name);
         TlsFiles { ca_cert, cert, key }
     }

@@ -110,7 +110,8 @@ pub async fn feedback(state: web::Data<AppState>, request: HttpRequest, payload:
     let named = state.inference.table().resolve(&model, None)?;
     let body = body::read(&request, payload, state.max_body_bytes).await?;
     let labels = parse_feedback(&body)?;
-    let outcome = state.inference.table().monitor().feedback(&named.shared.name, labels);
+    let caller = caller(&request)?;
+    let outcome = state.inference.table().monitor().feedback(&named.shared.name, caller.tenant(), labels);
     Ok(HttpResponse::Ok().json(outcome))
 }
 

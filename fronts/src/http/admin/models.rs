@@ -71,6 +71,7 @@ pub async fn describe(state: web::Data<AppState>, request: HttpRequest) -> HttpR
                 uploaded_at: v.lineage.uploaded_at,
                 source: v.lineage.source.clone(),
                 parent: v.lineage.parent,
+                owner: v.lineage.owner.clone(),
             },
             ready_replicas: table
                 .resolve(&record.name, Some(&v.version.to_string()))
@@ -113,11 +114,13 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
     })?;
     trial_load(&state, &body.config, &artifact).await?;
     let uploaded_by = request.headers().get("X-Maas-User").and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
+    let owner = crate::http::routes::caller(&request)?.key().map(|key| key.tenant.clone());
     let lineage = maas_registry::Lineage {
         uploaded_by,
         uploaded_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         source: body.source,
         parent: body.parent,
+        owner,
     };
     let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
     state.registry_changed().await;
