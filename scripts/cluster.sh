@@ -8,7 +8,9 @@
 #   scripts/cluster.sh status       processes, leader, nodes, placement and model states
 #   scripts/cluster.sh down         stop everything (data stays in .maas/)
 #
-# MAAS_ETCD_MEMBERS=3 starts a 3-member etcd. Ports: coordinators HTTP 8000
+# MAAS_TLS=1 serves both coordinators' HTTP and gRPC fronts over TLS with
+# the development CA's `front` certificate (clients trust .maas/certs/ca.pem;
+# nodes always speak mutual TLS). MAAS_ETCD_MEMBERS=3 starts a 3-member etcd. Ports: coordinators HTTP 8000
 # and 8001 ($MAAS_HTTP_PORT and +1); etcd member i client 2379+2i, peer
 # 2380+2i; node i QUIC 7100+i, metrics 9100+i. Logs and pids: .maas/run/.
 set -euo pipefail
@@ -20,6 +22,17 @@ HTTP_PORT=${MAAS_HTTP_PORT:-8000}
 ETCD_MEMBERS=${MAAS_ETCD_MEMBERS:-1}
 BIN="$MAAS_TARGET_DIR/release"
 MODELS=.maas/models
+if [ -n "${MAAS_TLS:-}" ]; then
+    SCHEME=https
+    CURL_TLS=(--cacert .maas/certs/ca.pem)
+    FRONT_TLS=(--tls-cert .maas/certs/front.pem --tls-key .maas/certs/front.key)
+    CLI_TLS=(--ca-file .maas/certs/ca.pem)
+else
+    SCHEME=http
+    CURL_TLS=()
+    FRONT_TLS=()
+    CLI_TLS=()
+fi
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
@@ -62,7 +75,7 @@ start_etcd() {
 
 wait_ready() {
     for _ in $(seq 1 300); do
-        if curl -sf "http://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null; then
+        if curl -sf "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:$HTTP_PORT/v2/health/ready" >/dev/null; then
             return 0
         fi
         sleep 0.2
@@ -85,6 +98,7 @@ up() {
     done
     "$BIN/maas-certs" --dir .maas/certs --role coordinator coordinator coordinator-b >/dev/null
     "$BIN/maas-certs" --dir .maas/certs --role node "${names[@]}" >/dev/null
+    "$BIN/maas-certs" --dir .maas/certs --role front front >/dev/null
     start_etcd
     local endpoints
     endpoints=$(etcd_endpoints)
@@ -100,16 +114,16 @@ up() {
     for name in coordinator coordinator-b; do
         start_process "$name" "$BIN/maas-coordinator" --name "$name" --http-addr "127.0.0.1:$port" \
             --cert-dir .maas/certs --data-dir .maas/coordinator \
-            --artifact-store .maas/artifacts --etcd-endpoints "$endpoints"
+            --artifact-store .maas/artifacts --etcd-endpoints "$endpoints" "${FRONT_TLS[@]}"
         port=$((port + 1))
     done
     wait_ready
     cat <<EOT
 
-maas is serving on http://127.0.0.1:$HTTP_PORT and :$((HTTP_PORT + 1)) (gRPC on :$((HTTP_PORT + 1000)) and :$((HTTP_PORT + 1001)))
+maas is serving on $SCHEME://127.0.0.1:$HTTP_PORT and :$((HTTP_PORT + 1)) (gRPC on :$((HTTP_PORT + 1000)) and :$((HTTP_PORT + 1001)))
 with $nodes node(s) and $ETCD_MEMBERS etcd member(s). Try:
 
-  curl -s -X POST http://127.0.0.1:$HTTP_PORT/v2/models/ranker/infer \\
+  curl -s ${CURL_TLS[*]} -X POST $SCHEME://127.0.0.1:$HTTP_PORT/v2/models/ranker/infer \\
     -d '{"inputs":[{"name":"ids","shape":[1,8],"datatype":"INT64","data":[1,2,3,4,5,6,7,8]},
                    {"name":"features","shape":[1,4],"datatype":"FP32","data":[0.1,0.2,0.3,0.4]}]}'
 
@@ -131,7 +145,7 @@ status() {
     token=$(cat .maas/coordinator/admin.token 2>/dev/null || true)
     for port in "$HTTP_PORT" "$((HTTP_PORT + 1))"; do
         local view
-        if view=$(curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:$port/v1/cluster"); then
+        if view=$(curl -sf "${CURL_TLS[@]}" -H "Authorization: Bearer $token" "$SCHEME://127.0.0.1:$port/v1/cluster"); then
             python3 - "$port" "$view" <<'PY'
 import json, sys
 port, view = sys.argv[1], json.loads(sys.argv[2])
@@ -154,7 +168,7 @@ PY
             echo "coordinator :$port: not answering"
         fi
     done
-    "$BIN/maas" --url "http://127.0.0.1:$HTTP_PORT" status 2>/dev/null || true
+    "$BIN/maas" --url "$SCHEME://127.0.0.1:$HTTP_PORT" "${CLI_TLS[@]}" status 2>/dev/null || true
 }
 
 down() {

@@ -1,6 +1,7 @@
 //! Calls to a coordinator's management API, with errors that say what to do.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,6 +11,21 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
+
+/// A TLS client configuration that trusts the CA certificates in `path`.
+fn tls_trusting(path: &Path) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.with_context(|| format!("parsing {}", path.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
 
 /// A coordinator and the admin token to use with it.
 pub struct Client {
@@ -24,9 +40,15 @@ impl Client {
         &self.url
     }
 
-    /// A client for `url`.
-    pub fn new(url: &str, token: Option<String>) -> Client {
-        Client { http: reqwest::Client::new(), url: url.trim_end_matches('/').to_string(), token }
+    /// A client for `url`, trusting `ca_file` (PEM) for https when given,
+    /// that gives up on a connection or an answer silent for `timeout`.
+    pub fn new(url: &str, token: Option<String>, ca_file: Option<&Path>, timeout: Duration) -> Result<Client> {
+        let mut builder = reqwest::Client::builder().connect_timeout(timeout).read_timeout(timeout);
+        if let Some(ca_file) = ca_file {
+            builder = builder.use_preconfigured_tls(tls_trusting(ca_file)?);
+        }
+        let http = builder.build().context("building the HTTP client")?;
+        Ok(Client { http, url: url.trim_end_matches('/').to_string(), token })
     }
 
     fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
@@ -51,10 +73,12 @@ impl Client {
         let message = body["error"].as_str().map(str::to_string).unwrap_or_else(|| body.to_string());
         match status {
             StatusCode::UNAUTHORIZED => bail!(
-                "{message}\nthe admin token was refused: pass --token, set MAAS_ADMIN_TOKEN, or point --token-file at the \
-                 coordinator's admin.token"
+                "{message}\nthe token was refused: set MAAS_ADMIN_TOKEN, or point --token-file at the coordinator's \
+                 admin.token (or a file holding an API key)"
             ),
-            StatusCode::CONFLICT => bail!("{message}\nsomeone else changed the model at the same time; run the command again"),
+            StatusCode::CONFLICT => {
+                bail!("{message}\nsomeone else changed the model at the same time; run the command again")
+            }
             _ => bail!("{message} (HTTP {})", status.as_u16()),
         }
     }

@@ -40,12 +40,17 @@ struct Cli {
     /// Coordinator URL.
     #[arg(long, global = true, env = "MAAS_URL", default_value = "http://127.0.0.1:8000")]
     url: String,
-    /// Admin token (default: read from --token-file).
-    #[arg(long, global = true, env = "MAAS_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// File holding the admin token.
+    /// File holding the admin token or an API key, read when
+    /// `MAAS_ADMIN_TOKEN` is not set (tokens are never taken on the command
+    /// line, which every user of the machine can see).
     #[arg(long, global = true, env = "MAAS_ADMIN_TOKEN_FILE", default_value = ".maas/coordinator/admin.token")]
     token_file: PathBuf,
+    /// CA certificate (PEM) to trust for an https URL.
+    #[arg(long, global = true, env = "MAAS_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Seconds to wait for a connection or for the next bytes of an answer.
+    #[arg(long, global = true, env = "MAAS_TIMEOUT_SECONDS", default_value_t = 60)]
+    timeout: u64,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -171,11 +176,11 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let token = match cli.token.clone() {
-        Some(token) => Some(token),
-        None => std::fs::read_to_string(&cli.token_file).ok().map(|t| t.trim().to_string()),
+    let token = match std::env::var("MAAS_ADMIN_TOKEN") {
+        Ok(token) if !token.is_empty() => Some(token),
+        _ => std::fs::read_to_string(&cli.token_file).ok().map(|t| t.trim().to_string()),
     };
-    let client = Client::new(&cli.url, token);
+    let client = Client::new(&cli.url, token, cli.ca_file.as_deref(), std::time::Duration::from_secs(cli.timeout))?;
     match cli.command {
         Command::Deploy { name, model, config, source, parent, alias } => {
             let text = std::fs::read_to_string(&config).with_context(|| format!("reading {}", config.display()))?;

@@ -130,6 +130,20 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_REQUIRE_KEYS")]
     pub require_keys: bool,
 
+    /// Certificate (PEM) of the HTTP and gRPC fronts: with `--tls-key`,
+    /// both serve TLS only (HTTPS and gRPC over TLS).
+    #[arg(long, env = "MAAS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "MAAS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require clients of the fronts to present a certificate signed by
+    /// this CA (PEM).
+    #[arg(long, env = "MAAS_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_BODY_BYTES", default_value_t = 64 << 20)]
     pub max_body_bytes: usize,
@@ -182,6 +196,15 @@ impl CoordinatorConfig {
     /// Where the artifact store is.
     pub fn artifact_store(&self) -> String {
         self.artifact_store.clone().unwrap_or_else(|| self.data_dir.join("artifacts").to_string_lossy().into_owned())
+    }
+
+    /// The fronts' TLS, when configured.
+    pub fn front_tls(&self) -> Option<maas_fronts::tls::FrontTls> {
+        Some(maas_fronts::tls::FrontTls {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
     }
 
     /// The default request deadline.

@@ -26,6 +26,7 @@ use maas_tenancy::{EtcdKeyStore, FileKeyStore, Gate, KeyBook, KeyStore};
 /// Runs a coordinator until `stop` resolves (Ctrl-C, in the binary), then
 /// stops its HTTP server gracefully. The caller has set up logging.
 pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    maas_fronts::tls::install_default_provider();
     let prometheus = metrics::install()?;
     let monitor = Monitor::new(MonitorSettings {
         drift: DriftSettings {
@@ -98,11 +99,12 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     let grpc = match config.grpc_addr()? {
         Some(addr) => {
             let state = state.clone();
-            tokio::spawn(async move { grpc::serve(addr, state).await })
+            let tls = config.front_tls();
+            tokio::spawn(async move { grpc::serve(addr, state, tls).await })
         }
         None => tokio::spawn(std::future::pending()),
     };
-    let server = http::serve(config.http_addr, config.http_workers, state)?;
+    let server = http::serve(config.http_addr, config.http_workers, state, config.front_tls().as_ref())?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
@@ -141,7 +143,7 @@ async fn open_gate(
         Some(client) => Arc::new(EtcdKeyStore::new(client.clone(), &config.etcd_prefix)),
         None => Arc::new(FileKeyStore::open(&config.data_dir.join("registry"))?),
     };
-    let keys = KeyBook::open(store).await.context("reading the API keys")?;
+    let keys = KeyBook::open(store).await;
     let shared_inference = config.inference_token.as_ref().map(|t| t.expose().to_string());
     Ok(Gate::new(admin, shared_inference, !config.require_keys, keys))
 }

@@ -6,11 +6,13 @@
 //! (`maas_serving::infer::Inference::serve`); model configuration and
 //! statistics are one Triton view ([`triton`]) rendered by both; one table
 //! per front gives every route and method its [`auth::Access`], checked by
-//! one layer before any handler runs.
+//! one layer before any handler runs. Both serve TLS when given a
+//! certificate ([`tls::FrontTls`]).
 
 pub mod auth;
 mod catalog;
 pub mod grpc;
 pub mod http;
 pub mod state;
+pub mod tls;
 pub mod triton;

@@ -23,12 +23,20 @@ pub struct KeyBook {
 }
 
 impl KeyBook {
-    /// A book over `store`, read once now and kept fresh by a task.
-    pub async fn open(store: Arc<dyn KeyStore>) -> Result<Arc<KeyBook>> {
+    /// A book over `store`, kept fresh by a task. When the store cannot be
+    /// read yet (etcd still starting) the book starts empty, so keys are
+    /// refused until the first read succeeds, which is retried at once.
+    pub async fn open(store: Arc<dyn KeyStore>) -> Arc<KeyBook> {
         let book = Arc::new(KeyBook { store, keys: RwLock::new(HashMap::new()) });
-        book.refresh().await?;
-        tokio::spawn(keep_fresh(Arc::downgrade(&book), book.store.changes()));
-        Ok(book)
+        let loaded = match book.refresh().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), "could not read the API keys yet; retrying");
+                false
+            }
+        };
+        tokio::spawn(keep_fresh(Arc::downgrade(&book), book.store.changes(), loaded));
+        book
     }
 
     /// The record of `key`, if it is a live key.
@@ -73,16 +81,18 @@ impl KeyBook {
     }
 }
 
-async fn keep_fresh(book: std::sync::Weak<KeyBook>, mut changes: tokio::sync::watch::Receiver<u64>) {
+async fn keep_fresh(book: std::sync::Weak<KeyBook>, mut changes: tokio::sync::watch::Receiver<u64>, mut loaded: bool) {
     loop {
-        let changed = tokio::time::timeout(REFRESH_EVERY, changes.changed()).await;
+        let wait = if loaded { REFRESH_EVERY } else { Duration::from_millis(250) };
+        let changed = tokio::time::timeout(wait, changes.changed()).await;
         if matches!(changed, Ok(Err(_))) {
             // The store is gone; keep the periodic reread only.
             tokio::time::sleep(REFRESH_EVERY).await;
         }
         let Some(book) = book.upgrade() else { return };
-        if let Err(error) = book.refresh().await {
-            tracing::warn!(%error, "could not reread the keys; keeping the ones known");
+        match book.refresh().await {
+            Ok(()) => loaded = true,
+            Err(error) => tracing::warn!(%error, "could not reread the keys; keeping the ones known"),
         }
     }
 }

@@ -10,6 +10,7 @@ register the `inference.*` protobuf messages, which cannot share one
 process, so each runs in its own:
 
     standard_clients.py triton|kserve HTTP_ADDR GRPC_ADDR REFERENCE_JSON
+    standard_clients.py triton-tls HTTP_ADDR GRPC_ADDR REFERENCE_JSON CA_PEM
 """
 
 import asyncio
@@ -33,10 +34,11 @@ def close(got, want, who):
         raise AssertionError(f"{who}: outputs differ from PyTorch by {np.abs(got - want).max()}")
 
 
-def tritonclient_http(http_addr, x, y):
+def tritonclient_http(http_addr, x, y, ca=None):
     import tritonclient.http as httpclient
 
-    client = httpclient.InferenceServerClient(url=http_addr)
+    tls = {"ssl": True, "ssl_options": {"ca_certs": ca}} if ca else {}
+    client = httpclient.InferenceServerClient(url=http_addr, **tls)
     assert client.is_server_live(), "tritonclient.http: server not live"
     assert client.is_server_ready(), "tritonclient.http: server not ready"
     assert client.is_model_ready("mlp"), "tritonclient.http: mlp not ready"
@@ -50,10 +52,11 @@ def tritonclient_http(http_addr, x, y):
         close(result.as_numpy("OUTPUT__0"), y, f"tritonclient.http binary={binary}")
 
 
-def tritonclient_grpc(grpc_addr, x, y):
+def tritonclient_grpc(grpc_addr, x, y, ca=None):
     import tritonclient.grpc as grpcclient
 
-    client = grpcclient.InferenceServerClient(url=grpc_addr)
+    tls = {"ssl": True, "root_certificates": ca} if ca else {}
+    client = grpcclient.InferenceServerClient(url=grpc_addr, **tls)
     assert client.is_server_live(), "tritonclient.grpc: server not live"
     assert client.is_server_ready(), "tritonclient.grpc: server not ready"
     assert client.is_model_ready("mlp"), "tritonclient.grpc: mlp not ready"
@@ -104,11 +107,15 @@ def main():
     if sdk == "triton":
         tritonclient_http(http_addr, x, y)
         tritonclient_grpc(grpc_addr, x, y)
+    elif sdk == "triton-tls":
+        ca = sys.argv[5]
+        tritonclient_http(http_addr, x, y, ca)
+        tritonclient_grpc(grpc_addr, x, y, ca)
     elif sdk == "kserve":
         asyncio.run(kserve_rest(http_addr, x, y))
         asyncio.run(kserve_grpc(grpc_addr, x, y))
     else:
-        sys.exit(f"unknown SDK {sdk!r}: triton or kserve")
+        sys.exit(f"unknown SDK {sdk!r}: triton, triton-tls or kserve")
     print(f"{sdk}: HTTP and gRPC health, readiness and inference match PyTorch")
 
 

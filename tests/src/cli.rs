@@ -15,16 +15,21 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Runs `maas --url <cluster> --token <token> <args>`.
+/// Runs `maas --url <cluster> <args>` with `token` in `MAAS_ADMIN_TOKEN`.
 pub fn maas(cluster: &Cluster, token: &str, args: &[&str]) -> Run {
-    let output = Command::new(binary("maas"))
-        .arg("--url")
-        .arg(cluster.url(""))
-        .arg("--token")
-        .arg(token)
+    let url = cluster.url("");
+    let mut all = vec!["--url", url.as_str()];
+    all.extend_from_slice(args);
+    binary_output("maas", &[("MAAS_ADMIN_TOKEN", token)], &all)
+}
+
+/// Runs the workspace binary `name` with `env` and `args`.
+pub fn binary_output(name: &str, env: &[(&str, &str)], args: &[&str]) -> Run {
+    let output = Command::new(binary(name))
+        .envs(env.iter().copied())
         .args(args)
         .output()
-        .expect("running maas");
+        .unwrap_or_else(|e| panic!("running {name}: {e}"));
     Run {
         ok: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

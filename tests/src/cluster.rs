@@ -80,6 +80,20 @@ impl Drop for TempDir {
     }
 }
 
+/// A TLS client configuration that trusts the CA certificate in `path`.
+pub fn tls_trusting(path: &Path) -> Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)? {
+        roots.add(cert?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// Writes a CA (in `dir/ca`, so that every test folder has its own) and
 /// certificates for `names` into `dir` with `maas-certs`: a coordinator's
 /// for names starting with `coordinator`, a node's for the others.
@@ -270,6 +284,7 @@ pub struct ClusterBuilder {
     etcd: usize,
     membership: bool,
     artifact_store: Option<ArtifactLocation>,
+    front_tls: bool,
 }
 
 /// Where the cluster's processes keep artifacts, when not in a folder of the
@@ -290,6 +305,7 @@ impl Default for ClusterBuilder {
             etcd: 0,
             membership: false,
             artifact_store: None,
+            front_tls: false,
         }
     }
 }
@@ -327,6 +343,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves the coordinator's HTTP and gRPC fronts over TLS with a
+    /// `front` certificate of the cluster CA; the test client trusts it.
+    pub fn with_front_tls(mut self) -> Self {
+        self.front_tls = true;
+        self
+    }
+
     /// Keeps artifacts in `location` instead of a folder of the cluster's.
     pub fn artifact_store(mut self, location: ArtifactLocation) -> Self {
         self.artifact_store = Some(location);
@@ -346,6 +369,15 @@ impl ClusterBuilder {
         let mut names: Vec<&str> = vec!["coordinator"];
         names.extend(self.nodes.iter().map(|n| n.name.as_str()));
         make_certs(&certs, &names)?;
+        let mut coordinator_args = self.coordinator_args;
+        let mut client = reqwest::Client::builder().pool_max_idle_per_host(256);
+        if self.front_tls {
+            make_role_certs(&certs, "front", &["front"])?;
+            for (flag, file) in [("--tls-cert", "front.pem"), ("--tls-key", "front.key")] {
+                coordinator_args.extend([flag.to_string(), certs.join(file).display().to_string()]);
+            }
+            client = client.use_preconfigured_tls(tls_trusting(&certs.join("ca.pem"))?);
+        }
         let artifact_store = self.artifact_store.unwrap_or_else(|| ArtifactLocation {
             url: dir.path().join("artifacts").display().to_string(),
             env: vec![],
@@ -357,8 +389,9 @@ impl ClusterBuilder {
             http_addr: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], free_tcp_port())),
             certs,
-            client: reqwest::Client::builder().pool_max_idle_per_host(256).build()?,
-            coordinator_args: self.coordinator_args,
+            client: client.build()?,
+            scheme: if self.front_tls { "https" } else { "http" },
+            coordinator_args,
             etcd,
             membership: self.membership,
             dir,
@@ -395,6 +428,8 @@ pub struct Cluster {
     pub certs: PathBuf,
     /// An HTTP client for the tests.
     pub client: reqwest::Client,
+    /// `http`, or `https` when the fronts serve TLS.
+    pub scheme: &'static str,
     coordinator_args: Vec<String>,
     /// The etcd members holding the registry, when the cluster has them.
     pub etcd: Vec<maas_registry::testsuite::EtcdProcess>,
@@ -409,9 +444,9 @@ impl Cluster {
         ClusterBuilder::default()
     }
 
-    /// `http://<coordinator>` + `path`.
+    /// `http://<coordinator>` (or https) + `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.http_addr, path)
+        format!("{}://{}{}", self.scheme, self.http_addr, path)
     }
 
     fn spawn_node(&self, spec: &NodeSpec, quic_addr: SocketAddr, metrics_addr: SocketAddr) -> Result<Process> {
@@ -503,7 +538,7 @@ impl Cluster {
         let mut command = self.coordinator_command(addr, None, &self.dir.path().join(name));
         command.arg("--name").arg(name);
         let process = Process::spawn(&mut command, self.dir.path().join(format!("{name}.log")))?;
-        let url = format!("http://{addr}");
+        let url = format!("{}://{addr}", self.scheme);
         let live = format!("{url}/v2/health/live");
         let answered = wait_until(&format!("{name} to answer"), Duration::from_secs(30), async || {
             self.client.get(&live).send().await.is_ok()

@@ -36,7 +36,9 @@ use self::status::status;
 use crate::auth::Access;
 use crate::catalog;
 use crate::state::AppState;
+use crate::tls::FrontTls;
 use crate::triton::EXTENSIONS;
+use anyhow::Context;
 use maas_serving::error::ServeError;
 use maas_serving::infer::MAX_REQUEST_ID_BYTES;
 use maas_tenancy::Caller;
@@ -312,7 +314,7 @@ fn tokio_stream_from<T: Send + 'static>(mut receiver: mpsc::Receiver<T>) -> impl
 }
 
 /// Serves the gRPC front on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, state: Arc<AppState>) -> anyhow::Result<()> {
+pub async fn serve(addr: SocketAddr, state: Arc<AppState>, tls: Option<FrontTls>) -> anyhow::Result<()> {
     let max = state.max_body_bytes;
     let service = GrpcInferenceServiceServer::new(GrpcFront { state: state.clone() })
         .max_decoding_message_size(max)
@@ -320,9 +322,12 @@ pub async fn serve(addr: SocketAddr, state: Arc<AppState>) -> anyhow::Result<()>
     let service = access::Authorized::new(service, state);
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding gRPC on {addr}: {e}"))?;
-    tracing::info!(%addr, "gRPC front listening");
-    tonic::transport::Server::builder()
-        .tcp_nodelay(true)
+    tracing::info!(%addr, tls = tls.is_some(), "gRPC front listening");
+    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = &tls {
+        builder = builder.tls_config(tls.tonic_config()?).context("the gRPC front's TLS")?;
+    }
+    builder
         .add_service(service)
         .serve_with_incoming(tokio_listener_stream(listener))
         .await

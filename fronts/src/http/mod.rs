@@ -29,8 +29,15 @@ use anyhow::Context;
 pub use crate::state::AppState;
 use maas_serving::error::ServeError;
 
+use crate::tls::FrontTls;
+
 /// Starts the HTTP server on `addr` with `workers` threads.
-pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::Result<actix_web::dev::Server> {
+pub fn serve(
+    addr: SocketAddr,
+    workers: usize,
+    state: Arc<AppState>,
+    tls: Option<&FrontTls>,
+) -> anyhow::Result<actix_web::dev::Server> {
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new().app_data(data.clone()).configure(routes::register).default_service(web::to(unknown_route))
@@ -38,11 +45,14 @@ pub fn serve(addr: SocketAddr, workers: usize, state: Arc<AppState>) -> anyhow::
     .workers(workers.max(1))
     .backlog(4096)
     .max_connection_rate(1024)
-    .disable_signals()
-    .bind(addr)
-    .with_context(|| format!("binding HTTP on {addr}"))?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        Some(tls) => {
+            server.bind_rustls_0_23(addr, tls.rustls_config()?).with_context(|| format!("binding HTTPS on {addr}"))?
+        }
+        None => server.bind(addr).with_context(|| format!("binding HTTP on {addr}"))?,
+    };
+    Ok(server.run())
 }
 
 /// `GET /metrics`: Prometheus text.
