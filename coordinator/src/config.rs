@@ -144,6 +144,11 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Open connections each front (HTTP, gRPC) holds at most; further
+    /// clients wait in the listen backlog.
+    #[arg(long, env = "MAAS_COORDINATOR_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_BODY_BYTES", default_value_t = 64 << 20)]
     pub max_body_bytes: usize,

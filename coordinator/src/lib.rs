@@ -86,6 +86,7 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         prometheus: prometheus.clone(),
         max_body_bytes: config.max_body_bytes,
         max_upload_bytes: config.max_upload_bytes,
+        max_connections: config.max_connections,
         registry,
         artifacts,
         gate,

@@ -23,6 +23,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Largest model upload.
     pub max_upload_bytes: u64,
+    /// Open connections each front holds at most.
+    pub max_connections: usize,
     /// The model registry.
     pub registry: Registry,
     /// Where uploaded artifacts go.

@@ -134,8 +134,15 @@ fn default_instance_count() -> u32 {
     1
 }
 
+/// Most instances of one model on one node: each is a thread holding a copy
+/// of the model, and a trial load builds them all.
+pub const MAX_INSTANCES: u32 = 64;
+/// Most warm-up batch sizes: each is a forward pass at load.
+pub const MAX_WARMUP_SIZES: usize = 16;
+
 impl ModelConfig {
-    /// Checks the configuration for what would make the model unservable.
+    /// Checks the configuration for what would make the model unservable,
+    /// or its load cost more than a node should spend on one config.
     pub fn check(&self) -> Result<(), String> {
         if self.name.is_empty() {
             return Err("model name is empty".into());
@@ -146,8 +153,24 @@ impl ModelConfig {
         if self.replicas.min == 0 || self.replicas.max < self.replicas.min {
             return Err(format!("model '{}': replicas must have 1 <= min <= max, got {:?}", self.name, self.replicas));
         }
-        if self.instance_count == 0 {
-            return Err(format!("model '{}': instance_count must be at least 1", self.name));
+        if self.instance_count == 0 || self.instance_count > MAX_INSTANCES {
+            return Err(format!(
+                "model '{}': instance_count must be between 1 and {MAX_INSTANCES}, not {}",
+                self.name, self.instance_count
+            ));
+        }
+        if self.warmup_batch_sizes.len() > MAX_WARMUP_SIZES {
+            return Err(format!(
+                "model '{}': at most {MAX_WARMUP_SIZES} warm-up batch sizes, not {}",
+                self.name,
+                self.warmup_batch_sizes.len()
+            ));
+        }
+        if let Some(size) = self.warmup_batch_sizes.iter().find(|&&s| s == 0 || s > self.max_batch_size) {
+            return Err(format!(
+                "model '{}': warm-up batch size {size} is not between 1 and max_batch_size {}",
+                self.name, self.max_batch_size
+            ));
         }
         if self.inputs.is_empty() || self.outputs.is_empty() {
             return Err(format!("model '{}': needs at least one input and one output", self.name));
@@ -223,6 +246,23 @@ mod tests {
         assert_eq!(config.max_queue_delay_us, 500);
         assert_eq!(config.instance_count, 1);
         assert_eq!(config.warmup_sizes(), vec![1, 64]);
+        assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn load_costs_are_bounded() {
+        let mut config = mlp();
+        config.instance_count = MAX_INSTANCES + 1;
+        assert!(config.check().unwrap_err().contains("instance_count"));
+        config.instance_count = MAX_INSTANCES;
+        assert!(config.check().is_ok());
+        config.warmup_batch_sizes = vec![1; MAX_WARMUP_SIZES + 1];
+        assert!(config.check().unwrap_err().contains("warm-up"));
+        config.warmup_batch_sizes = vec![65];
+        assert!(config.check().unwrap_err().contains("warm-up batch size 65"), "past max_batch_size");
+        config.warmup_batch_sizes = vec![0];
+        assert!(config.check().is_err());
+        config.warmup_batch_sizes = vec![1, 8, 64];
         assert!(config.check().is_ok());
     }
 

@@ -163,6 +163,13 @@ impl ModelTable {
         *self.routing.write() = routing;
     }
 
+    /// Whether `model` is served by nodes from their model repository: it
+    /// has versions here and no record in the registry.
+    pub fn served_from_repository(&self, model: &str) -> bool {
+        let in_registry = self.routing.read().contains_key(model);
+        !in_registry && self.models.read().get(model).is_some_and(|versions| !versions.is_empty())
+    }
+
     /// Whether `caller`'s requests may build the drift reference of
     /// `model` `version`: those of its owner tenant's keys, or, for a
     /// version the operator published (or a node's repository holds), those

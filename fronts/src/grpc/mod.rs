@@ -15,6 +15,7 @@
 mod access;
 mod config;
 mod deadline;
+mod listener;
 mod status;
 mod tensors;
 
@@ -42,6 +43,10 @@ use anyhow::Context;
 use maas_serving::error::ServeError;
 use maas_serving::infer::MAX_REQUEST_ID_BYTES;
 use maas_tenancy::Caller;
+
+/// Concurrent calls one connection may open (HTTP/2
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`); a stream carries many requests.
+const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 
 /// Answers in flight on one stream before it stops reading new requests.
 const STREAM_WINDOW: usize = 1024;
@@ -319,30 +324,20 @@ pub async fn serve(addr: SocketAddr, state: Arc<AppState>, tls: Option<FrontTls>
     let service = GrpcInferenceServiceServer::new(GrpcFront { state: state.clone() })
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
-    let service = access::Authorized::new(service, state);
+    let service = access::Authorized::new(service, state.clone());
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding gRPC on {addr}: {e}"))?;
     tracing::info!(%addr, tls = tls.is_some(), "gRPC front listening");
-    let mut builder = tonic::transport::Server::builder().tcp_nodelay(true);
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
     if let Some(tls) = &tls {
         builder = builder.tls_config(tls.tonic_config()?).context("the gRPC front's TLS")?;
     }
     builder
         .add_service(service)
-        .serve_with_incoming(tokio_listener_stream(listener))
+        .serve_with_incoming(listener::incoming(listener, state.max_connections))
         .await
         .map_err(|e| anyhow::anyhow!("gRPC server: {e}"))
-}
-
-/// Accepted connections as a stream.
-fn tokio_listener_stream(
-    listener: tokio::net::TcpListener,
-) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send + 'static {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| {
-            let _ = stream.set_nodelay(true);
-            stream
-        });
-        Some((accepted, listener))
-    })
 }

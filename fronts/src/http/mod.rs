@@ -38,6 +38,8 @@ pub fn serve(
     state: Arc<AppState>,
     tls: Option<&FrontTls>,
 ) -> anyhow::Result<actix_web::dev::Server> {
+    // actix counts connections per worker.
+    let per_worker = (state.max_connections / workers.max(1)).max(1);
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new().app_data(data.clone()).configure(routes::register).default_service(web::to(unknown_route))
@@ -45,6 +47,7 @@ pub fn serve(
     .workers(workers.max(1))
     .backlog(4096)
     .max_connection_rate(1024)
+    .max_connections(per_worker)
     .disable_signals();
     let server = match tls {
         Some(tls) => {

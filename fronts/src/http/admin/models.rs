@@ -106,6 +106,15 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         .into());
     }
     body.config.check().map_err(ServeError::InvalidRequest)?;
+    if state.inference.table().served_from_repository(&model) {
+        // One name, one owner: the registry's reconciler would unload the
+        // repository's versions, and the nodes would keep the name for theirs.
+        return Err(ServeError::Conflict(format!(
+            "model '{model}' is served from a node's model repository; publish under another name, or take it \
+             out of the repository (--model-repository) first"
+        ))
+        .into());
+    }
     let artifact = state.artifacts.describe(&body.artifact.sha256).await?.ok_or_else(|| {
         ServeError::InvalidRequest(format!(
             "artifact {} is not in the store; upload it first (PUT /v1/artifacts)",
