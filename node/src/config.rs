@@ -64,7 +64,8 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_DRAIN_SECONDS", default_value_t = 15)]
     pub drain_seconds: u64,
 
-    /// Folder for fetched artifacts (default: `<temp>/maas-node-<name>`).
+    /// Folder for fetched artifacts (default: `.maas/node-<name>`; not the
+    /// system's temporary folder, which other users can write to).
     #[arg(long, env = "MAAS_NODE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
@@ -110,6 +111,6 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The node's data folder.
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("maas-node-{}", self.name)))
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(".maas").join(format!("node-{}", self.name)))
     }
 }

@@ -41,7 +41,8 @@ impl Fetcher {
         digests
     }
 
-    /// The local path of a verified copy of the artifact.
+    /// The local path of a verified copy of the artifact: the cached one if
+    /// its content still has the artifact's digest, else a fresh fetch.
     pub async fn fetch(&self, model: &str, version: u64, artifact: &ArtifactRef) -> Result<PathBuf, NodeError> {
         let failed = |message: String| NodeError::LoadFailed { model: model.to_string(), version, message };
         maas_registry::check_digest(&artifact.sha256).map_err(|e| failed(e.to_string()))?;
@@ -49,7 +50,16 @@ impl Fetcher {
         let lock = self.in_flight.lock().entry(artifact.sha256.clone()).or_default().clone();
         let _fetching = lock.lock().await;
         if path.exists() {
-            return Ok(path);
+            // A cached copy is used only if it still is what its name says:
+            // a file changed on disk is fetched again.
+            match file_digest(&path).await {
+                Ok(digest) if digest == artifact.sha256 => return Ok(path),
+                Ok(digest) => {
+                    tracing::warn!(model, version, path = %path.display(), found = %digest, "a cached artifact does not match its digest; fetching it again");
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                Err(error) => return Err(failed(format!("reading the cached artifact {}: {error}", path.display()))),
+            }
         }
         let store =
             self.store.as_ref().ok_or_else(|| failed("this node has no artifact store (--artifact-store)".into()))?;
@@ -57,4 +67,26 @@ impl Fetcher {
         tracing::info!(model, version, sha256 = %artifact.sha256, "artifact fetched and verified");
         Ok(path)
     }
+}
+
+/// The sha256 of a file, hex, read in a blocking task.
+async fn file_digest(path: &std::path::Path) -> std::io::Result<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 1 << 20];
+        loop {
+            let read = file.read(&mut buffer)?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

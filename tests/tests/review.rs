@@ -2,8 +2,9 @@
 //! and kept closed: a client's timeout cannot hold a batch slot for as long
 //! as it asks, a trickled body cannot hold a connection, the gRPC front
 //! advertises a stream limit and holds a bounded number of connections, a
-//! config cannot make a trial load build unbounded instances, and a name a
-//! node serves from its repository cannot be published over.
+//! config cannot make a trial load build unbounded instances, a name a
+//! node serves from its repository cannot be published over, and a node
+//! never trusts a cached artifact that no longer matches its digest.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -123,4 +124,31 @@ async fn publishing_is_refused_when_it_would_cost_or_break_a_node() {
     assert!(over.error().contains("model repository"), "{}", over.error());
     let ready = cluster.client.get(cluster.url("/v2/models/mlp/ready")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200, "the repository's mlp is still served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_artifact_changed_on_disk_is_fetched_again() {
+    let mut cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    maas_tests::admin::deploy_example(&cluster, "mlp", 1, "clf").await.unwrap();
+    maas_tests::admin::wait_ready(&cluster, "clf").await.unwrap();
+    let sha = upload(&cluster, example_artifact("mlp", 1)).await.unwrap();
+    let cached = cluster.node_data_dir("node-0").join("artifacts").join(format!("{sha}.pt"));
+    assert!(cached.exists(), "the node cached {}", cached.display());
+    // Someone swaps the cached file for another model; the node restarts.
+    cluster.kill_node(0);
+    std::fs::write(&cached, example_artifact("mlp", 2)).unwrap();
+    cluster.restart_node(0).await.unwrap();
+    let reference = maas_tests::Reference::load("mlp", 1).rows(0, 2);
+    let body = maas_tests::requests::json_body(&reference.inputs, None);
+    let url = cluster.url("/v2/models/clf/infer");
+    // Until the coordinator's link to the new process is up, requests may
+    // find the old one gone.
+    let answer =
+        maas_tests::wait::wait_for("clf to answer from the restarted node", Duration::from_secs(60), async || {
+            maas_tests::requests::post_json(&cluster.client, &url, &body).await.ok()?.answer().ok()
+        })
+        .await
+        .unwrap();
+    maas_tests::requests::assert_matches(&answer.outputs, &reference.outputs);
+    assert_eq!(std::fs::read(&cached).unwrap(), example_artifact("mlp", 1), "the cache holds the true artifact again");
 }
