@@ -125,6 +125,11 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_INFERENCE_TOKEN", hide_env_values = true)]
     pub inference_token: Option<Secret>,
 
+    /// Ask Prometheus scrapers of `/metrics` for this bearer token (an
+    /// admin's works too); `/metrics` is open when unset.
+    #[arg(long, env = "MAAS_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<Secret>,
+
     /// Refuse requests without a key or token on every route but health,
     /// server metadata and metrics (inference included).
     #[arg(long, env = "MAAS_REQUIRE_KEYS")]

@@ -146,7 +146,8 @@ async fn open_gate(
     };
     let keys = KeyBook::open(store).await;
     let shared_inference = config.inference_token.as_ref().map(|t| t.expose().to_string());
-    Ok(Gate::new(admin, shared_inference, !config.require_keys, keys))
+    let metrics = config.metrics_token.as_ref().map(|t| t.expose().to_string());
+    Ok(Gate::new(admin, shared_inference, !config.require_keys, keys).with_metrics_token(metrics))
 }
 
 /// The usage meter, storing into etcd (or, without it, a file beside the

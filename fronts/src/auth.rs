@@ -26,8 +26,11 @@ use maas_tenancy::{Action, Caller, Gate};
 /// What a route or gRPC method asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: health, server metadata, metrics.
+    /// Anyone: health, server metadata.
     Open,
+    /// Prometheus scrapers: anyone, or with `--metrics-token` that token
+    /// (or an admin's).
+    Metrics,
     /// Any caller whose scope reaches the model (anyone, where inference is
     /// open): model metadata, config, readiness, statistics.
     Read,
@@ -45,7 +48,7 @@ impl Access {
     /// The action a caller must be allowed, `None` for open routes.
     pub fn action(self) -> Option<Action> {
         match self {
-            Access::Open => None,
+            Access::Open | Access::Metrics => None,
             Access::Read => Some(Action::Read),
             Access::Infer => Some(Action::Infer),
             Access::View => Some(Action::View),
@@ -59,6 +62,9 @@ impl Access {
 /// `access`, on `model` when the route names one. Open routes admit anyone
 /// (an unknown token there counts as no token).
 pub fn admit(gate: &Gate, access: Access, token: Option<&str>, model: Option<&str>) -> ServeResult<Caller> {
+    if access == Access::Metrics {
+        gate.admits_scraper(token)?;
+    }
     let Some(action) = access.action() else {
         return Ok(gate.identify(token).unwrap_or(Caller::Anonymous));
     };

@@ -14,6 +14,7 @@ pub struct Gate {
     admin: String,
     shared_inference: Option<String>,
     open_inference: bool,
+    metrics: Option<String>,
     keys: Arc<KeyBook>,
 }
 
@@ -23,7 +24,26 @@ impl Gate {
     /// only when `open_inference` (and no shared inference token is set).
     pub fn new(admin: String, shared_inference: Option<String>, open_inference: bool, keys: Arc<KeyBook>) -> Gate {
         let open_inference = open_inference && shared_inference.is_none();
-        Gate { admin, shared_inference, open_inference, keys }
+        Gate { admin, shared_inference, open_inference, metrics: None, keys }
+    }
+
+    /// Asks scrapers of `/metrics` for `token` (or an admin's).
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Gate {
+        self.metrics = token;
+        self
+    }
+
+    /// Whether `token` may read the metrics: anyone when no metrics token
+    /// is set, else the metrics token or an admin.
+    pub fn admits_scraper(&self, token: Option<&str>) -> Result<(), Refusal> {
+        let Some(expected) = &self.metrics else { return Ok(()) };
+        match token {
+            Some(token) if equal(token, expected) => Ok(()),
+            Some(token) if self.identify(Some(token)).is_ok_and(|c| c.role() == crate::Role::Admin) => Ok(()),
+            _ => Err(Refusal::Unauthenticated(
+                "/metrics needs the metrics token: send 'Authorization: Bearer <token>'".into(),
+            )),
+        }
     }
 
     /// The keys.

@@ -659,7 +659,7 @@ impl Cluster {
 
     /// The coordinator's `/metrics` text.
     pub async fn coordinator_metrics(&self) -> Result<String> {
-        Ok(self.client.get(self.url("/metrics")).send().await?.text().await?)
+        Ok(self.client.get(self.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await?.text().await?)
     }
 
     /// The coordinator process.

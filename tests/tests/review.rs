@@ -4,7 +4,8 @@
 //! advertises a stream limit and holds a bounded number of connections, a
 //! config cannot make a trial load build unbounded instances, a name a
 //! node serves from its repository cannot be published over, and a node
-//! never trusts a cached artifact that no longer matches its digest.
+//! never trusts a cached artifact that no longer matches its digest; and
+//! `/metrics`, which names every model and tenant, can ask for a token.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -151,4 +152,32 @@ async fn a_cached_artifact_changed_on_disk_is_fetched_again() {
         .unwrap();
     maas_tests::requests::assert_matches(&answer.outputs, &reference.outputs);
     assert_eq!(std::fs::read(&cached).unwrap(), example_artifact("mlp", 1), "the cache holds the true artifact again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_ask_scrapers_for_a_token() {
+    const SCRAPER: &str = "scrape-token-0123456789";
+    let cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::new("node-0", &["mlp"])])
+        .coordinator_args(&["--metrics-token", SCRAPER])
+        .start()
+        .await
+        .unwrap();
+    let scrape = async |token: Option<&str>| {
+        let mut request = cluster.client.get(cluster.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(scrape(None).await.0, 401);
+    assert_eq!(scrape(Some("a-wrong-token-of-some-length")).await.0, 401);
+    let (status, text) = scrape(Some(SCRAPER)).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("maas_node_link_up"), "{text}");
+    assert_eq!(scrape(Some(maas_tests::cluster::ADMIN_TOKEN)).await.0, 200, "an admin may scrape too");
+    // Health stays open to load balancers.
+    let live = cluster.client.get(cluster.url("/v2/health/live")).send().await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
 }

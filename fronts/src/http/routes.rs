@@ -71,7 +71,7 @@ route_table! {
     Get "/v2/models/{model}/versions/{version}/ready" Read => model::ready;
     Get "/v2/models/{model}/config" Read => model::config;
     Get "/v2/models/{model}/versions/{version}/config" Read => model::config;
-    Get "/metrics" Open => super::metrics;
+    Get "/metrics" Metrics => super::metrics;
     Put "/v1/artifacts" Deploy => admin::artifacts::upload;
     Get "/v1/cluster" Admin => admin::cluster::status;
     Post "/v1/cluster/nodes/{node}/drain" Admin => admin::cluster::drain;
@@ -167,7 +167,7 @@ mod tests {
         ("Get", "/v2/models/{model}/versions/{version}/ready", Access::Read),
         ("Get", "/v2/models/{model}/config", Access::Read),
         ("Get", "/v2/models/{model}/versions/{version}/config", Access::Read),
-        ("Get", "/metrics", Access::Open),
+        ("Get", "/metrics", Access::Metrics),
         ("Put", "/v1/artifacts", Access::Deploy),
         ("Get", "/v1/cluster", Access::Admin),
         ("Post", "/v1/cluster/nodes/{node}/drain", Access::Admin),
