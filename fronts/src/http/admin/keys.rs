@@ -72,21 +72,25 @@ fn limits_of(limits: KeyLimits) -> Limits {
     }
 }
 
+/// A key's limits as the API shows them (the inverse of [`limits_of`]).
+fn shown_limits(limits: &Limits) -> KeyLimits {
+    KeyLimits {
+        requests_per_second: limits.requests_per_second,
+        requests_burst: limits.requests_burst,
+        rows_per_second: limits.rows_per_second,
+        rows_burst: limits.rows_burst,
+        max_concurrent: limits.max_concurrent,
+        max_request_bytes: limits.max_request_bytes,
+    }
+}
+
 fn info(record: &KeyRecord) -> KeyInfo {
-    let limits = &record.limits;
     KeyInfo {
         id: record.id.clone(),
         tenant: record.tenant.clone(),
         role: record.role.to_string(),
         scope: record.scope.patterns().to_vec(),
-        limits: KeyLimits {
-            requests_per_second: limits.requests_per_second,
-            requests_burst: limits.requests_burst,
-            rows_per_second: limits.rows_per_second,
-            rows_burst: limits.rows_burst,
-            max_concurrent: limits.max_concurrent,
-            max_request_bytes: limits.max_request_bytes,
-        },
+        limits: shown_limits(&record.limits),
         priority: record.priority,
         description: record.description.clone(),
         created_unix: record.created_unix,
