@@ -10,7 +10,9 @@
 #
 # MAAS_TLS=1 serves both coordinators' HTTP and gRPC fronts over TLS with
 # the development CA's `front` certificate (clients trust .maas/certs/ca.pem;
-# nodes always speak mutual TLS). MAAS_ETCD_MEMBERS=3 starts a 3-member etcd. Ports: coordinators HTTP 8000
+# nodes always speak mutual TLS), and etcd speaks only TLS and admits only
+# clients with an `etcd-client` certificate of that CA (its data then lives
+# in .maas/etcd-tls-N). MAAS_ETCD_MEMBERS=3 starts a 3-member etcd. Ports: coordinators HTTP 8000
 # and 8001 ($MAAS_HTTP_PORT and +1); etcd member i client 2379+2i, peer
 # 2380+2i; node i QUIC 7100+i, metrics 9100+i. Logs and pids: .maas/run/.
 set -euo pipefail
@@ -27,11 +29,21 @@ if [ -n "${MAAS_TLS:-}" ]; then
     CURL_TLS=(--cacert .maas/certs/ca.pem)
     FRONT_TLS=(--tls-cert .maas/certs/front.pem --tls-key .maas/certs/front.key)
     CLI_TLS=(--ca-file .maas/certs/ca.pem)
+    ETCD_SCHEME=https
+    ETCD_DATA=.maas/etcd-tls-$ETCD_MEMBERS
+    ETCD_SERVER_TLS=(--cert-file .maas/certs/etcd.pem --key-file .maas/certs/etcd.key
+        --trusted-ca-file .maas/certs/ca.pem --client-cert-auth)
+    ETCD_CLIENT_TLS=(--etcd-ca-file .maas/certs/ca.pem
+        --etcd-cert-file .maas/certs/etcd-client.pem --etcd-key-file .maas/certs/etcd-client.key)
 else
     SCHEME=http
     CURL_TLS=()
     FRONT_TLS=()
     CLI_TLS=()
+    ETCD_SCHEME=http
+    ETCD_DATA=.maas/etcd-$ETCD_MEMBERS
+    ETCD_SERVER_TLS=()
+    ETCD_CLIENT_TLS=()
 fi
 
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -51,7 +63,7 @@ start_process() { # name, command...
 etcd_endpoints() {
     local endpoints=()
     for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
-        endpoints+=("http://127.0.0.1:$((2379 + 2 * i))")
+        endpoints+=("$ETCD_SCHEME://127.0.0.1:$((2379 + 2 * i))")
     done
     (IFS=,; echo "${endpoints[*]}")
 }
@@ -64,9 +76,9 @@ start_etcd() {
     local initial
     initial=$(IFS=,; echo "${cluster[*]}")
     for i in $(seq 0 $((ETCD_MEMBERS - 1))); do
-        start_process "etcd-$i" etcd --name "etcd-$i" --data-dir ".maas/etcd-$ETCD_MEMBERS/etcd-$i" \
-            --listen-client-urls "http://127.0.0.1:$((2379 + 2 * i))" \
-            --advertise-client-urls "http://127.0.0.1:$((2379 + 2 * i))" \
+        start_process "etcd-$i" etcd --name "etcd-$i" --data-dir "$ETCD_DATA/etcd-$i" \
+            --listen-client-urls "$ETCD_SCHEME://127.0.0.1:$((2379 + 2 * i))" \
+            --advertise-client-urls "$ETCD_SCHEME://127.0.0.1:$((2379 + 2 * i))" "${ETCD_SERVER_TLS[@]}" \
             --listen-peer-urls "http://127.0.0.1:$((2380 + 2 * i))" \
             --initial-advertise-peer-urls "http://127.0.0.1:$((2380 + 2 * i))" \
             --initial-cluster "$initial" --initial-cluster-token maas-local
@@ -99,6 +111,8 @@ up() {
     "$BIN/maas-certs" --dir .maas/certs --role coordinator coordinator coordinator-b >/dev/null
     "$BIN/maas-certs" --dir .maas/certs --role node "${names[@]}" >/dev/null
     "$BIN/maas-certs" --dir .maas/certs --role front front >/dev/null
+    "$BIN/maas-certs" --dir .maas/certs --role etcd etcd >/dev/null
+    "$BIN/maas-certs" --dir .maas/certs --role etcd-client etcd-client >/dev/null
     start_etcd
     local endpoints
     endpoints=$(etcd_endpoints)
@@ -107,14 +121,14 @@ up() {
             --quic-addr "127.0.0.1:$((7100 + i))" --metrics-addr "127.0.0.1:$((9100 + i))" \
             --cert-dir .maas/certs --model-repository "$MODELS" \
             --artifact-store .maas/artifacts --data-dir ".maas/node-$i" \
-            --etcd-endpoints "$endpoints" \
+            --etcd-endpoints "$endpoints" "${ETCD_CLIENT_TLS[@]}" \
             --intra-op-threads "${MAAS_NODE_INTRA_OP_THREADS:-1}"
     done
     local port=$HTTP_PORT
     for name in coordinator coordinator-b; do
         start_process "$name" "$BIN/maas-coordinator" --name "$name" --http-addr "127.0.0.1:$port" \
             --cert-dir .maas/certs --data-dir .maas/coordinator \
-            --artifact-store .maas/artifacts --etcd-endpoints "$endpoints" "${FRONT_TLS[@]}"
+            --artifact-store .maas/artifacts --etcd-endpoints "$endpoints" "${ETCD_CLIENT_TLS[@]}" "${FRONT_TLS[@]}"
         port=$((port + 1))
     done
     wait_ready
@@ -200,5 +214,5 @@ case "${1:-}" in
     up) up "${2:-2}" ;;
     status) status ;;
     down) down ;;
-    *) sed -n '2,16p' "$0"; exit 2 ;;
+    *) sed -n '2,19p' "$0"; exit 2 ;;
 esac

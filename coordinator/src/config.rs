@@ -45,19 +45,16 @@ pub struct CoordinatorConfig {
     #[arg(long = "node", env = "MAAS_COORDINATOR_NODES", value_delimiter = ',')]
     pub nodes: Vec<NodeAddress>,
 
-    /// etcd endpoints holding the registry (e.g. `http://127.0.0.1:2379`); without
-    /// them the registry is a file in the data folder, for a single machine.
-    #[arg(long, env = "MAAS_ETCD_ENDPOINTS", value_delimiter = ',')]
-    pub etcd_endpoints: Vec<String>,
+    /// etcd, holding the registry, keys, usage, membership and the leader
+    /// election; without endpoints the registry is a file in the data
+    /// folder, for a single machine.
+    #[command(flatten)]
+    pub etcd: maas_registry::EtcdAccess,
 
     /// Seconds the leader's election lease lives without keep-alives; a
     /// dead leader is replaced within about this long.
     #[arg(long, env = "MAAS_COORDINATOR_LEASE_TTL_SECONDS", default_value_t = 3)]
     pub lease_ttl_seconds: u64,
-
-    /// Key prefix of the registry in etcd.
-    #[arg(long, env = "MAAS_ETCD_PREFIX", default_value = "/maas/v1/")]
-    pub etcd_prefix: String,
 
     /// Folder for the embedded registry, the generated admin token and, by
     /// default, the artifact store.

@@ -69,7 +69,7 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         Some(client) if config.nodes.is_empty() => {
             let settings = leader::ClusterSettings {
                 name: config.name.clone(),
-                prefix: config.etcd_prefix.clone(),
+                prefix: config.etcd.prefix.clone(),
                 lease_ttl: std::time::Duration::from_secs(config.lease_ttl_seconds),
             };
             tracing::info!("cluster mode: nodes from etcd membership, placement by the leader");
@@ -141,7 +141,7 @@ async fn open_gate(
         &config.admin_token_file.clone().unwrap_or_else(|| config.data_dir.join("admin.token")),
     )?;
     let store: Arc<dyn KeyStore> = match etcd {
-        Some(client) => Arc::new(EtcdKeyStore::new(client.clone(), &config.etcd_prefix)),
+        Some(client) => Arc::new(EtcdKeyStore::new(client.clone(), &config.etcd.prefix)),
         None => Arc::new(FileKeyStore::open(&config.data_dir.join("registry"))?),
     };
     let keys = KeyBook::open(store).await;
@@ -157,7 +157,7 @@ fn open_usage(
     etcd: Option<&maas_registry::etcd_client::Client>,
 ) -> anyhow::Result<Arc<UsageMeter>> {
     let store: Arc<dyn UsageStore> = match etcd {
-        Some(client) => Arc::new(EtcdUsageStore::new(client.clone(), &config.etcd_prefix)),
+        Some(client) => Arc::new(EtcdUsageStore::new(client.clone(), &config.etcd.prefix)),
         None => Arc::new(FileUsageStore::open(&config.data_dir.join("registry"))?),
     };
     let meter = UsageMeter::new(&config.name, store);
@@ -175,11 +175,11 @@ fn follow_coordinators(
     let ttl = std::time::Duration::from_secs(config.lease_ttl_seconds);
     tokio::spawn(maas_cluster::keep_coordinator_registered(
         client.clone(),
-        config.etcd_prefix.clone(),
+        config.etcd.prefix.clone(),
         config.name.clone(),
         ttl,
     ));
-    let mut count = maas_cluster::watch_coordinators(client.clone(), config.etcd_prefix.clone());
+    let mut count = maas_cluster::watch_coordinators(client.clone(), config.etcd.prefix.clone());
     tokio::spawn(async move {
         loop {
             let live = *count.borrow_and_update();
@@ -198,14 +198,14 @@ fn follow_coordinators(
 async fn open_registry(
     config: &CoordinatorConfig,
 ) -> anyhow::Result<(Registry, Option<maas_registry::etcd_client::Client>)> {
-    if config.etcd_endpoints.is_empty() {
+    if config.etcd.endpoints.is_empty() {
         let dir = config.data_dir.join("registry");
         tracing::info!(path = %dir.display(), "registry: embedded file");
         let store: Arc<dyn RecordStore> = Arc::new(EmbeddedStore::open(&dir)?);
         return Ok((Registry::new(store), None));
     }
-    tracing::info!(endpoints = %config.etcd_endpoints.join(","), "registry: etcd");
-    let store = EtcdStore::connect(&config.etcd_endpoints, &config.etcd_prefix).await?;
-    let client = store.client();
+    tracing::info!(endpoints = %config.etcd.endpoints.join(","), "registry: etcd");
+    let client = config.etcd.connect().await?;
+    let store = EtcdStore::open(client.clone(), &config.etcd.prefix);
     Ok((Registry::new(Arc::new(store)), Some(client)))
 }

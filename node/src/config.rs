@@ -38,14 +38,10 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 
-    /// etcd endpoints to register in; coordinators then find this node and
-    /// the leader places replicas on it.
-    #[arg(long, env = "MAAS_ETCD_ENDPOINTS", value_delimiter = ',')]
-    pub etcd_endpoints: Vec<String>,
-
-    /// Key prefix in etcd.
-    #[arg(long, env = "MAAS_ETCD_PREFIX", default_value = "/maas/v1/")]
-    pub etcd_prefix: String,
+    /// etcd to register in; coordinators then find this node and the
+    /// leader places replicas on it.
+    #[command(flatten)]
+    pub etcd: maas_registry::EtcdAccess,
 
     /// Seconds the membership lease lives without keep-alives.
     #[arg(long, env = "MAAS_NODE_LEASE_TTL_SECONDS", default_value_t = 3)]

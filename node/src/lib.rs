@@ -63,7 +63,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     metrics::set_memory_offered(config.memory_bytes);
     spawn_load_gauges(host, quic.in_flight());
     let control_server = control::start(&config.name, control.clone()).await?;
-    let registration = match config.etcd_endpoints.is_empty() {
+    let registration = match config.etcd.endpoints.is_empty() {
         true => None,
         false => Some(membership::register(&config, &quic, device).await?),
     };

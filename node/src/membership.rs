@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use maas_registry::etcd_client::Client;
 use tch::Device;
 use tokio::task::JoinHandle;
@@ -19,9 +18,7 @@ pub struct Registration {
 
 /// Registers the node under a kept-alive lease.
 pub async fn register(config: &NodeConfig, quic: &QuicServer, device: Device) -> anyhow::Result<Registration> {
-    let client = Client::connect(&config.etcd_endpoints, None)
-        .await
-        .with_context(|| format!("connecting to etcd at {}", config.etcd_endpoints.join(",")))?;
+    let client = config.etcd.connect().await?;
     let info = maas_cluster::NodeInfo {
         name: config.name.clone(),
         quic_addr: config.advertise_addr.unwrap_or(quic.local_addr()?).to_string(),
@@ -29,8 +26,8 @@ pub async fn register(config: &NodeConfig, quic: &QuicServer, device: Device) ->
         memory_bytes: config.memory_bytes,
     };
     let ttl = Duration::from_secs(config.lease_ttl_seconds);
-    let key = maas_cluster::node_key(&config.etcd_prefix, &config.name);
-    let task = tokio::spawn(maas_cluster::keep_registered(client.clone(), config.etcd_prefix.clone(), info, ttl));
+    let key = maas_cluster::node_key(&config.etcd.prefix, &config.name);
+    let task = tokio::spawn(maas_cluster::keep_registered(client.clone(), config.etcd.prefix.clone(), info, ttl));
     Ok(Registration { client, key, task })
 }
 

@@ -22,15 +22,19 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
-    /// Connects to `endpoints` and starts watching `prefix` (e.g. `/maas/v1/`).
+    /// Connects to `endpoints` without TLS or a user and starts watching
+    /// `prefix` (e.g. `/maas/v1/`).
     pub async fn connect(endpoints: &[String], prefix: &str) -> RegistryResult<EtcdStore> {
-        let client = Client::connect(endpoints, None)
-            .await
-            .map_err(|e| backend(format!("connecting to etcd at {}: {e}", endpoints.join(","))))?;
+        let client = crate::EtcdAccess::plain(endpoints, prefix).connect().await.map_err(|e| backend(format!("{e:#}")))?;
+        Ok(EtcdStore::open(client, prefix))
+    }
+
+    /// Uses a connected client and starts watching `prefix`.
+    pub fn open(client: Client, prefix: &str) -> EtcdStore {
         let prefix = prefix.to_string();
         let (sender, changes) = watch::channel(0u64);
         tokio::spawn(watch_prefix(client.clone(), format!("{prefix}models/"), sender));
-        Ok(EtcdStore { client, prefix, changes })
+        EtcdStore { client, prefix, changes }
     }
 
     /// The etcd client, for membership, placement and election.

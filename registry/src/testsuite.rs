@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use maas_protocol::ModelConfig;
 
+mod etcd_process;
+
+pub use etcd_process::{EtcdProcess, EtcdTlsFiles, SECURE_PREFIX, SECURE_USER};
+
 use crate::{ArtifactRef, Lineage, ModelRecord, RecordStore, Registry, RegistryError, SplitEntry};
 
 /// A small valid configuration for `name`.
@@ -231,116 +235,6 @@ pub async fn changes_are_announced(store: Arc<dyn RecordStore>) {
         .await
         .expect("a change is announced within 5 s")
         .unwrap();
-}
-
-/// A real etcd server on loopback ports with its own data folder, for
-/// tests; killed and cleaned up when dropped.
-pub struct EtcdProcess {
-    child: std::process::Child,
-    data_dir: std::path::PathBuf,
-    /// Its client URL.
-    pub endpoint: String,
-}
-
-impl EtcdProcess {
-    /// Starts a 3-member etcd cluster; the first member's `endpoint` is one
-    /// of [`EtcdProcess::endpoints`] of each.
-    pub async fn start_three() -> anyhow::Result<Vec<EtcdProcess>> {
-        let ports: Vec<(std::net::TcpListener, std::net::TcpListener)> = (0..3)
-            .map(|_| Ok((std::net::TcpListener::bind("127.0.0.1:0")?, std::net::TcpListener::bind("127.0.0.1:0")?)))
-            .collect::<std::io::Result<_>>()?;
-        let listeners = ports;
-        let ports: Vec<(u16, u16)> =
-            listeners.iter().map(|(c, p)| (c.local_addr().unwrap().port(), p.local_addr().unwrap().port())).collect();
-        drop(listeners);
-        let initial: Vec<String> =
-            ports.iter().enumerate().map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}")).collect();
-        let mut members = Vec::new();
-        for (i, (client, peer)) in ports.iter().enumerate() {
-            members.push(Self::spawn(&format!("m{i}"), *client, *peer, &initial.join(","))?);
-        }
-        for member in &members {
-            member.wait_ready().await?;
-        }
-        Ok(members)
-    }
-
-    /// Starts `etcd` (from PATH, or `MAAS_ETCD_BIN`) and waits until it answers.
-    pub async fn start() -> anyhow::Result<EtcdProcess> {
-        // Both listeners stay open until both ports are known, so the two differ.
-        let client_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let peer_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let (client_port, peer_port) = (client_listener.local_addr()?.port(), peer_listener.local_addr()?.port());
-        drop((client_listener, peer_listener));
-        let etcd = Self::spawn("test", client_port, peer_port, &format!("test=http://127.0.0.1:{peer_port}"))?;
-        etcd.wait_ready().await?;
-        Ok(etcd)
-    }
-
-    fn spawn(name: &str, client_port: u16, peer_port: u16, initial_cluster: &str) -> anyhow::Result<EtcdProcess> {
-        use anyhow::Context;
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let data_dir = std::env::temp_dir().join(format!(
-            "maas-etcd-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&data_dir);
-        let endpoint = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let binary = std::env::var("MAAS_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-        let log = std::fs::File::create(data_dir.with_extension("log"))?;
-        let child = std::process::Command::new(&binary)
-            .arg(format!("--name={name}"))
-            .arg(format!("--data-dir={}", data_dir.display()))
-            .arg(format!("--listen-client-urls={endpoint}"))
-            .arg(format!("--advertise-client-urls={endpoint}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster={initial_cluster}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {binary}; scripts/setup.sh installs etcd"))?;
-        Ok(EtcdProcess { child, data_dir, endpoint })
-    }
-
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let started = std::time::Instant::now();
-        loop {
-            let probe = async {
-                let mut client = etcd_client::Client::connect([self.endpoint.as_str()], None).await?;
-                client.status().await
-            };
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), probe).await {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(20) {
-                let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(10).collect();
-                anyhow::bail!(
-                    "etcd did not start in 20 s; its log ends:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Kills the member with SIGKILL.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for EtcdProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-        let _ = std::fs::remove_file(self.data_dir.with_extension("log"));
-    }
 }
 
 /// An S3-compatible server on a loopback port (moto's server, from the

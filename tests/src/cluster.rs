@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use maas_registry::testsuite::{EtcdProcess, EtcdTlsFiles};
 
 use crate::wait::{wait_for, wait_until};
 
@@ -124,6 +125,18 @@ pub fn make_role_certs(dir: &Path, role: &str, names: &[&str]) -> Result<()> {
         bail!("maas-certs failed: {status}");
     }
     Ok(())
+}
+
+/// Certificates for a secure etcd in `dir`: an `etcd` server pair and an
+/// `etcd-client` pair for the cluster's processes, from the cluster CA.
+pub fn etcd_certs(dir: &Path) -> Result<EtcdTlsFiles> {
+    make_role_certs(dir, "etcd", &["etcd"])?;
+    make_role_certs(dir, "etcd-client", &["etcd-client"])?;
+    Ok(EtcdTlsFiles {
+        ca: dir.join("ca.pem"),
+        server: (dir.join("etcd.pem"), dir.join("etcd.key")),
+        client: (dir.join("etcd-client.pem"), dir.join("etcd-client.key")),
+    })
 }
 
 /// A child process killed when dropped.
@@ -285,6 +298,7 @@ pub struct ClusterBuilder {
     membership: bool,
     artifact_store: Option<ArtifactLocation>,
     front_tls: bool,
+    secure_etcd: bool,
 }
 
 /// Where the cluster's processes keep artifacts, when not in a folder of the
@@ -306,6 +320,7 @@ impl Default for ClusterBuilder {
             membership: false,
             artifact_store: None,
             front_tls: false,
+            secure_etcd: false,
         }
     }
 }
@@ -343,6 +358,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Cluster mode on an etcd that speaks only TLS, wants a client
+    /// certificate and has authentication on; every process logs in as
+    /// the user [`maas_registry::testsuite::SECURE_USER`].
+    pub fn with_secure_etcd(mut self) -> Self {
+        self.secure_etcd = true;
+        self.with_membership()
+    }
+
     /// Serves the coordinator's HTTP and gRPC fronts over TLS with a
     /// `front` certificate of the cluster CA; the test client trusts it.
     pub fn with_front_tls(mut self) -> Self {
@@ -360,12 +383,13 @@ impl ClusterBuilder {
     /// models are ready through the coordinator.
     pub async fn start(self) -> Result<Cluster> {
         let dir = TempDir::new("cluster");
-        let etcd = match self.etcd {
-            0 => vec![],
-            1 => vec![maas_registry::testsuite::EtcdProcess::start().await?],
-            _ => maas_registry::testsuite::EtcdProcess::start_three().await?,
-        };
         let certs = dir.path().join("certs");
+        let etcd = match (self.etcd, self.secure_etcd) {
+            (0, _) => vec![],
+            (1, true) => vec![EtcdProcess::start_secure(&etcd_certs(&certs)?).await?],
+            (1, false) => vec![EtcdProcess::start().await?],
+            _ => EtcdProcess::start_three().await?,
+        };
         let mut names: Vec<&str> = vec!["coordinator"];
         names.extend(self.nodes.iter().map(|n| n.name.as_str()));
         make_certs(&certs, &names)?;
@@ -432,7 +456,7 @@ pub struct Cluster {
     pub scheme: &'static str,
     coordinator_args: Vec<String>,
     /// The etcd members holding the registry, when the cluster has them.
-    pub etcd: Vec<maas_registry::testsuite::EtcdProcess>,
+    pub etcd: Vec<EtcdProcess>,
     membership: bool,
     artifact_store: ArtifactLocation,
     dir: TempDir,
@@ -473,7 +497,7 @@ impl Cluster {
             .env("MAAS_LOG", spec.log.as_deref().unwrap_or("info"));
         if self.membership && !self.etcd.is_empty() {
             let endpoints = spec.etcd_endpoints.clone().unwrap_or_else(|| self.etcd_endpoints());
-            command.arg("--etcd-endpoints").arg(endpoints).arg("--lease-ttl-seconds").arg("2");
+            command.args(self.etcd_args(endpoints)).arg("--lease-ttl-seconds").arg("2");
         }
         if spec.repository {
             command.arg("--model-repository").arg(models_dir());
@@ -487,6 +511,28 @@ impl Cluster {
     /// The etcd client URLs, comma-separated.
     pub fn etcd_endpoints(&self) -> String {
         self.etcd.iter().map(|e| e.endpoint.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The flags that reach the cluster's etcd through `endpoints`: with its
+    /// CA, client certificate, user and password file when it is secure.
+    pub fn etcd_args(&self, endpoints: String) -> Vec<String> {
+        let mut args = vec!["--etcd-endpoints".to_string(), endpoints];
+        let access = &self.etcd[0].access;
+        let files = [
+            ("--etcd-ca-file", &access.ca_file),
+            ("--etcd-cert-file", &access.cert_file),
+            ("--etcd-key-file", &access.key_file),
+            ("--etcd-password-file", &access.password_file),
+        ];
+        for (flag, path) in files {
+            if let Some(path) = path {
+                args.extend([flag.to_string(), path.display().to_string()]);
+            }
+        }
+        if let Some(user) = &access.user {
+            args.extend(["--etcd-user".to_string(), user.clone()]);
+        }
+        args
     }
 
     /// The data folder of node `name` (its artifact cache is `artifacts/` in it).
@@ -518,7 +564,7 @@ impl Cluster {
             .envs(self.artifact_store.env.iter().cloned())
             .env("MAAS_LOG", "info");
         if !self.etcd.is_empty() {
-            command.arg("--etcd-endpoints").arg(self.etcd_endpoints());
+            command.args(self.etcd_args(self.etcd_endpoints()));
         }
         command
     }

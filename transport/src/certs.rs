@@ -13,6 +13,8 @@
 //! | `coordinator` | TLS client | a coordinator dialling nodes |
 //! | `node` | TLS server | a node accepting coordinators |
 //! | `front` | TLS server | a coordinator's HTTPS and gRPC fronts |
+//! | `etcd` | TLS server | an etcd member's client port |
+//! | `etcd-client` | TLS client | a coordinator or node dialling etcd |
 //!
 //! So a node certificate cannot act as a coordinator (a node refuses it as
 //! a client), and a coordinator's cannot pose as a node. Every leaf is valid
@@ -38,6 +40,10 @@ pub enum CertRole {
     Node,
     /// A coordinator's HTTPS or gRPC front: server to clients.
     Front,
+    /// An etcd member: server to coordinators and nodes.
+    Etcd,
+    /// A coordinator or node: client of etcd.
+    EtcdClient,
 }
 
 impl CertRole {
@@ -46,13 +52,15 @@ impl CertRole {
             CertRole::Coordinator => "coordinator",
             CertRole::Node => "node",
             CertRole::Front => "front",
+            CertRole::Etcd => "etcd",
+            CertRole::EtcdClient => "etcd-client",
         }
     }
 
     fn usages(self) -> Vec<ExtendedKeyUsagePurpose> {
         match self {
-            CertRole::Coordinator => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            CertRole::Node | CertRole::Front => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            CertRole::Coordinator | CertRole::EtcdClient => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            CertRole::Node | CertRole::Front | CertRole::Etcd => vec![ExtendedKeyUsagePurpose::ServerAuth],
         }
     }
 }
@@ -61,10 +69,12 @@ impl FromStr for CertRole {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> Result<CertRole> {
-        [CertRole::Coordinator, CertRole::Node, CertRole::Front]
+        [CertRole::Coordinator, CertRole::Node, CertRole::Front, CertRole::Etcd, CertRole::EtcdClient]
             .into_iter()
             .find(|role| role.as_str() == text)
-            .with_context(|| format!("unknown certificate role '{text}': use coordinator, node or front"))
+            .with_context(|| {
+                format!("unknown certificate role '{text}': use coordinator, node, front, etcd or etcd-client")
+            })
     }
 }
 

@@ -18,7 +18,9 @@ struct Args {
     #[arg(long, env = "MAAS_CA_DIR")]
     ca_dir: Option<PathBuf>,
     /// coordinator (a TLS client of nodes), node (a TLS server to
-    /// coordinators) or front (the HTTPS and gRPC fronts).
+    /// coordinators), front (the HTTPS and gRPC fronts), etcd (an etcd
+    /// member's client port) or etcd-client (coordinators and nodes
+    /// dialling etcd).
     #[arg(long)]
     role: CertRole,
     /// Names to issue certificates for, e.g. node-0 node-1.
