@@ -98,6 +98,10 @@ pub struct ModelConfig {
     /// Estimated memory one instance needs, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// The largest inference request for this model, in bytes of HTTP body
+    /// or gRPC message; the server's and the caller's key's limits apply too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_bytes: Option<u64>,
     /// Which versions are loaded.
     #[serde(default)]
     pub version_policy: VersionPolicy,

@@ -1,8 +1,10 @@
 //! The inference path shared by every front.
 //!
-//! A front makes one call, [`Inference::serve`], with a future that parses
-//! its wire format into an [`InferRequest`] and a function that encodes the
-//! [`InferResponse`]; `serve` resolves the model version, validates every
+//! A front makes one call, [`Inference::serve`], with a function that
+//! parses its wire format into an [`InferRequest`] (given the version's
+//! [`InputCheck`], so it checks each input's header before decoding its
+//! data) and a function that encodes the [`InferResponse`]; `serve`
+//! resolves the model version, validates every
 //! input against the model's configuration, queues the request in the
 //! version's batcher, waits for its outputs until the request's deadline
 //! and counts the outcome once, `cancelled` included.
@@ -17,6 +19,7 @@ use maas_protocol::ModelConfig;
 use tokio::sync::oneshot;
 
 use crate::error::{ServeError, ServeResult};
+use crate::input_check::InputCheck;
 use crate::metrics;
 use crate::models::{ModelTable, ModelVersion};
 use crate::pending::{Answered, PendingRequest};
@@ -94,21 +97,24 @@ impl Inference {
 
     /// Serves one request of `caller` through its whole life: resolves the
     /// version `model` and `version` name, checks the caller's scope on the
-    /// model and admits it under its key's limits, awaits the front's parsed
-    /// `request` (with
-    /// whatever the front needs to answer, `C`), validates and queues it,
-    /// waits for its outputs until its deadline, lets the front build its
-    /// `answer`, and counts the outcome (and the tenant's use) once. A front that stops waiting
+    /// model and admits it under its key's limits, has the front parse its
+    /// `request` with the version's [`InputCheck`] (returning whatever the
+    /// front needs to answer, `C`), validates and queues it, waits for its
+    /// outputs until its deadline, lets the front build its `answer`, and
+    /// counts the outcome (and the tenant's use) once. A front that stops waiting
     /// (the client went away) drops this future: the request is then
     /// counted as `cancelled`. An unknown model or version is counted too.
-    pub async fn serve<C, T>(
+    pub async fn serve<C, T, R>(
         &self,
         caller: &Caller,
         model: &str,
         version: Option<&str>,
-        request: impl Future<Output = ServeResult<(InferRequest, C)>>,
+        request: impl FnOnce(InputCheck) -> R,
         answer: impl FnOnce(InferResponse, C) -> ServeResult<T>,
-    ) -> ServeResult<T> {
+    ) -> ServeResult<T>
+    where
+        R: Future<Output = ServeResult<(InferRequest, C)>>,
+    {
         let arrived = Instant::now();
         let version = self.table.resolve(model, version).inspect_err(|error| {
             metrics::record_request(metrics::UNKNOWN_MODEL, "", error.outcome(), Duration::ZERO);
@@ -118,7 +124,7 @@ impl Inference {
         let result = async {
             caller.permit(Action::Infer, Some(&version.shared.name))?;
             let admission = self.limiter.admit(caller)?;
-            let (request, context) = request.await?;
+            let (request, context) = request(InputCheck::new(version.shared.config.clone())).await?;
             let response = self.run(&version, request, caller, &admission, &mut used, arrived).await?;
             answer(response, context)
         }

@@ -13,6 +13,7 @@ pub mod batcher;
 mod dispatch;
 pub mod error;
 pub mod infer;
+pub mod input_check;
 pub mod metrics;
 pub mod models;
 pub mod pending;

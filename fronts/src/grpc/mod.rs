@@ -42,6 +42,7 @@ use crate::triton::EXTENSIONS;
 use anyhow::Context;
 use maas_serving::error::ServeError;
 use maas_serving::infer::MAX_REQUEST_ID_BYTES;
+use maas_serving::input_check::InputCheck;
 use maas_tenancy::Caller;
 
 /// Concurrent calls one connection may open (HTTP/2
@@ -79,14 +80,15 @@ async fn infer(
 ) -> Result<ModelInferResponse, ServeError> {
     let limit = crate::auth::body_limit(caller, state.max_body_bytes);
     let size = prost::Message::encoded_len(&request);
-    if size > limit {
-        return Err(ServeError::PayloadTooLarge { size, limit });
-    }
     let model = std::mem::take(&mut request.model_name);
     let version = std::mem::take(&mut request.model_version);
-    let parse = async {
+    let parse = |check: InputCheck| async move {
+        let limit = check.request_limit(limit);
+        if size > limit {
+            return Err(ServeError::PayloadTooLarge { size, limit });
+        }
         maas_serving::infer::check_unique_outputs(request.outputs.iter().map(|o| o.name.as_str()))?;
-        let mut parsed = tensors::to_infer_request(&mut request)?;
+        let mut parsed = tensors::to_infer_request(&mut request, &check)?;
         if let Some(deadline) = deadline {
             parsed.timeout = Some(parsed.timeout.map_or(deadline, |t| t.min(deadline)));
         }

@@ -16,13 +16,15 @@ use maas_protocol::DataType;
 use maas_protocol::TensorBytes;
 use maas_serving::error::{ServeError, ServeResult};
 use maas_serving::infer::{InferRequest, InferResponse};
+use maas_serving::input_check::InputCheck;
 
 fn invalid(message: String) -> ServeError {
     ServeError::InvalidRequest(message)
 }
 
-/// Turns a request's inputs and parameters into an [`InferRequest`].
-pub fn to_infer_request(request: &mut ModelInferRequest) -> ServeResult<InferRequest> {
+/// Turns a request's inputs and parameters into an [`InferRequest`],
+/// checking each input's header with `check` before converting its data.
+pub fn to_infer_request(request: &mut ModelInferRequest, check: &InputCheck) -> ServeResult<InferRequest> {
     let raw = std::mem::take(&mut request.raw_input_contents);
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(invalid(format!(
@@ -39,6 +41,7 @@ pub fn to_infer_request(request: &mut ModelInferRequest) -> ServeResult<InferReq
         if input.shape.iter().any(|d| *d < 0) {
             return Err(invalid(format!("invalid shape {:?} for input '{}'", input.shape, input.name)));
         }
+        check.header(&input.name, datatype, &input.shape)?;
         let data = match (raw.next(), &input.contents) {
             (Some(_), Some(contents)) if !is_empty(contents) => {
                 return Err(invalid(format!("input '{}' has both raw and typed contents", input.name)))
@@ -205,6 +208,17 @@ pub fn to_infer_response(answer: InferResponse, id: String, requested: &[String]
 mod tests {
     use super::*;
 
+    /// A model taking one vector of each datatype these tests send.
+    fn check() -> InputCheck {
+        let inputs: Vec<serde_json::Value> = [("a", "INT16"), ("b", "FP32"), ("c", "BOOL"), ("i8", "INT8"), ("h", "FP16")]
+            .iter()
+            .map(|(name, datatype)| serde_json::json!({"name": name, "datatype": datatype, "shape": [-1]}))
+            .collect();
+        let config = serde_json::json!({"name": "m", "max_batch_size": 8, "inputs": inputs,
+            "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}]});
+        InputCheck::new(std::sync::Arc::new(serde_json::from_value(config).unwrap()))
+    }
+
     fn typed(name: &str, datatype: &str, shape: Vec<i64>, contents: InferTensorContents) -> InferInputTensor {
         InferInputTensor {
             name: name.into(),
@@ -228,21 +242,14 @@ mod tests {
                     vec![2],
                     InferTensorContents { bool_contents: vec![true, false], ..Default::default() },
                 ),
-                typed(
-                    "d",
-                    "BYTES",
-                    vec![1],
-                    InferTensorContents { bytes_contents: vec![b"hi".to_vec()], ..Default::default() },
-                ),
             ],
             ..Default::default()
         };
-        let parsed = to_infer_request(&mut request).unwrap();
+        let parsed = to_infer_request(&mut request, &check()).unwrap();
         let bytes: Vec<&[u8]> = parsed.inputs.iter().map(|t| &t.data[..]).collect();
         assert_eq!(bytes[0], &[0xfe, 0xff, 0x2c, 0x01]);
         assert_eq!(bytes[1], &1.5f32.to_le_bytes());
         assert_eq!(bytes[2], &[1, 0]);
-        assert_eq!(bytes[3], &[2, 0, 0, 0, b'h', b'i']);
         assert_eq!(parsed.id.as_deref(), Some("r"));
     }
 
@@ -250,25 +257,26 @@ mod tests {
     fn contents_that_do_not_fit_are_refused() {
         let cases = [
             (
-                typed("a", "INT8", vec![1], InferTensorContents { int_contents: vec![200], ..Default::default() }),
+                typed("i8", "INT8", vec![1], InferTensorContents { int_contents: vec![200], ..Default::default() }),
                 "out of range for INT8",
             ),
             (
-                typed("a", "FP32", vec![3], InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }),
+                typed("b", "FP32", vec![3], InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }),
                 "has 1 elements in its contents but its shape [3] needs 3",
             ),
-            (typed("a", "FP16", vec![1], InferTensorContents::default()), "send it in raw_input_contents"),
+            (typed("h", "FP16", vec![1], InferTensorContents::default()), "send it in raw_input_contents"),
+            (typed("b", "UINT64", vec![1], InferTensorContents::default()), "unexpected datatype UINT64"),
             (typed("a", "FLOAT", vec![1], InferTensorContents::default()), "invalid datatype 'FLOAT'"),
             (typed("a", "FP32", vec![-1], InferTensorContents::default()), "invalid shape"),
         ];
         for (input, expected) in cases {
             let mut request = ModelInferRequest { inputs: vec![input], ..Default::default() };
-            let error = to_infer_request(&mut request).unwrap_err().to_string();
+            let error = to_infer_request(&mut request, &check()).unwrap_err().to_string();
             assert!(error.contains(expected), "{error:?} should contain {expected:?}");
         }
         let mut both = ModelInferRequest {
             inputs: vec![typed(
-                "a",
+                "b",
                 "FP32",
                 vec![1],
                 InferTensorContents { fp32_contents: vec![1.0], ..Default::default() },
@@ -276,7 +284,7 @@ mod tests {
             raw_input_contents: vec![vec![0u8; 4].into()],
             ..Default::default()
         };
-        assert!(to_infer_request(&mut both).unwrap_err().to_string().contains("both raw and typed contents"));
+        assert!(to_infer_request(&mut both, &check()).unwrap_err().to_string().contains("both raw and typed contents"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::http::error::HttpResult;
 use actix_web::{web, HttpRequest, HttpResponse};
+use maas_serving::input_check::InputCheck;
 
 use super::codec::{request, response, HEADER_LENGTH};
 use super::model::path_model;
@@ -15,10 +16,10 @@ pub async fn infer(state: web::Data<AppState>, request: HttpRequest, payload: we
     let (model, version) = path_model(request);
     let caller = caller(request)?;
     let limit = body_limit(&caller, state.max_body_bytes);
-    let parse = async {
-        let body = body::read(request, payload, limit).await?;
+    let parse = |check: InputCheck| async move {
+        let body = body::read(request, payload, check.request_limit(limit)).await?;
         let header_length = request.headers().get(HEADER_LENGTH).map(|v| v.to_str().unwrap_or("not text"));
-        let parsed = request::parse(header_length, body)?;
+        let parsed = request::parse(header_length, body, &check)?;
         Ok((parsed.request, (parsed.id, parsed.outputs)))
     };
     let encode = |answer, (id, outputs): (Option<String>, _)| response::encode(&answer, id.as_deref(), &outputs);

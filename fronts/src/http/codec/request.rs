@@ -3,7 +3,9 @@
 //! A body is JSON, or JSON followed by raw tensors when the
 //! `Inference-Header-Content-Length` header says where the JSON ends. Inputs
 //! with `"parameters": {"binary_data_size": N}` take the next N raw bytes,
-//! in input order, as slices of the body (no copy).
+//! in input order, as slices of the body (no copy). Each input's name,
+//! datatype and shape are checked against the model before its data is
+//! decoded, so a tensor the model would refuse costs no memory.
 
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use super::json_data;
 use maas_protocol::TensorBytes;
 use maas_serving::error::{ServeError, ServeResult};
 use maas_serving::infer::{check_unique_outputs, InferRequest};
+use maas_serving::input_check::InputCheck;
 
 /// An output the client asked for.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,8 +85,9 @@ fn invalid(message: String) -> ServeError {
     ServeError::InvalidRequest(message)
 }
 
-/// Parses a body; `header_length` is the `Inference-Header-Content-Length` value.
-pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequest> {
+/// Parses a body for the model `check` knows; `header_length` is the
+/// `Inference-Header-Content-Length` value.
+pub fn parse(header_length: Option<&str>, body: Bytes, check: &InputCheck) -> ServeResult<ParsedRequest> {
     let json_len = match header_length {
         None => body.len(),
         Some(text) => {
@@ -112,6 +116,7 @@ pub fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequ
         let expected = element_count(&input.shape).ok_or_else(|| {
             invalid(format!("invalid shape {} for input '{}'", shape_string(&input.shape), input.name))
         })?;
+        check.header(&input.name, datatype, &input.shape)?;
         let data = match (input.parameters.get("binary_data_size"), input.data) {
             (Some(_), Some(_)) => {
                 return Err(invalid(format!("input '{}' has both binary_data_size and data", input.name)));
@@ -210,6 +215,25 @@ fn bool_parameter(parameters: &Map<String, Value>, name: &str) -> ServeResult<Op
 mod tests {
     use super::*;
 
+    /// A model whose inputs take what these tests send: `x` FP32 of any
+    /// width, `a` INT32 and `b` UINT8 vectors.
+    fn check() -> InputCheck {
+        InputCheck::new(std::sync::Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "name": "m", "max_batch_size": 8,
+                "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, -1]},
+                           {"name": "a", "datatype": "INT32", "shape": [-1]},
+                           {"name": "b", "datatype": "UINT8", "shape": [-1]}],
+                "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]
+            }))
+            .unwrap(),
+        ))
+    }
+
+    fn parse(header_length: Option<&str>, body: Bytes) -> ServeResult<ParsedRequest> {
+        super::parse(header_length, body, &check())
+    }
+
     fn body(json: &str, binary: &[u8]) -> (String, Bytes) {
         let mut bytes = json.as_bytes().to_vec();
         bytes.extend_from_slice(binary);
@@ -228,7 +252,7 @@ mod tests {
         assert_eq!(parsed.outputs, OutputSelection::default());
         let every = parse(
             None,
-            Bytes::from_static(br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[]}"#),
+            Bytes::from_static(br#"{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32","data":[1]}],"outputs":[]}"#),
         )
         .unwrap();
         assert_eq!(every.outputs, OutputSelection::default(), "an empty outputs list selects every output");
@@ -257,9 +281,12 @@ mod tests {
             (Some("abc"), b"{}", "is not a byte count"),
             (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, "invalid datatype 'FLOAT'"),
             (None, br#"{"inputs":[{"name":"x","shape":[1,3],"datatype":"FP32","data":[1]}]}"#, "has 1 elements, but its shape [1,3] needs 3"),
-            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, "input 'x' has no data"),
-            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#, "no Inference-Header-Content-Length"),
-            (None, br#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}],"outputs":[{"name":"y"},{"name":"z"},{"name":"y"}]}"#, "output 'y' is requested more than once"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32"}]}"#, "input 'x' has no data"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32","parameters":{"binary_data_size":4}}]}"#, "no Inference-Header-Content-Length"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP32","data":[1]}],"outputs":[{"name":"y"},{"name":"z"},{"name":"y"}]}"#, "output 'y' is requested more than once"),
+            (None, br#"{"inputs":[{"name":"x","shape":[1,1],"datatype":"FP64","data":[1]}]}"#, "unexpected datatype FP64 for input 'x'"),
+            (None, br#"{"inputs":[{"name":"w","shape":[1,1],"datatype":"FP32","data":[1]}]}"#, "unexpected inference input 'w'"),
+            (None, br#"{"inputs":[{"name":"x","shape":[9,1],"datatype":"FP32","data":[1]}]}"#, "exceeds the maximum batch size 8"),
         ];
         for (header, body, expected) in cases {
             let err = parse(header, Bytes::from(body.to_vec())).unwrap_err().to_string();
