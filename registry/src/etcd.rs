@@ -25,7 +25,8 @@ impl EtcdStore {
     /// Connects to `endpoints` without TLS or a user and starts watching
     /// `prefix` (e.g. `/maas/v1/`).
     pub async fn connect(endpoints: &[String], prefix: &str) -> RegistryResult<EtcdStore> {
-        let client = crate::EtcdAccess::plain(endpoints, prefix).connect().await.map_err(|e| backend(format!("{e:#}")))?;
+        let client =
+            crate::EtcdAccess::plain(endpoints, prefix).connect().await.map_err(|e| backend(format!("{e:#}")))?;
         Ok(EtcdStore::open(client, prefix))
     }
 

@@ -71,9 +71,8 @@ impl EtcdAccess {
     }
 
     fn options(&self) -> anyhow::Result<ConnectOptions> {
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(std::time::Duration::from_secs(5))
-            .with_auto_token_refresh(true);
+        let mut options =
+            ConnectOptions::new().with_connect_timeout(std::time::Duration::from_secs(5)).with_auto_token_refresh(true);
         if let Some(user) = &self.user {
             options = options.with_user(user.clone(), self.password()?);
         }

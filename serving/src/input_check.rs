@@ -22,6 +22,11 @@ impl InputCheck {
         InputCheck { config }
     }
 
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
     /// The largest request in bytes: `limit` (the server's or the caller's
     /// key's), or the model's `max_request_bytes` when that is smaller.
     pub fn request_limit(&self, limit: usize) -> usize {

@@ -205,8 +205,17 @@ impl Process {
 
     /// Resident memory in KiB, from /proc.
     pub fn rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The most resident memory it has held, in KiB, from /proc.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+        status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
     }
 }
 

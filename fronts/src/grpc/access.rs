@@ -19,6 +19,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
 
+use super::precheck::PrecheckedBody;
 use crate::auth::{self, bearer_token, Access};
 use crate::state::AppState;
 use maas_tenancy::Caller;
@@ -92,6 +93,12 @@ impl<S> Authorized<S> {
     }
 }
 
+/// Whether `path` is an inference method, whose messages are checked
+/// against the model before they are decoded.
+fn is_inference(path: &str) -> bool {
+    matches!(path.rsplit('/').next(), Some("ModelInfer" | "ModelStreamInfer"))
+}
+
 impl<S: NamedService> NamedService for Authorized<S> {
     const NAME: &'static str = S::NAME;
 }
@@ -111,6 +118,11 @@ where
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         match self.admit(&request) {
             Ok(caller) => {
+                if is_inference(request.uri().path()) {
+                    let limit = auth::body_limit(&caller, self.state.max_body_bytes);
+                    let state = self.state.clone();
+                    request = request.map(|body| Body::new(PrecheckedBody::new(body, state, limit)));
+                }
                 request.extensions_mut().insert(caller);
                 Either::Left(self.inner.call(request))
             }

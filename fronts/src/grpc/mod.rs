@@ -16,6 +16,8 @@ mod access;
 mod config;
 mod deadline;
 mod listener;
+mod outline;
+mod precheck;
 mod status;
 mod tensors;
 

@@ -210,10 +210,11 @@ mod tests {
 
     /// A model taking one vector of each datatype these tests send.
     fn check() -> InputCheck {
-        let inputs: Vec<serde_json::Value> = [("a", "INT16"), ("b", "FP32"), ("c", "BOOL"), ("i8", "INT8"), ("h", "FP16")]
-            .iter()
-            .map(|(name, datatype)| serde_json::json!({"name": name, "datatype": datatype, "shape": [-1]}))
-            .collect();
+        let inputs: Vec<serde_json::Value> =
+            [("a", "INT16"), ("b", "FP32"), ("c", "BOOL"), ("i8", "INT8"), ("h", "FP16")]
+                .iter()
+                .map(|(name, datatype)| serde_json::json!({"name": name, "datatype": datatype, "shape": [-1]}))
+                .collect();
         let config = serde_json::json!({"name": "m", "max_batch_size": 8, "inputs": inputs,
             "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1]}]});
         InputCheck::new(std::sync::Arc::new(serde_json::from_value(config).unwrap()))

@@ -202,4 +202,3 @@ async fn enable_auth(access: &EtcdAccess, password: &str) -> anyhow::Result<()> 
     client.auth_enable().await?;
     Ok(())
 }
-
