@@ -69,6 +69,15 @@ impl PrecheckedBody {
         Ok(Some(message))
     }
 
+    /// Whether `data` is exactly one small message within the limit, which
+    /// passes on as it came, without a copy.
+    fn passes_whole(&self, data: &[u8]) -> bool {
+        data.len() >= PREFIX && {
+            let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+            len == data.len() - PREFIX && len < PRECHECK_FROM_BYTES && len <= self.limit
+        }
+    }
+
     fn check(&self, message: &[u8]) -> Result<(), Status> {
         let outline =
             outline(message).map_err(|e| Status::invalid_argument(format!("malformed ModelInferRequest: {e}")))?;
@@ -145,6 +154,9 @@ impl http_body::Body for PrecheckedBody {
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if this.pending.is_empty() && this.passes_whole(&data) => {
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
                     Ok(data) => this.pending.extend_from_slice(&data),
                     // Trailers end the body: what is still pending is a
                     // partial message, which tonic reports.
