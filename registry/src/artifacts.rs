@@ -2,10 +2,14 @@
 //!
 //! Layout inside the store: `blobs/sha256/<hex>` for each distinct file and
 //! `uploads/<id>` for uploads in progress. An upload streams into the store
-//! while its sha256 is computed; when it completes it is renamed to its
-//! digest's path, or dropped if that digest is already stored, so identical
-//! uploads are stored once. A fetch streams a blob to a local file,
-//! recomputing the digest, and refuses the file if it does not match.
+//! while its sha256 is computed; when it completes, and only if its digest
+//! is the one the uploader announced, it is renamed to its digest's path,
+//! or dropped if that digest is already stored, so identical uploads are
+//! stored once. A stored blob is never deleted here: another upload of the
+//! same bytes may have been told it is stored, and records may refer to
+//! it, so a refused upload removes only its own object under `uploads/`.
+//! A fetch streams a blob to a local file, recomputing the digest, and
+//! refuses the file if it does not match.
 //!
 //! The store is a local directory (a path or `file://`), or object storage
 //! by URL: `s3://bucket[/prefix]` (AWS S3 or any S3-compatible server),
@@ -138,12 +142,6 @@ impl ArtifactStore {
         }
     }
 
-    /// Removes a blob (used to drop an upload that failed its checks).
-    pub async fn remove(&self, sha256: &str) -> RegistryResult<()> {
-        check_digest(sha256)?;
-        self.store.delete(&blob_path(sha256)).await.map_err(|e| backend(e.to_string()))
-    }
-
     /// Streams the blob of `artifact` to `dest`, verifying size and digest;
     /// a mismatch leaves nothing at `dest`.
     pub async fn fetch_to(&self, artifact: &ArtifactRef, dest: &Path) -> RegistryResult<()> {
@@ -204,14 +202,26 @@ impl UploadSink {
         self.size
     }
 
-    /// Completes the upload and files it under its digest.
-    pub async fn finish(self) -> RegistryResult<StoredArtifact> {
+    /// Completes the upload and files it under its digest. With
+    /// `expected_sha256` (what the uploader announced), an upload with
+    /// another digest is refused with [`RegistryError::Invalid`] before it
+    /// is filed; as on any failure here, only this upload's temporary object
+    /// is removed, never a stored blob.
+    pub async fn finish(self, expected_sha256: Option<&str>) -> RegistryResult<StoredArtifact> {
         let UploadSink { store, path, writer, hasher, size } = self;
-        writer.finish().await.map_err(|e| backend(e.to_string()))?;
+        if let Err(e) = writer.finish().await {
+            let _ = store.delete(&path).await;
+            return Err(backend(format!("completing upload {path}: {e}")));
+        }
         let sha256 = hex::encode(hasher.finalize());
+        if let Some(expected) = expected_sha256.filter(|expected| *expected != sha256) {
+            let _ = store.delete(&path).await;
+            return Err(RegistryError::Invalid(format!(
+                "digest mismatch: the upload's sha256 is {sha256}, the uploader announced {expected}"
+            )));
+        }
         let artifact = ArtifactRef { sha256: sha256.clone(), size };
-        let target = blob_path(&sha256);
-        let newly_stored = file_under_digest(store.as_ref(), &path, &target).await;
+        let newly_stored = file_under_digest(store.as_ref(), &path, &blob_path(&sha256)).await;
         if !matches!(newly_stored, Ok(true)) {
             let _ = store.delete(&path).await;
         }
@@ -245,4 +255,126 @@ async fn file_under_digest(store: &dyn ObjectStore, upload: &ObjectPath, target:
     }
     store.rename(upload, target).await.map_err(|e| backend(e.to_string()))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use futures_util::stream::BoxStream;
+    use object_store::{
+        GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions, PutOptions, PutPayload,
+        PutResult,
+    };
+    use tokio::sync::{Notify, Semaphore};
+
+    use super::*;
+
+    /// A real directory store, except that deleting anything under `blobs/`
+    /// announces itself and then waits for the gate, so a test can finish
+    /// another upload in between.
+    #[derive(Debug)]
+    struct GatedBlobDeletes {
+        inner: LocalFileSystem,
+        requested: Notify,
+        gate: Semaphore,
+    }
+
+    impl std::fmt::Display for GatedBlobDeletes {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "GatedBlobDeletes({})", self.inner)
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for GatedBlobDeletes {
+        async fn put_opts(
+            &self,
+            to: &ObjectPath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(to, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            to: &ObjectPath,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(to, opts).await
+        }
+        async fn get_opts(&self, from: &ObjectPath, options: GetOptions) -> object_store::Result<GetResult> {
+            self.inner.get_opts(from, options).await
+        }
+        async fn delete(&self, location: &ObjectPath) -> object_store::Result<()> {
+            if location.as_ref().starts_with("blobs/") {
+                self.requested.notify_one();
+                let _permit = self.gate.acquire().await.expect("gate open");
+            }
+            self.inner.delete(location).await
+        }
+        fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+        async fn copy(&self, from: &ObjectPath, to: &ObjectPath) -> object_store::Result<()> {
+            self.inner.copy(from, to).await
+        }
+        async fn copy_if_not_exists(&self, from: &ObjectPath, to: &ObjectPath) -> object_store::Result<()> {
+            self.inner.copy_if_not_exists(from, to).await
+        }
+    }
+
+    async fn sink_with(store: &ArtifactStore, bytes: &[u8]) -> UploadSink {
+        let mut sink = store.begin_upload().await.unwrap();
+        sink.write(bytes).await.unwrap();
+        sink
+    }
+
+    /// Two concurrent uploads of the same bytes, one announcing a wrong
+    /// digest: the refused one finishes first and, should it delete a stored
+    /// blob, is held just before that while the honest one finishes and is
+    /// told its bytes are stored. The blob must still be there afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_upload_never_deletes_a_stored_blob() {
+        let root = std::env::temp_dir().join(format!("maas-artifacts-gated-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let gated = Arc::new(GatedBlobDeletes {
+            inner: LocalFileSystem::new_with_prefix(&root).unwrap(),
+            requested: Notify::new(),
+            gate: Semaphore::new(0),
+        });
+        let store = ArtifactStore { store: gated.clone(), location: root.display().to_string() };
+        let bytes: Vec<u8> = (0..5_000u32).map(|i| (i * 13 % 251) as u8).collect();
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let wrong = "0".repeat(64);
+
+        let liar = sink_with(&store, &bytes).await;
+        let honest = sink_with(&store, &bytes).await;
+        let mut refused = tokio::spawn(async move { liar.finish(Some(&wrong)).await });
+        let early = tokio::select! {
+            done = &mut refused => Some(done),
+            _ = gated.requested.notified() => None,
+        };
+        let stored = honest.finish(Some(&sha256)).await.unwrap();
+        gated.gate.add_permits(1);
+        let refused = match early {
+            Some(done) => done,
+            None => refused.await,
+        }
+        .unwrap();
+        let err = refused.unwrap_err();
+        assert!(matches!(&err, RegistryError::Invalid(m) if m.contains("digest mismatch")), "{err}");
+        assert_eq!(stored.artifact, ArtifactRef { sha256: sha256.clone(), size: 5_000 });
+
+        let dest = root.join("fetched.pt");
+        store.fetch_to(&stored.artifact, &dest).await.expect("the stored blob is still there");
+        assert_eq!(std::fs::read(&dest).unwrap(), bytes);
+        let prefix = ObjectPath::from("uploads");
+        let left: Vec<_> = futures_util::TryStreamExt::try_collect(gated.list(Some(&prefix))).await.unwrap();
+        assert!(left.is_empty(), "uploads left behind: {left:?}");
+        let _ = std::fs::remove_dir_all(root);
+    }
 }

@@ -2,12 +2,17 @@
 //!
 //! The whole registry is held in memory and rewritten atomically (a
 //! temporary file, fsync, rename) on every change. Revisions come from one
-//! counter stored in the file. Only one process may open a file at a time;
-//! its changes are seen by that process alone.
+//! counter stored in the file. Only one process may open a directory at a
+//! time, and its changes are seen by that process alone: opening takes an
+//! exclusive `flock` on `<dir>/registry.lock`, held until the store is
+//! dropped (or its process dies), and a second open fails instead of two
+//! processes silently overwriting each other's writes. The lock is on a
+//! file of its own because `registry.json` is replaced on every write.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -31,15 +36,20 @@ struct FileEntry {
 
 /// The file-backed store.
 pub struct EmbeddedStore {
+    /// `registry.lock`, kept open: closing it releases the lock.
+    _lock: fs::File,
     path: PathBuf,
     state: Mutex<FileContents>,
     changes: watch::Sender<u64>,
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) `<dir>/registry.json`.
+    /// Opens (or creates) `<dir>/registry.json`, locking the directory for
+    /// this store's lifetime; fails if another store holds it, in this
+    /// process or another.
     pub fn open(dir: &Path) -> RegistryResult<EmbeddedStore> {
         fs::create_dir_all(dir).map_err(|e| backend(format!("creating {}: {e}", dir.display())))?;
+        let lock = lock_dir(dir)?;
         let path = dir.join("registry.json");
         let state = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -48,7 +58,7 @@ impl EmbeddedStore {
             Err(e) => return Err(backend(format!("reading {}: {e}", path.display()))),
         };
         let (changes, _) = watch::channel(0);
-        Ok(EmbeddedStore { path, state: Mutex::new(state), changes })
+        Ok(EmbeddedStore { _lock: lock, path, state: Mutex::new(state), changes })
     }
 
     fn persist(&self, contents: &FileContents) -> RegistryResult<()> {
@@ -74,6 +84,34 @@ impl EmbeddedStore {
         self.changes.send_modify(|n| *n += 1);
         Ok(revision)
     }
+}
+
+/// Takes the exclusive lock on `<dir>/registry.lock` without waiting. The
+/// lock belongs to the open file, so a second open in the same process
+/// conflicts as well, and the kernel releases it when the process exits.
+fn lock_dir(dir: &Path) -> RegistryResult<fs::File> {
+    let path = dir.join("registry.lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| backend(format!("opening {}: {e}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(file);
+    }
+    let error = std::io::Error::last_os_error();
+    Err(backend(if error.kind() == std::io::ErrorKind::WouldBlock {
+        format!(
+            "the embedded registry in {} is in use: another process (or another store in this one) holds {}",
+            dir.display(),
+            path.display()
+        )
+    } else {
+        format!("locking {}: {error}", path.display())
+    }))
 }
 
 fn backend(message: String) -> RegistryError {

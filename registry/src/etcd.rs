@@ -4,12 +4,17 @@
 //! [`ModelRecord`] as JSON. Writes are transactions that compare the key's
 //! mod revision (or, for a new model, its create revision with 0), so a
 //! writer holding a stale record fails with a conflict instead of
-//! overwriting. A watch on the prefix feeds [`RecordStore::changes`].
+//! overwriting. A transaction retried after a transport error whose first
+//! attempt had in fact committed is recognised as done, not reported as a
+//! conflict (see `compare_and_swap`). A watch on the prefix feeds
+//! [`RecordStore::changes`].
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+};
 use tokio::sync::watch;
 
 use crate::{ModelRecord, RecordStore, RegistryError, RegistryResult, StoredRecord};
@@ -43,20 +48,13 @@ impl EtcdStore {
         self.client.clone()
     }
 
-    /// Runs a guarded transaction on `model`'s key; returns the new
-    /// revision, or a conflict when the guard failed.
-    async fn compare_and_swap(&self, model: &str, txn: Txn) -> RegistryResult<i64> {
-        let response = retrying(|| {
+    /// Runs [`compare_and_swap`] on `model`'s key through this store's client.
+    async fn swap(&self, model: &str, guard: Compare, write: Write<'_>) -> RegistryResult<i64> {
+        compare_and_swap(model, &self.key(model), guard, write, |txn| {
             let mut client = self.client.clone();
-            let txn = txn.clone();
             async move { client.txn(txn).await }
         })
         .await
-        .map_err(|e| backend(e.to_string()))?;
-        if !response.succeeded() {
-            return Err(RegistryError::Conflict { model: model.to_string() });
-        }
-        Ok(response.header().map(|h| h.revision()).unwrap_or_default())
     }
 
     fn key(&self, model: &str) -> String {
@@ -95,10 +93,99 @@ fn backend(message: String) -> RegistryError {
     RegistryError::Backend(message)
 }
 
+/// What a guarded transaction does to its key when its guard holds.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    /// Stores these bytes.
+    Put(&'a [u8]),
+    /// Removes the key.
+    Delete,
+}
+
+impl Write<'_> {
+    fn operation(self, key: &str) -> TxnOp {
+        match self {
+            Write::Put(value) => TxnOp::put(key, value, None),
+            Write::Delete => TxnOp::delete(key, None),
+        }
+    }
+
+    /// Whether the key, as `current` shows it at `revision`, already holds
+    /// this write's result: our bytes for a put, nothing for a delete.
+    /// Returns the revision to report: the key's mod revision for a put,
+    /// the store's revision for a delete.
+    fn landed(self, current: Option<&KeyValue>, revision: i64) -> Option<i64> {
+        match (self, current) {
+            (Write::Put(value), Some(kv)) if kv.value() == value => Some(kv.mod_revision()),
+            (Write::Delete, None) => Some(revision),
+            _ => None,
+        }
+    }
+}
+
+/// Applies `write` to `key` if `guard` holds, sending the transaction with
+/// `send` (the client's `txn`; tests put a lossy transport there). Returns
+/// the revision of the write, or [`RegistryError::Conflict`].
+///
+/// The transaction is retried on transport errors ([`retrying`]), and an
+/// error can hide an attempt that committed: its response was lost. The
+/// retry then fails its guard, since the key has moved on by our own
+/// write. So the transaction's failure branch reads the key, atomically
+/// with the failed comparison, and a retry (never a first attempt) that
+/// finds the key exactly as our write leaves it — our bytes for a put, no
+/// key for a delete — counts as the write having landed and succeeds with
+/// the key's revision. A first attempt that fails its guard is always a
+/// conflict, even when the stored bytes happen to equal ours.
+///
+/// The check looks at the result, not at who wrote it: if another writer
+/// stored the very same bytes (or deleted the key) between our lost
+/// attempt and the retry, the retry reports success; the key then holds
+/// what the caller asked for either way. If another writer changed the key
+/// after our lost attempt, the retry reports a conflict although our write
+/// did land for a moment; the caller reloads and sees the other write, as
+/// after any conflict.
+async fn compare_and_swap<F, Fut>(
+    model: &str,
+    key: &str,
+    guard: Compare,
+    write: Write<'_>,
+    mut send: F,
+) -> RegistryResult<i64>
+where
+    F: FnMut(Txn) -> Fut,
+    Fut: std::future::Future<Output = Result<TxnResponse, etcd_client::Error>>,
+{
+    let txn = Txn::new().when([guard]).and_then([write.operation(key)]).or_else([TxnOp::get(key, None)]);
+    let mut attempts = 0u32;
+    let response = retrying(|| {
+        attempts += 1;
+        send(txn.clone())
+    })
+    .await
+    .map_err(|e| backend(format!("writing model '{model}' to etcd: {e}")))?;
+    let revision = response.header().map(|h| h.revision()).unwrap_or_default();
+    if response.succeeded() {
+        return Ok(revision);
+    }
+    if attempts > 1 {
+        let read = response.op_responses();
+        let current = read.iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first()),
+            _ => None,
+        });
+        if let Some(landed) = current.and_then(|current| write.landed(current, revision)) {
+            tracing::debug!(model, attempts, "etcd write had landed before its response was lost");
+            return Ok(landed);
+        }
+    }
+    Err(RegistryError::Conflict { model: model.to_string() })
+}
+
 /// Runs an etcd call, retrying transport failures a few times: with several
 /// endpoints, a call that reached a dead member goes to another on retry. A
 /// compare-and-swap retried after an unseen success fails its comparison,
-/// so nothing is applied twice.
+/// so nothing is applied twice; [`compare_and_swap`] then tells that apart
+/// from a conflict.
 async fn retrying<T, F, Fut>(mut call: F) -> Result<T, etcd_client::Error>
 where
     F: FnMut() -> Fut,
@@ -161,23 +248,109 @@ impl RecordStore for EtcdStore {
     async fn put(&self, record: &ModelRecord, expected: Option<i64>) -> RegistryResult<i64> {
         let key = self.key(&record.name);
         let value = serde_json::to_vec(record).map_err(|e| backend(e.to_string()))?;
-        let compare = match expected {
-            None => Compare::create_revision(key.clone(), CompareOp::Equal, 0),
-            Some(revision) => Compare::mod_revision(key.clone(), CompareOp::Equal, revision),
+        let guard = match expected {
+            None => Compare::create_revision(key, CompareOp::Equal, 0),
+            Some(revision) => Compare::mod_revision(key, CompareOp::Equal, revision),
         };
-        let txn = Txn::new().when([compare]).and_then([TxnOp::put(key, value, None)]);
-        self.compare_and_swap(&record.name, txn).await
+        self.swap(&record.name, guard, Write::Put(&value)).await
     }
 
     async fn delete(&self, model: &str, expected: i64) -> RegistryResult<()> {
-        let key = self.key(model);
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, expected)])
-            .and_then([TxnOp::delete(key, None)]);
-        self.compare_and_swap(model, txn).await.map(|_| ())
+        let guard = Compare::mod_revision(self.key(model), CompareOp::Equal, expected);
+        self.swap(model, guard, Write::Delete).await.map(|_| ())
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testsuite::EtcdProcess;
+    use crate::ModelRecord;
+
+    /// The client's `txn`, except that the first call's response is lost
+    /// after etcd handled it (`commit_first`) or before it reached etcd.
+    fn lossy(
+        client: Client,
+        commit_first: bool,
+    ) -> impl FnMut(
+        Txn,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<TxnResponse, etcd_client::Error>> + Send>,
+    > {
+        let lost = Arc::new(AtomicBool::new(false));
+        move |txn| {
+            let mut client = client.clone();
+            let lost = lost.clone();
+            Box::pin(async move {
+                if lost.swap(true, Ordering::SeqCst) {
+                    return client.txn(txn).await;
+                }
+                if commit_first {
+                    client.txn(txn).await?;
+                }
+                Err(etcd_client::Error::GRpcStatus(tonic::Status::unavailable("response lost")))
+            })
+        }
+    }
+
+    fn bytes(record: &ModelRecord) -> Vec<u8> {
+        serde_json::to_vec(record).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_whose_response_was_lost_is_not_a_conflict() {
+        let etcd = EtcdProcess::start().await.unwrap();
+        let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint), "/maas-test/").await.unwrap();
+        let key = store.key("lost");
+        let mut record = ModelRecord::new("lost");
+
+        let guard = Compare::create_revision(key.clone(), CompareOp::Equal, 0);
+        let value = bytes(&record);
+        let created = compare_and_swap("lost", &key, guard, Write::Put(&value), lossy(store.client(), true)).await;
+        let stored = store.get("lost").await.unwrap().expect("the create landed");
+        assert_eq!(created, Ok(stored.revision));
+
+        record.loaded = false;
+        let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, stored.revision);
+        let value = bytes(&record);
+        let updated = compare_and_swap("lost", &key, guard, Write::Put(&value), lossy(store.client(), true)).await;
+        let stored = store.get("lost").await.unwrap().expect("still there");
+        assert_eq!((updated, stored.record), (Ok(stored.revision), record.clone()));
+
+        let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, stored.revision);
+        let deleted = compare_and_swap("lost", &key, guard, Write::Delete, lossy(store.client(), true)).await;
+        assert!(deleted.is_ok(), "{deleted:?}");
+        assert_eq!(store.get("lost").await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_that_finds_another_write_is_a_conflict() {
+        let etcd = EtcdProcess::start().await.unwrap();
+        let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint), "/maas-test/").await.unwrap();
+        let key = store.key("taken");
+        let mut record = ModelRecord::new("taken");
+        let first = store.put(&record, None).await.unwrap();
+        record.loaded = false;
+        store.put(&record, Some(first)).await.unwrap();
+
+        // A stale write retried after a lost request: the key holds other bytes.
+        record.next_version = 7;
+        let value = bytes(&record);
+        let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, first);
+        let stale = compare_and_swap("taken", &key, guard, Write::Put(&value), lossy(store.client(), false)).await;
+        assert_eq!(stale, Err(RegistryError::Conflict { model: "taken".into() }));
+
+        // A stale delete retried after a lost request: the key is still there.
+        let guard = Compare::mod_revision(key.clone(), CompareOp::Equal, first);
+        let stale = compare_and_swap("taken", &key, guard, Write::Delete, lossy(store.client(), false)).await;
+        assert_eq!(stale, Err(RegistryError::Conflict { model: "taken".into() }));
+        assert!(store.get("taken").await.unwrap().is_some());
     }
 }

@@ -18,7 +18,7 @@ async fn upload(store: &ArtifactStore, bytes: &[u8]) -> maas_registry::StoredArt
     for chunk in bytes.chunks(1000) {
         sink.write(chunk).await.unwrap();
     }
-    sink.finish().await.unwrap()
+    sink.finish(None).await.unwrap()
 }
 
 /// The checks every store passes; `raw` sees the same bytes as `store`

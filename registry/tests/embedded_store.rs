@@ -36,3 +36,22 @@ async fn records_survive_reopening() {
     let stored = reopened.get("kept").await.unwrap().unwrap();
     assert_eq!((stored.record, stored.revision), (record, revision));
 }
+
+#[tokio::test]
+async fn a_directory_is_open_in_one_store_at_a_time() {
+    let (store, dir) = make().await;
+    let record = maas_registry::ModelRecord::new("guarded");
+    let revision = store.put(&record, None).await.unwrap();
+
+    // Separate opens of the lock file conflict even within one process, as
+    // two coordinators on one data directory would.
+    let err = EmbeddedStore::open(&dir.0).err().expect("a second open of a locked directory fails");
+    let message = err.to_string();
+    assert!(message.contains(&dir.0.display().to_string()), "{message}");
+    assert!(message.contains("another process"), "{message}");
+    assert_eq!(store.get("guarded").await.unwrap().unwrap().revision, revision);
+
+    drop(store);
+    let reopened = EmbeddedStore::open(&dir.0).expect("the lock is released with the store");
+    assert_eq!(reopened.get("guarded").await.unwrap().unwrap().revision, revision);
+}

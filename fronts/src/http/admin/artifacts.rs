@@ -46,19 +46,10 @@ pub async fn upload(state: web::Data<AppState>, request: HttpRequest, mut payloa
         sink.abort().await;
         return Err(ServeError::InvalidRequest("the upload is empty".into()).into());
     }
-    let stored = sink.finish().await?;
-    if let Some(expected) = expected {
-        if expected != stored.artifact.sha256 {
-            if stored.newly_stored {
-                state.artifacts.remove(&stored.artifact.sha256).await?;
-            }
-            return Err(ServeError::InvalidRequest(format!(
-                "digest mismatch: the upload's sha256 is {}, {EXPECTED_SHA256} says {expected}",
-                stored.artifact.sha256
-            ))
-            .into());
-        }
-    }
+    // The digest is checked before the upload is filed under it: a refused
+    // upload removes only its own temporary object, never a stored blob
+    // that a concurrent upload of the same bytes was told is stored.
+    let stored = sink.finish(expected.as_deref()).await?;
     tracing::info!(sha256 = %stored.artifact.sha256, size = stored.artifact.size, new = stored.newly_stored, "artifact uploaded");
     Ok(HttpResponse::Created().json(ArtifactStored {
         sha256: stored.artifact.sha256,
