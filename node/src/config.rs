@@ -18,9 +18,15 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_QUIC_ADDR", default_value = "127.0.0.1:7100")]
     pub quic_addr: SocketAddr,
 
-    /// TCP address of the Prometheus `/metrics` endpoint.
+    /// TCP address of the Prometheus `/metrics` endpoint. Beyond loopback
+    /// it needs `--metrics-token`.
     #[arg(long, env = "MAAS_NODE_METRICS_ADDR", default_value = "127.0.0.1:9100")]
     pub metrics_addr: SocketAddr,
+
+    /// Ask scrapers of `/metrics` for this bearer token; required when the
+    /// endpoint listens beyond loopback.
+    #[arg(long, env = "MAAS_NODE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<maas_process::Secret>,
 
     /// Folder with the cluster CA (`ca.pem`) and this node's certificate and key.
     #[arg(long, env = "MAAS_CERT_DIR")]

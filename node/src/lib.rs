@@ -57,7 +57,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     }
     let store = config.artifact_store.as_deref().map(maas_registry::ArtifactStore::open).transpose()?;
     let fetcher = fetch::Fetcher::new(store, config.data_dir())?;
-    let metrics_server = metrics_http::serve(config.metrics_addr, prometheus)?;
+    let metrics_server = metrics_http::serve(config.metrics_addr, prometheus, config.metrics_token.clone())?;
     let quic = server::QuicServer::bind(&config, host.clone())?;
     let control = control::Control::new(host.clone(), fetcher, quic.in_flight(), config.memory_bytes);
     metrics::set_memory_offered(config.memory_bytes);

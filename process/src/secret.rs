@@ -18,6 +18,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is this secret, compared in constant time.
+    pub fn matches(&self, given: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        given.len() == self.0.len() && bool::from(given.as_bytes().ct_eq(self.0.as_bytes()))
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -44,5 +50,13 @@ mod tests {
         let shown = format!("{secret:?} {:?} {:#?}", Some(&secret), vec![secret.clone()]);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(secret.expose(), "hunter2-0123456789abcdef");
+    }
+
+    #[test]
+    fn only_the_same_text_matches() {
+        let secret = Secret::new("token-0123456789");
+        assert!(secret.matches("token-0123456789"));
+        assert!(!secret.matches("token-012345678"));
+        assert!(!secret.matches("token-0123456780"));
     }
 }

@@ -646,7 +646,8 @@ impl Cluster {
         let (client, node) = (&self.client, &mut self.nodes[index]);
         // Some(true) once it answers, Some(false) if it exits first.
         let started = wait_for("the node's metrics endpoint", Duration::from_secs(60), async || {
-            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            // A node that asks for a metrics token answers 401: it is up.
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success() || r.status() == 401) {
                 Some(true)
             } else {
                 node.process.has_exited().then_some(false)

@@ -5,7 +5,9 @@
 //! config cannot make a trial load build unbounded instances, a name a
 //! node serves from its repository cannot be published over, and a node
 //! never trusts a cached artifact that no longer matches its digest; and
-//! `/metrics`, which names every model and tenant, can ask for a token.
+//! `/metrics`, which names every model and tenant, can ask for a token, on
+//! the coordinator and on nodes (which refuse to expose it beyond loopback
+//! without one).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -180,4 +182,53 @@ async fn metrics_can_ask_scrapers_for_a_token() {
     // Health stays open to load balancers.
     let live = cluster.client.get(cluster.url("/v2/health/live")).send().await.unwrap();
     assert_eq!(live.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_metrics_ask_for_a_token_and_stay_on_loopback_without_one() {
+    const SCRAPER: &str = "node-scrape-token-0123456789";
+    let mut spec = NodeSpec::new("node-0", &["mlp"]);
+    spec.args = vec!["--metrics-token".into(), SCRAPER.into()];
+    let cluster = Cluster::builder().nodes(vec![spec]).start().await.unwrap();
+    let url = format!("http://{}/metrics", cluster.nodes[0].metrics_addr);
+    let scrape = async |token: Option<&str>| {
+        let mut request = cluster.client.get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(scrape(None).await.0, 401);
+    assert_eq!(scrape(Some("node-scrape-token-0123456780")).await.0, 401);
+    let (status, text) = scrape(Some(SCRAPER)).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("mlp"), "{text}");
+
+    // Bound to every interface without a token, a node refuses to start.
+    let exposed = format!("0.0.0.0:{}", maas_tests::cluster::free_tcp_port());
+    let scratch = maas_tests::cluster::TempDir::new("exposed");
+    let mut child = std::process::Command::new(maas_tests::cluster::binary("maas-node"))
+        .args(["--name", "node-0", "--metrics-addr", &exposed, "--device", "cpu"])
+        .arg("--quic-addr")
+        .arg(format!("127.0.0.1:{}", maas_tests::cluster::free_udp_port()))
+        .arg("--cert-dir")
+        .arg(&cluster.certs)
+        .arg("--data-dir")
+        .arg(scratch.path())
+        .env_remove("MAAS_NODE_METRICS_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exited = child.try_wait().unwrap();
+    let _ = child.kill();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert!(exited.is_some_and(|status| !status.success()), "the exposed node kept running: {stderr}");
+    assert!(stderr.contains("--metrics-token"), "{stderr}");
 }
