@@ -86,13 +86,7 @@ pub fn body_limit(caller: &Caller, server_limit: usize) -> usize {
     key_limit.map_or(server_limit, |limit| server_limit.min(usize::try_from(limit).unwrap_or(usize::MAX)))
 }
 
-/// The token of an `Authorization: Bearer <token>` value (an HTTP header
-/// or gRPC metadata).
-pub fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
-    // The scheme is case-insensitive (RFC 7235).
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
+pub use maas_process::bearer_token;
 
 /// The bootstrap admin token: `given`, or else the one in `file`
 /// (generated there at first start). At least 16 characters.
@@ -127,19 +121,4 @@ fn read_or_generate(path: &Path) -> Result<String> {
     file.write_all(token.as_bytes())?;
     tracing::info!(path = %path.display(), "generated an admin token");
     Ok(token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bearer_scheme_is_read_as_rfc_7235_says() {
-        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("bearer abc"), Some("abc"));
-        assert_eq!(bearer_token("BEARER\tabc "), Some("abc"));
-        assert_eq!(bearer_token("Bearer"), None);
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("abc"), None);
-    }
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use anyhow::{bail, Context};
-use maas_process::Secret;
+use maas_process::{bearer_token, Secret};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Serves `/metrics` on `addr` until the process ends, to callers with
@@ -34,7 +34,8 @@ pub fn serve(
         App::new().route(
             "/metrics",
             web::get().to(move |request: HttpRequest| {
-                let allowed = token.as_ref().is_none_or(|token| presented(&request).is_some_and(|t| token.matches(t)));
+                let allowed =
+                    token.as_ref().is_none_or(|token| presented_token(&request).is_some_and(|t| token.matches(t)));
                 let response = match allowed {
                     true => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render()),
                     false => HttpResponse::Unauthorized()
@@ -53,9 +54,6 @@ pub fn serve(
     Ok(server)
 }
 
-/// The bearer token of a request's `Authorization` header.
-fn presented(request: &HttpRequest) -> Option<&str> {
-    let value = request.headers().get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.trim_start().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+fn presented_token(request: &HttpRequest) -> Option<&str> {
+    request.headers().get("authorization")?.to_str().ok().and_then(bearer_token)
 }

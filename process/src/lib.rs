@@ -11,4 +11,4 @@ mod secret;
 pub use allocator::{keep_freed_memory, release_free_memory};
 pub use logging::init_logging;
 pub use prometheus::install_prometheus;
-pub use secret::Secret;
+pub use secret::{bearer_token, same_secret, Secret};

@@ -1,5 +1,6 @@
 //! A secret read from the command line or the environment (a bearer
-//! token, a credential) that never shows in `Debug` output or logs.
+//! token, a credential) that never shows in `Debug` output or logs, and
+//! how a presented token is read and compared with one.
 
 use std::fmt;
 
@@ -21,9 +22,23 @@ impl Secret {
 
     /// Whether `given` is this secret, compared in constant time.
     pub fn matches(&self, given: &str) -> bool {
-        use subtle::ConstantTimeEq;
-        given.len() == self.0.len() && bool::from(given.as_bytes().ct_eq(self.0.as_bytes()))
+        same_secret(given, &self.0)
     }
+}
+
+/// Whether `given` equals `expected`, compared in constant time (the
+/// lengths, which a token's format fixes, may leak).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// The token of an `Authorization: Bearer <token>` value (an HTTP header
+/// or gRPC metadata).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once([' ', '\t'])?;
+    // The scheme is case-insensitive (RFC 7235).
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 impl fmt::Debug for Secret {
@@ -50,6 +65,16 @@ mod tests {
         let shown = format!("{secret:?} {:?} {:#?}", Some(&secret), vec![secret.clone()]);
         assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(secret.expose(), "hunter2-0123456789abcdef");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_read_as_rfc_7235_says() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER\tabc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use subtle::ConstantTimeEq;
+use maas_process::same_secret;
 
 use crate::book::KeyBook;
 use crate::caller::Caller;
@@ -38,7 +38,7 @@ impl Gate {
     pub fn admits_scraper(&self, token: Option<&str>) -> Result<(), Refusal> {
         let Some(expected) = &self.metrics else { return Ok(()) };
         match token {
-            Some(token) if equal(token, expected) => Ok(()),
+            Some(token) if same_secret(token, expected) => Ok(()),
             Some(token) if self.identify(Some(token)).is_ok_and(|c| c.role() == crate::Role::Admin) => Ok(()),
             _ => Err(Refusal::Unauthenticated(
                 "/metrics needs the metrics token: send 'Authorization: Bearer <token>'".into(),
@@ -65,10 +65,10 @@ impl Gate {
                 Err(Refusal::Unauthenticated("this needs a key or token: send 'Authorization: Bearer <key>'".into()))
             };
         };
-        if equal(token, &self.admin) {
+        if same_secret(token, &self.admin) {
             return Ok(Caller::Bootstrap);
         }
-        if self.shared_inference.as_deref().is_some_and(|shared| equal(token, shared)) {
+        if self.shared_inference.as_deref().is_some_and(|shared| same_secret(token, shared)) {
             return Ok(Caller::SharedInference);
         }
         match self.keys.find(token) {
@@ -76,8 +76,4 @@ impl Gate {
             None => Err(Refusal::Unauthenticated("the bearer token is not a known or live key".into())),
         }
     }
-}
-
-fn equal(given: &str, expected: &str) -> bool {
-    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }

@@ -139,6 +139,29 @@ pub fn etcd_certs(dir: &Path) -> Result<EtcdTlsFiles> {
     })
 }
 
+/// Runs `command` until it exits or `timeout` passes (then kills it):
+/// its exit status if it exited in time, and what it wrote to stderr.
+pub fn run_until_exit(command: &mut Command, timeout: Duration) -> (Option<std::process::ExitStatus>, String) {
+    let scratch = TempDir::new("run");
+    let log = scratch.path().join("stderr");
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("creating a log file"))
+        .spawn()
+        .expect("starting the process");
+    let started = Instant::now();
+    let exited = loop {
+        match child.try_wait().expect("polling the process") {
+            Some(status) => break Some(status),
+            None if started.elapsed() > timeout => break None,
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    (exited, fs::read_to_string(&log).unwrap_or_default())
+}
+
 /// A child process killed when dropped.
 pub struct Process {
     child: Option<Child>,

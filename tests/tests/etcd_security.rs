@@ -3,13 +3,13 @@
 //! log in and serve; a client without the password, the certificate or TLS
 //! is refused, and the maas user cannot touch keys outside its prefix.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use maas_registry::testsuite::SECURE_PREFIX;
 use maas_registry::EtcdAccess;
 use maas_tests::admin::{example_artifact, example_config, publish, upload, wait_ready};
-use maas_tests::cluster::{binary, free_tcp_port, free_udp_port, make_certs};
+use maas_tests::cluster::{binary, free_tcp_port, free_udp_port, make_certs, run_until_exit};
 use maas_tests::requests::{assert_matches, json_body, post_json};
 use maas_tests::{Cluster, NodeSpec, Reference};
 
@@ -74,8 +74,8 @@ async fn can_read_registry(access: &EtcdAccess) -> bool {
 /// Runs a node with `etcd_args` until it exits (or 30 s pass): whether it
 /// exited successfully, and its output.
 fn run_node_until_exit(name: &str, cluster: &Cluster, etcd_args: &[String]) -> (bool, String) {
-    let log = cluster.certs.join(format!("{name}.log"));
-    let mut child = Command::new(binary("maas-node"))
+    let mut command = Command::new(binary("maas-node"));
+    command
         .args(["--name", name, "--device", "cpu", "--intra-op-threads", "1"])
         .arg("--quic-addr")
         .arg(format!("127.0.0.1:{}", free_udp_port()))
@@ -85,22 +85,8 @@ fn run_node_until_exit(name: &str, cluster: &Cluster, etcd_args: &[String]) -> (
         .arg(&cluster.certs)
         .arg("--data-dir")
         .arg(cluster.node_data_dir(name))
-        .args(etcd_args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.success();
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (status, std::fs::read_to_string(&log).unwrap_or_default())
+        .args(etcd_args);
+    let (exited, output) = run_until_exit(&mut command, Duration::from_secs(30));
+    // Still running after 30 s counts as success: the node accepted the login.
+    (exited.is_none_or(|status| status.success()), output)
 }

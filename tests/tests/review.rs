@@ -165,14 +165,8 @@ async fn metrics_can_ask_scrapers_for_a_token() {
         .start()
         .await
         .unwrap();
-    let scrape = async |token: Option<&str>| {
-        let mut request = cluster.client.get(cluster.url("/metrics"));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    };
+    let url = cluster.url("/metrics");
+    let scrape = async |token: Option<&str>| scrape(&cluster.client, &url, token).await;
     assert_eq!(scrape(None).await.0, 401);
     assert_eq!(scrape(Some("a-wrong-token-of-some-length")).await.0, 401);
     let (status, text) = scrape(Some(SCRAPER)).await;
@@ -191,14 +185,7 @@ async fn node_metrics_ask_for_a_token_and_stay_on_loopback_without_one() {
     spec.args = vec!["--metrics-token".into(), SCRAPER.into()];
     let cluster = Cluster::builder().nodes(vec![spec]).start().await.unwrap();
     let url = format!("http://{}/metrics", cluster.nodes[0].metrics_addr);
-    let scrape = async |token: Option<&str>| {
-        let mut request = cluster.client.get(&url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.text().await.unwrap())
-    };
+    let scrape = async |token: Option<&str>| scrape(&cluster.client, &url, token).await;
     assert_eq!(scrape(None).await.0, 401);
     assert_eq!(scrape(Some("node-scrape-token-0123456780")).await.0, 401);
     let (status, text) = scrape(Some(SCRAPER)).await;
@@ -208,7 +195,8 @@ async fn node_metrics_ask_for_a_token_and_stay_on_loopback_without_one() {
     // Bound to every interface without a token, a node refuses to start.
     let exposed = format!("0.0.0.0:{}", maas_tests::cluster::free_tcp_port());
     let scratch = maas_tests::cluster::TempDir::new("exposed");
-    let mut child = std::process::Command::new(maas_tests::cluster::binary("maas-node"))
+    let mut command = std::process::Command::new(maas_tests::cluster::binary("maas-node"));
+    command
         .args(["--name", "node-0", "--metrics-addr", &exposed, "--device", "cpu"])
         .arg("--quic-addr")
         .arg(format!("127.0.0.1:{}", maas_tests::cluster::free_udp_port()))
@@ -216,19 +204,21 @@ async fn node_metrics_ask_for_a_token_and_stay_on_loopback_without_one() {
         .arg(&cluster.certs)
         .arg("--data-dir")
         .arg(scratch.path())
-        .env_remove("MAAS_NODE_METRICS_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let exited = child.try_wait().unwrap();
-    let _ = child.kill();
-    let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        .env_remove("MAAS_NODE_METRICS_TOKEN");
+    let (exited, stderr) =
+        tokio::task::spawn_blocking(move || maas_tests::cluster::run_until_exit(&mut command, Duration::from_secs(30)))
+            .await
+            .unwrap();
     assert!(exited.is_some_and(|status| !status.success()), "the exposed node kept running: {stderr}");
     assert!(stderr.contains("--metrics-token"), "{stderr}");
+}
+
+/// GETs `url` with `token` as the bearer, if any: the status and the body.
+async fn scrape(client: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = client.get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
 }
