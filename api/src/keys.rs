@@ -22,7 +22,7 @@ api_type! {
 }
 
 api_type! {
-    /// A key's limits; each one left out is unlimited.
+    /// A key's or a tenant's limits; each one left out is unlimited.
     pub struct KeyLimits {
         /// Sustained requests per second (for the whole cluster).
         pub requests_per_second: Option<f64>,

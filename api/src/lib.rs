@@ -13,6 +13,7 @@ pub mod models;
 pub mod monitoring;
 pub mod openapi;
 pub mod schema;
+pub mod tenants;
 
 pub use cluster::{ClusterStatus, Draining, ModelQueue, NodeLink, NodeLoad};
 pub use keys::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
@@ -24,3 +25,4 @@ pub use models::{
 pub use monitoring::{
     Alert, AlertList, Evaluation, FeedbackCounts, LiveStatus, LiveVersion, UsageLine, UsageReport, VersionScores,
 };
+pub use tenants::{TenantInfo, TenantList};

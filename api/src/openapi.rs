@@ -48,6 +48,8 @@ pub fn components() -> Vec<(&'static str, Value)> {
         component::<KeyIssued>(),
         component::<KeyList>(),
         component::<KeyRevoked>(),
+        component::<TenantInfo>(),
+        component::<TenantList>(),
         component::<LiveStatus>(),
         component::<LiveVersion>(),
         component::<Alert>(),

@@ -6,6 +6,7 @@ use maas_api::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
 use reqwest::Method;
 
 use crate::client::Client;
+use crate::limits::{describe, LimitArgs};
 use crate::output::{print, table};
 
 /// What to do with keys.
@@ -23,24 +24,8 @@ pub enum KeysCommand {
         /// repeat or separate with commas.
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
-        /// Requests per second, for the whole cluster.
-        #[arg(long)]
-        requests_per_second: Option<f64>,
-        /// Requests at once above the rate.
-        #[arg(long)]
-        requests_burst: Option<f64>,
-        /// Rows per second, for the whole cluster.
-        #[arg(long)]
-        rows_per_second: Option<f64>,
-        /// Rows at once above the rate.
-        #[arg(long)]
-        rows_burst: Option<f64>,
-        /// Requests in flight at once, per coordinator.
-        #[arg(long)]
-        max_concurrent: Option<u32>,
-        /// Largest request, bytes.
-        #[arg(long)]
-        max_request_bytes: Option<u64>,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Priority of its requests that name none (1 is the highest).
         #[arg(long)]
         priority: Option<u32>,
@@ -60,27 +45,8 @@ pub enum KeysCommand {
 /// Runs a keys command.
 pub async fn run(client: &Client, json: bool, command: KeysCommand) -> Result<()> {
     match command {
-        KeysCommand::Create {
-            tenant,
-            role,
-            scope,
-            requests_per_second,
-            requests_burst,
-            rows_per_second,
-            rows_burst,
-            max_concurrent,
-            max_request_bytes,
-            priority,
-            description,
-        } => {
-            let limits = KeyLimits {
-                requests_per_second,
-                requests_burst,
-                rows_per_second,
-                rows_burst,
-                max_concurrent,
-                max_request_bytes,
-            };
+        KeysCommand::Create { tenant, role, scope, limits, priority, description } => {
+            let limits = KeyLimits::from(limits);
             let request = KeyCreate { tenant, role, scope, limits: Some(limits), priority, description };
             let issued: KeyIssued = client.send_as(Method::POST, "/v1/keys", &request).await?;
             if json {
@@ -118,26 +84,12 @@ pub async fn run(client: &Client, json: bool, command: KeysCommand) -> Result<()
 }
 
 fn key_row(key: &KeyInfo) -> Vec<String> {
-    let limits = &key.limits;
-    let mut shown = Vec::new();
-    if let Some(rate) = limits.requests_per_second {
-        shown.push(format!("{rate} req/s"));
-    }
-    if let Some(rate) = limits.rows_per_second {
-        shown.push(format!("{rate} rows/s"));
-    }
-    if let Some(max) = limits.max_concurrent {
-        shown.push(format!("{max} in flight"));
-    }
-    if let Some(max) = limits.max_request_bytes {
-        shown.push(format!("{max} B max"));
-    }
     vec![
         key.id.clone(),
         key.tenant.clone(),
         key.role.clone(),
         key.scope.join(","),
-        if shown.is_empty() { "-".into() } else { shown.join(", ") },
+        describe(&key.limits),
         key.priority.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         key.description.clone(),
     ]

@@ -14,8 +14,10 @@
 
 mod client;
 mod keys;
+mod limits;
 mod monitoring;
 mod output;
+mod tenants;
 mod usage;
 
 use std::path::PathBuf;
@@ -163,6 +165,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: keys::KeysCommand,
+    },
+    /// Tenants and the limits all their keys share: list, limit, unlimit.
+    Tenants {
+        #[command(subcommand)]
+        command: tenants::TenantsCommand,
     },
 }
 
@@ -366,6 +373,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Alerts => monitoring::alerts(&client, cli.json).await?,
         Command::Eval { model } => monitoring::eval(&client, cli.json, &model).await?,
         Command::Keys { command } => keys::run(&client, cli.json, command).await?,
+        Command::Tenants { command } => tenants::run(&client, cli.json, command).await?,
         Command::Usage { tenant, minutes } => usage::usage(&client, cli.json, minutes, tenant.as_deref()).await?,
         Command::Drain { node } => {
             let answer: Draining =

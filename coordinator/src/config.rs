@@ -68,6 +68,14 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 
+    /// Freed memory each allocator heap keeps for reuse, MiB; requests
+    /// larger than this are given back to the system as soon as they are
+    /// done. More saves page faults under large batches, less returns a
+    /// spike of large requests sooner.
+    #[arg(long, env = "MAAS_COORDINATOR_KEEP_FREE_MEMORY_MIB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub keep_free_memory_mib: u64,
+
     /// Requests slower than this many milliseconds are logged with their
     /// id, batch, node and where their time went.
     #[arg(long, env = "MAAS_COORDINATOR_SLOW_REQUEST_MS", default_value_t = 1000)]

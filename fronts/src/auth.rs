@@ -66,13 +66,13 @@ pub fn admit(gate: &Gate, access: Access, token: Option<&str>, model: Option<&st
         gate.admits_scraper(token)?;
     }
     let Some(action) = access.action() else {
-        return Ok(gate.identify(token).unwrap_or(Caller::Anonymous));
+        return Ok(gate.identify(token).unwrap_or_else(|_| gate.anonymous()));
     };
     let caller = gate.identify(token)?;
     match caller.permit(action, model) {
         Ok(()) => Ok(caller),
         // Without a token, what is missing is a token, not a role.
-        Err(_) if matches!(caller, Caller::Anonymous) => {
+        Err(_) if caller.is_anonymous() => {
             Err(ServeError::Unauthorized("this needs a key or token: send 'Authorization: Bearer <key>'".into()))
         }
         Err(refusal) => Err(refusal.into()),
@@ -80,9 +80,9 @@ pub fn admit(gate: &Gate, access: Access, token: Option<&str>, model: Option<&st
 }
 
 /// The largest request `caller` may send: the server's limit, or its key's
-/// when that is smaller.
+/// or tenant's when that is smaller.
 pub fn body_limit(caller: &Caller, server_limit: usize) -> usize {
-    let key_limit = caller.limits().and_then(|limits| limits.max_request_bytes);
+    let key_limit = caller.max_request_bytes();
     key_limit.map_or(server_limit, |limit| server_limit.min(usize::try_from(limit).unwrap_or(usize::MAX)))
 }
 

@@ -1,4 +1,4 @@
-//! Keeping freed memory in the process.
+//! How much freed memory a process keeps.
 //!
 //! Serving allocates and frees the same large buffers over and over: a
 //! batch's frame (megabytes for image rows), and in the node every
@@ -9,31 +9,55 @@
 //! pages afresh from the kernel. On a small CNN at batch 32 half of the
 //! forward's time went to page faults (and which regime a run fell into
 //! changed from run to run); in the coordinator a fifth of its time under
-//! image load. Raising both thresholds keeps the pages for the next batch;
-//! the resident size settles at its high-water mark instead, and
+//! image load. Fixing both thresholds keeps the pages for the next batch.
+//!
+//! How much to keep differs by process ([`FreedMemory`]). A node keeps up
+//! to a gigabyte, its forward passes' working set, and
 //! [`release_free_memory`] gives back what one-off work (loading a model)
-//! left free.
+//! left free. A coordinator's working set is a few batch frames, but a
+//! burst of large request bodies (tens of MiB each, refused or not) would
+//! leave hundreds of MiB resident for good under the node's setting; it
+//! keeps a bounded amount (32 MiB by default) in each heap, and blocks
+//! larger than that are mapped and unmapped on their own.
 
-/// Blocks below this size come from the heap, never from `mmap`.
-const MMAP_THRESHOLD_BYTES: i32 = 512 << 20;
-/// Free memory at the top of the heap kept rather than returned.
-const TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
+/// How much freed memory the C allocator keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreedMemory {
+    /// Blocks below this size come from the heap, never from `mmap`.
+    pub map_above_bytes: usize,
+    /// Free memory at the top of a heap kept rather than returned.
+    pub keep_bytes: usize,
+}
+
+impl FreedMemory {
+    /// A node's: forward passes reuse up to a gigabyte of tensors.
+    pub const FORWARD_PASSES: FreedMemory = FreedMemory { map_above_bytes: 512 << 20, keep_bytes: 1 << 30 };
+
+    /// At most `bytes` kept per heap, and blocks larger than that mapped on
+    /// their own, so that a spike of large requests is returned when they are.
+    pub const fn up_to(bytes: usize) -> FreedMemory {
+        FreedMemory { map_above_bytes: bytes, keep_bytes: bytes }
+    }
+}
 
 /// Tunes glibc's allocator as described in the module docs. Does nothing
 /// with other C libraries.
-pub fn keep_freed_memory() {
+pub fn keep_freed_memory(setting: FreedMemory) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        let clamp = |bytes: usize| libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
         // SAFETY: mallopt only changes allocator parameters, under the
         // allocator's own lock.
         let applied = unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-                && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+            libc::mallopt(libc::M_MMAP_THRESHOLD, clamp(setting.map_above_bytes)) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, clamp(setting.keep_bytes)) == 1
         };
         if !applied {
-            tracing::warn!("could not tune the C allocator; forward passes may pay page faults");
+            tracing::warn!(?setting, "could not tune the C allocator; batches may pay page faults");
         }
     }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = setting;
 }
 
 /// Returns the allocator's free memory to the kernel, in every arena and

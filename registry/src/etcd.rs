@@ -9,12 +9,8 @@
 //! conflict (see `compare_and_swap`). A watch on the prefix feeds
 //! [`RecordStore::changes`].
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use etcd_client::{
-    Client, Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
-};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, KeyValue, Txn, TxnOp, TxnOpResponse, TxnResponse};
 use tokio::sync::watch;
 
 use crate::{ModelRecord, RecordStore, RegistryError, RegistryResult, StoredRecord};
@@ -39,7 +35,7 @@ impl EtcdStore {
     pub fn open(client: Client, prefix: &str) -> EtcdStore {
         let prefix = prefix.to_string();
         let (sender, changes) = watch::channel(0u64);
-        tokio::spawn(watch_prefix(client.clone(), format!("{prefix}models/"), sender));
+        crate::watch_prefixes(client.clone(), vec![format!("{prefix}models/")], sender, "models");
         EtcdStore { client, prefix, changes }
     }
 
@@ -59,33 +55,6 @@ impl EtcdStore {
 
     fn key(&self, model: &str) -> String {
         format!("{}models/{model}", self.prefix)
-    }
-}
-
-async fn watch_prefix(mut client: Client, prefix: String, sender: watch::Sender<u64>) {
-    loop {
-        match client.watch(prefix.clone(), Some(WatchOptions::new().with_prefix())).await {
-            Ok(mut stream) => {
-                // Anything may have changed while the watch was down.
-                sender.send_modify(|n| *n += 1);
-                loop {
-                    match stream.message().await {
-                        Ok(Some(response)) if !response.events().is_empty() => sender.send_modify(|n| *n += 1),
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(error) => {
-                            tracing::warn!(%error, "etcd watch failed; restarting it");
-                            break;
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(%error, "could not watch etcd; retrying"),
-        }
-        if sender.is_closed() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -197,7 +166,7 @@ where
             Err(error) if attempt < 5 && is_transient(&error) => {
                 attempt += 1;
                 tracing::debug!(%error, attempt, "etcd call failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
             }
             result => return result,
         }

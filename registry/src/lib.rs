@@ -22,6 +22,7 @@ mod record;
 mod store;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
+mod watch;
 
 pub use etcd_client;
 
@@ -33,3 +34,4 @@ pub use etcd_access::EtcdAccess;
 pub use ops::Registry;
 pub use record::{AliasRecord, ArtifactRef, Lineage, ModelRecord, SplitEntry, VersionRecord};
 pub use store::{RecordStore, StoredRecord};
+pub use watch::watch_prefixes;

@@ -39,7 +39,7 @@ pub fn level(requested: Option<u64>, caller: &Caller) -> ServeResult<u32> {
 mod tests {
     use std::sync::Arc;
 
-    use maas_tenancy::{issue, KeySpec, Limits, Role, Scope};
+    use maas_tenancy::{issue, Identity, KeySpec, Limits, Role, Scope};
 
     use super::*;
 
@@ -52,7 +52,7 @@ mod tests {
             priority,
             description: String::new(),
         };
-        Caller::Key(Arc::new(issue(spec).unwrap().record))
+        Caller::of_key(Arc::new(issue(spec).unwrap().record))
     }
 
     #[test]
@@ -68,9 +68,9 @@ mod tests {
 
     #[test]
     fn callers_without_a_key_take_the_default_or_what_they_ask() {
-        assert_eq!(level(None, &Caller::Anonymous), Ok(DEFAULT_PRIORITY));
-        assert_eq!(level(Some(2), &Caller::Anonymous), Ok(2));
+        assert_eq!(level(None, &Caller::from(Identity::Anonymous)), Ok(DEFAULT_PRIORITY));
+        assert_eq!(level(Some(2), &Caller::from(Identity::Anonymous)), Ok(2));
         assert_eq!(level(None, &key(None)), Ok(DEFAULT_PRIORITY));
-        assert!(matches!(level(Some(9), &Caller::Anonymous), Err(ServeError::InvalidRequest(_))));
+        assert!(matches!(level(Some(9), &Caller::from(Identity::Anonymous)), Err(ServeError::InvalidRequest(_))));
     }
 }

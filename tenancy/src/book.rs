@@ -1,7 +1,7 @@
-//! The keys a coordinator knows: a copy of the store's records, refreshed
-//! whenever the store reports a change (an etcd watch, so a key revoked
-//! through any coordinator is refused by all within moments) and every few
-//! seconds besides.
+//! The keys and tenant limits a coordinator knows: a copy of the store's
+//! records, refreshed whenever the store reports a change (an etcd watch,
+//! so a key revoked or a limit set through any coordinator holds on all
+//! within moments) and every few seconds besides.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,16 +10,18 @@ use std::time::Duration;
 use anyhow::Result;
 use parking_lot::RwLock;
 
-use crate::key::{id_of, issue, IssuedKey, KeyRecord, KeySpec};
+use crate::key::{check_tenant, id_of, issue, IssuedKey, KeyRecord, KeySpec};
+use crate::limits::Limits;
 use crate::store::KeyStore;
 
 /// How often keys are reread even without a change notice.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-/// The known keys, by id.
+/// The known keys, by id, and tenant limits, by tenant.
 pub struct KeyBook {
     store: Arc<dyn KeyStore>,
     keys: RwLock<HashMap<String, Arc<KeyRecord>>>,
+    tenants: RwLock<HashMap<String, Arc<Limits>>>,
 }
 
 impl KeyBook {
@@ -27,7 +29,7 @@ impl KeyBook {
     /// read yet (etcd still starting) the book starts empty, so keys are
     /// refused until the first read succeeds, which is retried at once.
     pub async fn open(store: Arc<dyn KeyStore>) -> Arc<KeyBook> {
-        let book = Arc::new(KeyBook { store, keys: RwLock::new(HashMap::new()) });
+        let book = Arc::new(KeyBook { store, keys: RwLock::new(HashMap::new()), tenants: RwLock::new(HashMap::new()) });
         let loaded = match book.refresh().await {
             Ok(()) => true,
             Err(error) => {
@@ -73,10 +75,36 @@ impl KeyBook {
         Ok(existed)
     }
 
+    /// The limits of `tenant`, if it has any.
+    pub fn tenant_limits(&self, tenant: &str) -> Option<Arc<Limits>> {
+        self.tenants.read().get(tenant).cloned()
+    }
+
+    /// Every tenant with limits, by name.
+    pub fn all_tenant_limits(&self) -> Vec<(String, Arc<Limits>)> {
+        let mut tenants: Vec<_> = self.tenants.read().iter().map(|(t, l)| (t.clone(), l.clone())).collect();
+        tenants.sort_by(|a, b| a.0.cmp(&b.0));
+        tenants
+    }
+
+    /// Sets (or with `None` clears) the limits every key of `tenant`
+    /// shares; whether it had limits before.
+    pub async fn set_tenant_limits(&self, tenant: &str, limits: Option<Limits>) -> Result<bool> {
+        check_tenant(tenant).map_err(anyhow::Error::msg)?;
+        if let Some(limits) = &limits {
+            limits.check().map_err(anyhow::Error::msg)?;
+        }
+        let existed = self.store.set_tenant_limits(tenant, limits.as_ref()).await?;
+        self.refresh().await?;
+        Ok(existed)
+    }
+
     async fn refresh(&self) -> Result<()> {
         let records = self.store.list().await?;
+        let tenants = self.store.tenant_limits().await?;
         let keys = records.into_iter().map(|record| (record.id.clone(), Arc::new(record))).collect();
         *self.keys.write() = keys;
+        *self.tenants.write() = tenants.into_iter().map(|(tenant, limits)| (tenant, Arc::new(limits))).collect();
         Ok(())
     }
 }

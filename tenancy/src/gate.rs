@@ -6,7 +6,7 @@ use std::sync::Arc;
 use maas_process::same_secret;
 
 use crate::book::KeyBook;
-use crate::caller::Caller;
+use crate::caller::{Caller, Identity};
 use crate::Refusal;
 
 /// The tokens and keys a coordinator accepts.
@@ -56,23 +56,41 @@ impl Gate {
         self.open_inference
     }
 
-    /// The caller a request's bearer `token` (if any) stands for.
+    /// The caller a request's bearer `token` (if any) stands for, with its
+    /// tenant's limits.
     pub fn identify(&self, token: Option<&str>) -> Result<Caller, Refusal> {
+        let identity = self.identity(token)?;
+        Ok(self.with_tenant_limits(identity))
+    }
+
+    /// The caller of a request without a (known) token, on routes open to
+    /// anyone.
+    pub fn anonymous(&self) -> Caller {
+        self.with_tenant_limits(Identity::Anonymous)
+    }
+
+    fn with_tenant_limits(&self, identity: Identity) -> Caller {
+        let caller = Caller::from(identity);
+        let limits = self.keys.tenant_limits(caller.tenant());
+        caller.with_tenant_limits(limits)
+    }
+
+    fn identity(&self, token: Option<&str>) -> Result<Identity, Refusal> {
         let Some(token) = token else {
             return if self.open_inference {
-                Ok(Caller::Anonymous)
+                Ok(Identity::Anonymous)
             } else {
                 Err(Refusal::Unauthenticated("this needs a key or token: send 'Authorization: Bearer <key>'".into()))
             };
         };
         if same_secret(token, &self.admin) {
-            return Ok(Caller::Bootstrap);
+            return Ok(Identity::Bootstrap);
         }
         if self.shared_inference.as_deref().is_some_and(|shared| same_secret(token, shared)) {
-            return Ok(Caller::SharedInference);
+            return Ok(Identity::SharedInference);
         }
         match self.keys.find(token) {
-            Some(key) => Ok(Caller::Key(key)),
+            Some(key) => Ok(Identity::Key(key)),
             None => Err(Refusal::Unauthenticated("the bearer token is not a known or live key".into())),
         }
     }

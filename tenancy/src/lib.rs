@@ -5,7 +5,8 @@
 //! stored as hashes in a [`KeyStore`] (etcd, or a file on one machine) and
 //! cached by a [`KeyBook`] that follows the store's changes. A [`Gate`]
 //! turns a bearer token into a [`Caller`], which admits or refuses each
-//! [`Action`]; a [`Limiter`] enforces the key's rates and quotas, and a
+//! [`Action`]; a [`Limiter`] enforces the rates and quotas of the key and
+//! of its tenant (every key of a tenant shares the tenant's limits), and a
 //! [`usage::UsageMeter`] counts what each tenant used.
 
 mod book;
@@ -23,7 +24,7 @@ pub mod usage;
 use std::time::Duration;
 
 pub use book::KeyBook;
-pub use caller::{Caller, ADMIN_TENANT, ANONYMOUS_TENANT, SHARED_TENANT};
+pub use caller::{Caller, Identity, ADMIN_TENANT, ANONYMOUS_TENANT, SHARED_TENANT};
 pub use etcd::EtcdKeyStore;
 pub use gate::Gate;
 pub use key::{check_tenant, id_of, issue, IssuedKey, KeyRecord, KeySpec};

@@ -2,13 +2,15 @@
 //! datatypes and shapes are checked before data is decoded, over HTTP (a
 //! 60 MiB JSON body of FP64 for an FP32 model) and gRPC (a 32 MiB message
 //! of packed 1-byte UINT64 varints, which prost would turn into 256 MiB);
-//! and a model may set its own largest request.
+//! a model may set its own largest request; and the memory a burst of large
+//! requests took is given back once they are answered.
 
 use maas_grpc::inference::model_infer_request::InferInputTensor;
 use maas_grpc::inference::{InferTensorContents, ModelInferRequest};
 use maas_grpc::GrpcInferenceServiceClient;
 use maas_tests::admin::{example_artifact, example_config, publish, upload, wait_ready};
 use maas_tests::requests::{json_body, post_json};
+use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::json;
 
@@ -23,6 +25,18 @@ async fn peak_growth<T>(cluster: &Cluster, work: impl std::future::Future<Output
     (result, (after - before) * 1024)
 }
 
+/// A JSON body of `rows` rows of 256 FP64 values, which the FP32 model
+/// `mlp` refuses once the body has arrived; two bytes per value.
+fn fp64_body(rows: usize) -> String {
+    let mut body = String::with_capacity(rows * 256 * 2 + 200);
+    body.push_str(&format!(r#"{{"inputs":[{{"name":"INPUT__0","datatype":"FP64","shape":[{rows},256],"data":["#));
+    for _ in 0..rows * 256 - 1 {
+        body.push_str("1,");
+    }
+    body.push_str("1]}]}");
+    body
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_data_is_never_decoded() {
     let cluster = Cluster::builder()
@@ -33,13 +47,7 @@ async fn refused_data_is_never_decoded() {
         .unwrap();
 
     // HTTP: 2 bytes of JSON per FP64 value, which would decode to 8.
-    let rows = 120_000usize;
-    let mut body = String::with_capacity(rows * 256 * 2 + 200);
-    body.push_str(&format!(r#"{{"inputs":[{{"name":"INPUT__0","datatype":"FP64","shape":[{rows},256],"data":["#));
-    for _ in 0..rows * 256 - 1 {
-        body.push_str("1,");
-    }
-    body.push_str("1]}]}");
+    let body = fp64_body(120_000);
     let size = body.len() as u64;
     let url = cluster.url("/v2/models/mlp/infer");
     let send = cluster.client.post(&url).header("content-type", "application/json").body(body).send();
@@ -111,4 +119,49 @@ async fn a_model_sets_its_largest_request() {
     client.model_infer(raw(1)).await.unwrap();
     let status = client.model_infer(raw(32)).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_taken_by_a_burst_of_large_requests_is_given_back() {
+    let cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::new("node-0", &["mlp"])])
+        .coordinator_args(&["--max-body-bytes", &(100 * MIB).to_string()])
+        .start()
+        .await
+        .unwrap();
+    let url = cluster.url("/v2/models/mlp/infer");
+    let rows = Reference::load("mlp", 1).rows(0, 8);
+    let small = json_body(&rows.inputs, None);
+    for _ in 0..20 {
+        post_json(&cluster.client, &url, &small).await.unwrap().answer().unwrap();
+    }
+    let coordinator = cluster.coordinator.as_ref().unwrap();
+    let before = coordinator.rss_kib().unwrap() * 1024;
+
+    // Four 40 MiB bodies at once, each held whole before it is refused.
+    let body = bytes::Bytes::from(fp64_body(80_000));
+    let sends = (0..4).map(|_| {
+        let request = cluster.client.post(&url).header("content-type", "application/json").body(body.clone());
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert_eq!(statuses, vec![400; 4]);
+    let peak = coordinator.peak_rss_kib().unwrap() * 1024;
+    assert!(
+        peak > before + 100 * MIB,
+        "the burst never took memory: {} MiB before, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+
+    // The coordinator keeps at most a bounded amount of it.
+    let kept = || coordinator.rss_kib().unwrap() * 1024;
+    let returned = wait_until("the burst's memory to be given back", std::time::Duration::from_secs(3), async || {
+        kept() < before + 64 * MIB
+    })
+    .await;
+    println!("coordinator RSS: {} MiB before, peak {} MiB, {} MiB after", before / MIB, peak / MIB, kept() / MIB);
+    returned.unwrap();
+    // And serves on.
+    post_json(&cluster.client, &url, &small).await.unwrap().answer().unwrap();
 }

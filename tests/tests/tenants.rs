@@ -3,7 +3,8 @@
 //! scope and does only what its role allows, on both fronts; a key revoked
 //! through one coordinator is refused by both within a second; a key's rate
 //! limit holds for the whole cluster, answered with 429 and Retry-After
-//! (gRPC RESOURCE_EXHAUSTED) past it.
+//! (gRPC RESOURCE_EXHAUSTED) past it; a tenant's limit, set with the CLI,
+//! is shared by all its keys on both coordinators.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use maas_grpc::inference::model_infer_request::InferInputTensor;
 use maas_grpc::inference::*;
 use maas_grpc::GrpcInferenceServiceClient;
 use maas_tests::admin::{deploy_example, wait_ready};
+use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, ADMIN_TOKEN};
 use maas_tests::reference::JsonTensor;
 use maas_tests::requests::{assert_matches, json_body, to_le_bytes};
@@ -261,4 +263,112 @@ async fn a_rate_limit_holds_for_the_cluster() {
         }
     }
     assert!(exhausted, "gRPC never answered RESOURCE_EXHAUSTED past the limit");
+}
+
+/// Sends requests for `window`, alternating `keys` and coordinators, and
+/// returns (served, limited); every 429 must name `limit_text`.
+async fn drive(
+    client: &reqwest::Client,
+    bases: [&str; 2],
+    keys: [&str; 2],
+    window: Duration,
+    limit_text: &str,
+) -> (u32, u32) {
+    let (body, _) = infer_body();
+    let started = Instant::now();
+    let (mut served, mut limited, mut sent) = (0u32, 0u32, 0usize);
+    while started.elapsed() < window && sent < 20_000 {
+        let base = bases[sent % 2];
+        let key = keys[(sent / 2) % 2];
+        let answer = call(client, Method::POST, &format!("{base}/v2/models/a-1/infer"), Some(key), Some(&body)).await;
+        sent += 1;
+        match answer.status {
+            200 => served += 1,
+            429 => {
+                limited += 1;
+                assert!(answer.retry_after.is_some(), "a 429 says when to retry");
+                let message = answer.body["error"].as_str().unwrap();
+                assert!(message.contains(limit_text), "{message}");
+            }
+            other => panic!("unexpected status {other}: {}", answer.body),
+        }
+    }
+    (served, limited)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_limit_is_shared_by_its_keys_across_the_cluster() {
+    let (cluster, _second, second) = two_coordinators().await;
+    let first = cluster.url("");
+    let client = &cluster.client;
+    let scope = |tenant: &str| json!({"tenant": tenant, "role": "inference", "scope": ["*"]});
+    let (key_a, _) = create_key(client, &first, scope("team-s")).await;
+    let (key_b, _) = create_key(client, &second, scope("team-s")).await;
+    let (outsider, _) = create_key(client, &first, scope("team-t")).await;
+    for base in [&first, &second] {
+        let metrics = format!("{base}/metrics");
+        wait_until("both coordinators to count two", Duration::from_secs(10), async || {
+            let text = client.get(&metrics).send().await.unwrap().text().await.unwrap();
+            metric_sum(&text, "maas_coordinators_live", &[]) == 2.0
+        })
+        .await
+        .unwrap();
+    }
+
+    // The CLI sets the tenant's limit through the first coordinator; the
+    // second applies it from its watch.
+    const RATE: f64 = 10.0;
+    const BURST: f64 = 2.0;
+    let out = ok(maas(
+        &cluster,
+        ADMIN_TOKEN,
+        &["tenants", "limit", "team-s", "--requests-per-second", "10", "--requests-burst", "2"],
+    ));
+    assert!(out.contains("team-s") && out.contains("10 req/s"), "{out}");
+    let listed = format!("{second}/v1/tenants");
+    wait_until("the second coordinator to know the limit", Duration::from_secs(2), async || {
+        let answer = call(client, Method::GET, &listed, Some(ADMIN_TOKEN), None).await;
+        answer.body["tenants"].as_array().is_some_and(|tenants| {
+            tenants
+                .iter()
+                .any(|t| t["tenant"] == "team-s" && t["limits"]["requests_per_second"] == RATE && t["keys"] == 2)
+        })
+    })
+    .await
+    .unwrap();
+    let viewer_try = call(client, Method::GET, &listed, Some(&key_a), None).await;
+    assert_eq!(viewer_try.status, 403, "only an admin sees tenants: {}", viewer_try.body);
+
+    // Two keys, two coordinators, one rate between them.
+    let window = Duration::from_secs(4);
+    let started = Instant::now();
+    let (served, limited) = drive(client, [&first, &second], [&key_a, &key_b], window, "tenant 'team-s'").await;
+    let seconds = started.elapsed().as_secs_f64();
+    let rate = (served as f64 - BURST) / seconds;
+    println!("tenant team-s: {served} served ({rate:.1}/s past the burst), {limited} limited in {seconds:.2} s");
+    assert!(limited > 0, "the tenant never went over its limit");
+    assert!((RATE * 0.8..=RATE * 1.2).contains(&rate), "served {rate:.1}/s, tenant limit {RATE}/s");
+
+    // Another tenant is not held by team-s's limit.
+    let (served, limited) =
+        drive(client, [&first, &second], [&outsider, &outsider], Duration::from_millis(500), "-").await;
+    assert!(served > 0 && limited == 0, "another tenant was limited: {served} served, {limited} limited");
+
+    // Cleared, the tenant is unlimited again on both coordinators.
+    let out = ok(maas(&cluster, ADMIN_TOKEN, &["tenants", "unlimit", "team-s"]));
+    assert!(out.contains("team-s: -"), "{out}");
+    wait_until("the second coordinator to drop the limit", Duration::from_secs(2), async || {
+        let answer = call(client, Method::GET, &listed, Some(ADMIN_TOKEN), None).await;
+        answer.body["tenants"].as_array().is_some_and(|tenants| {
+            tenants.iter().any(|t| t["tenant"] == "team-s" && t["limits"]["requests_per_second"].is_null())
+        })
+    })
+    .await
+    .unwrap();
+    let (served, limited) = drive(client, [&first, &second], [&key_a, &key_b], Duration::from_millis(500), "-").await;
+    assert!(limited == 0 && served as f64 > RATE, "still limited after unlimit: {served} served, {limited} limited");
+    let again = maas(&cluster, ADMIN_TOKEN, &["tenants", "unlimit", "team-s"]);
+    assert!(!again.ok && again.stderr.contains("no limits"), "{}", again.stderr);
+    let table = ok(maas(&cluster, ADMIN_TOKEN, &["tenants", "list"]));
+    assert!(table.starts_with("TENANT") && table.contains("team-t"), "{table}");
 }

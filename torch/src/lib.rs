@@ -12,7 +12,7 @@ pub use device::resolve_device;
 /// keeps freed tensor memory in the process (see [`maas_process::keep_freed_memory`]). Must run before any other
 /// torch call.
 pub fn prepare_process(inter_op_threads: i32, intra_op_threads: i32) {
-    maas_process::keep_freed_memory();
+    maas_process::keep_freed_memory(maas_process::FreedMemory::FORWARD_PASSES);
     if inter_op_threads > 0 {
         tch::set_num_interop_threads(inter_op_threads);
     }

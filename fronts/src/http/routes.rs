@@ -78,6 +78,9 @@ route_table! {
     Get "/v1/keys" Admin => admin::keys::list;
     Post "/v1/keys" Admin => admin::keys::create;
     Delete "/v1/keys/{key}" Admin => admin::keys::revoke;
+    Get "/v1/tenants" Admin => admin::tenants::list;
+    Put "/v1/tenants/{tenant}/limits" Admin => admin::tenants::set_limits;
+    Delete "/v1/tenants/{tenant}/limits" Admin => admin::tenants::clear_limits;
     Get "/v1/models" View => admin::models::list;
     Get "/v1/models/{model}" View => admin::models::describe;
     Post "/v1/models/{model}/versions" Deploy => admin::models::publish;
@@ -174,6 +177,9 @@ mod tests {
         ("Get", "/v1/keys", Access::Admin),
         ("Post", "/v1/keys", Access::Admin),
         ("Delete", "/v1/keys/{key}", Access::Admin),
+        ("Get", "/v1/tenants", Access::Admin),
+        ("Put", "/v1/tenants/{tenant}/limits", Access::Admin),
+        ("Delete", "/v1/tenants/{tenant}/limits", Access::Admin),
         ("Get", "/v1/models", Access::View),
         ("Get", "/v1/models/{model}", Access::View),
         ("Post", "/v1/models/{model}/versions", Access::Deploy),

@@ -61,7 +61,8 @@ pub async fn revoke(state: web::Data<AppState>, request: HttpRequest) -> HttpRes
     Ok(HttpResponse::Ok().json(KeyRevoked { id }))
 }
 
-fn limits_of(limits: KeyLimits) -> Limits {
+/// Limits as the API sends them, as the tenancy crate keeps them.
+pub(super) fn limits_of(limits: KeyLimits) -> Limits {
     Limits {
         requests_per_second: limits.requests_per_second,
         requests_burst: limits.requests_burst,
@@ -73,7 +74,7 @@ fn limits_of(limits: KeyLimits) -> Limits {
 }
 
 /// A key's limits as the API shows them (the inverse of [`limits_of`]).
-fn shown_limits(limits: &Limits) -> KeyLimits {
+pub(super) fn shown_limits(limits: &Limits) -> KeyLimits {
     KeyLimits {
         requests_per_second: limits.requests_per_second,
         requests_burst: limits.requests_burst,

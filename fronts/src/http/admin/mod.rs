@@ -15,12 +15,15 @@
 //! GET    /v1/keys                                    tenants' API keys, without secrets
 //! POST   /v1/keys                                    create a key {tenant, role, scope, limits?} -> the key, once
 //! DELETE /v1/keys/{id}                               revoke a key
+//! GET    /v1/tenants                                 tenants with keys or limits
+//! PUT    /v1/tenants/{t}/limits                      set the limits all of a tenant's keys share
+//! DELETE /v1/tenants/{t}/limits                      clear a tenant's limits
 //! POST   /v2/repository/index                        Triton: every version and its state
 //! POST   /v2/repository/models/{m}/load | unload     Triton: load or unload a model
 //! ```
 //!
 //! Each route needs a role (`super::routes` says which): registry writes a
-//! deployer's, views a viewer's, the cluster and keys an admin's.
+//! deployer's, views a viewer's, the cluster, keys and tenants an admin's.
 //! `docs/openapi.yaml` documents them.
 
 pub mod artifacts;
@@ -29,6 +32,7 @@ pub mod keys;
 pub mod models;
 pub mod repository;
 pub mod routing;
+pub mod tenants;
 
 /// Parses a JSON body into `T`, naming what is wrong.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> maas_serving::error::ServeResult<T> {
