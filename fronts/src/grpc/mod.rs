@@ -16,6 +16,7 @@ mod access;
 mod config;
 mod deadline;
 mod listener;
+mod messages;
 mod outline;
 mod precheck;
 mod status;

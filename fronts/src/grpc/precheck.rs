@@ -9,13 +9,14 @@
 //! model would refuse is refused before prost turns it into vectors. A
 //! refused message ends the call with the check's status. Smaller messages
 //! pass unchecked: decoding them costs little, and the handler checks them
-//! in full (answering a stream's bad message inside the stream).
+//! in full (answering a stream's bad message inside the stream). The
+//! framing itself is [`super::messages`].
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::Frame;
 use maas_protocol::validate::{element_count, shape_string};
 use maas_protocol::DataType;
@@ -23,6 +24,7 @@ use maas_serving::input_check::InputCheck;
 use maas_serving::ServeError;
 use tonic::Status;
 
+use super::messages::Messages;
 use super::outline::{outline, RequestOutline};
 use super::status::status;
 use crate::state::AppState;
@@ -30,52 +32,28 @@ use crate::state::AppState;
 /// Messages at least this long are outlined and checked before decoding.
 pub const PRECHECK_FROM_BYTES: usize = 64 * 1024;
 
-/// A gRPC message prefix: a compression flag and a 4-byte big-endian length.
-const PREFIX: usize = 5;
-
 /// A request body whose large inference messages are checked first.
 pub struct PrecheckedBody {
     inner: tonic::body::Body,
     state: Arc<AppState>,
     limit: usize,
-    pending: BytesMut,
+    messages: Messages,
 }
 
 impl PrecheckedBody {
     /// Wraps `inner`; `limit` is the caller's largest message.
     pub fn new(inner: tonic::body::Body, state: Arc<AppState>, limit: usize) -> PrecheckedBody {
-        PrecheckedBody { inner, state, limit, pending: BytesMut::new() }
+        PrecheckedBody { inner, state, limit, messages: Messages::new(limit) }
     }
 
     /// The next whole message (prefix included) once it has arrived, or
     /// the status that refuses it.
     fn next_message(&mut self) -> Result<Option<Bytes>, Status> {
-        if self.pending.len() < PREFIX {
-            return Ok(None);
+        let Some(message) = self.messages.next().map_err(status)? else { return Ok(None) };
+        if !message.compressed && message.payload().len() >= PRECHECK_FROM_BYTES {
+            self.check(message.payload())?;
         }
-        let compressed = self.pending[0] != 0;
-        let len = u32::from_be_bytes([self.pending[1], self.pending[2], self.pending[3], self.pending[4]]) as usize;
-        if len > self.limit {
-            return Err(status(ServeError::PayloadTooLarge { size: len, limit: self.limit }));
-        }
-        if self.pending.len() < PREFIX + len {
-            self.pending.reserve(PREFIX + len - self.pending.len());
-            return Ok(None);
-        }
-        let message = self.pending.split_to(PREFIX + len).freeze();
-        if !compressed && len >= PRECHECK_FROM_BYTES {
-            self.check(&message[PREFIX..])?;
-        }
-        Ok(Some(message))
-    }
-
-    /// Whether `data` is exactly one small message within the limit, which
-    /// passes on as it came, without a copy.
-    fn passes_whole(&self, data: &[u8]) -> bool {
-        data.len() >= PREFIX && {
-            let len = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
-            len == data.len() - PREFIX && len < PRECHECK_FROM_BYTES && len <= self.limit
-        }
+        Ok(Some(message.framed))
     }
 
     fn check(&self, message: &[u8]) -> Result<(), Status> {
@@ -154,24 +132,24 @@ impl http_body::Body for PrecheckedBody {
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) if this.pending.is_empty() && this.passes_whole(&data) => {
+                    Ok(data) if this.messages.passes_whole(&data, PRECHECK_FROM_BYTES) => {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
-                    Ok(data) => this.pending.extend_from_slice(&data),
+                    Ok(data) => this.messages.push(&data),
                     // Trailers end the body: what is still pending is a
                     // partial message, which tonic reports.
-                    Err(trailers) if this.pending.is_empty() => return Poll::Ready(Some(Ok(trailers))),
-                    Err(_) => return Poll::Ready(Some(Ok(Frame::data(this.pending.split().freeze())))),
+                    Err(trailers) if this.messages.is_empty() => return Poll::Ready(Some(Ok(trailers))),
+                    Err(_) => return Poll::Ready(Some(Ok(Frame::data(this.messages.rest())))),
                 },
                 Some(Err(error)) => return Poll::Ready(Some(Err(error))),
-                None if this.pending.is_empty() => return Poll::Ready(None),
-                None => return Poll::Ready(Some(Ok(Frame::data(this.pending.split().freeze())))),
+                None if this.messages.is_empty() => return Poll::Ready(None),
+                None => return Poll::Ready(Some(Ok(Frame::data(this.messages.rest())))),
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pending.is_empty() && self.inner.is_end_stream()
+        self.messages.is_empty() && self.inner.is_end_stream()
     }
 }
 
