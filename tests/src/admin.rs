@@ -53,6 +53,40 @@ pub async fn call(
     Ok(AdminAnswer { status, body: serde_json::from_str(&text).unwrap_or(Value::Null) })
 }
 
+/// A key the management API issued: the secret and its id.
+pub struct IssuedKey {
+    /// The key, to send as a bearer token.
+    pub key: String,
+    /// Its id, to revoke it by.
+    pub id: String,
+}
+
+/// Creates a key as `spec` says (`{tenant, role, scope, limits?, priority?}`)
+/// through the coordinator at `base`, with the admin token.
+pub async fn create_key_at(client: &reqwest::Client, base: &str, spec: &Value) -> Result<IssuedKey> {
+    let response = client
+        .post(format!("{base}/v1/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(spec)
+        .send()
+        .await
+        .context("creating a key")?;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.context("the key creation answer")?;
+    if status != 201 {
+        bail!("creating a key answered {status}: {body}");
+    }
+    let key = body["key"].as_str().context("no key in the answer")?.to_string();
+    let id = body["info"]["id"].as_str().context("no id in the answer")?.to_string();
+    anyhow::ensure!(key.starts_with(&format!("maas_{id}_")), "the key {key} does not carry its id {id}");
+    Ok(IssuedKey { key, id })
+}
+
+/// Creates a key as `spec` says through the cluster's coordinator.
+pub async fn create_key(cluster: &Cluster, spec: &Value) -> Result<IssuedKey> {
+    create_key_at(&cluster.client, &cluster.url(""), spec).await
+}
+
 /// Uploads a file and returns its sha256.
 pub async fn upload(cluster: &Cluster, bytes: Vec<u8>) -> Result<String> {
     let body = call(cluster, reqwest::Method::PUT, "/v1/artifacts", Some(bytes), None).await?.ok()?;

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use maas_tests::admin::example_config;
-use maas_tests::cluster::{models_dir, ADMIN_TOKEN};
+use maas_tests::admin::{self, example_config};
+use maas_tests::cluster::models_dir;
 use maas_tests::requests::json_body;
 use maas_tests::synthetic::{normal, row};
 use maas_tests::{Cluster, NodeSpec};
@@ -46,11 +46,8 @@ impl Client<'_> {
 }
 
 async fn key<'a>(cluster: &'a Cluster, tenant: &str, role: &str) -> Client<'a> {
-    let admin = Client { cluster, token: ADMIN_TOKEN.into() };
-    let (status, answer) =
-        admin.call(Method::POST, "/v1/keys", Some(json!({"tenant": tenant, "role": role, "scope": ["m-*"]}))).await;
-    assert_eq!(status, 201, "{answer}");
-    Client { cluster, token: answer["key"].as_str().unwrap().into() }
+    let spec = json!({"tenant": tenant, "role": role, "scope": ["m-*"]});
+    Client { cluster, token: admin::create_key(cluster, &spec).await.unwrap().key }
 }
 
 /// Whether a drift alert says the reference is team-b's shifted traffic: a

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maas_tests::admin::{deploy_example, wait_ready};
-use maas_tests::cluster::ADMIN_TOKEN;
+use maas_tests::admin::{self, deploy_example, wait_ready};
 use maas_tests::{Cluster, NodeSpec};
 use serde_json::{json, Value};
 
@@ -23,20 +22,8 @@ const HIGH_ROUNDS: f64 = 4.0;
 const FLOOD_ROUNDS: f64 = 1.0;
 
 async fn create_key(cluster: &Cluster, priority: u32) -> String {
-    let request =
-        json!({"tenant": format!("level-{priority}"), "role": "inference", "scope": ["*"], "priority": priority});
-    let answer: Value = cluster
-        .client
-        .post(cluster.url("/v1/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&request)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["key"].as_str().unwrap_or_else(|| panic!("no key in {answer}")).to_string()
+    let spec = json!({"tenant": format!("level-{priority}"), "role": "inference", "scope": ["*"], "priority": priority});
+    admin::create_key(cluster, &spec).await.unwrap().key
 }
 
 fn body(rounds: f64, priority: Option<u32>) -> Value {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use maas_grpc::inference::model_infer_request::InferInputTensor;
 use maas_grpc::inference::*;
 use maas_grpc::GrpcInferenceServiceClient;
-use maas_tests::admin::{deploy_example, wait_ready};
+use maas_tests::admin::{create_key_at, deploy_example, wait_ready};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, ADMIN_TOKEN};
 use maas_tests::reference::JsonTensor;
@@ -51,13 +51,9 @@ async fn call(
 }
 
 /// Creates a key through the coordinator at `base`; returns (key, id).
-async fn create_key(client: &reqwest::Client, base: &str, request: Value) -> (String, String) {
-    let answer = call(client, Method::POST, &format!("{base}/v1/keys"), Some(ADMIN_TOKEN), Some(&request)).await;
-    assert_eq!(answer.status, 201, "{}", answer.body);
-    let key = answer.body["key"].as_str().unwrap().to_string();
-    let id = answer.body["info"]["id"].as_str().unwrap().to_string();
-    assert!(key.starts_with(&format!("maas_{id}_")), "{key}");
-    (key, id)
+async fn create_key(client: &reqwest::Client, base: &str, spec: Value) -> (String, String) {
+    let issued = create_key_at(client, base, &spec).await.unwrap();
+    (issued.key, issued.id)
 }
 
 /// Two coordinators on one etcd over one node, keys required, models

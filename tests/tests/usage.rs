@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use maas_tests::admin::{deploy_example, wait_ready};
+use maas_tests::admin::{self, deploy_example, wait_ready};
 use maas_tests::cluster::{metric_sum, ADMIN_TOKEN};
 use maas_tests::requests::json_body;
 use maas_tests::wait::wait_until;
@@ -14,19 +14,8 @@ use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::{json, Value};
 
 async fn create_key(cluster: &Cluster, tenant: &str) -> String {
-    let request = json!({"tenant": tenant, "role": "inference", "scope": ["*"]});
-    let answer: Value = cluster
-        .client
-        .post(cluster.url("/v1/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&request)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    answer["key"].as_str().unwrap_or_else(|| panic!("{answer}")).to_string()
+    let spec = json!({"tenant": tenant, "role": "inference", "scope": ["*"]});
+    admin::create_key(cluster, &spec).await.unwrap().key
 }
 
 async fn infer(cluster: &Cluster, key: &str, body: &Value) -> u16 {
