@@ -22,7 +22,8 @@ const HIGH_ROUNDS: f64 = 4.0;
 const FLOOD_ROUNDS: f64 = 1.0;
 
 async fn create_key(cluster: &Cluster, priority: u32) -> String {
-    let spec = json!({"tenant": format!("level-{priority}"), "role": "inference", "scope": ["*"], "priority": priority});
+    let spec =
+        json!({"tenant": format!("level-{priority}"), "role": "inference", "scope": ["*"], "priority": priority});
     admin::create_key(cluster, &spec).await.unwrap().key
 }
 
