@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use maas_cluster::demand::Demand;
 use maas_cluster::placement::{self, CachedArtifacts, Placement};
 use maas_cluster::NodeInfo;
 use maas_protocol::ModelConfig;
@@ -75,12 +76,12 @@ pub fn measure(grid: &[(usize, usize)], rounds: usize) -> Result<Vec<PlacementPo
         let mut replicas = 0;
         for _ in 0..rounds.max(1) {
             let started = Instant::now();
-            let assignments = placement::plan(&records, &nodes, &Placement::default(), &cached);
+            let assignments = placement::plan(&records, &nodes, &Placement::default(), &cached, &Demand::new());
             first.push(started.elapsed());
             replicas = assignments.values().map(|a| a.nodes.len()).sum();
             let current = Placement { assignments, ..Placement::default() };
             let started = Instant::now();
-            let again = placement::plan(&records, &nodes, &current, &cached);
+            let again = placement::plan(&records, &nodes, &current, &cached, &Demand::new());
             steady.push(started.elapsed());
             anyhow::ensure!(again == current.assignments, "a steady re-plan moved replicas");
         }

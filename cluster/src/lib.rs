@@ -6,6 +6,7 @@
 //! the members, and the leader writes the placement plan.
 
 mod coordinators;
+pub mod demand;
 mod membership;
 pub mod placement;
 

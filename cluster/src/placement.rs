@@ -6,6 +6,8 @@
 //! why it could not be placed. [`plan`] is pure: it keeps every current
 //! assignment that still fits a live node, then gives each version the nodes
 //! with the fewest replicas and the most free memory that fit its estimate.
+//! A version loaded on demand (`replicas.min: 0`) gets a replica only while
+//! some coordinator reports it wanted ([`crate::demand`]).
 //!
 //! The plan is one etcd key, `<prefix>placement`, written only in a
 //! transaction that compares the leader's election key, so a deposed leader
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 
 use maas_registry::ModelRecord;
 
+use crate::demand::Demand;
 use crate::NodeInfo;
 
 /// The nodes of one version, or why it has too few.
@@ -69,15 +72,28 @@ pub fn memory_estimate(record: &ModelRecord, version: u64) -> u64 {
 /// The artifacts (sha256 digests) each node holds in its local cache.
 pub type CachedArtifacts = BTreeMap<String, BTreeSet<String>>;
 
+/// Replicas a version gets: its `replicas.min`, or for a version loaded on
+/// demand (`min: 0`) one while some coordinator wants it (per `demand`,
+/// keyed like the placement) and none otherwise.
+fn replicas_wanted(record: &ModelRecord, version: u64, demand: &Demand) -> u32 {
+    let range = record.versions[&version].config.replicas;
+    if range.min > 0 {
+        return range.min;
+    }
+    u32::from(demand.contains(&Placement::key(&record.name, version))).min(range.max)
+}
+
 /// Computes assignments for every version to load over the live `nodes`.
 /// New replicas go to the nodes with the fewest replicas, then to those
 /// already holding the version's artifact (per `cached`), then to those
-/// with the most free memory.
+/// with the most free memory. A version loaded on demand that nobody wants
+/// now has no assignment.
 pub fn plan(
     records: &[ModelRecord],
     nodes: &BTreeMap<String, NodeInfo>,
     current: &Placement,
     cached: &CachedArtifacts,
+    demand: &Demand,
 ) -> BTreeMap<String, Assignment> {
     let mut free: BTreeMap<&str, u64> = nodes.iter().map(|(name, n)| (name.as_str(), n.memory_bytes)).collect();
     let mut replicas: BTreeMap<&str, usize> = nodes.keys().map(|name| (name.as_str(), 0)).collect();
@@ -85,7 +101,10 @@ pub fn plan(
     let mut digests: BTreeMap<String, &str> = BTreeMap::new();
     for record in records {
         for version in record.versions_to_load() {
-            let wanted = record.versions[&version].config.replicas.min;
+            let wanted = replicas_wanted(record, version, demand);
+            if wanted == 0 {
+                continue;
+            }
             let key = Placement::key(&record.name, version);
             digests.insert(key.clone(), &record.versions[&version].artifact.sha256);
             items.push((key, wanted, memory_estimate(record, version)));
@@ -265,9 +284,13 @@ mod tests {
     }
 
     fn model_with_artifact(name: &str, replicas: u32, memory: u64, sha256: &str) -> ModelRecord {
+        model_with_range(name, (replicas, replicas.max(1)), memory, sha256)
+    }
+
+    fn model_with_range(name: &str, (min, max): (u32, u32), memory: u64, sha256: &str) -> ModelRecord {
         let config: ModelConfig = serde_json::from_value(serde_json::json!({
             "name": name, "max_batch_size": 1, "memory_bytes": memory,
-            "replicas": {"min": replicas, "max": replicas},
+            "replicas": {"min": min, "max": max},
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 1]}],
             "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}],
         }))
@@ -290,7 +313,7 @@ mod tests {
     fn replicas_spread_over_nodes() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m1", 2, 10), model("m2", 2, 10), model("m3", 2, 10)];
-        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new());
+        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
         let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
         for assignment in plan.values() {
             assert_eq!(assignment.nodes.len(), 2);
@@ -306,7 +329,7 @@ mod tests {
     fn too_large_is_unplaceable_and_others_are_not() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 50)].into_iter().collect();
         let records = vec![model("big", 1, 1000), model("small", 1, 10)];
-        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new());
+        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
         let big = &plan["big/1"];
         assert!(big.nodes.is_empty());
         assert!(big.unplaceable.as_deref().unwrap().contains("needs 1000 bytes"), "{big:?}");
@@ -322,7 +345,7 @@ mod tests {
             "m1/1".into(),
             Assignment { nodes: vec!["b".into()], wanted: 1, memory_bytes: 20, unplaceable: None },
         );
-        let plan = plan(&records, &nodes, &current, &CachedArtifacts::new());
+        let plan = plan(&records, &nodes, &current, &CachedArtifacts::new(), &Demand::new());
         assert_eq!(plan["m1/1"].nodes, vec!["b".to_string()]);
         assert_eq!(plan["m2/1"].nodes, vec!["a".to_string()]);
     }
@@ -332,12 +355,12 @@ mod tests {
         let mut nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m", 2, 10)];
         let first = Placement {
-            assignments: plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new()),
+            assignments: plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new()),
             ..Placement::default()
         };
         let lost = first.assignments["m/1"].nodes[0].clone();
         nodes.remove(&lost);
-        let second = plan(&records, &nodes, &first, &CachedArtifacts::new());
+        let second = plan(&records, &nodes, &first, &CachedArtifacts::new(), &Demand::new());
         assert_eq!(second["m/1"].nodes.len(), 2);
         assert!(!second["m/1"].nodes.contains(&lost));
     }
@@ -349,10 +372,27 @@ mod tests {
         let records = vec![model_with_artifact("m", 2, 10, &digest)];
         let cached: CachedArtifacts =
             [("c".to_string(), [digest.clone()].into()), ("b".to_string(), ["d".repeat(64)].into())].into();
-        let plan = plan(&records, &nodes, &Placement::default(), &cached);
+        let plan = plan(&records, &nodes, &Placement::default(), &cached, &Demand::new());
         assert!(plan["m/1"].nodes.contains(&"c".to_string()), "{plan:?}");
         // Without the cache the tie goes to the first name.
-        let plain = super::plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new());
+        let plain = super::plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
         assert_eq!(plain["m/1"].nodes, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn a_version_loaded_on_demand_is_placed_only_while_wanted() {
+        let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100)].into_iter().collect();
+        let records = vec![model_with_range("cold", (0, 2), 10, &"a".repeat(64)), model("warm", 1, 10)];
+        let idle = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
+        assert!(!idle.contains_key("cold/1"), "nobody wants it: {idle:?}");
+        assert_eq!(idle["warm/1"].nodes.len(), 1, "min 1 is placed regardless");
+        let wanted: Demand = ["cold/1".to_string()].into();
+        let busy = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &wanted);
+        assert_eq!(busy["cold/1"].nodes.len(), 1, "wanted, it gets one replica: {busy:?}");
+        assert_eq!(busy["cold/1"].wanted, 1);
+        // Wanted no more, its replica is given up.
+        let current = Placement { assignments: busy, ..Placement::default() };
+        let after = plan(&records, &nodes, &current, &CachedArtifacts::new(), &Demand::new());
+        assert!(!after.contains_key("cold/1"));
     }
 }

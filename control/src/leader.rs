@@ -4,7 +4,8 @@
 //! dropping a node whose lease lapsed) and the stored placement (which tells
 //! its reconciler which node holds which version). All coordinators
 //! campaign; the leader alone recomputes the placement whenever the
-//! registry or the membership changes (and every second), over the nodes it
+//! registry, the membership or the demand for versions loaded on demand
+//! changes (and every second), over the nodes it
 //! has a working link to (so a node whose certificate does not match its
 //! name, or comes from another CA, never gets replicas), writing it only
 //! under its election key, so a deposed leader's writes fail.
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use maas_cluster::demand::Demand;
 use maas_cluster::placement::{self, Placement};
 use maas_cluster::NodeInfo;
 use maas_registry::etcd_client::Client;
@@ -55,10 +57,12 @@ pub async fn start(
 ) -> ClusterView {
     let nodes = maas_cluster::watch_nodes(client.clone(), settings.prefix.clone()).await;
     let placement = placement::watch_placement(client.clone(), settings.prefix.clone()).await;
+    let demand = maas_cluster::demand::watch_demand(client.clone(), settings.prefix.clone());
     let is_leader = Arc::new(AtomicBool::new(false));
     tokio::spawn(follow_membership(nodes.clone(), node_set.clone(), wake.clone()));
     tokio::spawn(wake_on_placement(placement.clone(), wake));
-    tokio::spawn(lead(client, settings, registry, nodes.clone(), node_set, is_leader.clone()));
+    let inputs = LeaderInputs { registry, nodes: nodes.clone(), node_set, demand };
+    tokio::spawn(lead(client, settings, inputs, is_leader.clone()));
     ClusterView { nodes, placement, is_leader }
 }
 
@@ -93,14 +97,17 @@ async fn wake_on_placement(mut placement: watch::Receiver<Placement>, wake: Arc<
     }
 }
 
-async fn lead(
-    mut client: Client,
-    settings: ClusterSettings,
+/// What the leader places from.
+struct LeaderInputs {
     registry: Registry,
     nodes: watch::Receiver<BTreeMap<String, NodeInfo>>,
     node_set: Arc<NodeSet>,
-    is_leader: Arc<AtomicBool>,
-) {
+    /// The versions loaded on demand that some coordinator wants now.
+    demand: watch::Receiver<Demand>,
+}
+
+async fn lead(mut client: Client, settings: ClusterSettings, inputs: LeaderInputs, is_leader: Arc<AtomicBool>) {
+    let LeaderInputs { registry, nodes, node_set, demand } = inputs;
     loop {
         let leadership = match placement::campaign(&client, &settings.prefix, &settings.name, settings.lease_ttl).await
         {
@@ -116,6 +123,7 @@ async fn lead(
         tracing::info!(coordinator = %settings.name, "became the leader");
         let mut changes = registry.store().changes();
         let mut nodes = nodes.clone();
+        let mut demand = demand.clone();
         let mut lost = leadership.lost.clone();
         while !*lost.borrow() {
             // Only nodes this coordinator could link to (their certificate
@@ -127,7 +135,9 @@ async fn lead(
                 .filter(|(name, _)| up.contains(name))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            match place(&mut client, &settings, &registry, &members, &node_set, &leadership.key).await {
+            let wanted = demand.borrow_and_update().clone();
+            let inputs = PlaceInputs { registry: &registry, nodes: &members, node_set: &node_set, demand: &wanted };
+            match place(&mut client, &settings, inputs, &leadership.key).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("the placement write was fenced off: leadership is gone");
@@ -138,6 +148,7 @@ async fn lead(
             tokio::select! {
                 _ = changes.changed() => {}
                 _ = nodes.changed() => {}
+                _ = demand.changed() => {}
                 _ = lost.changed() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
@@ -148,26 +159,33 @@ async fn lead(
     }
 }
 
+/// One placement round's view of the cluster.
+struct PlaceInputs<'a> {
+    registry: &'a Registry,
+    nodes: &'a BTreeMap<String, NodeInfo>,
+    node_set: &'a NodeSet,
+    demand: &'a Demand,
+}
+
 /// Recomputes the placement and writes it if it changed; false when fenced.
 /// The nodes' caches only matter when a replica must be placed anew, so
 /// they are asked for their status only then.
 async fn place(
     client: &mut Client,
     settings: &ClusterSettings,
-    registry: &Registry,
-    nodes: &BTreeMap<String, NodeInfo>,
-    node_set: &NodeSet,
+    inputs: PlaceInputs<'_>,
     key: &maas_registry::etcd_client::LeaderKey,
 ) -> anyhow::Result<bool> {
+    let PlaceInputs { registry, nodes, node_set, demand } = inputs;
     let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
     let current = placement::read_placement(client, &settings.prefix).await?;
-    let mut assignments = placement::plan(&records, nodes, &current, &placement::CachedArtifacts::new());
+    let mut assignments = placement::plan(&records, nodes, &current, &placement::CachedArtifacts::new(), demand);
     if assignments == current.assignments && current.leader == settings.name {
         return Ok(true);
     }
     if assignments != current.assignments {
         let cached = node_set.cached_artifacts().await;
-        assignments = placement::plan(&records, nodes, &current, &cached);
+        assignments = placement::plan(&records, nodes, &current, &cached, demand);
     }
     for (version, assignment) in &assignments {
         if let Some(reason) = &assignment.unplaceable {

@@ -11,6 +11,7 @@
 //! - [`leader`]: cluster mode with etcd: following membership and placement,
 //!   campaigning, and the leader's placement loop.
 
+pub mod demand;
 pub mod leader;
 pub mod metrics;
 pub mod nodes;

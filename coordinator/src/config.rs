@@ -68,6 +68,12 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
 
+    /// Seconds after its last request that a version loaded on demand
+    /// (`replicas.min: 0`) is wanted no more; its replica is then unloaded
+    /// (after the reconciler's grace). Cluster mode only.
+    #[arg(long, env = "MAAS_COORDINATOR_IDLE_UNLOAD_SECONDS", default_value_t = 300)]
+    pub idle_unload_seconds: u64,
+
     /// Freed memory each allocator heap keeps for reuse, MiB; requests
     /// larger than this are given back to the system as soon as they are
     /// done. More saves page faults under large batches, less returns a

@@ -73,6 +73,14 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
                 lease_ttl: std::time::Duration::from_secs(config.lease_ttl_seconds),
             };
             tracing::info!("cluster mode: nodes from etcd membership, placement by the leader");
+            maas_control::demand::spawn_demand_reporting(
+                client.clone(),
+                config.etcd.prefix.clone(),
+                config.name.clone(),
+                settings.lease_ttl,
+                table.clone(),
+                std::time::Duration::from_secs(config.idle_unload_seconds),
+            );
             Some(leader::start(client, settings, registry.clone(), node_set.clone(), link_up.clone()).await)
         }
         _ => None,

@@ -113,12 +113,15 @@ pub struct ModelConfig {
     pub replicas: ReplicaRange,
 }
 
-/// Replica count of a version: at least `min`, at most `max` (for autoscaling).
+/// Replica count of a version: at least `min`, at most `max`. With `min: 0`
+/// the version is loaded on demand: its first request waits for a replica
+/// to be placed and loaded, and it goes back to none once it has been idle
+/// for the coordinators' idle time.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 pub struct ReplicaRange {
-    /// Replicas placed whenever nodes allow.
+    /// Replicas placed whenever nodes allow (0: only while requests come).
     pub min: u32,
     /// Upper bound.
     pub max: u32,
@@ -154,8 +157,11 @@ impl ModelConfig {
         if self.max_batch_size == 0 {
             return Err(format!("model '{}': max_batch_size must be at least 1", self.name));
         }
-        if self.replicas.min == 0 || self.replicas.max < self.replicas.min {
-            return Err(format!("model '{}': replicas must have 1 <= min <= max, got {:?}", self.name, self.replicas));
+        if self.replicas.max == 0 || self.replicas.max < self.replicas.min {
+            return Err(format!(
+                "model '{}': replicas must have min <= max and max >= 1, got {:?}",
+                self.name, self.replicas
+            ));
         }
         if self.instance_count == 0 || self.instance_count > MAX_INSTANCES {
             return Err(format!(

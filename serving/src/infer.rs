@@ -164,9 +164,19 @@ impl Inference {
         used.bytes_in = inputs.iter().map(|input| input.data.len() as u64).sum();
         admission.rows(rows as u64)?;
         let priority = priority::level(request.priority, caller)?;
-        if !shared.is_ready() {
+        // A version loaded on demand that has no replica yet keeps the
+        // request until one is loaded (or its deadline passes); any other
+        // version without a replica fails it at once.
+        let cold = !shared.is_ready();
+        if cold && !shared.loads_on_demand() {
             return Err(shared.no_replica_error());
         }
+        shared.activity.touch(arrived);
+        let _waiting = cold.then(|| {
+            let waiting = shared.activity.wait();
+            self.table.nudge_demand();
+            waiting
+        });
         shared.monitor.observe_inputs(&inputs, || self.table.may_set_reference(&shared.name, shared.version, caller));
         // A client's timeout is cut to the server's longest, so that no
         // request holds its place (and its memory) for as long as it asks.
@@ -191,6 +201,9 @@ impl Inference {
                 })
             }
         };
+        if cold {
+            metrics::record_cold_start(&shared.name, arrived.elapsed());
+        }
         if let Some(id) = request.id.as_deref() {
             self.table.monitor().record_prediction(&shared.config, shared.version, caller.tenant(), id, &outputs);
         }

@@ -9,6 +9,7 @@
 //! splits the answer back per request. Every failure a client can see is a
 //! [`ServeError`]. Nothing here knows HTTP, gRPC or how a node is reached.
 
+pub mod activity;
 pub mod batcher;
 mod dispatch;
 pub mod error;

@@ -14,6 +14,7 @@
 //! | `maas_inference_batch_retries_total` | counter | model, version | batches retried on another replica |
 //! | `maas_inference_rows_total` | counter | model, version | rows inferred |
 //! | `maas_rate_limited_total` | counter | tenant | requests refused by a key's rate limit or quota |
+//! | `maas_cold_start_duration_seconds` | histogram | model | arrival to answer of requests that found a version loaded on demand without a replica (the load included) |
 //! | `maas_coordinators_live` | gauge | | coordinators sharing each key's rates (1 without etcd) |
 //!
 //! Model and version labels only take names of models the coordinator
@@ -35,6 +36,7 @@ const BATCH_REQUESTS: &str = "maas_inference_batch_requests";
 const RETRIES: &str = "maas_inference_batch_retries_total";
 const ROWS: &str = "maas_inference_rows_total";
 const RATE_LIMITED: &str = "maas_rate_limited_total";
+const COLD_START_SECONDS: &str = "maas_cold_start_duration_seconds";
 
 /// Label value for requests whose model is unknown.
 pub const UNKNOWN_MODEL: &str = "_unknown";
@@ -42,13 +44,18 @@ pub const UNKNOWN_MODEL: &str = "_unknown";
 const SECONDS_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+/// A cold start includes fetching, loading and warming a model up.
+const COLD_START_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
 
 /// Installs the Prometheus recorder for this process, with the buckets of
 /// the serving histograms.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     maas_process::install_prometheus(|builder| {
         builder
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(REQUEST_SECONDS.into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(QUEUE_SECONDS.into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(COMPUTE_SECONDS.into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(COLD_START_SECONDS.into()), COLD_START_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)
     })
@@ -63,6 +70,11 @@ pub fn record_coordinators(live: usize) {
 /// an admin, so the label stays bounded.
 pub fn record_rate_limited(tenant: &str) {
     metrics::counter!(RATE_LIMITED, "tenant" => tenant.to_string()).increment(1);
+}
+
+/// Records the answer time of a request that waited for a cold load.
+pub fn record_cold_start(model: &str, elapsed: Duration) {
+    metrics::histogram!(COLD_START_SECONDS, "model" => model.to_string()).record(elapsed.as_secs_f64());
 }
 
 /// Records an answered request.
@@ -117,6 +129,11 @@ impl VersionMetrics {
     /// an admin, so the label stays bounded.
     pub fn record_rate_limited(tenant: &str) {
         metrics::counter!(RATE_LIMITED, "tenant" => tenant.to_string()).increment(1);
+    }
+
+    /// Records the answer time of a request that waited for a cold load.
+    pub fn record_cold_start(model: &str, elapsed: Duration) {
+        metrics::histogram!(COLD_START_SECONDS, "model" => model.to_string()).record(elapsed.as_secs_f64());
     }
 
     /// Records an answered request.

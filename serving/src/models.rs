@@ -70,12 +70,19 @@ pub struct ModelTable {
     routing: RwLock<HashMap<String, Routing>>,
     settings: TableSettings,
     monitor: Arc<Monitor>,
+    demand_nudge: tokio::sync::Notify,
 }
 
 impl ModelTable {
     /// An empty table whose versions report to `monitor`.
     pub fn new(settings: TableSettings, monitor: Arc<Monitor>) -> Self {
-        ModelTable { models: RwLock::new(BTreeMap::new()), routing: RwLock::new(HashMap::new()), settings, monitor }
+        ModelTable {
+            models: RwLock::new(BTreeMap::new()),
+            routing: RwLock::new(HashMap::new()),
+            settings,
+            monitor,
+            demand_nudge: tokio::sync::Notify::new(),
+        }
     }
 
     /// The monitor of every version.
@@ -189,6 +196,29 @@ impl ModelTable {
         self.models.read().values().flat_map(|versions| versions.values().cloned()).collect()
     }
 
+    /// The versions loaded on demand that are wanted now: a request waits
+    /// for one, or one arrived within `idle_after`.
+    pub fn wanted_on_demand(&self, idle_after: Duration) -> Vec<(String, u64)> {
+        let now = std::time::Instant::now();
+        self.models
+            .read()
+            .values()
+            .flat_map(|versions| versions.values())
+            .filter(|v| v.shared.loads_on_demand() && v.shared.activity.is_wanted(idle_after, now))
+            .map(|v| (v.shared.name.clone(), v.shared.version))
+            .collect()
+    }
+
+    /// Tells whoever reports demand that a request started waiting.
+    pub fn nudge_demand(&self) {
+        self.demand_nudge.notify_one();
+    }
+
+    /// Resolves at the next [`ModelTable::nudge_demand`].
+    pub async fn demand_nudged(&self) {
+        self.demand_nudge.notified().await
+    }
+
     /// Whether any version can serve.
     pub fn any_ready(&self) -> bool {
         self.models.read().values().flat_map(|v| v.values()).any(|v| v.shared.is_ready())
@@ -243,6 +273,7 @@ impl ModelTable {
             max_frame_bytes: self.settings.max_frame_bytes,
             monitor,
             slow_request: self.settings.slow_request,
+            activity: Default::default(),
         });
         let batcher = batcher::spawn(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })

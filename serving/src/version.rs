@@ -7,7 +7,9 @@ use std::time::Duration;
 use maas_monitor::VersionMonitor;
 use maas_protocol::ModelConfig;
 use parking_lot::RwLock;
+use tokio::sync::Notify;
 
+use crate::activity::Activity;
 use crate::error::ServeError;
 use crate::metrics::VersionMetrics;
 use crate::replica::{self, Replica};
@@ -23,6 +25,7 @@ struct Held {
 #[derive(Default)]
 pub struct ReplicaSet {
     replicas: RwLock<Vec<Held>>,
+    changed: Notify,
 }
 
 impl ReplicaSet {
@@ -46,13 +49,29 @@ impl ReplicaSet {
             .map(|r| r.node.clone())
     }
 
+    /// Resolves after the next change of the replicas (or at once when one
+    /// happened since the last call).
+    pub async fn changed(&self) {
+        self.changed.notified().await
+    }
+
     pub(crate) fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
         let mut replicas = self.replicas.write();
-        match (replicas.iter_mut().find(|r| replica::same(&r.node, node)), slots) {
-            (Some(held), Some(slots)) => held.slots = slots,
-            (Some(_), None) => replicas.retain(|r| !replica::same(&r.node, node)),
-            (None, Some(slots)) => replicas.push(Held { node: node.clone(), slots }),
-            (None, None) => {}
+        let changed = match (replicas.iter_mut().find(|r| replica::same(&r.node, node)), slots) {
+            (Some(held), Some(slots)) => std::mem::replace(&mut held.slots, slots) != slots,
+            (Some(_), None) => {
+                replicas.retain(|r| !replica::same(&r.node, node));
+                true
+            }
+            (None, Some(slots)) => {
+                replicas.push(Held { node: node.clone(), slots });
+                true
+            }
+            (None, None) => false,
+        };
+        drop(replicas);
+        if changed {
+            self.changed.notify_one();
         }
     }
 }
@@ -75,6 +94,8 @@ pub struct VersionShared {
     pub monitor: Arc<VersionMonitor>,
     /// Requests slower than this are logged with their batch and node.
     pub slow_request: Duration,
+    /// Its recent use, for loading on demand.
+    pub activity: Activity,
 }
 
 impl VersionShared {
@@ -86,5 +107,11 @@ impl VersionShared {
     /// Whether a replica is up.
     pub fn is_ready(&self) -> bool {
         self.replicas.capacity() > 0
+    }
+
+    /// Whether it is loaded on demand (`replicas.min: 0`): a request that
+    /// finds no replica waits for one instead of failing at once.
+    pub fn loads_on_demand(&self) -> bool {
+        self.config.replicas.min == 0
     }
 }

@@ -3,7 +3,8 @@
 //! It owns the version's [`BatchState`], receives requests from its
 //! handle, and whenever a replica slot is free asks the state for a batch
 //! and hands it to [`crate::dispatch`]. Requests past their deadline get a
-//! timeout; when no replica is up, every waiting request gets 503 at once.
+//! timeout; when no replica is up, every waiting request gets 503 at once,
+//! unless the version is loaded on demand: then they wait for a replica.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -44,9 +45,13 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
             }
             armed = wakeup;
         }
+        // Requests for a version loaded on demand wait while it has no
+        // replica; a replica's arrival wakes the batcher.
+        let cold = version.loads_on_demand() && !state.is_empty() && version.replicas.capacity() == 0;
         tokio::select! {
             biased;
             Some(()) = done.recv() => in_flight -= 1,
+            _ = version.replicas.changed(), if cold => {}
             request = requests.recv() => match request {
                 Some(request) => enqueue(&mut state, &version, request),
                 None => break,
@@ -68,9 +73,12 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
         }
         let capacity = version.replicas.capacity();
         if capacity == 0 {
-            for request in state.drain() {
-                request.fail(version.no_replica_error());
+            if !version.loads_on_demand() {
+                for request in state.drain() {
+                    request.fail(version.no_replica_error());
+                }
             }
+            version.monitor.set_queued(state.len());
             continue;
         }
         while in_flight < capacity {

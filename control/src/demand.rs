@@ -1,0 +1,49 @@
+//! This coordinator's demand for versions loaded on demand: every quarter
+//! second, and at once when a request starts waiting for a cold version,
+//! the versions with `replicas.min: 0` that have a request waiting or
+//! served one within the idle time are published for the leader
+//! ([`maas_cluster::demand`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use maas_cluster::demand::{report_demand, Demand};
+use maas_cluster::placement::Placement;
+use maas_registry::etcd_client::Client;
+use maas_serving::models::ModelTable;
+use tokio::sync::watch;
+
+/// How often the demand is recomputed without a nudge.
+const EVERY: Duration = Duration::from_millis(250);
+
+/// Publishes what `table` wants loaded, as coordinator `name`, with a
+/// lease of `ttl`; a version idle for `idle_after` is wanted no more.
+pub fn spawn_demand_reporting(
+    client: Client,
+    prefix: String,
+    name: String,
+    ttl: Duration,
+    table: Arc<ModelTable>,
+    idle_after: Duration,
+) {
+    let (sender, receiver) = watch::channel(Demand::new());
+    tokio::spawn(report_demand(client, prefix, name, ttl, receiver));
+    tokio::spawn(async move {
+        loop {
+            let wanted: Demand = table
+                .wanted_on_demand(idle_after)
+                .into_iter()
+                .map(|(model, version)| Placement::key(&model, version))
+                .collect();
+            sender.send_if_modified(|current| {
+                let changed = *current != wanted;
+                *current = wanted;
+                changed
+            });
+            tokio::select! {
+                _ = table.demand_nudged() => {}
+                _ = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,88 @@
+//! How much a version is wanted right now: when a request last came for it
+//! and how many wait for a replica. Versions loaded on demand
+//! (`replicas.min: 0`) are placed while some coordinator reports them
+//! wanted and unloaded once they have been idle long enough.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A version's recent use.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// When the last request arrived, in ms since [`origin`], plus one (0:
+    /// never).
+    last_request_ms: AtomicU64,
+    /// Requests waiting for a replica to be loaded.
+    waiting: AtomicU32,
+}
+
+/// A request counted as waiting for a replica until dropped.
+pub struct Waiting<'a>(&'a Activity);
+
+impl Activity {
+    /// Notes a request that arrived at `arrived`.
+    pub fn touch(&self, arrived: Instant) {
+        let ms = arrived.saturating_duration_since(origin()).as_millis() as u64 + 1;
+        self.last_request_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Counts a request as waiting for a replica while the guard lives.
+    pub fn wait(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(self)
+    }
+
+    /// Requests waiting for a replica now.
+    pub fn waiting(&self) -> u32 {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Whether a request waits now or one arrived within `idle_after`.
+    pub fn is_wanted(&self, idle_after: Duration, now: Instant) -> bool {
+        if self.waiting() > 0 {
+            return true;
+        }
+        match self.last_request_ms.load(Ordering::Relaxed) {
+            0 => false,
+            plus_one => {
+                let last = origin() + Duration::from_millis(plus_one - 1);
+                now.saturating_duration_since(last) < idle_after
+            }
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The instant times are counted from.
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_wanted_while_requests_wait_and_for_the_idle_time_after_one() {
+        let activity = Activity::default();
+        let now = Instant::now();
+        let idle = Duration::from_secs(10);
+        assert!(!activity.is_wanted(idle, now), "never asked for");
+        let waiting = activity.wait();
+        assert!(activity.is_wanted(idle, now + Duration::from_secs(3600)));
+        drop(waiting);
+        assert!(!activity.is_wanted(idle, now));
+        activity.touch(now);
+        assert!(activity.is_wanted(idle, now + Duration::from_secs(9)));
+        assert!(!activity.is_wanted(idle, now + Duration::from_secs(11)));
+        activity.touch(now - Duration::from_secs(100));
+        assert!(activity.is_wanted(idle, now + Duration::from_secs(9)), "an older arrival does not move it back");
+    }
+}
