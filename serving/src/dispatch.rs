@@ -4,7 +4,9 @@
 //! straight into the frame. The frame goes to the replica with the fewest
 //! outstanding batches; if that node's connection fails, the next replica is
 //! tried (inference is idempotent) until one answers, none is left, or every
-//! request's deadline has passed. The node's answer is read in place and its
+//! request's deadline has passed. A node that answers that it no longer
+//! holds the version (unloaded before this coordinator heard) is routed
+//! around; a version loaded on demand left without replicas waits for one. The node's answer is read in place and its
 //! outputs are split back along the batch dimension as slices of the
 //! received buffer, each request receiving exactly its own rows.
 
@@ -13,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use maas_protocol::answer::{AnswerOutcome, BatchAnswer, InferAnswer};
-use maas_protocol::{BatchInput, InferBatch};
+use maas_protocol::{BatchInput, InferBatch, NodeError};
 
 use crate::error::ServeError;
 use crate::pending::{Answered, PendingRequest};
@@ -49,6 +51,22 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let mut last_failure: Option<ReplicaError> = None;
     loop {
         let Some(replica) = version.replicas.least_outstanding(&tried) else {
+            // A version loaded on demand whose replicas all went (unloaded
+            // while idle, or evicted) is loaded again: wait for a replica.
+            if version.loads_on_demand() && last_failure.is_none() {
+                match tokio::time::timeout_at(deadline.into(), version.replicas.changed()).await {
+                    Ok(()) => {
+                        tried.clear();
+                        continue;
+                    }
+                    Err(_) => {
+                        let waited = started.elapsed();
+                        let timeout =
+                            ServeError::Timeout { model: version.name.clone(), version: version.version, waited };
+                        return fail_all(batch, timeout);
+                    }
+                }
+            }
             let error = match last_failure {
                 Some(failure) => ServeError::Unavailable(format!(
                     "model '{}' version {}: every replica failed; last: {failure}",
@@ -60,6 +78,13 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
         };
         let call = replica.call(&header, payload.clone());
         match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(Ok(InferAnswer::Failed(NodeError::ModelNotLoaded { .. }))) => {
+                // The node gave the version up before this coordinator
+                // heard: forget that replica and try another (or wait).
+                tracing::info!(model = %version.name, version = version.version, node = replica.name(), "the node no longer holds the version; routing around it");
+                version.replicas.set(&replica, None);
+                tried.push(replica);
+            }
             Ok(Ok(response)) => {
                 report_slow(version, &batch, batch_id, replica.name(), &response);
                 return answer(version, batch, &rows, response);
