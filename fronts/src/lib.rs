@@ -11,6 +11,8 @@
 
 pub mod auth;
 mod catalog;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod state;

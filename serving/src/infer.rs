@@ -236,8 +236,10 @@ pub fn check_unique_outputs<'a>(names: impl IntoIterator<Item = &'a str>) -> Ser
 }
 
 /// Checks every input against the configuration and puts them in its
-/// order; returns them with the request's row count.
-fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeResult<(Vec<TensorBytes>, u32)> {
+/// order; returns them with the request's row count. Public for the fuzz
+/// targets (`fuzz/`), which run the fronts' parsers through it.
+#[doc(hidden)]
+pub fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeResult<(Vec<TensorBytes>, u32)> {
     let model = config.name.as_str();
     let invalid = ServeError::InvalidRequest;
     let mut slots: Vec<Option<TensorBytes>> = vec![None; config.inputs.len()];

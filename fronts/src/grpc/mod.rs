@@ -13,14 +13,14 @@
 //! ([`access::permit_model`]), inference inside `Inference::serve`.
 
 mod access;
-mod config;
+pub(crate) mod config;
 mod deadline;
 mod listener;
 mod messages;
-mod outline;
-mod precheck;
+pub(crate) mod outline;
+pub(crate) mod precheck;
 mod status;
-mod tensors;
+pub(crate) mod tensors;
 
 use std::net::SocketAddr;
 use std::pin::Pin;

@@ -10,7 +10,7 @@
 
 mod admin;
 mod body;
-mod codec;
+pub(crate) mod codec;
 mod error;
 mod health;
 mod infer;
