@@ -1,0 +1,31 @@
+//! A `ModelInferRequest` decoded by prost and converted into the serving
+//! plane's request (`to_infer_request`), then through the serving plane's
+//! checks; every converted input must hold exactly the bytes its shape
+//! needs. A request the handler would take must also pass the precheck
+//! that large messages get from their outline, or large requests would be
+//! refused that small ones of the same form are not.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use maas_fronts::fuzzing::{check_outline, outline, to_infer_request};
+use maas_fuzz::{assert_sized, input_check, model, serve_checks};
+use maas_grpc::inference::ModelInferRequest;
+use prost::Message;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(mut request) = ModelInferRequest::decode(data) else { return };
+    let Ok(converted) = to_infer_request(&mut request, &input_check()) else { return };
+    for input in &converted.inputs {
+        if request.raw_input_contents.is_empty() {
+            assert_sized(input);
+        }
+    }
+    if request.outputs.len() <= model().outputs.len() {
+        if let Ok(outlined) = outline(data) {
+            if let Err(error) = check_outline(&outlined, &input_check()) {
+                panic!("the handler converts a request its precheck refuses: {error}");
+            }
+        }
+    }
+    serve_checks(converted);
+});

@@ -1,0 +1,97 @@
+//! What the fuzz targets share: the model their requests are checked
+//! against, and the checks the serving plane and a node run after a
+//! decoder accepted its bytes, with the sizes every accepted tensor must
+//! then have.
+//!
+//! The model takes one input of each kind a decoder treats differently: a
+//! variable-width float matrix, 64-bit and 8-bit integers, booleans, a
+//! 16-bit unsigned integer (narrowed from gRPC's 32-bit `uint_contents`)
+//! and half floats (which gRPC carries only as raw bytes).
+
+use std::sync::{Arc, OnceLock};
+
+use maas_protocol::validate::{byte_len, check_data_len, check_input_header};
+use maas_protocol::{ArchivedInferBatch, DataType, ModelConfig, TensorBytes};
+use maas_serving::infer::{check_request_id, order_and_check, InferRequest};
+use maas_serving::input_check::InputCheck;
+
+/// The model's `config.json` (`fuzz/model.json`).
+pub const MODEL_CONFIG_JSON: &str = include_str!("../model.json");
+
+/// The model, parsed and checked once.
+pub fn model() -> &'static Arc<ModelConfig> {
+    static MODEL: OnceLock<Arc<ModelConfig>> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let config: ModelConfig = serde_json::from_str(MODEL_CONFIG_JSON).expect("the fuzzed model's config parses");
+        config.check().expect("the fuzzed model's config is valid");
+        Arc::new(config)
+    })
+}
+
+/// The input check a front is given for the model.
+pub fn input_check() -> InputCheck {
+    InputCheck::new(model().clone())
+}
+
+/// Runs what `Inference::serve` runs on a parsed request before queueing
+/// it; whatever it accepts must have exactly the bytes its shape needs and
+/// rows within the model's batch size.
+pub fn serve_checks(request: InferRequest) {
+    if check_request_id(request.id.as_deref()).is_err() {
+        return;
+    }
+    let config = model();
+    if let Ok((inputs, rows)) = order_and_check(config, request.inputs) {
+        assert!(rows >= 1 && rows <= config.max_batch_size, "{rows} rows accepted");
+        assert_eq!(inputs.len(), config.inputs.len());
+        for (input, spec) in inputs.iter().zip(&config.inputs) {
+            assert_eq!(input.name, spec.name, "inputs are in the configuration's order");
+            assert_sized(input);
+        }
+    }
+}
+
+/// Asserts that a tensor holds exactly the bytes its shape and datatype need.
+pub fn assert_sized(tensor: &TensorBytes) {
+    let expected = byte_len(tensor.datatype, &tensor.shape);
+    assert_eq!(Some(tensor.data.len()), expected, "input '{}' of shape {:?}", tensor.name, tensor.shape);
+}
+
+/// What a node checks on a batch before LibTorch sees it (as
+/// `maas-node`'s `runtime::execute::validate`, which links LibTorch):
+/// the model's inputs in order, each of its configured datatype and shape
+/// with exactly its bytes, one batch size, and request rows summing to it.
+/// Returns the batch's rows when the node would run it.
+pub fn node_checks(config: &ModelConfig, batch: &ArchivedInferBatch) -> Option<u32> {
+    let model = config.name.as_str();
+    if batch.inputs.len() != config.inputs.len() {
+        return None;
+    }
+    let mut rows = None;
+    for (spec, tensor) in config.inputs.iter().zip(batch.inputs.iter()) {
+        if tensor.name.as_str() != spec.name {
+            return None;
+        }
+        let datatype = DataType::from(tensor.datatype);
+        let shape = tensor.shape_vec();
+        let tensor_rows = check_input_header(model, spec, datatype, &shape, config.max_batch_size).ok()?;
+        check_data_len(model, &spec.name, datatype, &shape, tensor.data.len()).ok()?;
+        if *rows.get_or_insert(tensor_rows) != tensor_rows {
+            return None;
+        }
+    }
+    let rows = rows?;
+    let declared: u64 = batch.request_rows.iter().map(|r| u64::from(r.to_native())).sum();
+    if declared != u64::from(rows) || batch.request_rows.iter().any(|r| r.to_native() == 0) {
+        return None;
+    }
+    Some(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fuzzed_model_is_valid() {
+        assert_eq!(super::model().inputs.len(), 6);
+    }
+}
