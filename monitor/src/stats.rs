@@ -21,9 +21,10 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Adds `count` and `ns`, saturating: batch times are a node's word.
     fn add(&mut self, count: u64, ns: u64) {
-        self.count += count;
-        self.ns += ns;
+        self.count = self.count.saturating_add(count);
+        self.ns = self.ns.saturating_add(ns);
     }
 }
 
@@ -96,9 +97,9 @@ impl VersionStats {
             u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis()).unwrap_or(0);
         counters.inference_count += rows;
         counters.execution_count += 1;
-        counters.compute_input.add(requests, times.input_ns * requests);
-        counters.compute_infer.add(requests, times.infer_ns * requests);
-        counters.compute_output.add(requests, times.output_ns * requests);
+        counters.compute_input.add(requests, times.input_ns.saturating_mul(requests));
+        counters.compute_infer.add(requests, times.infer_ns.saturating_mul(requests));
+        counters.compute_output.add(requests, times.output_ns.saturating_mul(requests));
         let per_size = counters.batches.entry(rows).or_default();
         per_size[0].add(1, times.input_ns);
         per_size[1].add(1, times.infer_ns);
@@ -141,5 +142,20 @@ mod tests {
         assert_eq!(c.batches.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(c.batches[&3][1], Tally { count: 2, ns: 30 });
         assert_eq!(stats.outcomes(), (2, 1));
+    }
+
+    #[test]
+    fn a_node_reporting_impossible_times_saturates_the_tallies() {
+        // The times come from a node's answer (see the frame_decode fuzz
+        // target); u64::MAX times requests overflowed.
+        let stats = VersionStats::default();
+        let times = BatchTimes { input_ns: u64::MAX, infer_ns: u64::MAX / 2, output_ns: 1 };
+        stats.batch(4, 3, times);
+        stats.batch(4, 3, times);
+        let c = stats.snapshot();
+        assert_eq!(c.compute_input, Tally { count: 6, ns: u64::MAX });
+        assert_eq!(c.compute_infer, Tally { count: 6, ns: u64::MAX });
+        assert_eq!(c.compute_output, Tally { count: 6, ns: 6 });
+        assert_eq!(c.batches[&4][0], Tally { count: 2, ns: u64::MAX });
     }
 }

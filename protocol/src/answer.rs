@@ -43,9 +43,10 @@ pub struct BatchAnswer {
 }
 
 impl BatchAnswer {
-    /// Node time of the batch: inputs, forward and outputs.
+    /// Node time of the batch: inputs, forward and outputs. The node's
+    /// figures are its word, so their sum saturates instead of overflowing.
     pub fn compute_ns(&self) -> u64 {
-        self.compute_input_ns + self.compute_infer_ns + self.compute_output_ns
+        self.compute_input_ns.saturating_add(self.compute_infer_ns).saturating_add(self.compute_output_ns)
     }
 }
 
@@ -166,6 +167,22 @@ mod tests {
         assert_eq!(outcomes[1].as_ref().unwrap_err(), &failure);
         let refused = read_infer_answer(payload_of(&BatchReply::Failed(NodeError::Overloaded))).unwrap();
         assert!(matches!(refused, InferAnswer::Failed(NodeError::Overloaded)));
+    }
+
+    #[test]
+    fn a_node_reporting_impossible_times_cannot_overflow_their_sum() {
+        // Found by the frame_decode fuzz target: times near u64::MAX in an
+        // otherwise valid answer overflowed `compute_ns`.
+        let response = BatchReply::Ran(BatchResult {
+            batch_id: 3,
+            queue_ns: u64::MAX,
+            compute_input_ns: u64::MAX - 0x86,
+            compute_infer_ns: u64::MAX - 0x85,
+            compute_output_ns: 0x0fff_ffff_ff7a,
+            outcome: BatchOutcome::Whole(vec![]),
+        });
+        let InferAnswer::Ran(answer) = read_infer_answer(payload_of(&response)).unwrap() else { panic!("not ran") };
+        assert_eq!(answer.compute_ns(), u64::MAX);
     }
 
     #[test]

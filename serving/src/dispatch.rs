@@ -175,9 +175,8 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], ans
         output_ns: result.compute_output_ns,
     };
     version.monitor.batch_done(u64::from(total_rows), batch.len() as u64, times);
-    // Each request's share of the batch's compute time, by its rows.
     let batch_compute_ns = result.compute_ns();
-    let share = |request_rows: u32| batch_compute_ns * u64::from(request_rows) / u64::from(total_rows.max(1)) / 1000;
+    let share = |request_rows: u32| compute_share_us(batch_compute_ns, request_rows, total_rows);
     let BatchAnswer { outcome, .. } = result;
     match outcome {
         AnswerOutcome::Whole(outputs) => match split_outputs(outputs, rows) {
@@ -205,6 +204,14 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], ans
             fail_all(batch, ServeError::Internal(format!("node answered {} outcomes for {rows:?}", outcomes.len())))
         }
     }
+}
+
+/// A request's share of its batch's compute time, in microseconds, by its
+/// rows. The node's time is its word, so the product is taken wide enough
+/// that no figure it sends can overflow it.
+fn compute_share_us(batch_compute_ns: u64, request_rows: u32, total_rows: u32) -> u64 {
+    let share_ns = u128::from(batch_compute_ns) * u128::from(request_rows) / u128::from(total_rows.max(1));
+    u64::try_from(share_ns / 1000).unwrap_or(u64::MAX)
 }
 
 /// Splits each output's rows back into one set of outputs per request,
@@ -263,6 +270,16 @@ mod tests {
         assert_eq!(&split[0][0].data[..], &(0u8..8).collect::<Vec<_>>()[..]);
         assert_eq!(split[1][0].shape, vec![2, 2]);
         assert_eq!(&split[1][0].data[..], &(8u8..24).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn compute_shares_follow_rows_and_never_overflow() {
+        assert_eq!(compute_share_us(9_000_000, 1, 3), 3_000);
+        assert_eq!(compute_share_us(9_000_000, 2, 3), 6_000);
+        // A node's answer claiming u64::MAX nanoseconds (see the frame_decode
+        // fuzz target) overflowed the product of time and rows.
+        assert_eq!(compute_share_us(u64::MAX, 7, 8), 16_140_901_064_495_857);
+        assert_eq!(compute_share_us(u64::MAX, 1, 0), 18_446_744_073_709_551);
     }
 
     #[test]
