@@ -10,7 +10,7 @@
 //!
 //! Shapes carry the batch dimension first as `-1`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -185,6 +185,12 @@ impl ModelConfig {
         if self.inputs.is_empty() || self.outputs.is_empty() {
             return Err(format!("model '{}': needs at least one input and one output", self.name));
         }
+        for (kind, specs) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+            let mut names = HashSet::new();
+            if let Some(twice) = specs.iter().find(|spec| !names.insert(spec.name.as_str())) {
+                return Err(format!("model '{}': two {kind} are named '{}'", self.name, twice.name));
+            }
+        }
         for spec in self.inputs.iter().chain(&self.outputs) {
             if spec.shape.first() != Some(&-1) {
                 return Err(format!(
@@ -274,6 +280,24 @@ mod tests {
         assert!(config.check().is_err());
         config.warmup_batch_sizes = vec![1, 8, 64];
         assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn rejects_tensors_named_twice() {
+        // Found by the model_config fuzz target: a second input of the same
+        // name could never be given (requests match inputs by name), so
+        // every request was refused, as "missing input".
+        let config: ModelConfig = serde_json::from_str(
+            r#"{"name":"m","max_batch_size":16,
+                "inputs":[{"name":"INPUT__1","datatype":"FP32","shape":[-1,3,-1]},
+                          {"name":"INPUT__1","datatype":"BF16","shape":[-1,4]}],
+                "outputs":[{"name":"OUTPUT__0","datatype":"FP64","shape":[-1,10]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(config.check().unwrap_err(), "model 'm': two inputs are named 'INPUT__1'");
+        let mut outputs = mlp();
+        outputs.outputs.push(outputs.outputs[0].clone());
+        assert_eq!(outputs.check().unwrap_err(), "model 'mlp': two outputs are named 'OUTPUT__0'");
     }
 
     #[test]
