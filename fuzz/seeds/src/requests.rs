@@ -26,7 +26,8 @@ fn inputs() -> Vec<(&'static str, &'static str, Vec<i64>, Value)> {
 
 /// Little-endian bytes of a tensor's JSON elements.
 fn raw(datatype: &str, elements: &Value) -> Vec<u8> {
-    let flat: Vec<&Value> = elements.as_array().expect("rows").iter().flat_map(|row| row.as_array().expect("row")).collect();
+    let flat: Vec<&Value> =
+        elements.as_array().expect("rows").iter().flat_map(|row| row.as_array().expect("row")).collect();
     let mut bytes = Vec::new();
     for value in flat {
         match datatype {
@@ -62,7 +63,8 @@ pub fn json_bodies() -> Vec<(&'static str, String)> {
     let flat: Vec<Value> = inputs()
         .into_iter()
         .map(|(name, datatype, shape, data)| {
-            let flat: Vec<Value> = data.as_array().expect("rows").iter().flat_map(|r| r.as_array().expect("row").clone()).collect();
+            let flat: Vec<Value> =
+                data.as_array().expect("rows").iter().flat_map(|r| r.as_array().expect("row").clone()).collect();
             json!({"name": name, "datatype": datatype, "shape": shape, "data": flat})
         })
         .collect();
@@ -75,7 +77,10 @@ pub fn json_bodies() -> Vec<(&'static str, String)> {
     vec![
         ("full.json", full.to_string()),
         ("flat.json", json!({"inputs": flat, "outputs": []}).to_string()),
-        ("one-input.json", json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}).to_string()),
+        (
+            "one-input.json",
+            json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 1], "data": [1]}]}).to_string(),
+        ),
     ]
 }
 
@@ -144,7 +149,8 @@ pub fn grpc_messages() -> Vec<(&'static str, Vec<u8>)> {
     let typed_inputs = inputs()
         .into_iter()
         .filter_map(|(name, datatype, shape, data)| {
-            let flat: Vec<Value> = data.as_array().expect("rows").iter().flat_map(|r| r.as_array().expect("row").clone()).collect();
+            let flat: Vec<Value> =
+                data.as_array().expect("rows").iter().flat_map(|r| r.as_array().expect("row").clone()).collect();
             let mut contents = InferTensorContents::default();
             match datatype {
                 "FP32" => contents.fp32_contents = flat.iter().map(|v| v.as_f64().expect("float") as f32).collect(),
