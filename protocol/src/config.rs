@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::DataType;
+use crate::{validate, DataType};
 
 /// Which versions of a model are loaded, as Triton's `version_policy`:
 /// `{"latest": {"num_versions": 1}}`, `{"all": {}}` or
@@ -210,8 +210,23 @@ impl ModelConfig {
                     self.name, spec.name, spec.shape
                 ));
             }
+            if !self.full_batch_fits(spec) {
+                return Err(format!(
+                    "model '{}': tensor '{}' of shape {:?} is too large at {} rows",
+                    self.name, spec.name, spec.shape, self.max_batch_size
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// Whether the bytes of `max_batch_size` rows of `spec`, its variable
+    /// dimensions at 1 (as a node warms it up), fit the `i64` sizes
+    /// LibTorch counts in.
+    fn full_batch_fits(&self, spec: &TensorSpec) -> bool {
+        let rows = i64::from(self.max_batch_size);
+        let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
+        validate::byte_len(spec.datatype, &shape).is_some_and(|bytes| i64::try_from(bytes).is_ok())
     }
 
     /// The batch sizes to warm up on.
@@ -298,6 +313,25 @@ mod tests {
         let mut outputs = mlp();
         outputs.outputs.push(outputs.outputs[0].clone());
         assert_eq!(outputs.check().unwrap_err(), "model 'mlp': two outputs are named 'OUTPUT__0'");
+    }
+
+    #[test]
+    fn rejects_tensors_without_a_byte_size() {
+        // Written with the model_config fuzz target, whose check of the
+        // node's warm-up inputs failed on it: every request for this input
+        // was refused as too large, and a node's warm-up asked LibTorch for
+        // a tensor of more than i64::MAX bytes.
+        let mut config = mlp();
+        config.inputs[0].shape = vec![-1, 1 << 62, 4];
+        assert_eq!(
+            config.check().unwrap_err(),
+            "model 'mlp': tensor 'INPUT__0' of shape [-1, 4611686018427387904, 4] is too large at 64 rows"
+        );
+        config.inputs[0].shape = vec![-1, 1 << 20, -1];
+        assert!(config.check().is_ok(), "variable dimensions count as 1");
+        config.max_batch_size = u32::MAX;
+        config.inputs[0].shape = vec![-1, 1 << 31];
+        assert!(config.check().unwrap_err().contains("too large at 4294967295 rows"));
     }
 
     #[test]
