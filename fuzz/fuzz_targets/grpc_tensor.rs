@@ -1,9 +1,9 @@
 //! A `ModelInferRequest` decoded by prost and converted into the serving
 //! plane's request (`to_infer_request`), then through the serving plane's
-//! checks; every converted input must hold exactly the bytes its shape
-//! needs. A request the handler would take must also pass the precheck
-//! that large messages get from their outline, or large requests would be
-//! refused that small ones of the same form are not.
+//! checks; every input converted from typed contents must hold exactly the
+//! bytes its shape needs. A request the serving plane would queue must also
+//! pass the precheck that large messages get from their outline, or large
+//! requests would be refused that small ones of the same form are not.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,12 +20,12 @@ fuzz_target!(|data: &[u8]| {
     if typed {
         converted.inputs.iter().for_each(assert_sized);
     }
-    if request.outputs.len() <= model().outputs.len() {
-        if let Ok(outlined) = outline(data) {
-            if let Err(error) = check_outline(&outlined, &input_check()) {
-                panic!("the handler converts a request its precheck refuses: {error}");
-            }
+    if !serve_checks(converted) || request.outputs.len() > model().outputs.len() {
+        return;
+    }
+    if let Ok(outlined) = outline(data) {
+        if let Err(error) = check_outline(&outlined, &input_check()) {
+            panic!("the serving plane takes a request its precheck refuses: {error}");
         }
     }
-    serve_checks(converted);
 });

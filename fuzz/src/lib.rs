@@ -34,21 +34,21 @@ pub fn input_check() -> InputCheck {
 }
 
 /// Runs what `Inference::serve` runs on a parsed request before queueing
-/// it; whatever it accepts must have exactly the bytes its shape needs and
-/// rows within the model's batch size.
-pub fn serve_checks(request: InferRequest) {
+/// it, and says whether it would be queued; whatever it accepts must have
+/// exactly the bytes its shape needs and rows within the model's batch size.
+pub fn serve_checks(request: InferRequest) -> bool {
     if check_request_id(request.id.as_deref()).is_err() {
-        return;
+        return false;
     }
     let config = model();
-    if let Ok((inputs, rows)) = order_and_check(config, request.inputs) {
-        assert!(rows >= 1 && rows <= config.max_batch_size, "{rows} rows accepted");
-        assert_eq!(inputs.len(), config.inputs.len());
-        for (input, spec) in inputs.iter().zip(&config.inputs) {
-            assert_eq!(input.name, spec.name, "inputs are in the configuration's order");
-            assert_sized(input);
-        }
+    let Ok((inputs, rows)) = order_and_check(config, request.inputs) else { return false };
+    assert!(rows >= 1 && rows <= config.max_batch_size, "{rows} rows accepted");
+    assert_eq!(inputs.len(), config.inputs.len());
+    for (input, spec) in inputs.iter().zip(&config.inputs) {
+        assert_eq!(input.name, spec.name, "inputs are in the configuration's order");
+        assert_sized(input);
     }
+    true
 }
 
 /// Asserts that a tensor holds exactly the bytes its shape and datatype need.
