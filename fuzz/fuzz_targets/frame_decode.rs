@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use maas_fuzz::{model, node_checks};
+use maas_fuzz::{node_checks, Model};
 use maas_protocol::answer::{read_infer_answer, AnswerOutcome, InferAnswer};
 use maas_protocol::frame::{decode_batch, decode_reply, split_frame, Payload, ValidatedBatch, HEADER_LEN};
 
@@ -34,8 +34,8 @@ fuzz_target!(|data: &[u8]| {
             }
             let ids: usize = batch.request_ids.iter().map(|id| id.as_str().len()).sum();
             assert!(ids <= payload.len());
-            if let Some(rows) = node_checks(model(), batch) {
-                assert!(rows >= 1 && rows <= model().max_batch_size);
+            if let Some(rows) = node_checks(Model::Full.config(), batch) {
+                assert!(rows >= 1 && rows <= Model::Full.config().max_batch_size);
             }
         }
         Err(_) => assert!(deserialized.is_err(), "rkyv deserialized a batch that failed validation"),

@@ -1,18 +1,18 @@
 //! A `ModelInferRequest` in its wire format, as the gRPC front's precheck
 //! outlines it before prost decodes it. The outline is checked against the
-//! fuzzed model; where prost decodes the same bytes, the outline must say
+//! fuzzed model (`Model::Grpc`); where prost decodes the same bytes, the outline must say
 //! what prost read (the precheck is only as good as that agreement).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use maas_fronts::fuzzing::{check_outline, outline};
-use maas_fuzz::input_check;
+use maas_fuzz::Model;
 use maas_grpc::inference::{InferTensorContents, ModelInferRequest};
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(outlined) = outline(data) else { return };
-    let _ = check_outline(&outlined, &input_check());
+    let _ = check_outline(&outlined, &Model::Grpc.input_check());
     let Ok(decoded) = ModelInferRequest::decode(data) else { return };
     assert_eq!(outlined.model, decoded.model_name);
     assert_eq!(outlined.version, decoded.model_version);

@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use maas_fronts::fuzzing::{check_outline, outline, to_infer_request};
-use maas_fuzz::{assert_sized, input_check, model, serve_checks};
+use maas_fuzz::{assert_sized, serve_checks, Model};
 use maas_grpc::inference::ModelInferRequest;
 use prost::Message;
 
@@ -16,15 +16,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(mut request) = ModelInferRequest::decode(data) else { return };
     // Raw contents are taken as they come; the serving plane checks their size.
     let typed = request.raw_input_contents.is_empty();
-    let Ok(converted) = to_infer_request(&mut request, &input_check()) else { return };
+    let Ok(converted) = to_infer_request(&mut request, &Model::Grpc.input_check()) else { return };
     if typed {
         converted.inputs.iter().for_each(assert_sized);
     }
-    if !serve_checks(converted) || request.outputs.len() > model().outputs.len() {
+    if !serve_checks(Model::Grpc, converted) || request.outputs.len() > Model::Grpc.config().outputs.len() {
         return;
     }
     if let Ok(outlined) = outline(data) {
-        if let Err(error) = check_outline(&outlined, &input_check()) {
+        if let Err(error) = check_outline(&outlined, &Model::Grpc.input_check()) {
             panic!("the serving plane takes a request its precheck refuses: {error}");
         }
     }

@@ -7,12 +7,12 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use maas_fronts::fuzzing::parse_http_request;
-use maas_fuzz::{assert_sized, input_check, serve_checks};
+use maas_fuzz::{assert_sized, serve_checks, Model};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(parsed) = parse_http_request(None, Bytes::copy_from_slice(data), &input_check()) else { return };
+    let Ok(parsed) = parse_http_request(None, Bytes::copy_from_slice(data), &Model::Full.input_check()) else { return };
     for input in &parsed.request.inputs {
         assert_sized(input);
     }
-    let _ = serve_checks(parsed.request);
+    let _ = serve_checks(Model::Full, parsed.request);
 });

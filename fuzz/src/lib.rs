@@ -1,4 +1,4 @@
-//! What the fuzz targets share: the model their requests are checked
+//! What the fuzz targets share: the models their requests are checked
 //! against, and the checks the serving plane and a node run after a
 //! decoder accepted its bytes, with the sizes every accepted tensor must
 //! then have.
@@ -6,7 +6,9 @@
 //! The model takes one input of each kind a decoder treats differently: a
 //! variable-width float matrix, 64-bit and 8-bit integers, booleans, a
 //! 16-bit unsigned integer (narrowed from gRPC's 32-bit `uint_contents`)
-//! and half floats (which gRPC carries only as raw bytes).
+//! and half floats. gRPC has no typed field for half floats, so the gRPC
+//! targets use the model without that input ([`Model::Grpc`]): a request in
+//! typed contents can then be whole.
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,29 +20,47 @@ use maas_serving::input_check::InputCheck;
 /// The model's `config.json` (`fuzz/model.json`).
 pub const MODEL_CONFIG_JSON: &str = include_str!("../model.json");
 
-/// The model, parsed and checked once.
-pub fn model() -> &'static Arc<ModelConfig> {
-    static MODEL: OnceLock<Arc<ModelConfig>> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let config: ModelConfig = serde_json::from_str(MODEL_CONFIG_JSON).expect("the fuzzed model's config parses");
-        config.check().expect("the fuzzed model's config is valid");
-        Arc::new(config)
-    })
+/// Which model a target's requests are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    /// `fuzz/model.json`.
+    Full,
+    /// `fuzz/model.json` without its FP16 input.
+    Grpc,
 }
 
-/// The input check a front is given for the model.
-pub fn input_check() -> InputCheck {
-    InputCheck::new(model().clone())
+impl Model {
+    /// The model's configuration, parsed and checked once.
+    pub fn config(self) -> &'static Arc<ModelConfig> {
+        static FULL: OnceLock<Arc<ModelConfig>> = OnceLock::new();
+        static GRPC: OnceLock<Arc<ModelConfig>> = OnceLock::new();
+        let (cell, keep_fp16) = match self {
+            Model::Full => (&FULL, true),
+            Model::Grpc => (&GRPC, false),
+        };
+        cell.get_or_init(|| {
+            let mut config: ModelConfig =
+                serde_json::from_str(MODEL_CONFIG_JSON).expect("the fuzzed model's config parses");
+            config.inputs.retain(|spec| keep_fp16 || spec.datatype != DataType::Fp16);
+            config.check().expect("the fuzzed model's config is valid");
+            Arc::new(config)
+        })
+    }
+
+    /// The input check a front is given for the model.
+    pub fn input_check(self) -> InputCheck {
+        InputCheck::new(self.config().clone())
+    }
 }
 
 /// Runs what `Inference::serve` runs on a parsed request before queueing
 /// it, and says whether it would be queued; whatever it accepts must have
 /// exactly the bytes its shape needs and rows within the model's batch size.
-pub fn serve_checks(request: InferRequest) -> bool {
+pub fn serve_checks(model: Model, request: InferRequest) -> bool {
     if check_request_id(request.id.as_deref()).is_err() {
         return false;
     }
-    let config = model();
+    let config = model.config();
     let Ok((inputs, rows)) = order_and_check(config, request.inputs) else { return false };
     assert!(rows >= 1 && rows <= config.max_batch_size, "{rows} rows accepted");
     assert_eq!(inputs.len(), config.inputs.len());
@@ -90,8 +110,11 @@ pub fn node_checks(config: &ModelConfig, batch: &ArchivedInferBatch) -> Option<u
 
 #[cfg(test)]
 mod tests {
+    use super::Model;
+
     #[test]
-    fn the_fuzzed_model_is_valid() {
-        assert_eq!(super::model().inputs.len(), 6);
+    fn the_fuzzed_models_are_valid() {
+        assert_eq!(Model::Full.config().inputs.len(), 6);
+        assert_eq!(Model::Grpc.config().inputs.len(), 5);
     }
 }

@@ -1,5 +1,6 @@
 //! Inference requests for the fuzzed model (`fuzz/model.json`): two rows
-//! of every input, as HTTP JSON, HTTP JSON with binary tensors, and gRPC.
+//! of every input, as HTTP JSON, HTTP JSON with binary tensors, and gRPC
+//! (without the FP16 input, as the gRPC targets' model).
 
 use std::collections::HashMap;
 
@@ -119,8 +120,8 @@ fn with_length(header: &Value, binary: &[u8]) -> Vec<u8> {
     body
 }
 
-/// gRPC messages: every input as raw contents, and typed contents for the
-/// inputs that have a typed field (FP16 has none).
+/// gRPC messages for the model without its FP16 input, which gRPC has no
+/// typed field for: every input as raw contents, and in typed contents.
 pub fn grpc_messages() -> Vec<(&'static str, Vec<u8>)> {
     let tensor = |name: &str, datatype: &str, shape: Vec<i64>, contents| InferInputTensor {
         name: name.into(),
@@ -137,16 +138,20 @@ pub fn grpc_messages() -> Vec<(&'static str, Vec<u8>)> {
         ("timeout".to_string(), InferParameter { parameter_choice: Some(ParameterChoice::Int64Param(2000)) }),
         ("priority".to_string(), InferParameter { parameter_choice: Some(ParameterChoice::Uint64Param(1)) }),
     ]);
+    let grpc_inputs: Vec<_> = inputs().into_iter().filter(|(_, datatype, ..)| *datatype != "FP16").collect();
     let raw_request = ModelInferRequest {
         model_name: "fuzzed".into(),
         model_version: "1".into(),
         id: "grpc-1".into(),
         parameters: parameters.clone(),
-        inputs: inputs().iter().map(|(name, datatype, shape, _)| tensor(name, datatype, shape.clone(), None)).collect(),
+        inputs: grpc_inputs
+            .iter()
+            .map(|(name, datatype, shape, _)| tensor(name, datatype, shape.clone(), None))
+            .collect(),
         outputs: outputs.clone(),
-        raw_input_contents: inputs().iter().map(|(_, datatype, _, data)| raw(datatype, data).into()).collect(),
+        raw_input_contents: grpc_inputs.iter().map(|(_, datatype, _, data)| raw(datatype, data).into()).collect(),
     };
-    let typed_inputs = inputs()
+    let typed_inputs = grpc_inputs
         .into_iter()
         .filter_map(|(name, datatype, shape, data)| {
             let flat: Vec<Value> =
