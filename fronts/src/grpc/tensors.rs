@@ -69,14 +69,19 @@ pub fn to_infer_request(request: &mut ModelInferRequest, check: &InputCheck) -> 
 }
 
 fn is_empty(contents: &InferTensorContents) -> bool {
-    contents.bool_contents.is_empty()
-        && contents.int_contents.is_empty()
-        && contents.int64_contents.is_empty()
-        && contents.uint_contents.is_empty()
-        && contents.uint64_contents.is_empty()
-        && contents.fp32_contents.is_empty()
-        && contents.fp64_contents.is_empty()
-        && contents.bytes_contents.is_empty()
+    elements(contents) == 0
+}
+
+/// Elements over every typed field, as the precheck's outline counts them.
+fn elements(contents: &InferTensorContents) -> usize {
+    contents.bool_contents.len()
+        + contents.int_contents.len()
+        + contents.int64_contents.len()
+        + contents.uint_contents.len()
+        + contents.uint64_contents.len()
+        + contents.fp32_contents.len()
+        + contents.fp64_contents.len()
+        + contents.bytes_contents.len()
 }
 
 /// Little-endian bytes of typed contents; the element count must match the shape.
@@ -161,6 +166,15 @@ fn typed_bytes(input: &InferInputTensor, datatype: DataType, contents: &InferTen
             )))
         }
     };
+    // Elements in the fields of other datatypes were decoded all the same;
+    // they are refused, as the precheck refuses them in large messages.
+    let elsewhere = elements(contents) - count;
+    if elsewhere != 0 {
+        return Err(invalid(format!(
+            "input '{name}' has {elsewhere} elements in contents fields that do not hold {}",
+            datatype.as_str()
+        )));
+    }
     if count != expected {
         return Err(invalid(format!(
             "input '{name}' has {count} elements in its contents but its shape {:?} needs {expected}",
@@ -286,6 +300,19 @@ mod tests {
             ..Default::default()
         };
         assert!(to_infer_request(&mut both, &check()).unwrap_err().to_string().contains("both raw and typed contents"));
+    }
+
+    #[test]
+    fn contents_in_the_fields_of_other_datatypes_are_refused() {
+        // Found with the grpc_tensor fuzz target: an FP32 input with a stray
+        // int_contents value was converted (the value ignored), while the
+        // precheck of large messages counts it and refuses the request.
+        let contents =
+            InferTensorContents { fp32_contents: vec![1.0, 2.0], int_contents: vec![5], ..Default::default() };
+        let mut request =
+            ModelInferRequest { inputs: vec![typed("b", "FP32", vec![2], contents)], ..Default::default() };
+        let error = to_infer_request(&mut request, &check()).unwrap_err().to_string();
+        assert!(error.contains("input 'b' has 1 elements in contents fields that do not hold FP32"), "{error}");
     }
 
     #[test]
