@@ -2,7 +2,7 @@
 //!
 //! Whenever the registry changes, a node link comes up, or every couple of
 //! seconds, the reconciler reads the registry, applies its routing to the
-//! [`ModelTable`], and for each node that is up compares what the node holds
+//! [`ModelTable`], and for each node that is up (all at once) compares what the node holds
 //! with the versions the registry wants loaded: missing versions are loaded
 //! (the node fetches and verifies the artifact and warms the model up), and
 //! versions of registry models no longer wanted are unloaded once they have
@@ -78,11 +78,15 @@ impl Reconciler {
             }
         };
         self.table.apply_registry(&records);
-        for link in self.nodes.list().iter().filter(|l| l.is_up()) {
+        // Nodes are reconciled side by side, so that a long load on one
+        // (a large model) does not hold back a cold load on another.
+        let links: Vec<Arc<NodeLink>> = self.nodes.list().into_iter().filter(|l| l.is_up()).collect();
+        let rounds = links.iter().map(|link| async {
             if let Err(error) = self.reconcile_node(link, &records).await {
                 tracing::warn!(node = %link.name, %error, "could not reconcile node");
             }
-        }
+        });
+        futures_util::future::join_all(rounds).await;
     }
 
     async fn reconcile_node(&self, link: &Arc<NodeLink>, records: &[ModelRecord]) -> anyhow::Result<()> {
