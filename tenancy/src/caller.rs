@@ -53,11 +53,6 @@ impl Caller {
         self
     }
 
-    /// The credential it came with.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
-    }
-
     /// Whether it came without a token.
     pub fn is_anonymous(&self) -> bool {
         matches!(self.identity, Identity::Anonymous)
