@@ -51,7 +51,8 @@ api_type! {
         pub draining: bool,
         /// Memory the node offers for models, in bytes.
         pub memory_bytes: u64,
-        /// Memory its loaded versions are estimated to use, in bytes.
+        /// Memory its loaded versions hold, in bytes: each one's measured
+        /// figure, or its configured one if larger.
         pub memory_used_bytes: u64,
         /// Each loaded version's queue.
         pub models: Vec<ModelQueue>,
@@ -70,7 +71,12 @@ api_type! {
         /// Batches waiting for a free instance.
         pub queued: u64,
         /// Instances running.
-        pub instances: u32
+        pub instances: u32,
+        /// Memory it holds, as counted against the node's budget, in bytes.
+        pub memory_bytes: u64,
+        /// Memory its load and warm-up were measured to take, in bytes
+        /// (zero when not measured: on a GPU, or in simulation).
+        pub measured_bytes: u64
     }
 }
 
@@ -94,7 +100,14 @@ impl From<maas_protocol::NodeStatus> for NodeLoad {
             models: status
                 .models
                 .into_iter()
-                .map(|m| ModelQueue { name: m.name, version: m.version, queued: m.queued, instances: m.instances })
+                .map(|m| ModelQueue {
+                    name: m.name,
+                    version: m.version,
+                    queued: m.queued,
+                    instances: m.instances,
+                    memory_bytes: m.memory_bytes,
+                    measured_bytes: m.measured_bytes,
+                })
                 .collect(),
             cached_artifacts: status.cached_artifacts,
         }

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use maas_cluster::demand::Demand;
-use maas_cluster::placement::{self, CachedArtifacts, Placement};
+use maas_cluster::placement::{self, Observed, Placement};
 use maas_cluster::NodeInfo;
 use maas_protocol::ModelConfig;
 use maas_registry::{ArtifactRef, Lineage, ModelRecord, VersionRecord};
@@ -67,7 +66,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 /// Times `plan` for every (versions, nodes) pair, `rounds` times each.
 pub fn measure(grid: &[(usize, usize)], rounds: usize) -> Result<Vec<PlacementPoint>> {
-    let cached = CachedArtifacts::new();
+    let observed = Observed::default();
     let mut points = Vec::new();
     for &(versions, node_count) in grid {
         let records = records(versions)?;
@@ -76,12 +75,12 @@ pub fn measure(grid: &[(usize, usize)], rounds: usize) -> Result<Vec<PlacementPo
         let mut replicas = 0;
         for _ in 0..rounds.max(1) {
             let started = Instant::now();
-            let assignments = placement::plan(&records, &nodes, &Placement::default(), &cached, &Demand::new());
+            let assignments = placement::plan(&records, &nodes, &Placement::default(), &observed);
             first.push(started.elapsed());
             replicas = assignments.values().map(|a| a.nodes.len()).sum();
             let current = Placement { assignments, ..Placement::default() };
             let started = Instant::now();
-            let again = placement::plan(&records, &nodes, &current, &cached, &Demand::new());
+            let again = placement::plan(&records, &nodes, &current, &observed);
             steady.push(started.elapsed());
             anyhow::ensure!(again == current.assignments, "a steady re-plan moved replicas");
         }

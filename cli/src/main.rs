@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod monitoring;
 mod output;
+mod rollout;
 mod tenants;
 mod usage;
 
@@ -197,6 +198,9 @@ async fn run(cli: Cli) -> Result<()> {
             let config: ModelConfig = serde_json::from_value(document)
                 .with_context(|| format!("{} is not a model configuration", config.display()))?;
             let uploaded = client.upload(&model, !cli.json).await?;
+            if !cli.json {
+                println!("uploaded: sha256 {}", uploaded.sha256);
+            }
             let request = PublishRequest {
                 config,
                 artifact: ArtifactName { sha256: uploaded.sha256 },
@@ -206,9 +210,11 @@ async fn run(cli: Cli) -> Result<()> {
             let published: Published =
                 client.send_as(Method::POST, &format!("/v1/models/{name}/versions"), &request).await?;
             let version = published.version;
+            if !cli.json {
+                println!("checked and published: {name} version {version}");
+            }
             if let Some(alias) = &alias {
-                let path = format!("/v1/models/{name}/aliases/{alias}");
-                let _: AliasSet = client.send_as(Method::PUT, &path, &AliasRequest { version }).await?;
+                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
             }
             if cli.json {
                 let mut shown = serde_json::to_value(&published)?;

@@ -1,18 +1,37 @@
 //! Demand for versions loaded on demand (`replicas.min: 0`), shared through
 //! etcd: each coordinator keeps `<prefix>demand/<name>` set, under a lease
-//! of its own, to the versions it has a request waiting for or served
-//! within its idle time; the leader places a replica of each version some
-//! coordinator wants and none of the rest. A coordinator that dies takes
-//! its demand with it when its lease lapses.
+//! of its own, to the versions it has a request for (in flight or waiting
+//! for a replica) or served within its idle time, with when it last served
+//! each; the leader places a replica of each version some coordinator
+//! wants, keeps the most recently used when memory is short, and none of
+//! the rest. A coordinator that dies takes its demand with it when its
+//! lease lapses.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions, PutOptions, WatchOptions};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-/// Versions wanted, as `model/version` keys of the placement.
-pub type Demand = BTreeSet<String>;
+/// How much one version is wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Want {
+    /// Requests for it are in flight or waiting for a replica.
+    pub busy: bool,
+    /// When a request for it last arrived, in seconds since the Unix epoch.
+    pub last_used_s: u64,
+}
+
+impl Want {
+    /// What two coordinators' wants of one version add up to.
+    pub fn merge(self, other: Want) -> Want {
+        Want { busy: self.busy || other.busy, last_used_s: self.last_used_s.max(other.last_used_s) }
+    }
+}
+
+/// Versions wanted, by `model/version` key of the placement.
+pub type Demand = BTreeMap<String, Want>;
 
 fn prefix_of(prefix: &str) -> String {
     format!("{prefix}demand/")
@@ -55,7 +74,11 @@ async fn report_under_one_lease(
     };
     let encoded = serde_json::to_vec(&*demand.borrow_and_update())?;
     put(encoded).await?;
-    let renew_every = (ttl / 3).max(Duration::from_millis(300));
+    // An interval, not a sleep in the select: frequent changes must not
+    // keep postponing the renewal until the lease lapses.
+    let mut renew = tokio::time::interval((ttl / 3).max(Duration::from_millis(300)));
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
     loop {
         tokio::select! {
             changed = demand.changed() => {
@@ -65,7 +88,7 @@ async fn report_under_one_lease(
                 let encoded = serde_json::to_vec(&*demand.borrow_and_update())?;
                 put(encoded).await?;
             }
-            _ = tokio::time::sleep(renew_every) => {
+            _ = renew.tick() => {
                 keeper.keep_alive().await?;
                 match responses.message().await? {
                     Some(answer) if answer.ttl() > 0 => {}
@@ -102,7 +125,12 @@ async fn follow(client: &mut Client, prefix: &str, sender: &watch::Sender<Demand
         let mut all = Demand::new();
         for kv in response.kvs() {
             match serde_json::from_slice::<Demand>(kv.value()) {
-                Ok(wanted) => all.extend(wanted),
+                Ok(wanted) => {
+                    for (key, want) in wanted {
+                        let merged = all.get(&key).map_or(want, |held| held.merge(want));
+                        all.insert(key, merged);
+                    }
+                }
                 Err(error) => tracing::warn!(key = %String::from_utf8_lossy(kv.key()), %error, "unreadable demand"),
             }
         }

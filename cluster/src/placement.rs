@@ -37,6 +37,15 @@ pub struct Assignment {
     /// Why fewer than `wanted` nodes hold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unplaceable: Option<String>,
+    /// A replica needs more memory than any live node offers in all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fits_no_node: bool,
+}
+
+impl Assignment {
+    fn new(nodes: Vec<String>, item: &Item) -> Assignment {
+        Assignment { nodes, wanted: item.wanted, memory_bytes: item.memory, unplaceable: None, fits_no_node: false }
+    }
 }
 
 /// The whole placement, as stored.
@@ -62,108 +71,201 @@ impl Placement {
     }
 }
 
-/// Memory a replica of a version is assumed to need when its config gives
-/// no estimate: three times its artifact.
-pub fn memory_estimate(record: &ModelRecord, version: u64) -> u64 {
+/// Memory a replica of a version needs: what one was measured to take
+/// (per `measured`), or before that its configured figure or three times
+/// its artifact.
+pub fn memory_needed(record: &ModelRecord, version: u64, measured: &Measured) -> u64 {
     let v = &record.versions[&version];
-    v.config.memory_bytes.unwrap_or(v.artifact.size.saturating_mul(3))
+    v.config.memory_needed(measured.get(&Placement::key(&record.name, version)).copied(), v.artifact.size)
 }
 
 /// The artifacts (sha256 digests) each node holds in its local cache.
 pub type CachedArtifacts = BTreeMap<String, BTreeSet<String>>;
 
-/// Replicas a version gets: its `replicas.min`, or for a version loaded on
-/// demand (`min: 0`) one while some coordinator wants it (per `demand`,
-/// keyed like the placement) and none otherwise.
-fn replicas_wanted(record: &ModelRecord, version: u64, demand: &Demand) -> u32 {
-    let range = record.versions[&version].config.replicas;
-    if range.min > 0 {
-        return range.min;
-    }
-    u32::from(demand.contains(&Placement::key(&record.name, version))).min(range.max)
+/// Memory one replica of a version was measured to take, by placement key.
+pub type Measured = BTreeMap<String, u64>;
+
+/// What placement learns from the live cluster, beside the registry and
+/// the nodes' budgets.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The artifacts in each node's cache.
+    pub cached: CachedArtifacts,
+    /// The versions loaded on demand that coordinators want.
+    pub demand: Demand,
+    /// Measured memory of the versions some node holds or held.
+    pub measured: Measured,
+}
+
+/// One version to place.
+struct Item {
+    key: String,
+    wanted: u32,
+    memory: u64,
+}
+
+/// How a version loaded on demand ranks when memory is short: replicas
+/// serving requests stay, then versions with requests waiting are loaded,
+/// then idle replicas stay, the most recently used first. A version nobody
+/// asks for now and that no live node holds is not loaded ahead of need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    Serving,
+    Waiting,
+    Idle,
 }
 
 /// Computes assignments for every version to load over the live `nodes`.
-/// New replicas go to the nodes with the fewest replicas, then to those
-/// already holding the version's artifact (per `cached`), then to those
-/// with the most free memory. A version loaded on demand that nobody wants
-/// now has no assignment.
+///
+/// Versions with `replicas.min` above zero come first: every current
+/// assignment that still fits is kept, then new replicas go (largest
+/// versions first) to the nodes with the fewest replicas, then to those
+/// already holding the artifact (per `observed.cached`), then to those with
+/// the most free memory. Versions loaded on demand then share what is
+/// left, one replica each, in [`Rank`] order: one that does not fit is
+/// evicted (an idle one) or waits for room (a wanted one). A version on
+/// demand that nobody wants has no assignment.
 pub fn plan(
     records: &[ModelRecord],
     nodes: &BTreeMap<String, NodeInfo>,
     current: &Placement,
-    cached: &CachedArtifacts,
-    demand: &Demand,
+    observed: &Observed,
 ) -> BTreeMap<String, Assignment> {
-    let mut free: BTreeMap<&str, u64> = nodes.iter().map(|(name, n)| (name.as_str(), n.memory_bytes)).collect();
-    let mut replicas: BTreeMap<&str, usize> = nodes.keys().map(|name| (name.as_str(), 0)).collect();
-    let mut items: Vec<(String, u32, u64)> = Vec::new();
-    let mut digests: BTreeMap<String, &str> = BTreeMap::new();
+    let mut room = Room::new(nodes, records, &observed.cached);
+    let mut required: Vec<Item> = Vec::new();
+    let mut on_demand: Vec<(Rank, u64, Item)> = Vec::new();
     for record in records {
         for version in record.versions_to_load() {
-            let wanted = replicas_wanted(record, version, demand);
-            if wanted == 0 {
+            let key = Placement::key(&record.name, version);
+            let memory = memory_needed(record, version, &observed.measured);
+            let range = record.versions[&version].config.replicas;
+            if range.min > 0 {
+                required.push(Item { key, wanted: range.min, memory });
                 continue;
             }
-            let key = Placement::key(&record.name, version);
-            digests.insert(key.clone(), &record.versions[&version].artifact.sha256);
-            items.push((key, wanted, memory_estimate(record, version)));
+            let Some(want) = observed.demand.get(&key) else { continue };
+            let held = current.assignments.get(&key).is_some_and(|a| a.nodes.iter().any(|n| nodes.contains_key(n)));
+            let rank = match (want.busy, held) {
+                (true, true) => Rank::Serving,
+                (true, false) => Rank::Waiting,
+                (false, true) => Rank::Idle,
+                (false, false) => continue,
+            };
+            on_demand.push((rank, want.last_used_s, Item { key, wanted: range.max.min(1), memory }));
         }
     }
-    let holds = |node: &str, key: &str| cached.get(node).is_some_and(|set| set.contains(digests[key]));
     let mut result: BTreeMap<String, Assignment> = BTreeMap::new();
     // Keep what already runs where it still fits.
-    for (key, wanted, memory) in &items {
-        let mut kept = Vec::new();
-        if let Some(existing) = current.assignments.get(key) {
-            for node in &existing.nodes {
-                if kept.len() >= *wanted as usize {
-                    break;
-                }
-                if let Some(room) = free.get_mut(node.as_str()) {
-                    if *room >= *memory {
-                        *room -= memory;
-                        *replicas.get_mut(node.as_str()).expect("every live node is counted") += 1;
-                        kept.push(node.clone());
-                    }
-                }
-            }
-        }
-        result
-            .insert(key.clone(), Assignment { nodes: kept, wanted: *wanted, memory_bytes: *memory, unplaceable: None });
+    for item in &required {
+        let kept = room.keep(current, item, item.wanted);
+        result.insert(item.key.clone(), Assignment::new(kept, item));
     }
     // Then the largest versions first onto the least loaded nodes that fit.
-    items.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
-    for (key, wanted, memory) in &items {
-        let assignment = result.get_mut(key).expect("inserted above");
-        while assignment.nodes.len() < *wanted as usize {
-            let candidate = free
+    required.sort_by(|a, b| b.memory.cmp(&a.memory).then(a.key.cmp(&b.key)));
+    for item in &required {
+        let assignment = result.get_mut(&item.key).expect("inserted above");
+        room.add_replicas(assignment, item);
+    }
+    on_demand.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.key.cmp(&b.2.key)));
+    for (rank, _, item) in &on_demand {
+        let mut assignment = Assignment::new(room.keep(current, item, item.wanted), item);
+        if *rank == Rank::Idle {
+            if !assignment.nodes.is_empty() {
+                result.insert(item.key.clone(), assignment);
+            }
+            continue;
+        }
+        room.add_replicas(&mut assignment, item);
+        result.insert(item.key.clone(), assignment);
+    }
+    result
+}
+
+/// The nodes' free memory and replica counts while a plan is made.
+struct Room<'a> {
+    nodes: &'a BTreeMap<String, NodeInfo>,
+    free: BTreeMap<&'a str, u64>,
+    replicas: BTreeMap<&'a str, usize>,
+    digests: BTreeMap<String, &'a str>,
+    cached: &'a CachedArtifacts,
+}
+
+impl<'a> Room<'a> {
+    fn new(nodes: &'a BTreeMap<String, NodeInfo>, records: &'a [ModelRecord], cached: &'a CachedArtifacts) -> Self {
+        let digests = records
+            .iter()
+            .flat_map(|r| {
+                r.versions.iter().map(|(v, record)| (Placement::key(&r.name, *v), record.artifact.sha256.as_str()))
+            })
+            .collect();
+        Room {
+            nodes,
+            free: nodes.iter().map(|(name, n)| (name.as_str(), n.memory_bytes)).collect(),
+            replicas: nodes.keys().map(|name| (name.as_str(), 0)).collect(),
+            digests,
+            cached,
+        }
+    }
+
+    fn take(&mut self, node: &str, memory: u64) {
+        *self.free.get_mut(node).expect("only live nodes are taken") -= memory;
+        *self.replicas.get_mut(node).expect("only live nodes are taken") += 1;
+    }
+
+    /// The nodes of `item`'s current assignment that are live and still
+    /// have room, up to `wanted`; their room is taken.
+    fn keep(&mut self, current: &Placement, item: &Item, wanted: u32) -> Vec<String> {
+        let mut kept = Vec::new();
+        for node in current.assignments.get(&item.key).map(|a| a.nodes.as_slice()).unwrap_or_default() {
+            if kept.len() >= wanted as usize {
+                break;
+            }
+            if self.free.get(node.as_str()).is_some_and(|room| *room >= item.memory) {
+                let name = self.nodes.get_key_value(node).expect("free holds live nodes only").0.as_str();
+                self.take(name, item.memory);
+                kept.push(node.clone());
+            }
+        }
+        kept
+    }
+
+    /// Adds replicas to `assignment` until it has `item.wanted` or no node
+    /// has room; says why when it falls short.
+    fn add_replicas(&mut self, assignment: &mut Assignment, item: &Item) {
+        let (cached, digest) = (self.cached, self.digests[&item.key]);
+        let holds = |node: &str| cached.get(node).is_some_and(|set| set.contains(digest));
+        while assignment.nodes.len() < item.wanted as usize {
+            let candidate = self
+                .free
                 .iter()
-                .filter(|(name, room)| **room >= *memory && !assignment.nodes.iter().any(|n| n == *name))
-                .min_by_key(|(name, room)| (replicas[*name], !holds(name, key), std::cmp::Reverse(**room), **name))
+                .filter(|(name, room)| **room >= item.memory && !assignment.nodes.iter().any(|n| n == *name))
+                .min_by_key(|(name, room)| (self.replicas[*name], !holds(name), std::cmp::Reverse(**room), **name))
                 .map(|(name, _)| *name);
             let Some(node) = candidate else { break };
-            *free.get_mut(node).expect("candidate is live") -= memory;
-            *replicas.get_mut(node).expect("candidate is live") += 1;
+            self.take(node, item.memory);
             assignment.nodes.push(node.to_string());
         }
-        if assignment.nodes.len() < *wanted as usize {
-            let most_free = free.values().max().copied().unwrap_or(0);
-            assignment.unplaceable = Some(if nodes.is_empty() {
+        assignment.nodes.sort();
+        if assignment.nodes.len() < item.wanted as usize {
+            let (memory, wanted) = (item.memory, item.wanted);
+            let most_free = self.free.values().max().copied().unwrap_or(0);
+            let largest = self.nodes.values().map(|n| n.memory_bytes).max().unwrap_or(0);
+            assignment.fits_no_node = memory > largest;
+            assignment.unplaceable = Some(if self.nodes.is_empty() {
                 "no node is registered".to_string()
+            } else if assignment.fits_no_node {
+                format!("a replica needs {memory} bytes; the largest node offers {largest} bytes")
             } else if assignment.nodes.is_empty() {
                 format!("a replica needs {memory} bytes; the most free memory on any node is {most_free} bytes")
             } else {
                 format!(
                     "only {} of {wanted} replicas fit: a replica needs {memory} bytes and {} node(s) are live",
                     assignment.nodes.len(),
-                    nodes.len()
+                    self.nodes.len()
                 )
             });
         }
-        assignment.nodes.sort();
     }
-    result
 }
 
 /// The placement key.
@@ -270,6 +372,7 @@ mod tests {
     use maas_protocol::ModelConfig;
 
     use super::*;
+    use crate::demand::Want;
     use maas_registry::{ArtifactRef, Lineage, VersionRecord};
 
     fn node(name: &str, memory: u64) -> (String, NodeInfo) {
@@ -313,7 +416,7 @@ mod tests {
     fn replicas_spread_over_nodes() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m1", 2, 10), model("m2", 2, 10), model("m3", 2, 10)];
-        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
+        let plan = plan(&records, &nodes, &Placement::default(), &Observed::default());
         let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
         for assignment in plan.values() {
             assert_eq!(assignment.nodes.len(), 2);
@@ -329,7 +432,7 @@ mod tests {
     fn too_large_is_unplaceable_and_others_are_not() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 50)].into_iter().collect();
         let records = vec![model("big", 1, 1000), model("small", 1, 10)];
-        let plan = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
+        let plan = plan(&records, &nodes, &Placement::default(), &Observed::default());
         let big = &plan["big/1"];
         assert!(big.nodes.is_empty());
         assert!(big.unplaceable.as_deref().unwrap().contains("needs 1000 bytes"), "{big:?}");
@@ -343,9 +446,9 @@ mod tests {
         let mut current = Placement::default();
         current.assignments.insert(
             "m1/1".into(),
-            Assignment { nodes: vec!["b".into()], wanted: 1, memory_bytes: 20, unplaceable: None },
+            Assignment { nodes: vec!["b".into()], wanted: 1, memory_bytes: 20, ..Default::default() },
         );
-        let plan = plan(&records, &nodes, &current, &CachedArtifacts::new(), &Demand::new());
+        let plan = plan(&records, &nodes, &current, &Observed::default());
         assert_eq!(plan["m1/1"].nodes, vec!["b".to_string()]);
         assert_eq!(plan["m2/1"].nodes, vec!["a".to_string()]);
     }
@@ -355,12 +458,12 @@ mod tests {
         let mut nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100), node("c", 100)].into_iter().collect();
         let records = vec![model("m", 2, 10)];
         let first = Placement {
-            assignments: plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new()),
+            assignments: plan(&records, &nodes, &Placement::default(), &Observed::default()),
             ..Placement::default()
         };
         let lost = first.assignments["m/1"].nodes[0].clone();
         nodes.remove(&lost);
-        let second = plan(&records, &nodes, &first, &CachedArtifacts::new(), &Demand::new());
+        let second = plan(&records, &nodes, &first, &Observed::default());
         assert_eq!(second["m/1"].nodes.len(), 2);
         assert!(!second["m/1"].nodes.contains(&lost));
     }
@@ -372,10 +475,10 @@ mod tests {
         let records = vec![model_with_artifact("m", 2, 10, &digest)];
         let cached: CachedArtifacts =
             [("c".to_string(), [digest.clone()].into()), ("b".to_string(), ["d".repeat(64)].into())].into();
-        let plan = plan(&records, &nodes, &Placement::default(), &cached, &Demand::new());
+        let plan = plan(&records, &nodes, &Placement::default(), &Observed { cached, ..Observed::default() });
         assert!(plan["m/1"].nodes.contains(&"c".to_string()), "{plan:?}");
         // Without the cache the tie goes to the first name.
-        let plain = super::plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
+        let plain = super::plan(&records, &nodes, &Placement::default(), &Observed::default());
         assert_eq!(plain["m/1"].nodes, vec!["a".to_string(), "b".to_string()]);
     }
 
@@ -383,16 +486,91 @@ mod tests {
     fn a_version_loaded_on_demand_is_placed_only_while_wanted() {
         let nodes: BTreeMap<_, _> = [node("a", 100), node("b", 100)].into_iter().collect();
         let records = vec![model_with_range("cold", (0, 2), 10, &"a".repeat(64)), model("warm", 1, 10)];
-        let idle = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &Demand::new());
+        let idle = plan(&records, &nodes, &Placement::default(), &Observed::default());
         assert!(!idle.contains_key("cold/1"), "nobody wants it: {idle:?}");
         assert_eq!(idle["warm/1"].nodes.len(), 1, "min 1 is placed regardless");
-        let wanted: Demand = ["cold/1".to_string()].into();
-        let busy = plan(&records, &nodes, &Placement::default(), &CachedArtifacts::new(), &wanted);
+        let wanted = Observed {
+            demand: [("cold/1".to_string(), Want { busy: true, last_used_s: 1 })].into(),
+            ..Default::default()
+        };
+        let busy = plan(&records, &nodes, &Placement::default(), &wanted);
         assert_eq!(busy["cold/1"].nodes.len(), 1, "wanted, it gets one replica: {busy:?}");
         assert_eq!(busy["cold/1"].wanted, 1);
         // Wanted no more, its replica is given up.
         let current = Placement { assignments: busy, ..Placement::default() };
-        let after = plan(&records, &nodes, &current, &CachedArtifacts::new(), &Demand::new());
+        let after = plan(&records, &nodes, &current, &Observed::default());
         assert!(!after.contains_key("cold/1"));
+    }
+
+    fn on_demand(names: &[&str], memory: u64) -> Vec<ModelRecord> {
+        names.iter().map(|name| model_with_range(name, (0, 1), memory, &"a".repeat(64))).collect()
+    }
+
+    fn held_on(entries: &[(&str, &str)]) -> Placement {
+        let assignments = entries
+            .iter()
+            .map(|(version, node)| {
+                (version.to_string(), Assignment { nodes: vec![node.to_string()], wanted: 1, ..Default::default() })
+            })
+            .collect();
+        Placement { assignments, ..Placement::default() }
+    }
+
+    fn demand(entries: &[(&str, bool, u64)]) -> Observed {
+        let demand = entries
+            .iter()
+            .map(|(version, busy, last_used_s)| (version.to_string(), Want { busy: *busy, last_used_s: *last_used_s }))
+            .collect();
+        Observed { demand, ..Observed::default() }
+    }
+
+    #[test]
+    fn a_waiting_version_evicts_the_least_recently_used_idle_one() {
+        let nodes: BTreeMap<_, _> = [node("a", 30)].into_iter().collect();
+        let records = on_demand(&["m1", "m2", "m3", "m4"], 10);
+        let current = held_on(&[("m1/1", "a"), ("m2/1", "a"), ("m3/1", "a")]);
+        let observed = demand(&[("m1/1", false, 50), ("m2/1", false, 10), ("m3/1", false, 40), ("m4/1", true, 60)]);
+        let plan = plan(&records, &nodes, &current, &observed);
+        assert_eq!(plan["m4/1"].nodes, vec!["a".to_string()], "{plan:?}");
+        assert!(!plan.contains_key("m2/1"), "the least recently used goes: {plan:?}");
+        assert!(plan.contains_key("m1/1") && plan.contains_key("m3/1"));
+        // Without a waiting request nothing moves.
+        let observed = demand(&[("m1/1", false, 50), ("m2/1", false, 10), ("m3/1", false, 40), ("m4/1", false, 60)]);
+        let plan = super::plan(&records, &nodes, &current, &observed);
+        assert_eq!(plan.keys().collect::<Vec<_>>(), vec!["m1/1", "m2/1", "m3/1"], "no load ahead of need");
+    }
+
+    #[test]
+    fn replicas_serving_requests_and_required_replicas_are_never_evicted() {
+        let nodes: BTreeMap<_, _> = [node("a", 30)].into_iter().collect();
+        let mut records = on_demand(&["m1", "m2", "m3"], 10);
+        records.push(model("pinned", 1, 10));
+        let current = held_on(&[("m1/1", "a"), ("m2/1", "a"), ("pinned/1", "a")]);
+        let observed = demand(&[("m1/1", true, 1), ("m2/1", true, 2), ("m3/1", true, 60)]);
+        let plan = plan(&records, &nodes, &current, &observed);
+        assert_eq!(plan["pinned/1"].nodes, vec!["a".to_string()]);
+        assert_eq!(plan["m1/1"].nodes, vec!["a".to_string()]);
+        assert_eq!(plan["m2/1"].nodes, vec!["a".to_string()]);
+        let waiting = &plan["m3/1"];
+        assert!(waiting.nodes.is_empty(), "{plan:?}");
+        assert!(!waiting.fits_no_node);
+        assert!(waiting.unplaceable.as_deref().unwrap().contains("most free memory on any node is 0"), "{waiting:?}");
+    }
+
+    #[test]
+    fn a_version_larger_than_every_node_fits_no_node_and_measured_figures_count() {
+        let nodes: BTreeMap<_, _> = [node("a", 30), node("b", 20)].into_iter().collect();
+        let mut records = on_demand(&["huge"], 40);
+        records.extend(on_demand(&["small"], 10));
+        let observed = Observed {
+            measured: [("small/1".to_string(), 25)].into(),
+            ..demand(&[("huge/1", true, 1), ("small/1", true, 1)])
+        };
+        let plan = plan(&records, &nodes, &Placement::default(), &observed);
+        assert!(plan["huge/1"].fits_no_node, "{plan:?}");
+        assert!(plan["huge/1"].unplaceable.as_deref().unwrap().contains("the largest node offers 30 bytes"));
+        // Measured above its configured 10 bytes, it fits only on `a`.
+        assert_eq!(plan["small/1"].memory_bytes, 25, "{plan:?}");
+        assert_eq!(plan["small/1"].nodes, vec!["a".to_string()]);
     }
 }

@@ -1,13 +1,14 @@
 //! This coordinator's demand for versions loaded on demand: every quarter
 //! second, and at once when a request starts waiting for a cold version,
-//! the versions with `replicas.min: 0` that have a request waiting or
-//! served one within the idle time are published for the leader
+//! the versions with `replicas.min: 0` that have a request in flight or
+//! served one within the idle time, with when each was last used, are
+//! published for the leader
 //! ([`maas_cluster::demand`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use maas_cluster::demand::{report_demand, Demand};
+use maas_cluster::demand::{report_demand, Demand, Want};
 use maas_cluster::placement::Placement;
 use maas_registry::etcd_client::Client;
 use maas_serving::models::ModelTable;
@@ -30,10 +31,16 @@ pub fn spawn_demand_reporting(
     tokio::spawn(report_demand(client, prefix, name, ttl, receiver));
     tokio::spawn(async move {
         loop {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             let wanted: Demand = table
                 .wanted_on_demand(idle_after)
                 .into_iter()
-                .map(|(model, version)| Placement::key(&model, version))
+                .map(|wanted| {
+                    // Whole seconds, so that steady traffic does not rewrite
+                    // the report on every tick.
+                    let last_used_s = now.saturating_sub(wanted.idle_for).as_secs();
+                    (Placement::key(&wanted.name, wanted.version), Want { busy: wanted.busy, last_used_s })
+                })
                 .collect();
             sender.send_if_modified(|current| {
                 let changed = *current != wanted;

@@ -10,17 +10,17 @@
 //! name, or comes from another CA, never gets replicas), writing it only
 //! under its election key, so a deposed leader's writes fail.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use maas_cluster::demand::Demand;
-use maas_cluster::placement::{self, Placement};
+use maas_cluster::placement::{self, Measured, Observed, Placement};
 use maas_cluster::NodeInfo;
 use maas_registry::etcd_client::Client;
-use maas_registry::Registry;
+use maas_registry::{ModelRecord, Registry};
 use tokio::sync::{watch, Notify};
 
 use crate::metrics;
@@ -125,6 +125,7 @@ async fn lead(mut client: Client, settings: ClusterSettings, inputs: LeaderInput
         let mut nodes = nodes.clone();
         let mut demand = demand.clone();
         let mut lost = leadership.lost.clone();
+        let mut measured = Measured::new();
         while !*lost.borrow() {
             // Only nodes this coordinator could link to (their certificate
             // matches their name and our CA) get replicas.
@@ -137,7 +138,7 @@ async fn lead(mut client: Client, settings: ClusterSettings, inputs: LeaderInput
                 .collect();
             let wanted = demand.borrow_and_update().clone();
             let inputs = PlaceInputs { registry: &registry, nodes: &members, node_set: &node_set, demand: &wanted };
-            match place(&mut client, &settings, inputs, &leadership.key).await {
+            match place(&mut client, &settings, inputs, &leadership.key, &mut measured).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("the placement write was fenced off: leadership is gone");
@@ -168,24 +169,28 @@ struct PlaceInputs<'a> {
 }
 
 /// Recomputes the placement and writes it if it changed; false when fenced.
-/// The nodes' caches only matter when a replica must be placed anew, so
-/// they are asked for their status only then.
+/// Memory measured by the nodes is remembered in `measured` (for as long
+/// as the version is registered), so that a version's figure outlives its
+/// replicas.
 async fn place(
     client: &mut Client,
     settings: &ClusterSettings,
     inputs: PlaceInputs<'_>,
     key: &maas_registry::etcd_client::LeaderKey,
+    measured: &mut Measured,
 ) -> anyhow::Result<bool> {
     let PlaceInputs { registry, nodes, node_set, demand } = inputs;
     let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
     let current = placement::read_placement(client, &settings.prefix).await?;
-    let mut assignments = placement::plan(&records, nodes, &current, &placement::CachedArtifacts::new(), demand);
+    let (cached, fresh) = node_set.observe().await;
+    measured.extend(fresh);
+    let registered: BTreeSet<String> =
+        records.iter().flat_map(|r| r.versions.keys().map(|v| Placement::key(&r.name, *v))).collect();
+    measured.retain(|version, _| registered.contains(version));
+    let observed = Observed { cached, demand: demand.clone(), measured: measured.clone() };
+    let assignments = placement::plan(&records, nodes, &current, &observed);
     if assignments == current.assignments && current.leader == settings.name {
         return Ok(true);
-    }
-    if assignments != current.assignments {
-        let cached = node_set.cached_artifacts().await;
-        assignments = placement::plan(&records, nodes, &current, &cached, demand);
     }
     for (version, assignment) in &assignments {
         if let Some(reason) = &assignment.unplaceable {
@@ -193,5 +198,30 @@ async fn place(
         }
     }
     let next = Placement { epoch: current.epoch + 1, leader: settings.name.clone(), assignments };
-    placement::write_placement_fenced(client, &settings.prefix, &next, key).await
+    let written = placement::write_placement_fenced(client, &settings.prefix, &next, key).await?;
+    if written {
+        record_evictions(&records, &current, &next, demand);
+    }
+    Ok(written)
+}
+
+/// Counts and logs the replicas of versions loaded on demand that `next`
+/// no longer holds: for room when some coordinator still wants the
+/// version, for idleness when none does.
+fn record_evictions(records: &[ModelRecord], current: &Placement, next: &Placement, demand: &Demand) {
+    for record in records {
+        for version in record.versions_to_load() {
+            if record.versions[&version].config.replicas.min > 0 {
+                continue;
+            }
+            let key = Placement::key(&record.name, version);
+            let Some(before) = current.assignments.get(&key) else { continue };
+            let after = next.assignments.get(&key).map(|a| a.nodes.as_slice()).unwrap_or_default();
+            for node in before.nodes.iter().filter(|n| !after.contains(n)) {
+                let reason = if demand.contains_key(&key) { "memory" } else { "idle" };
+                tracing::info!(version = %key, node = %node, reason, "evicted");
+                metrics::record_eviction(reason);
+            }
+        }
+    }
 }

@@ -4,9 +4,11 @@
 //! |---|---|---|---|
 //! | `maas_node_link_up` | gauge | node | 1 while the node's link is up |
 //! | `maas_coordinator_leader` | gauge | | 1 while this coordinator leads placement |
+//! | `maas_evictions_total` | counter | reason | replicas of versions loaded on demand the leader gave up: `memory` (room for a version with requests waiting) or `idle` |
 
 const LINK_UP: &str = "maas_node_link_up";
 const LEADER: &str = "maas_coordinator_leader";
+const EVICTIONS: &str = "maas_evictions_total";
 
 /// Records a node link going up or down.
 pub fn node_link_changed(node: &str, up: bool) {
@@ -16,4 +18,9 @@ pub fn node_link_changed(node: &str, up: bool) {
 /// Records whether this coordinator leads.
 pub fn set_leader(leader: bool) {
     metrics::gauge!(LEADER).set(if leader { 1.0 } else { 0.0 });
+}
+
+/// Counts a replica the leader gave up, and why.
+pub fn record_eviction(reason: &'static str) {
+    metrics::counter!(EVICTIONS, "reason" => reason).increment(1);
 }

@@ -7,9 +7,11 @@
 //! (the node fetches and verifies the artifact and warms the model up), and
 //! versions of registry models no longer wanted are unloaded once they have
 //! been unwanted for [`UNLOAD_GRACE`], so requests already routed to them
-//! still finish.
+//! still finish. Versions loaded on demand that the placement took off a
+//! node are unloaded at once, before any load, so an eviction makes room
+//! for the version that needs it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +80,13 @@ impl Reconciler {
             }
         };
         self.table.apply_registry(&records);
+        if let Some(placement) = &self.placement {
+            let placement = placement.borrow();
+            self.table.set_fits_nowhere(|model, version| {
+                let assignment = placement.assignments.get(&Placement::key(model, version))?;
+                assignment.fits_no_node.then(|| assignment.unplaceable.clone().unwrap_or_default())
+            });
+        }
         // Nodes are reconciled side by side, so that a long load on one
         // (a large model) does not hold back a cold load on another.
         let links: Vec<Arc<NodeLink>> = self.nodes.list().into_iter().filter(|l| l.is_up()).collect();
@@ -104,6 +113,15 @@ impl Reconciler {
             )?
         };
         let mut changed = false;
+        // Unloads first: an eviction makes the room a load needs.
+        for (model, version) in plan.unload {
+            if let Err(error) = link.unload(&model, version).await? {
+                tracing::warn!(node = %link.name, %model, version, %error, "node could not unload");
+                continue;
+            }
+            tracing::info!(node = %link.name, %model, version, "unloaded from node");
+            changed = true;
+        }
         for load in plan.load {
             let (model, version) = (load.model.clone(), load.version);
             match link.load(load).await? {
@@ -113,14 +131,6 @@ impl Reconciler {
                 }
                 Err(error) => tracing::warn!(node = %link.name, %model, version, %error, "node could not load"),
             }
-        }
-        for (model, version) in plan.unload {
-            if let Err(error) = link.unload(&model, version).await? {
-                tracing::warn!(node = %link.name, %model, version, %error, "node could not unload");
-                continue;
-            }
-            tracing::info!(node = %link.name, %model, version, "unloaded from node");
-            changed = true;
         }
         // Another coordinator may have loaded or unloaded versions on this
         // node: record what it holds now in any case.
@@ -169,21 +179,37 @@ pub fn plan_node(
             m.name == record.name && m.version == number && m.sha256.as_deref() == Some(&version.artifact.sha256)
         });
         if !holds {
+            let placed = placement.and_then(|p| p.assignments.get(&Placement::key(&record.name, number)));
+            let memory_bytes = match placed {
+                Some(assignment) => assignment.memory_bytes,
+                None => version.config.memory_needed(None, version.artifact.size),
+            };
             plan.load.push(LoadModel {
                 model: record.name.clone(),
                 version: number,
                 config: version.config.clone(),
                 sha256: version.artifact.sha256.clone(),
                 size: version.artifact.size,
+                memory_bytes,
             });
         }
     }
     let wanted: BTreeSet<(&str, u64)> = to_load.iter().map(|(r, v)| (r.name.as_str(), *v)).collect();
-    let managed: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
-    for model in held.iter().filter(|m| managed.contains(m.name.as_str())) {
+    let managed: BTreeMap<&str, &ModelRecord> = records.iter().map(|r| (r.name.as_str(), r)).collect();
+    for model in held {
+        let Some(record) = managed.get(model.name.as_str()) else { continue };
         let key = (model.name.clone(), model.version);
         if wanted.contains(&(model.name.as_str(), model.version)) {
             unwanted_since.remove(&key);
+            continue;
+        }
+        // A version loaded on demand that the leader took off this node was
+        // evicted or went idle: requests routed to it meanwhile are sent
+        // elsewhere or wait for a reload, so it goes at once.
+        let on_demand = record.versions.get(&model.version).is_some_and(|v| v.config.replicas.min == 0);
+        if on_demand && placement.is_some() {
+            unwanted_since.remove(&key);
+            plan.unload.push(key);
             continue;
         }
         let since = *unwanted_since.entry(key.clone()).or_insert(now);
@@ -230,6 +256,7 @@ mod tests {
             instances: 1,
             ready: true,
             sha256: Some(sha256.into()),
+            memory_bytes: 10,
         }
     }
 

@@ -86,7 +86,7 @@ impl Control {
 
     /// Fetches and loads (or, for a check, trial-loads) a version.
     pub async fn load_version(&self, load: LoadModel, trial_only: bool) -> CommandResult {
-        let LoadModel { model, version, config, sha256, size } = load;
+        let LoadModel { model, version, config, sha256, size, memory_bytes } = load;
         let failed = |message: String| NodeError::LoadFailed { model: model.clone(), version, message };
         config.check().map_err(failed)?;
         if config.name != model {
@@ -95,7 +95,11 @@ impl Control {
         let artifact = ArtifactRef { sha256, size };
         let path = self.fetcher.fetch(&model, version, &artifact).await?;
         let source = ModelSource { config, version, path, sha256: Some(artifact.sha256) };
-        let result = if trial_only { self.host.check(source).await } else { self.host.load(source).await };
+        let result = if trial_only {
+            self.host.check(source).await
+        } else {
+            self.host.load(source, (memory_bytes > 0).then_some(memory_bytes)).await
+        };
         match &result {
             Ok(()) => tracing::info!(model, version, trial_only, "model version loaded"),
             Err(error) => tracing::warn!(model, version, %error, "model version failed to load"),

@@ -41,6 +41,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         instances: config.instances,
         queue_capacity: config.queue_capacity,
         simulate: config.simulate_compute_us.map(std::time::Duration::from_micros),
+        memory_budget: config.memory_bytes,
     });
     if let Some(us) = config.simulate_compute_us {
         tracing::warn!(
@@ -52,7 +53,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         let sources = repository::scan(repository, &config.models)?;
         tracing::info!(node = %config.name, ?device, models = sources.len(), "loading the model repository");
         for source in sources {
-            host.load(source).await?;
+            host.load(source, None).await?;
         }
     }
     let store = config.artifact_store.as_deref().map(maas_registry::ArtifactStore::open).transpose()?;

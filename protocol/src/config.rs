@@ -95,7 +95,8 @@ pub struct ModelConfig {
     /// Device: `auto`, `cpu`, `cuda` or `cuda:N`; the node's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
-    /// Estimated memory one instance needs, in bytes.
+    /// Memory a replica needs, in bytes: reserved before its first load,
+    /// and afterwards if larger than what the load was measured to take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
     /// The largest inference request for this model, in bytes of HTTP body
@@ -148,6 +149,16 @@ pub const MAX_INSTANCES: u32 = 64;
 pub const MAX_WARMUP_SIZES: usize = 16;
 
 impl ModelConfig {
+    /// Memory a replica is counted as holding, in bytes: what it was
+    /// measured to take (or the configured figure, if larger), and before
+    /// any measurement the configured figure or three times the artifact.
+    pub fn memory_needed(&self, measured: Option<u64>, artifact_bytes: u64) -> u64 {
+        match measured {
+            Some(measured) => measured.max(self.memory_bytes.unwrap_or(0)),
+            None => self.memory_bytes.unwrap_or(artifact_bytes.saturating_mul(3)),
+        }
+    }
+
     /// Checks the configuration for what would make the model unservable,
     /// or its load cost more than a node should spend on one config.
     pub fn check(&self) -> Result<(), String> {

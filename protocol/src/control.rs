@@ -21,6 +21,9 @@ pub struct LoadModel {
     pub sha256: String,
     /// Its size in bytes.
     pub size: u64,
+    /// Memory placement reserved for it on this node, in bytes: the node
+    /// refuses the load when that much is not free within its budget.
+    pub memory_bytes: u64,
 }
 
 /// A model version to unload; batches already queued for it still run.
@@ -44,7 +47,8 @@ pub struct NodeStatus {
     pub draining: bool,
     /// Memory the node offers for models, in bytes.
     pub memory_bytes: u64,
-    /// Memory its loaded versions are estimated to use, in bytes.
+    /// Memory its loaded versions hold, in bytes: each one's measured
+    /// figure (or its configured one, if larger).
     pub memory_used_bytes: u64,
     /// Each loaded version's queue.
     pub models: Vec<ModelLoad>,
@@ -63,6 +67,11 @@ pub struct ModelLoad {
     pub queued: u64,
     /// Instances running.
     pub instances: u32,
+    /// Memory it holds, as counted against the node's budget, in bytes.
+    pub memory_bytes: u64,
+    /// Memory its load and warm-up were measured to take, in bytes (zero
+    /// when not measured).
+    pub measured_bytes: u64,
 }
 
 /// A model version a node holds.
@@ -80,4 +89,6 @@ pub struct LoadedModel {
     pub ready: bool,
     /// sha256 of its artifact, when it came from the artifact store.
     pub sha256: Option<String>,
+    /// Memory it holds, as counted against the node's budget, in bytes.
+    pub memory_bytes: u64,
 }

@@ -111,6 +111,7 @@ impl Registry {
             if !record.versions.contains_key(&version) {
                 return Err(RegistryError::NotFound(format!("model '{model}' has no version {version}")));
             }
+            record.staged.remove(&version);
             match record.aliases.get_mut(alias) {
                 Some(existing) if existing.version == version => {}
                 Some(existing) => {
@@ -121,6 +122,23 @@ impl Registry {
                     record.aliases.insert(alias.to_string(), AliasRecord { version, history: Vec::new() });
                 }
             }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Marks (or, with `staged` false, unmarks) a version as being made
+    /// ready for a rollout, so that nodes load it before an alias or the
+    /// split moves to it; moving one there unmarks it.
+    pub async fn stage(&self, model: &str, version: u64, staged: bool) -> RegistryResult<()> {
+        self.update(model, |record| {
+            if !record.versions.contains_key(&version) {
+                return Err(RegistryError::NotFound(format!("model '{model}' has no version {version}")));
+            }
+            match staged {
+                true => record.staged.insert(version),
+                false => record.staged.remove(&version),
+            };
             Ok(())
         })
         .await
@@ -151,6 +169,7 @@ impl Registry {
                 .ok_or_else(|| invalid(format!("alias '{alias}' of model '{model}' has no previous target")))?;
             let from = entry.version;
             entry.version = previous;
+            record.staged.remove(&previous);
             Ok((from, previous))
         })
         .await
@@ -172,6 +191,9 @@ impl Registry {
             versions.dedup();
             if versions.len() != split.len() {
                 return Err(invalid("a version appears twice in the split".into()));
+            }
+            for entry in &split {
+                record.staged.remove(&entry.version);
             }
             record.split = split;
             Ok(())

@@ -1,6 +1,6 @@
 //! What the registry stores for each model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use maas_protocol::ModelConfig;
 use serde::{Deserialize, Serialize};
@@ -83,6 +83,10 @@ pub struct ModelRecord {
     pub next_version: u64,
     /// Whether the model is loaded (Triton's repository load / unload).
     pub loaded: bool,
+    /// Versions being made ready for a rollout (an alias or split about to
+    /// point at them): loaded like the versions they will replace.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub staged: BTreeSet<u64>,
 }
 
 impl ModelRecord {
@@ -95,6 +99,7 @@ impl ModelRecord {
             split: Vec::new(),
             next_version: 1,
             loaded: true,
+            staged: BTreeSet::new(),
         }
     }
 
@@ -108,8 +113,9 @@ impl ModelRecord {
         self.latest().map(|v| &v.config)
     }
 
-    /// Versions that must be loaded: those the version policy selects and
-    /// every version an alias or the split points at. None while unloaded.
+    /// Versions that must be loaded: those the version policy selects,
+    /// every version an alias or the split points at, and those staged for
+    /// a rollout. None while unloaded.
     pub fn versions_to_load(&self) -> Vec<u64> {
         if !self.loaded {
             return Vec::new();
@@ -118,6 +124,7 @@ impl ModelRecord {
         let mut wanted = self.config().map(|c| c.version_policy.select(&available)).unwrap_or_default();
         wanted.extend(self.aliases.values().map(|a| a.version));
         wanted.extend(self.split.iter().map(|s| s.version));
+        wanted.extend(self.staged.iter().copied());
         wanted.sort_unstable();
         wanted.dedup();
         wanted.retain(|v| self.versions.contains_key(v));

@@ -1,5 +1,5 @@
-//! How much a version is wanted right now: when a request last came for it
-//! and how many wait for a replica. Versions loaded on demand
+//! How much a version is wanted right now: when a request last came for it,
+//! how many are in flight and how many of those wait for a replica. Versions loaded on demand
 //! (`replicas.min: 0`) are placed while some coordinator reports them
 //! wanted and unloaded once they have been idle long enough.
 
@@ -15,16 +15,37 @@ pub struct Activity {
     last_request_ms: AtomicU64,
     /// Requests waiting for a replica to be loaded.
     waiting: AtomicU32,
+    /// Requests being served.
+    in_flight: AtomicU32,
 }
 
 /// A request counted as waiting for a replica until dropped.
 pub struct Waiting<'a>(&'a Activity);
 
+/// A request counted in flight until dropped.
+pub struct InFlight<'a>(&'a Activity);
+
 impl Activity {
-    /// Notes a request that arrived at `arrived`.
-    pub fn touch(&self, arrived: Instant) {
+    /// Notes a request that arrived at `arrived`, counted in flight while
+    /// the guard lives.
+    pub fn touch(&self, arrived: Instant) -> InFlight<'_> {
         let ms = arrived.saturating_duration_since(origin()).as_millis() as u64 + 1;
         self.last_request_ms.fetch_max(ms, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    /// Whether requests are in flight now (waiting ones included).
+    pub fn is_busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    /// How long ago the last request arrived, if any did.
+    pub fn idle_for(&self, now: Instant) -> Option<Duration> {
+        match self.last_request_ms.load(Ordering::Relaxed) {
+            0 => None,
+            plus_one => Some(now.saturating_duration_since(origin() + Duration::from_millis(plus_one - 1))),
+        }
     }
 
     /// Counts a request as waiting for a replica while the guard lives.
@@ -40,16 +61,13 @@ impl Activity {
 
     /// Whether a request waits now or one arrived within `idle_after`.
     pub fn is_wanted(&self, idle_after: Duration, now: Instant) -> bool {
-        if self.waiting() > 0 {
-            return true;
-        }
-        match self.last_request_ms.load(Ordering::Relaxed) {
-            0 => false,
-            plus_one => {
-                let last = origin() + Duration::from_millis(plus_one - 1);
-                now.saturating_duration_since(last) < idle_after
-            }
-        }
+        self.is_busy() || self.waiting() > 0 || self.idle_for(now).is_some_and(|idle| idle < idle_after)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -79,10 +97,17 @@ mod tests {
         assert!(activity.is_wanted(idle, now + Duration::from_secs(3600)));
         drop(waiting);
         assert!(!activity.is_wanted(idle, now));
-        activity.touch(now);
+        let in_flight = activity.touch(now);
+        assert!(activity.is_busy());
+        assert!(activity.is_wanted(idle, now + Duration::from_secs(3600)), "in flight, it is wanted");
+        drop(in_flight);
+        assert!(!activity.is_busy());
+        let idle_for = activity.idle_for(now + Duration::from_secs(9)).unwrap();
+        // Kept in whole milliseconds.
+        assert!(idle_for.abs_diff(Duration::from_secs(9)) < Duration::from_millis(2), "{idle_for:?}");
         assert!(activity.is_wanted(idle, now + Duration::from_secs(9)));
         assert!(!activity.is_wanted(idle, now + Duration::from_secs(11)));
-        activity.touch(now - Duration::from_secs(100));
+        drop(activity.touch(now - Duration::from_secs(100)));
         assert!(activity.is_wanted(idle, now + Duration::from_secs(9)), "an older arrival does not move it back");
     }
 }

@@ -171,7 +171,10 @@ impl Inference {
         if cold && !shared.loads_on_demand() {
             return Err(shared.no_replica_error());
         }
-        shared.activity.touch(arrived);
+        if let Some(error) = cold.then(|| shared.cannot_load_error()).flatten() {
+            return Err(error);
+        }
+        let _in_use = shared.activity.touch(arrived);
         let _waiting = cold.then(|| {
             let waiting = shared.activity.wait();
             self.table.nudge_demand();

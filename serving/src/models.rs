@@ -25,6 +25,19 @@ use crate::metrics::VersionMetrics;
 use crate::replica::Replica;
 use crate::version::{ReplicaSet, VersionShared};
 
+/// A version loaded on demand that this coordinator wants loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedVersion {
+    /// Model name.
+    pub name: String,
+    /// Version number.
+    pub version: u64,
+    /// Requests for it are in flight now (some may wait for a replica).
+    pub busy: bool,
+    /// How long ago its last request arrived.
+    pub idle_for: Duration,
+}
+
 /// A servable version: its shared state and its batcher.
 pub struct ModelVersion {
     /// State shared with the batcher.
@@ -196,17 +209,32 @@ impl ModelTable {
         self.models.read().values().flat_map(|versions| versions.values().cloned()).collect()
     }
 
-    /// The versions loaded on demand that are wanted now: a request waits
-    /// for one, or one arrived within `idle_after`.
-    pub fn wanted_on_demand(&self, idle_after: Duration) -> Vec<(String, u64)> {
+    /// The versions loaded on demand that are wanted now: a request for one
+    /// is in flight, or one arrived within `idle_after`.
+    pub fn wanted_on_demand(&self, idle_after: Duration) -> Vec<WantedVersion> {
         let now = std::time::Instant::now();
         self.models
             .read()
             .values()
             .flat_map(|versions| versions.values())
             .filter(|v| v.shared.loads_on_demand() && v.shared.activity.is_wanted(idle_after, now))
-            .map(|v| (v.shared.name.clone(), v.shared.version))
+            .map(|v| WantedVersion {
+                name: v.shared.name.clone(),
+                version: v.shared.version,
+                busy: v.shared.activity.is_busy(),
+                idle_for: v.shared.activity.idle_for(now).unwrap_or_default(),
+            })
             .collect()
+    }
+
+    /// Records for every version loaded on demand why no node can hold it
+    /// (`reason_of` answers `None` when some node can).
+    pub fn set_fits_nowhere(&self, reason_of: impl Fn(&str, u64) -> Option<String>) {
+        for version in self.models.read().values().flat_map(|versions| versions.values()) {
+            if version.shared.loads_on_demand() {
+                version.shared.set_fits_nowhere(reason_of(&version.shared.name, version.shared.version));
+            }
+        }
     }
 
     /// Tells whoever reports demand that a request started waiting.
@@ -274,6 +302,7 @@ impl ModelTable {
             monitor,
             slow_request: self.settings.slow_request,
             activity: Default::default(),
+            fits_nowhere: Default::default(),
         });
         let batcher = batcher::spawn(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })

@@ -55,6 +55,12 @@ impl ReplicaSet {
         self.changed.notified().await
     }
 
+    /// Wakes whoever waits in [`ReplicaSet::changed`] without a change of
+    /// replicas (the reason a version cannot be loaded changed).
+    pub(crate) fn wake(&self) {
+        self.changed.notify_one();
+    }
+
     pub(crate) fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
         let mut replicas = self.replicas.write();
         let changed = match (replicas.iter_mut().find(|r| replica::same(&r.node, node)), slots) {
@@ -96,12 +102,37 @@ pub struct VersionShared {
     pub slow_request: Duration,
     /// Its recent use, for loading on demand.
     pub activity: Activity,
+    /// Why no node can ever hold a replica, when none can (its memory
+    /// exceeds every node's budget): requests for it then fail at once.
+    pub fits_nowhere: RwLock<Option<String>>,
 }
 
 impl VersionShared {
     /// The error for a request that finds no replica up.
     pub fn no_replica_error(&self) -> ServeError {
         ServeError::Unavailable(format!("model '{}' version {} has no ready replica", self.name, self.version))
+    }
+
+    /// The error for a request to a version loaded on demand that no node
+    /// can hold, if it is one.
+    pub fn cannot_load_error(&self) -> Option<ServeError> {
+        let reason = self.fits_nowhere.read();
+        let reason = reason.as_deref()?;
+        Some(ServeError::Unavailable(format!(
+            "model '{}' version {} cannot be loaded: {reason}",
+            self.name, self.version
+        )))
+    }
+
+    /// Records why no node can hold it (`None`: some node can), waking its
+    /// batcher when that changes.
+    pub fn set_fits_nowhere(&self, reason: Option<String>) {
+        let mut current = self.fits_nowhere.write();
+        if *current != reason {
+            *current = reason;
+            drop(current);
+            self.replicas.wake();
+        }
     }
 
     /// Whether a replica is up.

@@ -84,7 +84,14 @@ mod tests {
 
     #[test]
     fn commands_and_answers_round_trip() {
-        let load = LoadModel { model: "clf".into(), version: 3, config: config(), sha256: "ab".repeat(32), size: 9 };
+        let load = LoadModel {
+            model: "clf".into(),
+            version: 3,
+            config: config(),
+            sha256: "ab".repeat(32),
+            size: 9,
+            memory_bytes: 27,
+        };
         assert_eq!(round_trip(load.clone()).unwrap(), load);
         let unload = UnloadModel { model: "clf".into(), version: 3 };
         assert_eq!(round_trip(unload.clone()).unwrap(), unload);

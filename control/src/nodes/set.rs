@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use maas_cluster::placement::CachedArtifacts;
+use maas_cluster::placement::{CachedArtifacts, Measured, Placement};
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -16,7 +16,7 @@ use crate::metrics;
 use maas_serving::models::ModelTable;
 use maas_serving::Replica;
 
-/// How long a node's status may take when asked for its cached artifacts.
+/// How long a node's status may take when asked what it holds.
 const STATUS_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest wait for a departing node's batches before its connection closes.
@@ -98,16 +98,24 @@ impl NodeSet {
         }
     }
 
-    /// The artifacts each linked node has in its cache, from the nodes'
-    /// live status; a node that does not answer within a second is left out.
-    pub async fn cached_artifacts(&self) -> CachedArtifacts {
+    /// What the linked nodes hold, from their live status: the artifacts
+    /// in each one's cache and what each loaded version was measured to
+    /// take. A node that does not answer within a second is left out.
+    pub async fn observe(&self) -> (CachedArtifacts, Measured) {
         let links: Vec<Arc<NodeLink>> = self.list().into_iter().filter(|l| l.is_up()).collect();
         let asked = links.iter().map(|link| async move {
             let status = tokio::time::timeout(STATUS_WITHIN, link.status()).await;
-            let status = status.ok()?.ok()?;
-            Some((link.name.clone(), status.cached_artifacts.into_iter().collect()))
+            Some((link.name.clone(), status.ok()?.ok()?))
         });
-        futures_util::future::join_all(asked).await.into_iter().flatten().collect()
+        let mut cached = CachedArtifacts::new();
+        let mut measured = Measured::new();
+        for (name, status) in futures_util::future::join_all(asked).await.into_iter().flatten() {
+            for model in status.models.iter().filter(|m| m.measured_bytes > 0) {
+                measured.insert(Placement::key(&model.name, model.version), model.measured_bytes);
+            }
+            cached.insert(name, status.cached_artifacts.into_iter().collect());
+        }
+        (cached, measured)
     }
 
     /// The link to `name`, if any.

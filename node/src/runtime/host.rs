@@ -25,10 +25,13 @@ struct LoadedVersion {
     queue: flume::Sender<Job>,
     instances: u32,
     sha256: Option<String>,
+    /// Counted against the budget.
     memory_bytes: u64,
+    /// What its load was measured to take (0: not measured).
+    measured_bytes: u64,
 }
 
-/// The estimated memory of `versions`, in bytes.
+/// The memory of `versions`, in bytes.
 fn memory_of(versions: &HashMap<(String, u64), LoadedVersion>) -> u64 {
     versions.values().map(|v| v.memory_bytes).sum()
 }
@@ -44,12 +47,16 @@ pub struct HostSettings {
     pub queue_capacity: usize,
     /// Load-testing mode: run no model, answer zeros after this long.
     pub simulate: Option<std::time::Duration>,
+    /// Memory offered to models, in bytes; no load takes the node past it.
+    pub memory_budget: u64,
 }
 
 /// Every loaded model version, keyed by name and version.
 pub struct ModelHost {
     versions: RwLock<HashMap<(String, u64), LoadedVersion>>,
     settings: HostSettings,
+    /// Held by the load or trial under way.
+    loading: tokio::sync::Mutex<()>,
 }
 
 fn load_failed(source: &ModelSource, message: String) -> NodeError {
@@ -64,7 +71,7 @@ fn load_failed(source: &ModelSource, message: String) -> NodeError {
 impl ModelHost {
     /// An empty host.
     pub fn new(settings: HostSettings) -> Arc<ModelHost> {
-        Arc::new(ModelHost { versions: RwLock::new(HashMap::new()), settings })
+        Arc::new(ModelHost { versions: RwLock::new(HashMap::new()), settings, loading: tokio::sync::Mutex::new(()) })
     }
 
     fn device_for(&self, source: &ModelSource) -> Result<Device, NodeError> {
@@ -74,10 +81,15 @@ impl ModelHost {
         }
     }
 
-    /// Loads a version with all its instances and waits until they are warm.
-    /// Loading a version already held from the same artifact does nothing.
-    pub async fn load(&self, source: ModelSource) -> Result<(), NodeError> {
+    /// Loads a version with all its instances and waits until they are
+    /// warm, counting `reserve` bytes (the configured figure or three times
+    /// the artifact when `None`) against the memory budget until the load
+    /// is measured. Loading a version already held from the same artifact
+    /// does nothing. Loads (and trials) on one node run one at a time, so
+    /// that each is measured alone.
+    pub async fn load(&self, source: ModelSource, reserve: Option<u64>) -> Result<(), NodeError> {
         let key = (source.config.name.clone(), source.version);
+        let _measured_alone = self.loading.lock().await;
         if let Some(existing) = self.versions.read().get(&key) {
             return if existing.sha256 == source.sha256 {
                 Ok(())
@@ -85,7 +97,65 @@ impl ModelHost {
                 Err(load_failed(&source, "a different artifact is already loaded under this version".into()))
             };
         }
+        let artifact_bytes = std::fs::metadata(&source.path).map(|m| m.len()).unwrap_or(0);
+        let reserve = reserve.unwrap_or_else(|| source.config.memory_needed(None, artifact_bytes));
+        self.check_room(&source, reserve, "needs")?;
         let device = self.device_for(&source)?;
+        let before = maas_process::allocated_bytes();
+        let (queue, instances) = self.start_instances(&source, device).await?;
+        // Loading and warm-up leave large temporaries free; give them back
+        // before measuring what the instances keep.
+        maas_process::release_free_memory();
+        let measured = match (before, maas_process::allocated_bytes()) {
+            // Weights at least are held; the rest is the allocator's count,
+            // which other models' batches running meanwhile can blur.
+            (Some(before), Some(after)) if device == Device::Cpu => {
+                Some(after.saturating_sub(before).max(artifact_bytes))
+            }
+            _ => None,
+        };
+        let memory_bytes = source.config.memory_needed(measured, artifact_bytes);
+        // Dropping `queue` on failure stops the instances.
+        self.check_room(&source, memory_bytes, "took")?;
+        tracing::info!(
+            model = %source.config.name, version = source.version, memory_bytes, measured_bytes = measured,
+            "version loaded and measured"
+        );
+        let mut versions = self.versions.write();
+        versions.entry(key).or_insert(LoadedVersion {
+            config: Arc::new(source.config.clone()),
+            queue,
+            instances,
+            sha256: source.sha256.clone(),
+            memory_bytes,
+            measured_bytes: measured.unwrap_or(0),
+        });
+        metrics::set_loaded_models(versions.len(), memory_of(&versions));
+        Ok(())
+    }
+
+    /// Refuses a version that would take the node past its budget.
+    fn check_room(&self, source: &ModelSource, bytes: u64, verb: &str) -> Result<(), NodeError> {
+        let used = self.memory_used_bytes();
+        let budget = self.settings.memory_budget;
+        if used.saturating_add(bytes) <= budget {
+            return Ok(());
+        }
+        Err(load_failed(
+            source,
+            format!(
+                "not enough memory: it {verb} {bytes} bytes and {} of the node's {budget}-byte budget are free",
+                budget.saturating_sub(used)
+            ),
+        ))
+    }
+
+    /// Starts a version's instances and waits until all are warm.
+    async fn start_instances(
+        &self,
+        source: &ModelSource,
+        device: Device,
+    ) -> Result<(flume::Sender<Job>, u32), NodeError> {
         let config = Arc::new(source.config.clone());
         let instances = self.settings.instances.unwrap_or(config.instance_count).max(1);
         let (queue, jobs) = flume::bounded(self.settings.queue_capacity);
@@ -100,33 +170,17 @@ impl ModelHost {
                 index,
                 simulate: self.settings.simulate,
             };
-            instance::spawn(spec, jobs.clone(), loaded).map_err(|e| load_failed(&source, e.to_string()))?;
+            instance::spawn(spec, jobs.clone(), loaded).map_err(|e| load_failed(source, e.to_string()))?;
             pending.push(ready);
         }
         drop(jobs);
         for ready in pending {
             let loaded =
-                ready.await.map_err(|_| load_failed(&source, "an instance thread ended while loading".into()))?;
+                ready.await.map_err(|_| load_failed(source, "an instance thread ended while loading".into()))?;
             // On failure, dropping `queue` stops the instances that did load.
-            loaded.map_err(|e| load_failed(&source, format!("{e:#}")))?;
+            loaded.map_err(|e| load_failed(source, format!("{e:#}")))?;
         }
-        // The same estimate placement uses: the configured figure, or three
-        // times the artifact's size.
-        let artifact_size = std::fs::metadata(&source.path).map(|m| m.len()).unwrap_or(0);
-        let memory_bytes = config.memory_bytes.unwrap_or(artifact_size.saturating_mul(3));
-        let mut versions = self.versions.write();
-        versions.entry(key).or_insert(LoadedVersion {
-            config,
-            queue,
-            instances,
-            sha256: source.sha256.clone(),
-            memory_bytes,
-        });
-        metrics::set_loaded_models(versions.len(), memory_of(&versions));
-        drop(versions);
-        // Loading and warm-up leave large temporaries free; give them back.
-        maas_process::release_free_memory();
-        Ok(())
+        Ok((queue, instances))
     }
 
     /// Loads one instance of a version, warms it up and drops it.
@@ -140,6 +194,7 @@ impl ModelHost {
             index: 0,
             simulate: self.settings.simulate,
         };
+        let _measured_alone = self.loading.lock().await;
         let result = tokio::task::spawn_blocking(move || instance::trial(&spec))
             .await
             .map_err(|e| load_failed(&source, format!("the trial load panicked: {e}")))?;
@@ -196,13 +251,15 @@ impl ModelHost {
                 version: *version,
                 queued: loaded.queue.len() as u64,
                 instances: loaded.instances,
+                memory_bytes: loaded.memory_bytes,
+                measured_bytes: loaded.measured_bytes,
             })
             .collect();
         loads.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         loads
     }
 
-    /// Memory the loaded versions are estimated to use, in bytes.
+    /// Memory the loaded versions hold, in bytes, as counted against the budget.
     pub fn memory_used_bytes(&self) -> u64 {
         memory_of(&self.versions.read())
     }
@@ -220,6 +277,7 @@ impl ModelHost {
                 instances: loaded.instances,
                 ready: true,
                 sha256: loaded.sha256.clone(),
+                memory_bytes: loaded.memory_bytes,
             })
             .collect();
         models.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));

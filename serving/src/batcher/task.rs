@@ -4,7 +4,8 @@
 //! handle, and whenever a replica slot is free asks the state for a batch
 //! and hands it to [`crate::dispatch`]. Requests past their deadline get a
 //! timeout; when no replica is up, every waiting request gets 503 at once,
-//! unless the version is loaded on demand: then they wait for a replica.
+//! unless the version is loaded on demand: then they wait for a replica
+//! (or get 503 once the leader finds that no node can hold one).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,9 +74,13 @@ async fn run(version: Arc<VersionShared>, policy: BatchPolicy, mut requests: mps
         }
         let capacity = version.replicas.capacity();
         if capacity == 0 {
-            if !version.loads_on_demand() {
+            let error = match version.loads_on_demand() {
+                true => version.cannot_load_error(),
+                false => Some(version.no_replica_error()),
+            };
+            if let Some(error) = error {
                 for request in state.drain() {
-                    request.fail(version.no_replica_error());
+                    request.fail(error.clone());
                 }
             }
             version.monitor.set_queued(state.len());

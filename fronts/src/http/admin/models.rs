@@ -151,6 +151,7 @@ async fn trial_load(state: &AppState, config: &ModelConfig, artifact: &maas_regi
         config: config.clone(),
         sha256: artifact.sha256.clone(),
         size: artifact.size,
+        memory_bytes: 0,
     };
     match link.check(load).await {
         Ok(Ok(())) => Ok(()),

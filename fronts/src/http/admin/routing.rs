@@ -1,10 +1,12 @@
-//! Aliases, rollback and traffic splits.
+//! Aliases, rollback and traffic splits. Moving an alias or the split to a
+//! version waits until that version is ready ([`super::rollout`]).
 
 use crate::http::error::HttpResult;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maas_api::{AliasDeleted, AliasRequest, AliasSet, RolledBack, SplitRequest, SplitSet};
 
 use super::parse_json;
+use super::rollout::move_when_ready;
 use crate::state::AppState;
 
 fn params(request: &HttpRequest) -> (String, String) {
@@ -16,9 +18,13 @@ fn params(request: &HttpRequest) -> (String, String) {
 pub async fn set_alias(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResult {
     let (model, alias) = params(&request);
     let body: AliasRequest = parse_json(&body)?;
-    state.registry.set_alias(&model, &alias, body.version).await?;
-    state.registry_changed().await;
-    Ok(HttpResponse::Ok().json(AliasSet { model, alias, version: body.version }))
+    let version = body.version;
+    let (name, alias_name) = (model.clone(), alias.clone());
+    move_when_ready(state, model.clone(), vec![version], move |state| async move {
+        state.registry.set_alias(&name, &alias_name, version).await
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(AliasSet { model, alias, version }))
 }
 
 /// `DELETE /v1/models/{m}/aliases/{a}`.
@@ -32,8 +38,12 @@ pub async fn delete_alias(state: web::Data<AppState>, request: HttpRequest) -> H
 /// `POST /v1/models/{m}/aliases/{a}/rollback`.
 pub async fn rollback(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
     let (model, alias) = params(&request);
-    let (from, to) = state.registry.rollback(&model, &alias).await?;
-    state.registry_changed().await;
+    let record = state.registry.get(&model).await?.record;
+    let previous = record.aliases.get(&alias).and_then(|a| a.history.last().copied());
+    let (name, alias_name) = (model.clone(), alias.clone());
+    let rollback = move |state: web::Data<AppState>| async move { state.registry.rollback(&name, &alias_name).await };
+    // With no previous target the registry's own error answers.
+    let (from, to) = move_when_ready(state, model.clone(), previous.into_iter().collect(), rollback).await?;
     Ok(HttpResponse::Ok().json(RolledBack { model, alias, from, version: to }))
 }
 
@@ -41,8 +51,13 @@ pub async fn rollback(state: web::Data<AppState>, request: HttpRequest) -> HttpR
 pub async fn set_split(state: web::Data<AppState>, request: HttpRequest, body: web::Bytes) -> HttpResult {
     let (model, _) = params(&request);
     let body: SplitRequest = parse_json(&body)?;
-    let split = body.split.iter().map(|s| maas_registry::SplitEntry { version: s.version, weight: s.weight }).collect();
-    state.registry.set_split(&model, split).await?;
-    state.registry_changed().await;
+    let split: Vec<_> =
+        body.split.iter().map(|s| maas_registry::SplitEntry { version: s.version, weight: s.weight }).collect();
+    let versions = split.iter().map(|s| s.version).collect();
+    let name = model.clone();
+    move_when_ready(state, model.clone(), versions, move |state| async move {
+        state.registry.set_split(&name, split).await
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(SplitSet { model, split: body.split }))
 }

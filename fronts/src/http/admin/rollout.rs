@@ -1,0 +1,111 @@
+//! Rollouts that wait for readiness. Before an alias or the split moves to
+//! a version, the version is staged in the registry, so that placement and
+//! the reconciler load it like the versions it is about to replace; the move
+//! waits until this coordinator has it ready (warm) on as many replicas as
+//! its `replicas.min` asks, then happens in one registry write, so every
+//! request routed after it reaches a ready version. A version loaded on
+//! demand needs no replica first. One that is not ready within
+//! [`READY_WITHIN`] is unstaged and the alias or split stays where it was.
+//!
+//! The wait and the move run in a task of their own: a client that stops
+//! waiting neither cancels the move nor leaves the version staged.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use maas_registry::RegistryResult;
+use maas_serving::ServeError;
+
+use crate::http::error::HttpError;
+use crate::state::AppState;
+
+/// The longest a move waits for its target to be ready.
+pub const READY_WITHIN: Duration = Duration::from_secs(120);
+
+/// How often readiness is looked at.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Makes `versions` of `model` ready, then runs `make_move` with the
+/// state; answers what the move answers.
+pub async fn move_when_ready<T, F, Fut>(
+    state: web::Data<AppState>,
+    model: String,
+    versions: Vec<u64>,
+    make_move: F,
+) -> Result<T, HttpError>
+where
+    T: Send + 'static,
+    F: FnOnce(web::Data<AppState>) -> Fut + Send + 'static,
+    Fut: Future<Output = RegistryResult<T>> + Send,
+{
+    let task = tokio::spawn(async move {
+        let staged = stage_unready(&state, &model, &versions).await?;
+        let moved = match wait_ready(&state, &model, &versions).await {
+            Ok(()) => make_move(state.clone()).await.map_err(HttpError::from),
+            Err(error) => Err(error),
+        };
+        if moved.is_err() {
+            unstage(&state, &model, &staged).await;
+        }
+        state.registry_changed().await;
+        moved
+    });
+    task.await.map_err(|error| HttpError(ServeError::Internal(format!("the rollout task failed: {error}"))))?
+}
+
+/// Stages the versions not ready yet; returns them.
+async fn stage_unready(state: &AppState, model: &str, versions: &[u64]) -> Result<Vec<u64>, HttpError> {
+    let mut staged = Vec::new();
+    for &version in versions {
+        if shortfall(state, model, version).is_none() {
+            continue;
+        }
+        state.registry.stage(model, version, true).await?;
+        staged.push(version);
+    }
+    if !staged.is_empty() {
+        tracing::info!(%model, versions = ?staged, "staged for a rollout; waiting until ready");
+        state.registry_changed().await;
+    }
+    Ok(staged)
+}
+
+/// Unstages what a rollout that did not happen staged.
+async fn unstage(state: &AppState, model: &str, staged: &[u64]) {
+    for &version in staged {
+        if let Err(error) = state.registry.stage(model, version, false).await {
+            tracing::warn!(%model, version, %error, "could not unstage a version");
+        }
+    }
+}
+
+/// Waits until every one of `versions` is ready, or says which is not.
+async fn wait_ready(state: &AppState, model: &str, versions: &[u64]) -> Result<(), HttpError> {
+    let started = Instant::now();
+    loop {
+        let missing: Vec<String> = versions.iter().filter_map(|&v| shortfall(state, model, v)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if started.elapsed() >= READY_WITHIN {
+            return Err(HttpError(ServeError::Unavailable(format!(
+                "nothing moved: {} within {} s",
+                missing.join("; "),
+                READY_WITHIN.as_secs()
+            ))));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Why `version` of `model` cannot take traffic yet, or `None` once it can.
+fn shortfall(state: &AppState, model: &str, version: u64) -> Option<String> {
+    let table = state.inference.table();
+    let Ok(found) = table.resolve(model, Some(&version.to_string())) else {
+        return Some(format!("version {version} of model '{model}' is not loaded yet"));
+    };
+    let min = found.shared.config.replicas.min as usize;
+    let ready = found.shared.replicas.ready_count();
+    (ready < min).then(|| format!("version {version} of model '{model}' is ready on {ready} of {min} replicas"))
+}
