@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod monitoring;
 mod output;
+mod replicas;
 mod rollout;
 mod tenants;
 mod usage;
@@ -363,6 +364,7 @@ async fn run(cli: Cli) -> Result<()> {
                 })
                 .collect();
             table(&["MODEL", "VERSION", "STATE", "REASON"], &rows);
+            replicas::print_replicas(&client).await?;
         }
         Command::Nodes => {
             let cluster: ClusterStatus = client.get_as("/v1/cluster").await?;

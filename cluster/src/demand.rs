@@ -21,12 +21,19 @@ pub struct Want {
     pub busy: bool,
     /// When a request for it last arrived, in seconds since the Unix epoch.
     pub last_used_s: u64,
+    /// Requests for it in flight.
+    #[serde(default)]
+    pub in_flight: u32,
 }
 
 impl Want {
     /// What two coordinators' wants of one version add up to.
     pub fn merge(self, other: Want) -> Want {
-        Want { busy: self.busy || other.busy, last_used_s: self.last_used_s.max(other.last_used_s) }
+        Want {
+            busy: self.busy || other.busy,
+            last_used_s: self.last_used_s.max(other.last_used_s),
+            in_flight: self.in_flight.saturating_add(other.in_flight),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod coordinators;
 pub mod demand;
 mod membership;
 pub mod placement;
+pub mod scaling;
 
 pub use coordinators::{keep_coordinator_registered, watch_coordinators};
 pub use membership::{keep_registered, node_key, watch_nodes, NodeInfo};

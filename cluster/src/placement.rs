@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use maas_registry::ModelRecord;
 
 use crate::demand::Demand;
+use crate::scaling::Scaled;
 use crate::NodeInfo;
 
 /// The nodes of one version, or why it has too few.
@@ -40,11 +41,21 @@ pub struct Assignment {
     /// A replica needs more memory than any live node offers in all.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fits_no_node: bool,
+    /// The last scaling decision that set `wanted`, with its reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<String>,
 }
 
 impl Assignment {
     fn new(nodes: Vec<String>, item: &Item) -> Assignment {
-        Assignment { nodes, wanted: item.wanted, memory_bytes: item.memory, unplaceable: None, fits_no_node: false }
+        Assignment {
+            nodes,
+            wanted: item.wanted,
+            memory_bytes: item.memory,
+            unplaceable: None,
+            fits_no_node: false,
+            scaling: item.scaling.clone(),
+        }
     }
 }
 
@@ -95,6 +106,8 @@ pub struct Observed {
     pub demand: Demand,
     /// Measured memory of the versions some node holds or held.
     pub measured: Measured,
+    /// Replicas of the versions that scale with load ([`crate::scaling`]).
+    pub scaled: BTreeMap<String, Scaled>,
 }
 
 /// One version to place.
@@ -102,6 +115,7 @@ struct Item {
     key: String,
     wanted: u32,
     memory: u64,
+    scaling: Option<String>,
 }
 
 /// How a version loaded on demand ranks when memory is short: replicas
@@ -117,12 +131,13 @@ enum Rank {
 
 /// Computes assignments for every version to load over the live `nodes`.
 ///
-/// Versions with `replicas.min` above zero come first: every current
+/// Versions with `replicas.min` above zero come first, with the replicas
+/// scaling asks for (`observed.scaled`, else `min`): every current
 /// assignment that still fits is kept, then new replicas go (largest
 /// versions first) to the nodes with the fewest replicas, then to those
 /// already holding the artifact (per `observed.cached`), then to those with
 /// the most free memory. Versions loaded on demand then share what is
-/// left, one replica each, in [`Rank`] order: one that does not fit is
+/// left, one replica each (or as scaling asks), in [`Rank`] order: one that does not fit is
 /// evicted (an idle one) or waits for room (a wanted one). A version on
 /// demand that nobody wants has no assignment.
 pub fn plan(
@@ -139,8 +154,11 @@ pub fn plan(
             let key = Placement::key(&record.name, version);
             let memory = memory_needed(record, version, &observed.measured);
             let range = record.versions[&version].config.replicas;
+            let scaled = observed.scaled.get(&key);
+            let scaling = scaled.and_then(|s| s.reason.clone());
             if range.min > 0 {
-                required.push(Item { key, wanted: range.min, memory });
+                let wanted = scaled.map_or(range.min, |s| s.replicas.clamp(range.min, range.max));
+                required.push(Item { key, wanted, memory, scaling });
                 continue;
             }
             let Some(want) = observed.demand.get(&key) else { continue };
@@ -151,7 +169,8 @@ pub fn plan(
                 (false, true) => Rank::Idle,
                 (false, false) => continue,
             };
-            on_demand.push((rank, want.last_used_s, Item { key, wanted: range.max.min(1), memory }));
+            let wanted = scaled.map_or(1, |s| s.replicas).clamp(1, range.max);
+            on_demand.push((rank, want.last_used_s, Item { key, wanted, memory, scaling }));
         }
     }
     let mut result: BTreeMap<String, Assignment> = BTreeMap::new();
@@ -490,7 +509,7 @@ mod tests {
         assert!(!idle.contains_key("cold/1"), "nobody wants it: {idle:?}");
         assert_eq!(idle["warm/1"].nodes.len(), 1, "min 1 is placed regardless");
         let wanted = Observed {
-            demand: [("cold/1".to_string(), Want { busy: true, last_used_s: 1 })].into(),
+            demand: [("cold/1".to_string(), Want { busy: true, last_used_s: 1, in_flight: 1 })].into(),
             ..Default::default()
         };
         let busy = plan(&records, &nodes, &Placement::default(), &wanted);
@@ -519,7 +538,9 @@ mod tests {
     fn demand(entries: &[(&str, bool, u64)]) -> Observed {
         let demand = entries
             .iter()
-            .map(|(version, busy, last_used_s)| (version.to_string(), Want { busy: *busy, last_used_s: *last_used_s }))
+            .map(|(version, busy, last_used_s)| {
+                (version.to_string(), Want { busy: *busy, last_used_s: *last_used_s, in_flight: u32::from(*busy) })
+            })
             .collect();
         Observed { demand, ..Observed::default() }
     }

@@ -1,8 +1,9 @@
 //! This coordinator's demand for versions loaded on demand: every quarter
 //! second, and at once when a request starts waiting for a cold version,
 //! the versions with `replicas.min: 0` that have a request in flight or
-//! served one within the idle time, with when each was last used, are
-//! published for the leader
+//! served one within the idle time, and the versions that may scale with
+//! requests in flight, each with when it was last used and how many are in
+//! flight, are published for the leader
 //! ([`maas_cluster::demand`]).
 
 use std::sync::Arc;
@@ -33,13 +34,14 @@ pub fn spawn_demand_reporting(
         loop {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
             let wanted: Demand = table
-                .wanted_on_demand(idle_after)
+                .wanted_versions(idle_after)
                 .into_iter()
                 .map(|wanted| {
                     // Whole seconds, so that steady traffic does not rewrite
                     // the report on every tick.
                     let last_used_s = now.saturating_sub(wanted.idle_for).as_secs();
-                    (Placement::key(&wanted.name, wanted.version), Want { busy: wanted.busy, last_used_s })
+                    let want = Want { busy: wanted.in_flight > 0, last_used_s, in_flight: wanted.in_flight };
+                    (Placement::key(&wanted.name, wanted.version), want)
                 })
                 .collect();
             sender.send_if_modified(|current| {

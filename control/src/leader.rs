@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use maas_cluster::demand::Demand;
 use maas_cluster::placement::{self, Measured, Observed, Placement};
+use maas_cluster::scaling::{Scaler, ScalingSettings};
 use maas_cluster::NodeInfo;
 use maas_registry::etcd_client::Client;
 use maas_registry::{ModelRecord, Registry};
@@ -45,6 +46,8 @@ pub struct ClusterSettings {
     pub prefix: String,
     /// Lease of the election key.
     pub lease_ttl: Duration,
+    /// How quickly replicas follow load.
+    pub scaling: ScalingSettings,
 }
 
 /// Starts following membership and placement, and campaigning.
@@ -126,6 +129,7 @@ async fn lead(mut client: Client, settings: ClusterSettings, inputs: LeaderInput
         let mut demand = demand.clone();
         let mut lost = leadership.lost.clone();
         let mut measured = Measured::new();
+        let mut scaler = Scaler::default();
         while !*lost.borrow() {
             // Only nodes this coordinator could link to (their certificate
             // matches their name and our CA) get replicas.
@@ -138,7 +142,7 @@ async fn lead(mut client: Client, settings: ClusterSettings, inputs: LeaderInput
                 .collect();
             let wanted = demand.borrow_and_update().clone();
             let inputs = PlaceInputs { registry: &registry, nodes: &members, node_set: &node_set, demand: &wanted };
-            match place(&mut client, &settings, inputs, &leadership.key, &mut measured).await {
+            match place(&mut client, &settings, inputs, &leadership.key, (&mut measured, &mut scaler)).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("the placement write was fenced off: leadership is gone");
@@ -171,13 +175,13 @@ struct PlaceInputs<'a> {
 /// Recomputes the placement and writes it if it changed; false when fenced.
 /// Memory measured by the nodes is remembered in `measured` (for as long
 /// as the version is registered), so that a version's figure outlives its
-/// replicas.
+/// replicas; `scaler` follows each scalable version's load across rounds.
 async fn place(
     client: &mut Client,
     settings: &ClusterSettings,
     inputs: PlaceInputs<'_>,
     key: &maas_registry::etcd_client::LeaderKey,
-    measured: &mut Measured,
+    (measured, scaler): (&mut Measured, &mut Scaler),
 ) -> anyhow::Result<bool> {
     let PlaceInputs { registry, nodes, node_set, demand } = inputs;
     let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
@@ -187,7 +191,8 @@ async fn place(
     let registered: BTreeSet<String> =
         records.iter().flat_map(|r| r.versions.keys().map(|v| Placement::key(&r.name, *v))).collect();
     measured.retain(|version, _| registered.contains(version));
-    let observed = Observed { cached, demand: demand.clone(), measured: measured.clone() };
+    let scaled = scaler.decide(&records, &current, demand, settings.scaling, std::time::Instant::now());
+    let observed = Observed { cached, demand: demand.clone(), measured: measured.clone(), scaled };
     let assignments = placement::plan(&records, nodes, &current, &observed);
     if assignments == current.assignments && current.leader == settings.name {
         return Ok(true);
@@ -216,7 +221,12 @@ fn record_evictions(records: &[ModelRecord], current: &Placement, next: &Placeme
             }
             let key = Placement::key(&record.name, version);
             let Some(before) = current.assignments.get(&key) else { continue };
-            let after = next.assignments.get(&key).map(|a| a.nodes.as_slice()).unwrap_or_default();
+            let next_assignment = next.assignments.get(&key);
+            // Fewer replicas by scaling down is not an eviction.
+            if next_assignment.is_some_and(|a| !a.nodes.is_empty() && a.nodes.len() >= a.wanted as usize) {
+                continue;
+            }
+            let after = next_assignment.map(|a| a.nodes.as_slice()).unwrap_or_default();
             for node in before.nodes.iter().filter(|n| !after.contains(n)) {
                 let reason = if demand.contains_key(&key) { "memory" } else { "idle" };
                 tracing::info!(version = %key, node = %node, reason, "evicted");

@@ -74,6 +74,16 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_COORDINATOR_IDLE_UNLOAD_SECONDS", default_value_t = 300)]
     pub idle_unload_seconds: u64,
 
+    /// Seconds a version's requests in flight per replica must stay above
+    /// its target before the leader adds a replica (up to `replicas.max`).
+    #[arg(long, env = "MAAS_COORDINATOR_SCALE_UP_SECONDS", default_value_t = 3)]
+    pub scale_up_seconds: u64,
+
+    /// Seconds a version's load must fit in one replica fewer (at half its
+    /// target) before the leader removes one (down to `replicas.min`).
+    #[arg(long, env = "MAAS_COORDINATOR_SCALE_DOWN_SECONDS", default_value_t = 60)]
+    pub scale_down_seconds: u64,
+
     /// Freed memory each allocator heap keeps for reuse, MiB; requests
     /// larger than this are given back to the system as soon as they are
     /// done. More saves page faults under large batches, less returns a

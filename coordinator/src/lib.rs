@@ -71,6 +71,10 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
                 name: config.name.clone(),
                 prefix: config.etcd.prefix.clone(),
                 lease_ttl: std::time::Duration::from_secs(config.lease_ttl_seconds),
+                scaling: maas_cluster::scaling::ScalingSettings {
+                    up_after: std::time::Duration::from_secs(config.scale_up_seconds),
+                    down_after: std::time::Duration::from_secs(config.scale_down_seconds),
+                },
             };
             tracing::info!("cluster mode: nodes from etcd membership, placement by the leader");
             maas_control::demand::spawn_demand_reporting(

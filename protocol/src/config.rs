@@ -126,11 +126,16 @@ pub struct ReplicaRange {
     pub min: u32,
     /// Upper bound.
     pub max: u32,
+    /// Requests in flight per replica above which a replica is added (and
+    /// below half of which, over one replica fewer, one is removed);
+    /// `instance_count * max_batch_size` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_in_flight: Option<u32>,
 }
 
 impl Default for ReplicaRange {
     fn default() -> Self {
-        ReplicaRange { min: 1, max: 1 }
+        ReplicaRange { min: 1, max: 1, target_in_flight: None }
     }
 }
 
@@ -149,6 +154,14 @@ pub const MAX_INSTANCES: u32 = 64;
 pub const MAX_WARMUP_SIZES: usize = 16;
 
 impl ModelConfig {
+    /// Requests in flight per replica that replicas are added above.
+    pub fn target_in_flight(&self) -> u32 {
+        self.replicas
+            .target_in_flight
+            .unwrap_or_else(|| self.instance_count.saturating_mul(self.max_batch_size.max(1)))
+            .max(1)
+    }
+
     /// Memory a replica is counted as holding, in bytes: what it was
     /// measured to take (or the configured figure, if larger), and before
     /// any measurement the configured figure or three times the artifact.

@@ -37,7 +37,12 @@ impl Activity {
 
     /// Whether requests are in flight now (waiting ones included).
     pub fn is_busy(&self) -> bool {
-        self.in_flight.load(Ordering::Relaxed) > 0
+        self.in_flight() > 0
+    }
+
+    /// Requests in flight now (waiting ones included).
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// How long ago the last request arrived, if any did.

@@ -25,15 +25,15 @@ use crate::metrics::VersionMetrics;
 use crate::replica::Replica;
 use crate::version::{ReplicaSet, VersionShared};
 
-/// A version loaded on demand that this coordinator wants loaded.
+/// A version this coordinator wants loaded, or more replicas of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WantedVersion {
     /// Model name.
     pub name: String,
     /// Version number.
     pub version: u64,
-    /// Requests for it are in flight now (some may wait for a replica).
-    pub busy: bool,
+    /// Requests for it in flight now (some may wait for a replica).
+    pub in_flight: u32,
     /// How long ago its last request arrived.
     pub idle_for: Duration,
 }
@@ -209,19 +209,27 @@ impl ModelTable {
         self.models.read().values().flat_map(|versions| versions.values().cloned()).collect()
     }
 
-    /// The versions loaded on demand that are wanted now: a request for one
-    /// is in flight, or one arrived within `idle_after`.
-    pub fn wanted_on_demand(&self, idle_after: Duration) -> Vec<WantedVersion> {
+    /// The versions whose load the placement follows: those loaded on
+    /// demand that are wanted now (a request for one is in flight, or one
+    /// arrived within `idle_after`), and those with room to scale
+    /// (`replicas.max` above `min`) that have requests in flight.
+    pub fn wanted_versions(&self, idle_after: Duration) -> Vec<WantedVersion> {
         let now = std::time::Instant::now();
         self.models
             .read()
             .values()
             .flat_map(|versions| versions.values())
-            .filter(|v| v.shared.loads_on_demand() && v.shared.activity.is_wanted(idle_after, now))
+            .filter(|v| {
+                let (shared, range) = (&v.shared, v.shared.config.replicas);
+                match shared.loads_on_demand() {
+                    true => shared.activity.is_wanted(idle_after, now),
+                    false => range.max > range.min && shared.activity.is_busy(),
+                }
+            })
             .map(|v| WantedVersion {
                 name: v.shared.name.clone(),
                 version: v.shared.version,
-                busy: v.shared.activity.is_busy(),
+                in_flight: v.shared.activity.in_flight(),
                 idle_for: v.shared.activity.idle_for(now).unwrap_or_default(),
             })
             .collect()

@@ -73,8 +73,12 @@ async fn deploying_under_load_moves_the_alias_only_once_the_new_version_is_ready
     let position =
         |start: &str| lines.iter().position(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no '{start}'"));
     assert!(position("uploaded: sha256") < position("checked and published: ranker version 2"));
-    assert!(position("checked and published") < position("loading on 1 node(s): node-0"));
-    assert!(position("loading on 1 node(s)") < position("ready; alias production moved to version 2"));
+    let (published, ready) =
+        (position("checked and published"), position("ready; alias production moved to version 2"));
+    assert!(published < ready);
+    // Progress is shown at once, then as it changes.
+    let progress = ["waiting for placement", "loading on 1 node(s): node-0"];
+    assert!(lines[published + 1..ready].iter().any(|l| progress.contains(l)), "no progress shown");
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
