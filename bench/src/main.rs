@@ -7,6 +7,7 @@
 //!                  --encoding json,binary,grpc,grpc-stream --grpc-url http://127.0.0.1:9000
 //! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
 //! maas-bench placement --versions 10,100,1000 --nodes 10,100
+//! maas-bench zipf --url http://127.0.0.1:8000 --artifacts .maas/bench-mlps --models 1000
 //! ```
 //!
 //! Every run is bounded in time; HTTP load is closed-loop (each client sends
@@ -20,6 +21,7 @@ mod plot;
 mod quic;
 mod raw;
 mod report;
+mod zipf;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +46,33 @@ enum Command {
     Suite(SuiteArgs),
     /// Time of the leader's placement with many versions and nodes.
     Placement(PlacementArgs),
+    /// Many models loaded on demand under Zipf-distributed traffic.
+    Zipf(ZipfArgs),
+}
+
+#[derive(Args, Clone)]
+struct ZipfArgs {
+    /// Coordinator base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// File holding the admin token.
+    #[arg(long, default_value = ".maas/coordinator/admin.token")]
+    token_file: PathBuf,
+    /// Folder of MLP artifacts (`bench/make_mlps.py` writes them).
+    #[arg(long, default_value = ".maas/bench-mlps")]
+    artifacts: PathBuf,
+    /// Versions to publish and call.
+    #[arg(long, default_value_t = 1000)]
+    models: usize,
+    /// Zipf exponent of the traffic over the models.
+    #[arg(long, default_value_t = 1.1)]
+    exponent: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of traffic.
+    #[arg(long, default_value_t = 180.0)]
+    seconds: f64,
 }
 
 #[derive(Args, Clone)]
@@ -149,6 +178,19 @@ fn main() -> Result<()> {
             let grid: Vec<(usize, usize)> =
                 args.versions.iter().flat_map(|v| args.nodes.iter().map(move |n| (*v, *n))).collect();
             print!("{}", placement::table(&placement::measure(&grid, args.rounds)?));
+        }
+        Command::Zipf(args) => {
+            let token = std::fs::read_to_string(&args.token_file)?.trim().to_string();
+            let settings = zipf::ZipfSettings {
+                url: args.url,
+                token,
+                artifacts: args.artifacts,
+                models: args.models,
+                exponent: args.exponent,
+                clients: args.clients,
+                seconds: args.seconds,
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(zipf::run(settings))?;
         }
         Command::Suite(args) => {
             let raw = run_raw(&args.raw)?;

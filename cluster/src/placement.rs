@@ -23,7 +23,6 @@ use tokio::sync::watch;
 use maas_registry::ModelRecord;
 
 use crate::demand::Demand;
-use crate::scaling::Scaled;
 use crate::NodeInfo;
 
 /// The nodes of one version, or why it has too few.
@@ -106,8 +105,18 @@ pub struct Observed {
     pub demand: Demand,
     /// Measured memory of the versions some node holds or held.
     pub measured: Measured,
-    /// Replicas of the versions that scale with load ([`crate::scaling`]).
+    /// Replicas of the versions that scale with load (decided by the
+    /// leader's scaler), by placement key.
     pub scaled: BTreeMap<String, Scaled>,
+}
+
+/// The replicas a version should have, and why that last changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaled {
+    /// Replicas wanted.
+    pub replicas: u32,
+    /// The last decision that changed them, if any.
+    pub reason: Option<String>,
 }
 
 /// One version to place.

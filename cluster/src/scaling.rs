@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use maas_registry::ModelRecord;
 
 use crate::demand::Demand;
-use crate::placement::Placement;
+use crate::placement::{Placement, Scaled};
 
 /// How quickly replicas follow load.
 #[derive(Debug, Clone, Copy)]
@@ -23,15 +23,6 @@ pub struct ScalingSettings {
     pub up_after: Duration,
     /// How long load must fit in fewer replicas before one is removed.
     pub down_after: Duration,
-}
-
-/// The replicas a version should have, and why it last changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scaled {
-    /// Replicas wanted.
-    pub replicas: u32,
-    /// The last decision that changed them, if any.
-    pub reason: Option<String>,
 }
 
 /// Since when a version's load has been above its target, or low enough

@@ -26,20 +26,19 @@ struct Second {
     latency_ns: u64,
     batches: u64,
     rows: u64,
-    latencies: hdrhistogram::Histogram<u64>,
+    /// Made at the second's first answer: an idle version holds none.
+    latencies: Option<hdrhistogram::Histogram<u64>>,
 }
 
 impl Second {
     fn new() -> Second {
-        Second {
-            requests: 0,
-            errors: 0,
-            latency_ns: 0,
-            batches: 0,
-            rows: 0,
-            latencies: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
-        }
+        Second { requests: 0, errors: 0, latency_ns: 0, batches: 0, rows: 0, latencies: None }
     }
+}
+
+/// A histogram of latencies in microseconds, up to an hour.
+fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
 }
 
 /// One finished second, kept for the live view.
@@ -48,7 +47,7 @@ struct SecondSummary {
     errors: u64,
     batches: u64,
     rows: u64,
-    latencies: hdrhistogram::Histogram<u64>,
+    latencies: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// A live view over the last seconds.
@@ -163,7 +162,7 @@ impl VersionMonitor {
         if ok {
             let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
             second.latency_ns += ns;
-            let _ = second.latencies.record((ns / 1000).max(1));
+            let _ = second.latencies.get_or_insert_with(latency_histogram).record((ns / 1000).max(1));
         } else {
             second.errors += 1;
         }
@@ -217,6 +216,11 @@ impl VersionMonitor {
         let mean_latency = (successes > 0).then(|| finished.latency_ns as f64 * 1e-9 / successes as f64);
         let summary = (finished.requests, finished.errors, mean_latency);
         let mut recent = self.recent.lock();
+        // An idle version keeps no seconds at all.
+        if finished.requests == 0 && finished.batches == 0 && recent.iter().all(|s| s.requests == 0 && s.batches == 0) {
+            recent.clear();
+            return summary;
+        }
         recent.push_back(SecondSummary {
             requests: finished.requests,
             errors: finished.errors,
@@ -238,9 +242,9 @@ impl VersionMonitor {
         let errors: u64 = recent.iter().map(|s| s.errors).sum();
         let batches: u64 = recent.iter().map(|s| s.batches).sum();
         let rows: u64 = recent.iter().map(|s| s.rows).sum();
-        let mut latencies = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds");
-        for second in recent.iter() {
-            let _ = latencies.add(&second.latencies);
+        let mut latencies = latency_histogram();
+        for second in recent.iter().filter_map(|s| s.latencies.as_ref()) {
+            let _ = latencies.add(second);
         }
         let quantile = |q: f64| (!latencies.is_empty()).then(|| latencies.value_at_quantile(q) as f64 * 1e-6);
         let (in_flight, queued) = self.load();

@@ -3,7 +3,8 @@
 //! two nodes with room for ten each. A request to every one of them is
 //! answered correctly, the nodes stay within their memory budgets the whole
 //! time, the leader evicts the least recently used versions to make room,
-//! and no request fails.
+//! and no request fails. Idle, the 200 versions cost the coordinator little
+//! memory.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -70,6 +71,7 @@ async fn two_hundred_versions_on_demand_share_nodes_with_room_for_twenty() {
     let cluster = Arc::new(cluster);
     let sha = upload(&cluster, example_artifact("mlp", 1)).await.unwrap();
     let names: Vec<String> = (0..MODELS).map(|i| format!("m{i:03}")).collect();
+    let rss_before = cluster.coordinator().rss_kib().unwrap();
     let published = std::time::Instant::now();
     futures_util::stream::iter(&names)
         .map(|name| {
@@ -85,6 +87,12 @@ async fn two_hundred_versions_on_demand_share_nodes_with_room_for_twenty() {
         .collect::<Vec<()>>()
         .await;
     println!("published {MODELS} versions in {:.1} s", published.elapsed().as_secs_f64());
+    // Idle versions cost the coordinator little: no histograms until traffic.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_idle = cluster.coordinator().rss_kib().unwrap();
+    let per_version_kib = rss_idle.saturating_sub(rss_before) as f64 / MODELS as f64;
+    println!("coordinator RSS {rss_before} KiB before, {rss_idle} KiB with {MODELS} idle versions: {per_version_kib:.1} KiB each");
+    assert!(per_version_kib < 100.0, "an idle version costs the coordinator {per_version_kib:.1} KiB");
 
     let peaks = Arc::new(Peaks::default());
     let stop = Arc::new(AtomicBool::new(false));
