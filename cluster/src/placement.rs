@@ -77,7 +77,12 @@ impl Placement {
 
     /// Whether `node` should hold `model` / `version`.
     pub fn places(&self, model: &str, version: u64, node: &str) -> bool {
-        self.assignments.get(&Self::key(model, version)).is_some_and(|a| a.nodes.iter().any(|n| n == node))
+        self.places_key(&Self::key(model, version), node)
+    }
+
+    /// Whether `node` should hold the version of placement key `key`.
+    pub fn places_key(&self, key: &str, node: &str) -> bool {
+        self.assignments.get(key).is_some_and(|a| a.nodes.iter().any(|n| n == node))
     }
 }
 
@@ -95,6 +100,10 @@ pub type CachedArtifacts = BTreeMap<String, BTreeSet<String>>;
 /// Memory one replica of a version was measured to take, by placement key.
 pub type Measured = BTreeMap<String, u64>;
 
+/// What each node holds now and the memory each version counts there, by
+/// node and placement key.
+pub type Held = BTreeMap<String, BTreeMap<String, u64>>;
+
 /// What placement learns from the live cluster, beside the registry and
 /// the nodes' budgets.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +114,8 @@ pub struct Observed {
     pub demand: Demand,
     /// Measured memory of the versions some node holds or held.
     pub measured: Measured,
+    /// What the nodes hold now.
+    pub held: Held,
     /// Replicas of the versions that scale with load (decided by the
     /// leader's scaler), by placement key.
     pub scaled: BTreeMap<String, Scaled>,
@@ -156,6 +167,7 @@ pub fn plan(
     observed: &Observed,
 ) -> BTreeMap<String, Assignment> {
     let mut room = Room::new(nodes, records, &observed.cached);
+    room.hold_unplaced(current, &observed.held);
     let mut required: Vec<Item> = Vec::new();
     let mut on_demand: Vec<(Rank, u64, Item)> = Vec::new();
     for record in records {
@@ -232,6 +244,20 @@ impl<'a> Room<'a> {
             replicas: nodes.keys().map(|name| (name.as_str(), 0)).collect(),
             digests,
             cached,
+        }
+    }
+
+    /// Takes the room of what nodes hold outside `current` (models from a
+    /// node's own repository, versions in their unload grace): placement
+    /// cannot give it away until they are gone.
+    fn hold_unplaced(&mut self, current: &Placement, held: &Held) {
+        for (node, versions) in held {
+            let Some(free) = self.free.get_mut(node.as_str()) else { continue };
+            for (key, bytes) in versions {
+                if !current.places_key(key, node) {
+                    *free = free.saturating_sub(*bytes);
+                }
+            }
         }
     }
 
@@ -602,5 +628,15 @@ mod tests {
         // Measured above its configured 10 bytes, it fits only on `a`.
         assert_eq!(plan["small/1"].memory_bytes, 25, "{plan:?}");
         assert_eq!(plan["small/1"].nodes, vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn what_a_node_holds_outside_the_placement_takes_its_room() {
+        let nodes: BTreeMap<_, _> = [node("a", 30), node("b", 30)].into_iter().collect();
+        let records = vec![model("m", 1, 20)];
+        // `a` holds 15 bytes of models from its own repository.
+        let held: Held = [("a".to_string(), [("preloaded/1".to_string(), 15)].into())].into();
+        let plan = plan(&records, &nodes, &Placement::default(), &Observed { held, ..Observed::default() });
+        assert_eq!(plan["m/1"].nodes, vec!["b".to_string()], "{plan:?}");
     }
 }

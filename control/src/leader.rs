@@ -186,13 +186,13 @@ async fn place(
     let PlaceInputs { registry, nodes, node_set, demand } = inputs;
     let records: Vec<_> = registry.list().await?.into_iter().map(|s| s.record).collect();
     let current = placement::read_placement(client, &settings.prefix).await?;
-    let (cached, fresh) = node_set.observe().await;
+    let (cached, fresh, held) = node_set.observe().await;
     measured.extend(fresh);
     let registered: BTreeSet<String> =
         records.iter().flat_map(|r| r.versions.keys().map(|v| Placement::key(&r.name, *v))).collect();
     measured.retain(|version, _| registered.contains(version));
     let scaled = scaler.decide(&records, &current, demand, settings.scaling, std::time::Instant::now());
-    let observed = Observed { cached, demand: demand.clone(), measured: measured.clone(), scaled };
+    let observed = Observed { cached, demand: demand.clone(), measured: measured.clone(), scaled, held };
     let assignments = placement::plan(&records, nodes, &current, &observed);
     if assignments == current.assignments && current.leader == settings.name {
         return Ok(true);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use maas_cluster::placement::{CachedArtifacts, Measured, Placement};
+use maas_cluster::placement::{CachedArtifacts, Held, Measured, Placement};
 use parking_lot::RwLock;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -99,9 +99,9 @@ impl NodeSet {
     }
 
     /// What the linked nodes hold, from their live status: the artifacts
-    /// in each one's cache and what each loaded version was measured to
-    /// take. A node that does not answer within a second is left out.
-    pub async fn observe(&self) -> (CachedArtifacts, Measured) {
+    /// in each one's cache, what each loaded version was measured to take,
+    /// and the memory each version counts on each node. A node that does not answer within a second is left out.
+    pub async fn observe(&self) -> (CachedArtifacts, Measured, Held) {
         let links: Vec<Arc<NodeLink>> = self.list().into_iter().filter(|l| l.is_up()).collect();
         let asked = links.iter().map(|link| async move {
             let status = tokio::time::timeout(STATUS_WITHIN, link.status()).await;
@@ -109,13 +109,16 @@ impl NodeSet {
         });
         let mut cached = CachedArtifacts::new();
         let mut measured = Measured::new();
+        let mut held = Held::new();
         for (name, status) in futures_util::future::join_all(asked).await.into_iter().flatten() {
             for model in status.models.iter().filter(|m| m.measured_bytes > 0) {
                 measured.insert(Placement::key(&model.name, model.version), model.measured_bytes);
             }
+            let versions = status.models.iter().map(|m| (Placement::key(&m.name, m.version), m.memory_bytes)).collect();
+            held.insert(name.clone(), versions);
             cached.insert(name, status.cached_artifacts.into_iter().collect());
         }
-        (cached, measured)
+        (cached, measured, held)
     }
 
     /// The link to `name`, if any.
