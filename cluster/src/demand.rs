@@ -24,6 +24,11 @@ pub struct Want {
     /// Requests for it in flight.
     #[serde(default)]
     pub in_flight: u32,
+    /// Since when requests for it have been in flight without a break, in
+    /// ms since the Unix epoch (0: none are): the versions waiting longest
+    /// are loaded first.
+    #[serde(default)]
+    pub busy_since_ms: u64,
 }
 
 impl Want {
@@ -33,6 +38,11 @@ impl Want {
             busy: self.busy || other.busy,
             last_used_s: self.last_used_s.max(other.last_used_s),
             in_flight: self.in_flight.saturating_add(other.in_flight),
+            busy_since_ms: match (self.busy_since_ms, other.busy_since_ms) {
+                (0, other) => other,
+                (mine, 0) => mine,
+                (mine, other) => mine.min(other),
+            },
         }
     }
 }

@@ -34,6 +34,9 @@ pub struct Assignment {
     pub wanted: u32,
     /// Memory one replica needs, in bytes.
     pub memory_bytes: u64,
+    /// Whether `memory_bytes` comes from a measurement (else an estimate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub memory_measured: bool,
     /// Why fewer than `wanted` nodes hold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unplaceable: Option<String>,
@@ -51,6 +54,7 @@ impl Assignment {
             nodes,
             wanted: item.wanted,
             memory_bytes: item.memory,
+            memory_measured: item.measured,
             unplaceable: None,
             fits_no_node: false,
             scaling: item.scaling.clone(),
@@ -135,12 +139,14 @@ struct Item {
     key: String,
     wanted: u32,
     memory: u64,
+    measured: bool,
     scaling: Option<String>,
 }
 
 /// How a version loaded on demand ranks when memory is short: replicas
 /// serving requests stay, then versions with requests waiting are loaded,
-/// then idle replicas stay, the most recently used first. A version nobody
+/// those waiting longest first, then idle replicas stay, the most recently
+/// used first. A version nobody
 /// asks for now and that no live node holds is not loaded ahead of need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Rank {
@@ -169,17 +175,19 @@ pub fn plan(
     let mut room = Room::new(nodes, records, &observed.cached);
     room.hold_unplaced(current, &observed.held);
     let mut required: Vec<Item> = Vec::new();
+    // With their rank and their order within it.
     let mut on_demand: Vec<(Rank, u64, Item)> = Vec::new();
     for record in records {
         for version in record.versions_to_load() {
             let key = Placement::key(&record.name, version);
             let memory = memory_needed(record, version, &observed.measured);
+            let measured = observed.measured.contains_key(&key);
             let range = record.versions[&version].config.replicas;
             let scaled = observed.scaled.get(&key);
             let scaling = scaled.and_then(|s| s.reason.clone());
             if range.min > 0 {
                 let wanted = scaled.map_or(range.min, |s| s.replicas.clamp(range.min, range.max));
-                required.push(Item { key, wanted, memory, scaling });
+                required.push(Item { key, wanted, memory, measured, scaling });
                 continue;
             }
             let Some(want) = observed.demand.get(&key) else { continue };
@@ -191,7 +199,12 @@ pub fn plan(
                 (false, false) => continue,
             };
             let wanted = scaled.map_or(1, |s| s.replicas).clamp(1, range.max);
-            on_demand.push((rank, want.last_used_s, Item { key, wanted, memory, scaling }));
+            let order = match (rank, want.busy_since_ms) {
+                (Rank::Waiting, 0) => u64::MAX,
+                (Rank::Waiting, since) => since,
+                _ => u64::MAX - want.last_used_s,
+            };
+            on_demand.push((rank, order, Item { key, wanted, memory, measured, scaling }));
         }
     }
     let mut result: BTreeMap<String, Assignment> = BTreeMap::new();
@@ -206,7 +219,7 @@ pub fn plan(
         let assignment = result.get_mut(&item.key).expect("inserted above");
         room.add_replicas(assignment, item);
     }
-    on_demand.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.key.cmp(&b.2.key)));
+    on_demand.sort_by(|a, b| (a.0, a.1, &a.2.key).cmp(&(b.0, b.1, &b.2.key)));
     for (rank, _, item) in &on_demand {
         let mut assignment = Assignment::new(room.keep(current, item, item.wanted), item);
         if *rank == Rank::Idle {
@@ -544,7 +557,8 @@ mod tests {
         assert!(!idle.contains_key("cold/1"), "nobody wants it: {idle:?}");
         assert_eq!(idle["warm/1"].nodes.len(), 1, "min 1 is placed regardless");
         let wanted = Observed {
-            demand: [("cold/1".to_string(), Want { busy: true, last_used_s: 1, in_flight: 1 })].into(),
+            demand: [("cold/1".to_string(), Want { busy: true, last_used_s: 1, in_flight: 1, busy_since_ms: 1 })]
+                .into(),
             ..Default::default()
         };
         let busy = plan(&records, &nodes, &Placement::default(), &wanted);
@@ -574,7 +588,9 @@ mod tests {
         let demand = entries
             .iter()
             .map(|(version, busy, last_used_s)| {
-                (version.to_string(), Want { busy: *busy, last_used_s: *last_used_s, in_flight: u32::from(*busy) })
+                let busy_since_ms = if *busy { last_used_s * 1000 } else { 0 };
+                let want = Want { busy: *busy, last_used_s: *last_used_s, in_flight: u32::from(*busy), busy_since_ms };
+                (version.to_string(), want)
             })
             .collect();
         Observed { demand, ..Observed::default() }
@@ -594,6 +610,18 @@ mod tests {
         let observed = demand(&[("m1/1", false, 50), ("m2/1", false, 10), ("m3/1", false, 40), ("m4/1", false, 60)]);
         let plan = super::plan(&records, &nodes, &current, &observed);
         assert_eq!(plan.keys().collect::<Vec<_>>(), vec!["m1/1", "m2/1", "m3/1"], "no load ahead of need");
+    }
+
+    #[test]
+    fn the_version_waiting_longest_is_loaded_first() {
+        let nodes: BTreeMap<_, _> = [node("a", 10)].into_iter().collect();
+        let records = on_demand(&["old", "new"], 10);
+        // `new` was asked for last, but `old` has waited since second 5.
+        let mut observed = demand(&[("old/1", true, 5), ("new/1", true, 9)]);
+        observed.demand.get_mut("old/1").unwrap().last_used_s = 20;
+        let plan = plan(&records, &nodes, &Placement::default(), &observed);
+        assert_eq!(plan["old/1"].nodes, vec!["a".to_string()], "{plan:?}");
+        assert!(plan["new/1"].nodes.is_empty(), "{plan:?}");
     }
 
     #[test]

@@ -159,7 +159,7 @@ mod tests {
     }
 
     fn demand(in_flight: u32) -> Demand {
-        [("m/1".to_string(), Want { busy: in_flight > 0, last_used_s: 1, in_flight })].into()
+        [("m/1".to_string(), Want { busy: in_flight > 0, last_used_s: 1, in_flight, busy_since_ms: 1 })].into()
     }
 
     fn placed(replicas: u32) -> Placement {

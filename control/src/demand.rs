@@ -40,7 +40,11 @@ pub fn spawn_demand_reporting(
                     // Whole seconds, so that steady traffic does not rewrite
                     // the report on every tick.
                     let last_used_s = now.saturating_sub(wanted.idle_for).as_secs();
-                    let want = Want { busy: wanted.in_flight > 0, last_used_s, in_flight: wanted.in_flight };
+                    // Whole quarter seconds: the order of waiting versions
+                    // needs no more, and a steady figure is not rewritten.
+                    let busy_since_ms = wanted.busy_for.map_or(0, |busy| quarter_ms(now.saturating_sub(busy)).max(1));
+                    let want =
+                        Want { busy: wanted.in_flight > 0, last_used_s, in_flight: wanted.in_flight, busy_since_ms };
                     (Placement::key(&wanted.name, wanted.version), want)
                 })
                 .collect();
@@ -55,4 +59,11 @@ pub fn spawn_demand_reporting(
             }
         }
     });
+}
+
+/// `time` in milliseconds since the Unix epoch, rounded down to a quarter
+/// second.
+fn quarter_ms(time: Duration) -> u64 {
+    let ms = time.as_millis() as u64;
+    ms - ms % 250
 }

@@ -122,19 +122,33 @@ impl Reconciler {
             tracing::info!(node = %link.name, %model, version, "unloaded from node");
             changed = true;
         }
-        for load in plan.load {
+        // Loads go out together (the node bounds how many run at once), and
+        // each version is routed to as soon as it is ready, not when the
+        // slowest load of the round is.
+        let loads = plan.load.into_iter().map(|load| async move {
             let (model, version) = (load.model.clone(), load.version);
             match link.load(load).await? {
                 Ok(()) => {
                     tracing::info!(node = %link.name, %model, version, "loaded on node");
-                    changed = true;
+                    self.attach(link).await?;
                 }
                 Err(error) => tracing::warn!(node = %link.name, %model, version, %error, "node could not load"),
             }
-        }
+            anyhow::Ok(())
+        });
+        let loaded = futures_util::future::join_all(loads).await;
         // Another coordinator may have loaded or unloaded versions on this
         // node: record what it holds now in any case.
-        let held = if changed { link.list_models().await? } else { held };
+        match changed || !loaded.is_empty() {
+            true => self.attach(link).await?,
+            false => self.table.attach(&(link.clone() as Arc<dyn Replica>), &held),
+        }
+        loaded.into_iter().collect()
+    }
+
+    /// Routes to what `link`'s node holds now.
+    async fn attach(&self, link: &Arc<NodeLink>) -> anyhow::Result<()> {
+        let held = link.list_models().await?;
         let replica: Arc<dyn Replica> = link.clone();
         self.table.attach(&replica, &held);
         Ok(())
@@ -180,9 +194,9 @@ pub fn plan_node(
         });
         if !holds {
             let placed = placement.and_then(|p| p.assignments.get(&Placement::key(&record.name, number)));
-            let memory_bytes = match placed {
-                Some(assignment) => assignment.memory_bytes,
-                None => version.config.memory_needed(None, version.artifact.size),
+            let (memory_bytes, memory_measured) = match placed {
+                Some(assignment) => (assignment.memory_bytes, assignment.memory_measured),
+                None => (version.config.memory_needed(None, version.artifact.size), false),
             };
             plan.load.push(LoadModel {
                 model: record.name.clone(),
@@ -191,6 +205,7 @@ pub fn plan_node(
                 sha256: version.artifact.sha256.clone(),
                 size: version.artifact.size,
                 memory_bytes,
+                memory_measured,
             });
         }
     }

@@ -61,6 +61,11 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_MEMORY_BYTES", default_value_t = 8 << 30)]
     pub memory_bytes: u64,
 
+    /// Loads that may run side by side (a version never measured before
+    /// loads alone, so that it is measured alone).
+    #[arg(long, env = "MAAS_NODE_PARALLEL_LOADS", default_value_t = 4)]
+    pub parallel_loads: usize,
+
     /// On SIGTERM, the longest wait for batches in flight to finish after
     /// leaving the cluster.
     #[arg(long, env = "MAAS_NODE_DRAIN_SECONDS", default_value_t = 15)]

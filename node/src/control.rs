@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::fetch::Fetcher;
 use crate::repository::ModelSource;
-use crate::runtime::ModelHost;
+use crate::runtime::{ModelHost, Reservation};
 
 /// What control commands act on.
 pub struct Control {
@@ -81,12 +81,13 @@ impl Control {
             memory_used_bytes: self.host.memory_used_bytes(),
             models: self.host.loads(),
             cached_artifacts: self.fetcher.cached(),
+            refused: self.host.refused(),
         }
     }
 
     /// Fetches and loads (or, for a check, trial-loads) a version.
     pub async fn load_version(&self, load: LoadModel, trial_only: bool) -> CommandResult {
-        let LoadModel { model, version, config, sha256, size, memory_bytes } = load;
+        let LoadModel { model, version, config, sha256, size, memory_bytes, memory_measured } = load;
         let failed = |message: String| NodeError::LoadFailed { model: model.clone(), version, message };
         config.check().map_err(failed)?;
         if config.name != model {
@@ -98,7 +99,8 @@ impl Control {
         let result = if trial_only {
             self.host.check(source).await
         } else {
-            self.host.load(source, (memory_bytes > 0).then_some(memory_bytes)).await
+            let reservation = Reservation { bytes: memory_bytes, measured: memory_measured };
+            self.host.load(source, (memory_bytes > 0).then_some(reservation)).await
         };
         match &result {
             Ok(()) => tracing::info!(model, version, trial_only, "model version loaded"),

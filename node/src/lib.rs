@@ -42,6 +42,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         queue_capacity: config.queue_capacity,
         simulate: config.simulate_compute_us.map(std::time::Duration::from_micros),
         memory_budget: config.memory_bytes,
+        parallel_loads: config.parallel_loads,
     });
     if let Some(us) = config.simulate_compute_us {
         tracing::warn!(

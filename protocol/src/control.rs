@@ -24,6 +24,9 @@ pub struct LoadModel {
     /// Memory placement reserved for it on this node, in bytes: the node
     /// refuses the load when that much is not free within its budget.
     pub memory_bytes: u64,
+    /// Whether `memory_bytes` was measured (on some node): such a load may
+    /// run beside others, where an unmeasured one runs alone to be measured.
+    pub memory_measured: bool,
 }
 
 /// A model version to unload; batches already queued for it still run.
@@ -54,6 +57,9 @@ pub struct NodeStatus {
     pub models: Vec<ModelLoad>,
     /// sha256 digests of the artifacts in the node's local cache.
     pub cached_artifacts: Vec<String>,
+    /// Versions whose last load the node undid because, once measured, it
+    /// did not fit the budget, each with what it measured.
+    pub refused: Vec<ModelLoad>,
 }
 
 /// One loaded version's queue on a node.

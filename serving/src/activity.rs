@@ -17,6 +17,9 @@ pub struct Activity {
     waiting: AtomicU32,
     /// Requests being served.
     in_flight: AtomicU32,
+    /// When requests last went from none in flight to some, in ms since
+    /// [`origin`], plus one (0: never).
+    busy_since_ms: AtomicU64,
 }
 
 /// A request counted as waiting for a replica until dropped.
@@ -31,7 +34,9 @@ impl Activity {
     pub fn touch(&self, arrived: Instant) -> InFlight<'_> {
         let ms = arrived.saturating_duration_since(origin()).as_millis() as u64 + 1;
         self.last_request_ms.fetch_max(ms, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.busy_since_ms.store(ms, Ordering::Relaxed);
+        }
         InFlight(self)
     }
 
@@ -47,9 +52,15 @@ impl Activity {
 
     /// How long ago the last request arrived, if any did.
     pub fn idle_for(&self, now: Instant) -> Option<Duration> {
-        match self.last_request_ms.load(Ordering::Relaxed) {
-            0 => None,
-            plus_one => Some(now.saturating_duration_since(origin() + Duration::from_millis(plus_one - 1))),
+        since(&self.last_request_ms, now)
+    }
+
+    /// How long requests have been in flight without a break (the age of
+    /// the oldest one, at most), if any are.
+    pub fn busy_for(&self, now: Instant) -> Option<Duration> {
+        match self.is_busy() {
+            true => since(&self.busy_since_ms, now),
+            false => None,
         }
     }
 
@@ -79,6 +90,14 @@ impl Drop for InFlight<'_> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How long before `now` the instant kept in `ms_plus_one` was.
+fn since(ms_plus_one: &AtomicU64, now: Instant) -> Option<Duration> {
+    match ms_plus_one.load(Ordering::Relaxed) {
+        0 => None,
+        plus_one => Some(now.saturating_duration_since(origin() + Duration::from_millis(plus_one - 1))),
     }
 }
 
@@ -114,5 +133,21 @@ mod tests {
         assert!(!activity.is_wanted(idle, now + Duration::from_secs(11)));
         drop(activity.touch(now - Duration::from_secs(100)));
         assert!(activity.is_wanted(idle, now + Duration::from_secs(9)), "an older arrival does not move it back");
+    }
+
+    #[test]
+    fn busy_for_counts_from_the_first_of_an_unbroken_run_of_requests() {
+        let activity = Activity::default();
+        let now = Instant::now();
+        assert_eq!(activity.busy_for(now), None);
+        let first = activity.touch(now);
+        let second = activity.touch(now + Duration::from_secs(5));
+        let busy = activity.busy_for(now + Duration::from_secs(8)).unwrap();
+        assert!(busy.abs_diff(Duration::from_secs(8)) < Duration::from_millis(2), "{busy:?}");
+        drop((first, second));
+        assert_eq!(activity.busy_for(now + Duration::from_secs(8)), None, "nothing in flight");
+        let _third = activity.touch(now + Duration::from_secs(9));
+        let busy = activity.busy_for(now + Duration::from_secs(10)).unwrap();
+        assert!(busy.abs_diff(Duration::from_secs(1)) < Duration::from_millis(2), "a new run: {busy:?}");
     }
 }

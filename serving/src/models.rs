@@ -36,6 +36,8 @@ pub struct WantedVersion {
     pub in_flight: u32,
     /// How long ago its last request arrived.
     pub idle_for: Duration,
+    /// How long requests for it have been in flight without a break.
+    pub busy_for: Option<Duration>,
 }
 
 /// A servable version: its shared state and its batcher.
@@ -231,6 +233,7 @@ impl ModelTable {
                 version: v.shared.version,
                 in_flight: v.shared.activity.in_flight(),
                 idle_for: v.shared.activity.idle_for(now).unwrap_or_default(),
+                busy_for: v.shared.activity.busy_for(now),
             })
             .collect()
     }

@@ -91,6 +91,7 @@ mod tests {
             sha256: "ab".repeat(32),
             size: 9,
             memory_bytes: 27,
+            memory_measured: true,
         };
         assert_eq!(round_trip(load.clone()).unwrap(), load);
         let unload = UnloadModel { model: "clf".into(), version: 3 };
@@ -102,6 +103,7 @@ mod tests {
             memory_used_bytes: 300,
             models: vec![],
             cached_artifacts: vec!["ab".repeat(32)],
+            refused: vec![],
         };
         assert_eq!(round_trip(status.clone()).unwrap(), status);
         let refused: Result<(), NodeError> = Err(NodeError::Overloaded);

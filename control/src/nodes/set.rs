@@ -114,6 +114,11 @@ impl NodeSet {
             for model in status.models.iter().filter(|m| m.measured_bytes > 0) {
                 measured.insert(Placement::key(&model.name, model.version), model.measured_bytes);
             }
+            // A load undone for memory measured more than placement counted.
+            for model in &status.refused {
+                let figure = measured.entry(Placement::key(&model.name, model.version)).or_default();
+                *figure = (*figure).max(model.measured_bytes);
+            }
             let versions = status.models.iter().map(|m| (Placement::key(&m.name, m.version), m.memory_bytes)).collect();
             held.insert(name.clone(), versions);
             cached.insert(name, status.cached_artifacts.into_iter().collect());

@@ -12,11 +12,13 @@ use std::time::Instant;
 
 use maas_protocol::frame::ValidatedBatch;
 use maas_protocol::{BatchReply, LoadedModel, ModelConfig, ModelLoad, NodeError};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use tch::Device;
 use tokio::sync::oneshot;
 
 use super::instance::{self, InstanceSpec, Job};
+use super::load_gate::LoadGate;
+use super::refused::RefusedLoads;
 use crate::metrics;
 use crate::repository::ModelSource;
 
@@ -49,14 +51,42 @@ pub struct HostSettings {
     pub simulate: Option<std::time::Duration>,
     /// Memory offered to models, in bytes; no load takes the node past it.
     pub memory_budget: u64,
+    /// Loads that may run side by side.
+    pub parallel_loads: usize,
 }
 
 /// Every loaded model version, keyed by name and version.
 pub struct ModelHost {
     versions: RwLock<HashMap<(String, u64), LoadedVersion>>,
     settings: HostSettings,
-    /// Held by the load or trial under way.
-    loading: tokio::sync::Mutex<()>,
+    /// Who may load when.
+    gate: LoadGate,
+    /// Bytes reserved by loads under way.
+    reserved: Mutex<u64>,
+    /// Loads refused for memory once measured, with what they measured.
+    refused: Mutex<RefusedLoads>,
+}
+
+/// What placement reserved for a version on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    /// Bytes counted against the budget until the load is measured.
+    pub bytes: u64,
+    /// Whether the figure was measured (on some node): the load need not
+    /// run alone to be measured again.
+    pub measured: bool,
+}
+
+/// Bytes of the budget held for a load under way, given back on drop.
+struct Held<'a> {
+    reserved: &'a Mutex<u64>,
+    bytes: u64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        *self.reserved.lock() -= self.bytes;
+    }
 }
 
 fn load_failed(source: &ModelSource, message: String) -> NodeError {
@@ -71,7 +101,13 @@ fn load_failed(source: &ModelSource, message: String) -> NodeError {
 impl ModelHost {
     /// An empty host.
     pub fn new(settings: HostSettings) -> Arc<ModelHost> {
-        Arc::new(ModelHost { versions: RwLock::new(HashMap::new()), settings, loading: tokio::sync::Mutex::new(()) })
+        Arc::new(ModelHost {
+            versions: RwLock::new(HashMap::new()),
+            gate: LoadGate::new(settings.parallel_loads),
+            settings,
+            reserved: Mutex::new(0),
+            refused: Mutex::new(RefusedLoads::default()),
+        })
     }
 
     fn device_for(&self, source: &ModelSource) -> Result<Device, NodeError> {
@@ -82,14 +118,17 @@ impl ModelHost {
     }
 
     /// Loads a version with all its instances and waits until they are
-    /// warm, counting `reserve` bytes (the configured figure or three times
-    /// the artifact when `None`) against the memory budget until the load
-    /// is measured. Loading a version already held from the same artifact
-    /// does nothing. Loads (and trials) on one node run one at a time, so
-    /// that each is measured alone.
-    pub async fn load(&self, source: ModelSource, reserve: Option<u64>) -> Result<(), NodeError> {
+    /// warm, counting what placement reserved for it (`reservation`; the
+    /// configured figure or three times the artifact when `None`) against
+    /// the memory budget until the load is measured. Loading a version
+    /// already held from the same artifact does nothing. A load with no
+    /// measured reservation runs alone, so that it is measured alone;
+    /// others run side by side, and count their reservation unless they
+    /// happened to run alone.
+    pub async fn load(&self, source: ModelSource, reservation: Option<Reservation>) -> Result<(), NodeError> {
         let key = (source.config.name.clone(), source.version);
-        let _measured_alone = self.loading.lock().await;
+        let to_measure = !reservation.is_some_and(|r| r.measured);
+        let turn = self.gate.enter(key.clone(), to_measure).await;
         if let Some(existing) = self.versions.read().get(&key) {
             return if existing.sha256 == source.sha256 {
                 Ok(())
@@ -98,8 +137,8 @@ impl ModelHost {
             };
         }
         let artifact_bytes = std::fs::metadata(&source.path).map(|m| m.len()).unwrap_or(0);
-        let reserve = reserve.unwrap_or_else(|| source.config.memory_needed(None, artifact_bytes));
-        self.check_room(&source, reserve, "needs")?;
+        let reserved = reservation.map_or_else(|| source.config.memory_needed(None, artifact_bytes), |r| r.bytes);
+        let held = self.reserve(&source, reserved)?;
         let device = self.device_for(&source)?;
         let before = maas_process::allocated_bytes();
         let (queue, instances) = self.start_instances(&source, device).await?;
@@ -109,19 +148,26 @@ impl ModelHost {
         let measured = match (before, maas_process::allocated_bytes()) {
             // Weights at least are held; the rest is the allocator's count,
             // which other models' batches running meanwhile can blur.
-            (Some(before), Some(after)) if device == Device::Cpu => {
+            (Some(before), Some(after)) if device == Device::Cpu && turn.ran_alone() => {
                 Some(after.saturating_sub(before).max(artifact_bytes))
             }
             _ => None,
         };
-        let memory_bytes = source.config.memory_needed(measured, artifact_bytes);
+        let memory_bytes = match measured {
+            Some(measured) => source.config.memory_needed(Some(measured), artifact_bytes),
+            None => reserved,
+        };
+        let mut versions = self.versions.write();
         // Dropping `queue` on failure stops the instances.
-        self.check_room(&source, memory_bytes, "took")?;
+        if let Err(error) = self.check_room(&versions, &source, (memory_bytes, reserved), "took") {
+            self.refused.lock().note(key, memory_bytes);
+            return Err(error);
+        }
         tracing::info!(
             model = %source.config.name, version = source.version, memory_bytes, measured_bytes = measured,
-            "version loaded and measured"
+            "version loaded"
         );
-        let mut versions = self.versions.write();
+        self.refused.lock().forget(&key);
         versions.entry(key).or_insert(LoadedVersion {
             config: Arc::new(source.config.clone()),
             queue,
@@ -130,13 +176,30 @@ impl ModelHost {
             memory_bytes,
             measured_bytes: measured.unwrap_or(0),
         });
+        drop(held);
         metrics::set_loaded_models(versions.len(), memory_of(&versions));
         Ok(())
     }
 
-    /// Refuses a version that would take the node past its budget.
-    fn check_room(&self, source: &ModelSource, bytes: u64, verb: &str) -> Result<(), NodeError> {
-        let used = self.memory_used_bytes();
+    /// Holds `bytes` of the budget for a load under way, or refuses it.
+    fn reserve(&self, source: &ModelSource, bytes: u64) -> Result<Held<'_>, NodeError> {
+        let versions = self.versions.read();
+        self.check_room(&versions, source, (bytes, 0), "needs")?;
+        *self.reserved.lock() += bytes;
+        Ok(Held { reserved: &self.reserved, bytes })
+    }
+
+    /// Refuses a version of `bytes` when it would take the node past its
+    /// budget, counting what `versions` hold and what loads under way
+    /// reserved (`own` of which are the version's own reservation).
+    fn check_room(
+        &self,
+        versions: &HashMap<(String, u64), LoadedVersion>,
+        source: &ModelSource,
+        (bytes, own): (u64, u64),
+        verb: &str,
+    ) -> Result<(), NodeError> {
+        let used = memory_of(versions).saturating_add(*self.reserved.lock()).saturating_sub(own);
         let budget = self.settings.memory_budget;
         if used.saturating_add(bytes) <= budget {
             return Ok(());
@@ -194,7 +257,7 @@ impl ModelHost {
             index: 0,
             simulate: self.settings.simulate,
         };
-        let _measured_alone = self.loading.lock().await;
+        let _turn = self.gate.enter((source.config.name.clone(), source.version), true).await;
         let result = tokio::task::spawn_blocking(move || instance::trial(&spec))
             .await
             .map_err(|e| load_failed(&source, format!("the trial load panicked: {e}")))?;
@@ -257,6 +320,12 @@ impl ModelHost {
             .collect();
         loads.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
         loads
+    }
+
+    /// The versions whose last load was undone for memory once measured,
+    /// with what it measured, so that placement can make room next time.
+    pub fn refused(&self) -> Vec<ModelLoad> {
+        self.refused.lock().list()
     }
 
     /// Memory the loaded versions hold, in bytes, as counted against the budget.

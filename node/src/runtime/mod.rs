@@ -10,6 +10,8 @@ mod execute;
 mod host;
 mod instance;
 mod kind;
+mod load_gate;
+mod refused;
 mod simulate;
 
-pub use host::{HostSettings, ModelHost};
+pub use host::{HostSettings, ModelHost, Reservation};

@@ -152,6 +152,7 @@ async fn trial_load(state: &AppState, config: &ModelConfig, artifact: &maas_regi
         sha256: artifact.sha256.clone(),
         size: artifact.size,
         memory_bytes: 0,
+        memory_measured: false,
     };
     match link.check(load).await {
         Ok(Ok(())) => Ok(()),
