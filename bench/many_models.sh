@@ -21,7 +21,8 @@ python3 bench/make_mlps.py "$artifacts" 20 1 40 >/dev/null
 scripts/cluster.sh down >/dev/null 2>&1 || true
 MAAS_NODE_MEMORY_BYTES=$((budget_mib << 20)) scripts/cluster.sh up 2 >/dev/null
 peak_rss() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
-"$MAAS_TARGET_DIR/release/maas-bench" zipf --artifacts "$artifacts" --models "$models" --seconds "$seconds" --clients "$clients"
+"$MAAS_TARGET_DIR/release/maas-bench" zipf --artifacts "$artifacts" --models "$models" --seconds "$seconds" --clients "$clients" \
+    --other-coordinator "http://127.0.0.1:$((${MAAS_HTTP_PORT:-8000} + 1))"
 echo
 echo "| node | peak RSS (MiB) |"
 echo "|---|---:|"

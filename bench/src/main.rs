@@ -73,6 +73,10 @@ struct ZipfArgs {
     /// Seconds of traffic.
     #[arg(long, default_value_t = 180.0)]
     seconds: f64,
+    /// Other coordinators of the cluster (base URLs): the leader among all
+    /// of them decides and counts the evictions.
+    #[arg(long = "other-coordinator")]
+    other_coordinators: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -189,6 +193,7 @@ fn main() -> Result<()> {
                 exponent: args.exponent,
                 clients: args.clients,
                 seconds: args.seconds,
+                other_coordinators: args.other_coordinators,
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(zipf::run(settings))?;
         }

@@ -40,6 +40,8 @@ pub struct ZipfSettings {
     pub clients: usize,
     /// Seconds of traffic.
     pub seconds: f64,
+    /// The cluster's other coordinators, whose evictions count too.
+    pub other_coordinators: Vec<String>,
 }
 
 /// Runs the benchmark and prints its figures as Markdown.
@@ -48,6 +50,11 @@ pub async fn run(settings: ZipfSettings) -> Result<()> {
     let admin = Admin { client: client.clone(), url: settings.url.clone(), token: settings.token.clone() };
     let names = publish_all(&admin, &settings.artifacts, settings.models).await?;
     let weights = zipf_weights(names.len(), settings.exponent);
+    let coordinators: Vec<Admin> = std::iter::once(settings.url.clone())
+        .chain(settings.other_coordinators.iter().cloned())
+        .map(|url| Admin { url, ..admin.clone() })
+        .collect();
+    let evictions_before = evictions(&coordinators).await?;
     let before = admin.metrics().await?;
     let peaks = Arc::new(Mutex::new(BTreeMap::<String, (u64, u64)>::new()));
     let watching = tokio::spawn(watch_memory(admin.clone(), peaks.clone()));
@@ -56,9 +63,18 @@ pub async fn run(settings: ZipfSettings) -> Result<()> {
     let after = admin.metrics().await?;
     let cold = counter(&after, "maas_cold_start_duration_seconds_count")
         - counter(&before, "maas_cold_start_duration_seconds_count");
-    let evictions = counter(&after, "maas_evictions_total") - counter(&before, "maas_evictions_total");
+    let evictions = evictions(&coordinators).await? - evictions_before;
     report(&settings, &outcome, cold as usize, evictions as u64, &peaks.lock());
     Ok(())
+}
+
+/// Evictions counted by all of `coordinators` (the leader counts them).
+async fn evictions(coordinators: &[Admin]) -> Result<f64> {
+    let mut total = 0.0;
+    for coordinator in coordinators {
+        total += counter(&coordinator.metrics().await?, "maas_evictions_total");
+    }
+    Ok(total)
 }
 
 /// The admin API, as the benchmark uses it.

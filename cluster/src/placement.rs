@@ -98,6 +98,23 @@ pub fn memory_needed(record: &ModelRecord, version: u64, measured: &Measured) ->
     v.config.memory_needed(measured.get(&Placement::key(&record.name, version)).copied(), v.artifact.size)
 }
 
+/// The versions of `record` placement considers: those the registry wants
+/// loaded, and the versions loaded on demand that requests still wait for
+/// although the registry moved on (a request that arrived before a newer
+/// version was published is answered by the version it was routed to).
+pub fn versions_to_place(record: &ModelRecord, demand: &Demand) -> Vec<u64> {
+    let mut versions = record.versions_to_load();
+    for (number, version) in &record.versions {
+        let waited_for = demand.get(&Placement::key(&record.name, *number)).is_some_and(|want| want.busy);
+        if waited_for && version.config.replicas.min == 0 && record.loaded {
+            versions.push(*number);
+        }
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    versions
+}
+
 /// The artifacts (sha256 digests) each node holds in its local cache.
 pub type CachedArtifacts = BTreeMap<String, BTreeSet<String>>;
 
@@ -178,7 +195,7 @@ pub fn plan(
     // With their rank and their order within it.
     let mut on_demand: Vec<(Rank, u64, Item)> = Vec::new();
     for record in records {
-        for version in record.versions_to_load() {
+        for version in versions_to_place(record, &observed.demand) {
             let key = Placement::key(&record.name, version);
             let memory = memory_needed(record, version, &observed.measured);
             let measured = observed.measured.contains_key(&key);
@@ -610,6 +627,20 @@ mod tests {
         let observed = demand(&[("m1/1", false, 50), ("m2/1", false, 10), ("m3/1", false, 40), ("m4/1", false, 60)]);
         let plan = super::plan(&records, &nodes, &current, &observed);
         assert_eq!(plan.keys().collect::<Vec<_>>(), vec!["m1/1", "m2/1", "m3/1"], "no load ahead of need");
+    }
+
+    #[test]
+    fn a_version_superseded_while_requests_wait_for_it_is_still_placed() {
+        let nodes: BTreeMap<_, _> = [node("a", 100)].into_iter().collect();
+        let mut record = model_with_range("m", (0, 1), 10, &"a".repeat(64));
+        let mut newer = record.versions[&1].clone();
+        newer.version = 2;
+        record.versions.insert(2, newer);
+        assert_eq!(record.versions_to_load(), vec![2], "the registry serves the newest");
+        let waited = plan(std::slice::from_ref(&record), &nodes, &Placement::default(), &demand(&[("m/1", true, 5)]));
+        assert_eq!(waited["m/1"].nodes, vec!["a".to_string()], "requests wait for version 1: {waited:?}");
+        let idle = plan(&[record], &nodes, &Placement::default(), &demand(&[("m/1", false, 5)]));
+        assert!(!idle.contains_key("m/1"), "nobody waits for it: {idle:?}");
     }
 
     #[test]

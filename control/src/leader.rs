@@ -215,7 +215,7 @@ async fn place(
 /// version, for idleness when none does.
 fn record_evictions(records: &[ModelRecord], current: &Placement, next: &Placement, demand: &Demand) {
     for record in records {
-        for version in record.versions_to_load() {
+        for version in placement::versions_to_place(record, demand) {
             if record.versions[&version].config.replicas.min > 0 {
                 continue;
             }

@@ -181,9 +181,19 @@ pub fn plan_node(
     now: Instant,
 ) -> anyhow::Result<NodePlan> {
     let placed_here = |model: &str, version: u64| placement.is_none_or(|p| p.places(model, version, node));
+    // The registry's versions, and those loaded on demand that the leader
+    // still places for requests waiting on them.
     let to_load: Vec<(&ModelRecord, u64)> = records
         .iter()
-        .flat_map(|r| r.versions_to_load().into_iter().map(move |v| (r, v)))
+        .flat_map(|r| {
+            let mut versions = r.versions_to_load();
+            if placement.is_some() {
+                versions.extend(r.versions.iter().filter(|(_, v)| v.config.replicas.min == 0).map(|(n, _)| *n));
+                versions.sort_unstable();
+                versions.dedup();
+            }
+            versions.into_iter().map(move |v| (r, v))
+        })
         .filter(|(record, version)| placed_here(&record.name, *version))
         .collect();
     let mut plan = NodePlan::default();

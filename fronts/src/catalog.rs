@@ -2,6 +2,7 @@
 //! index with each version's state, loading and unloading, and the
 //! versions of a model.
 
+use actix_web::web;
 use serde::Serialize;
 
 use crate::state::AppState;
@@ -50,11 +51,21 @@ pub async fn repository_index(state: &AppState, caller: &Caller) -> ServeResult<
     Ok(entries)
 }
 
-/// Marks a model loaded or unloaded in the registry and applies it here.
-pub async fn set_loaded(state: &AppState, model: &str, loaded: bool) -> ServeResult<()> {
-    state.registry.set_loaded(model, loaded).await?;
-    state.registry_changed().await;
-    Ok(())
+/// Marks a model unloaded in the registry, or loaded once the versions it
+/// would serve are ready (Triton's load answers when the model can serve
+/// or failed to load), and applies it here.
+pub async fn set_loaded(state: web::Data<AppState>, model: &str, loaded: bool) -> ServeResult<()> {
+    let record = state.registry.get(model).await?.record;
+    if !loaded || record.loaded {
+        state.registry.set_loaded(model, loaded).await?;
+        state.registry_changed().await;
+        return Ok(());
+    }
+    let name = model.to_string();
+    crate::rollout::move_when_ready(state, name.clone(), record.versions_served(), move |state| async move {
+        state.registry.set_loaded(&name, true).await
+    })
+    .await
 }
 
 /// The versions of `name` this coordinator serves.

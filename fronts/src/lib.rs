@@ -15,6 +15,7 @@ mod catalog;
 pub mod fuzzing;
 pub mod grpc;
 pub mod http;
+mod rollout;
 pub mod state;
 pub mod tls;
 pub mod triton;

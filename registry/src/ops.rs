@@ -225,6 +225,11 @@ impl Registry {
     pub async fn set_loaded(&self, model: &str, loaded: bool) -> RegistryResult<()> {
         self.update(model, |record| {
             record.loaded = loaded;
+            if loaded {
+                // Staged for this load, they are served now.
+                let served = record.versions_served();
+                record.staged.retain(|v| !served.contains(v));
+            }
             Ok(())
         })
         .await

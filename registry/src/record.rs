@@ -113,18 +113,27 @@ impl ModelRecord {
         self.latest().map(|v| &v.config)
     }
 
-    /// Versions that must be loaded: those the version policy selects,
-    /// every version an alias or the split points at, and those staged for
-    /// a rollout. None while unloaded.
+    /// Versions that must be loaded: those served while the model is
+    /// loaded ([`Self::versions_served`]) and those staged for a rollout.
+    /// Only the staged ones while unloaded.
     pub fn versions_to_load(&self) -> Vec<u64> {
-        if !self.loaded {
-            return Vec::new();
-        }
+        let mut wanted = match self.loaded {
+            true => self.versions_served(),
+            false => Vec::new(),
+        };
+        wanted.extend(self.staged.iter().copied().filter(|v| self.versions.contains_key(v)));
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted
+    }
+
+    /// The versions the model serves when loaded: those the version
+    /// policy selects and every version an alias or the split points at.
+    pub fn versions_served(&self) -> Vec<u64> {
         let available: Vec<u64> = self.versions.keys().copied().collect();
         let mut wanted = self.config().map(|c| c.version_policy.select(&available)).unwrap_or_default();
         wanted.extend(self.aliases.values().map(|a| a.version));
         wanted.extend(self.split.iter().map(|s| s.version));
-        wanted.extend(self.staged.iter().copied());
         wanted.sort_unstable();
         wanted.dedup();
         wanted.retain(|v| self.versions.contains_key(v));

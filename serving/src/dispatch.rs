@@ -6,7 +6,8 @@
 //! tried (inference is idempotent) until one answers, none is left, or every
 //! request's deadline has passed. A node that answers that it no longer
 //! holds the version (unloaded before this coordinator heard) is routed
-//! around; a version loaded on demand left without replicas waits for one. The node's answer is read in place and its
+//! around; a version loaded on demand left without replicas (its last one
+//! unloaded, or lost with its node) waits for one. The node's answer is read in place and its
 //! outputs are split back along the batch dimension as slices of the
 //! received buffer, each request receiving exactly its own rows.
 
@@ -52,8 +53,9 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     loop {
         let Some(replica) = version.replicas.least_outstanding(&tried) else {
             // A version loaded on demand whose replicas all went (unloaded
-            // while idle, or evicted) is loaded again: wait for a replica.
-            if version.loads_on_demand() && last_failure.is_none() {
+            // while idle, evicted, or lost with their node) is loaded
+            // again: wait for a replica.
+            if version.loads_on_demand() {
                 match tokio::time::timeout_at(deadline.into(), version.replicas.changed()).await {
                     Ok(()) => {
                         tried.clear();

@@ -105,6 +105,13 @@ impl ModelTable {
         &self.monitor
     }
 
+    /// The entry of `version` of `name`, if the registry wants it loaded,
+    /// whatever routing says of it (readiness is looked at here before a
+    /// rollout routes to it).
+    pub fn entry(&self, name: &str, version: u64) -> Option<Arc<ModelVersion>> {
+        self.models.read().get(name)?.get(&version).cloned()
+    }
+
     /// Finds the version a request names. `model` may be `name@alias`;
     /// `version` is an explicit version number.
     pub fn resolve(&self, model: &str, version: Option<&str>) -> ServeResult<Arc<ModelVersion>> {

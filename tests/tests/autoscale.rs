@@ -44,7 +44,8 @@ async fn client_loop(cluster: Arc<Cluster>, stop: Arc<AtomicBool>, answered: Arc
     let mut row = client;
     while !stop.load(Ordering::Relaxed) {
         let rows = reference.rows(row % 16, 1);
-        let answer = post_json(&cluster.client, &url, &json_body(&rows.inputs, None)).await.unwrap().answer();
+        let sent = post_json(&cluster.client, &url, &json_body(&rows.inputs, None)).await;
+        let answer = sent.unwrap_or_else(|e| panic!("client {client} could not reach the coordinator: {e:#}")).answer();
         assert_matches(&answer.unwrap_or_else(|e| panic!("client {client}: {e}")).outputs, &rows.outputs);
         answered.fetch_add(1, Ordering::Relaxed);
         row += CLIENTS;

@@ -171,11 +171,15 @@ async fn repository_extension_loads_and_unloads() {
     assert_eq!(ready.status().as_u16(), 503, "an unloaded model claims readiness");
     let row = Reference::load("mlp", 1).rows(0, 1);
     let body = serde_json::to_vec(&json_body(&row.inputs, None)).unwrap();
-    let refused = post(&cluster.client, &cluster.url("/v2/models/clf/infer"), body, &[]).await.unwrap();
+    let refused = post(&cluster.client, &cluster.url("/v2/models/clf/infer"), body.clone(), &[]).await.unwrap();
     assert_eq!(refused.status, 503);
     assert!(refused.error().contains("is unloaded"), "{}", refused.error());
+    // The load answers once the model can serve: no wait after it.
     call(&cluster, Method::POST, "/v2/repository/models/clf/load", None, None).await.unwrap().ok().unwrap();
-    wait_ready(&cluster, "clf").await.unwrap();
+    let ready = cluster.client.get(cluster.url("/v2/models/clf/ready")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "loaded, the model is ready at once");
+    let answer = post(&cluster.client, &cluster.url("/v2/models/clf/infer"), body, &[]).await.unwrap();
+    assert_matches(&answer.answer().unwrap().outputs, &row.outputs);
     let index = call(&cluster, Method::POST, "/v2/repository/index", None, None).await.unwrap().ok().unwrap();
     assert_eq!(index[0]["state"], json!("READY"));
 }

@@ -262,7 +262,9 @@ impl GrpcInferenceService for GrpcFront {
         request: Request<RepositoryModelLoadRequest>,
     ) -> Result<Response<RepositoryModelLoadResponse>, Status> {
         access::permit_model(&request, Access::Deploy, &request.get_ref().model_name)?;
-        catalog::set_loaded(&self.state, &request.into_inner().model_name, true).await.map_err(status)?;
+        catalog::set_loaded(actix_web::web::Data::from(self.state.clone()), &request.into_inner().model_name, true)
+            .await
+            .map_err(status)?;
         Ok(Response::new(RepositoryModelLoadResponse {}))
     }
 
@@ -271,7 +273,9 @@ impl GrpcInferenceService for GrpcFront {
         request: Request<RepositoryModelUnloadRequest>,
     ) -> Result<Response<RepositoryModelUnloadResponse>, Status> {
         access::permit_model(&request, Access::Deploy, &request.get_ref().model_name)?;
-        catalog::set_loaded(&self.state, &request.into_inner().model_name, false).await.map_err(status)?;
+        catalog::set_loaded(actix_web::web::Data::from(self.state.clone()), &request.into_inner().model_name, false)
+            .await
+            .map_err(status)?;
         Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 

@@ -31,7 +31,6 @@ pub mod cluster;
 pub mod keys;
 pub mod models;
 pub mod repository;
-pub mod rollout;
 pub mod routing;
 pub mod tenants;
 

@@ -12,18 +12,18 @@ pub async fn index(state: web::Data<AppState>, request: HttpRequest) -> HttpResu
     Ok(HttpResponse::Ok().json(catalog::repository_index(&state, &caller).await?))
 }
 
-async fn set_loaded(state: &AppState, request: &HttpRequest, loaded: bool) -> HttpResult {
+async fn set_loaded(state: web::Data<AppState>, request: &HttpRequest, loaded: bool) -> HttpResult {
     let model = request.match_info().get("model").unwrap_or_default();
-    catalog::set_loaded(state, model, loaded).await?;
+    catalog::set_loaded(state.clone(), model, loaded).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
 /// `POST /v2/repository/models/{m}/load`.
 pub async fn load(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
-    set_loaded(&state, &request, true).await
+    set_loaded(state, &request, true).await
 }
 
 /// `POST /v2/repository/models/{m}/unload`.
 pub async fn unload(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
-    set_loaded(&state, &request, false).await
+    set_loaded(state, &request, false).await
 }

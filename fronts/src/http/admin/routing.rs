@@ -1,12 +1,12 @@
 //! Aliases, rollback and traffic splits. Moving an alias or the split to a
-//! version waits until that version is ready ([`super::rollout`]).
+//! version waits until that version is ready ([`crate::rollout`]).
 
 use crate::http::error::HttpResult;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maas_api::{AliasDeleted, AliasRequest, AliasSet, RolledBack, SplitRequest, SplitSet};
 
 use super::parse_json;
-use super::rollout::move_when_ready;
+use crate::rollout::move_when_ready;
 use crate::state::AppState;
 
 fn params(request: &HttpRequest) -> (String, String) {

@@ -1,5 +1,5 @@
 //! Rollouts that wait for readiness. Before an alias or the split moves to
-//! a version, the version is staged in the registry, so that placement and
+//! a version, or an unloaded model is loaded (Triton's repository load), the version is staged in the registry, so that placement and
 //! the reconciler load it like the versions it is about to replace; the move
 //! waits until this coordinator has it ready (warm) on as many replicas as
 //! its `replicas.min` asks, then happens in one registry write, so every
@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use maas_registry::RegistryResult;
-use maas_serving::ServeError;
+use maas_serving::{ServeError, ServeResult};
 
-use crate::http::error::HttpError;
 use crate::state::AppState;
 
 /// The longest a move waits for its target to be ready.
@@ -33,7 +32,7 @@ pub async fn move_when_ready<T, F, Fut>(
     model: String,
     versions: Vec<u64>,
     make_move: F,
-) -> Result<T, HttpError>
+) -> ServeResult<T>
 where
     T: Send + 'static,
     F: FnOnce(web::Data<AppState>) -> Fut + Send + 'static,
@@ -42,7 +41,7 @@ where
     let task = tokio::spawn(async move {
         let staged = stage_unready(&state, &model, &versions).await?;
         let moved = match wait_ready(&state, &model, &versions).await {
-            Ok(()) => make_move(state.clone()).await.map_err(HttpError::from),
+            Ok(()) => make_move(state.clone()).await.map_err(ServeError::from),
             Err(error) => Err(error),
         };
         if moved.is_err() {
@@ -51,11 +50,11 @@ where
         state.registry_changed().await;
         moved
     });
-    task.await.map_err(|error| HttpError(ServeError::Internal(format!("the rollout task failed: {error}"))))?
+    task.await.map_err(|error| ServeError::Internal(format!("the rollout task failed: {error}")))?
 }
 
 /// Stages the versions not ready yet; returns them.
-async fn stage_unready(state: &AppState, model: &str, versions: &[u64]) -> Result<Vec<u64>, HttpError> {
+async fn stage_unready(state: &AppState, model: &str, versions: &[u64]) -> ServeResult<Vec<u64>> {
     let mut staged = Vec::new();
     for &version in versions {
         if shortfall(state, model, version).is_none() {
@@ -81,7 +80,7 @@ async fn unstage(state: &AppState, model: &str, staged: &[u64]) {
 }
 
 /// Waits until every one of `versions` is ready, or says which is not.
-async fn wait_ready(state: &AppState, model: &str, versions: &[u64]) -> Result<(), HttpError> {
+async fn wait_ready(state: &AppState, model: &str, versions: &[u64]) -> ServeResult<()> {
     let started = Instant::now();
     loop {
         let missing: Vec<String> = versions.iter().filter_map(|&v| shortfall(state, model, v)).collect();
@@ -89,11 +88,11 @@ async fn wait_ready(state: &AppState, model: &str, versions: &[u64]) -> Result<(
             return Ok(());
         }
         if started.elapsed() >= READY_WITHIN {
-            return Err(HttpError(ServeError::Unavailable(format!(
+            return Err(ServeError::Unavailable(format!(
                 "nothing moved: {} within {} s",
                 missing.join("; "),
                 READY_WITHIN.as_secs()
-            ))));
+            )));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -101,8 +100,7 @@ async fn wait_ready(state: &AppState, model: &str, versions: &[u64]) -> Result<(
 
 /// Why `version` of `model` cannot take traffic yet, or `None` once it can.
 fn shortfall(state: &AppState, model: &str, version: u64) -> Option<String> {
-    let table = state.inference.table();
-    let Ok(found) = table.resolve(model, Some(&version.to_string())) else {
+    let Some(found) = state.inference.table().entry(model, version) else {
         return Some(format!("version {version} of model '{model}' is not loaded yet"));
     };
     let min = found.shared.config.replicas.min as usize;
