@@ -8,6 +8,7 @@
 //! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
 //! maas-bench placement --versions 10,100,1000 --nodes 10,100
 //! maas-bench zipf --url http://127.0.0.1:8000 --artifacts .maas/bench-mlps --models 1000
+//! maas-bench cycles --artifact .maas/bench-mlps/mlp-08.pt --cycles 1000
 //! ```
 //!
 //! Every run is bounded in time; HTTP load is closed-loop (each client sends
@@ -22,6 +23,7 @@ mod quic;
 mod raw;
 mod report;
 mod zipf;
+mod cycles;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -48,6 +50,30 @@ enum Command {
     Placement(PlacementArgs),
     /// Many models loaded on demand under Zipf-distributed traffic.
     Zipf(ZipfArgs),
+    /// Load → infer → unload cycles, with the node's memory before and after.
+    Cycles(CycleArgs),
+}
+
+#[derive(Args, Clone)]
+struct CycleArgs {
+    /// Coordinator base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// File holding the admin token.
+    #[arg(long, default_value = ".maas/coordinator/admin.token")]
+    token_file: PathBuf,
+    /// The node's metrics URL (its budget should hold one version).
+    #[arg(long, default_value = "http://127.0.0.1:9100/metrics")]
+    node_metrics: String,
+    /// TorchScript MLP (input `[-1, 64]`, output `[-1, 10]`).
+    #[arg(long)]
+    artifact: PathBuf,
+    /// Cycles to run.
+    #[arg(long, default_value_t = 1000)]
+    cycles: usize,
+    /// Cycles before the first memory reading.
+    #[arg(long, default_value_t = 50)]
+    warm_up: usize,
 }
 
 #[derive(Args, Clone)]
@@ -182,6 +208,17 @@ fn main() -> Result<()> {
             let grid: Vec<(usize, usize)> =
                 args.versions.iter().flat_map(|v| args.nodes.iter().map(move |n| (*v, *n))).collect();
             print!("{}", placement::table(&placement::measure(&grid, args.rounds)?));
+        }
+        Command::Cycles(args) => {
+            let settings = cycles::CycleSettings {
+                url: args.url,
+                token: std::fs::read_to_string(&args.token_file)?.trim().to_string(),
+                node_metrics: args.node_metrics,
+                artifact: args.artifact,
+                cycles: args.cycles,
+                warm_up: args.warm_up,
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(cycles::run(settings))?;
         }
         Command::Zipf(args) => {
             let token = std::fs::read_to_string(&args.token_file)?.trim().to_string();

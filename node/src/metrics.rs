@@ -14,6 +14,8 @@
 //! | `maas_node_memory_offered_bytes` | gauge | | memory the node offers for models (`--memory-bytes`) |
 //! | `maas_node_batches_in_flight` | gauge | | batches received and not yet answered |
 //! | `maas_node_queued_batches` | gauge | model, version | batches waiting for a free instance |
+//! | `maas_node_heap_bytes` | gauge | | bytes the C allocator has handed out (LibTorch's CPU tensors included), read at each scrape |
+//! | `maas_node_resident_bytes` | gauge | | the process's resident memory, read at each scrape |
 
 use maas_protocol::{BatchOutcome, RequestOutcome};
 use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
@@ -30,6 +32,8 @@ const MODEL_MEMORY: &str = "maas_node_model_memory_bytes";
 const MEMORY_OFFERED: &str = "maas_node_memory_offered_bytes";
 const IN_FLIGHT: &str = "maas_node_batches_in_flight";
 const QUEUED: &str = "maas_node_queued_batches";
+const HEAP: &str = "maas_node_heap_bytes";
+const RESIDENT: &str = "maas_node_resident_bytes";
 
 const SECONDS_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -83,6 +87,21 @@ pub fn record_rejected_batch(model: &str, version: &str) {
 pub fn set_loaded_models(count: usize, memory_bytes: u64) {
     metrics::gauge!(MODELS_LOADED).set(count as f64);
     metrics::gauge!(MODEL_MEMORY).set(memory_bytes as f64);
+}
+
+/// Reads the process's memory now: the allocator's bytes in use and the
+/// resident size (what a leak or a load/unload cycle changes).
+pub fn record_process_memory() {
+    if let Some(bytes) = maas_process::allocated_bytes() {
+        metrics::gauge!(HEAP).set(bytes as f64);
+    }
+    let resident_kib = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    if let Some(kib) = resident_kib {
+        metrics::gauge!(RESIDENT).set((kib * 1024) as f64);
+    }
 }
 
 /// Sets the memory the node offers for models.

@@ -36,6 +36,9 @@ pub fn serve(
             web::get().to(move |request: HttpRequest| {
                 let allowed =
                     token.as_ref().is_none_or(|token| presented_token(&request).is_some_and(|t| token.matches(t)));
+                if allowed {
+                    crate::metrics::record_process_memory();
+                }
                 let response = match allowed {
                     true => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(handle.render()),
                     false => HttpResponse::Unauthorized()
