@@ -1,10 +1,11 @@
 //! Load → infer → unload, over and over, through the real serving path: a
-//! thousand versions loaded on demand (one artifact), called once each in
-//! turn on a node with room for one of them, so that every call loads its
-//! version and evicts the one before. Every tenth cycle also offers an
-//! artifact that cannot load (its trial load fails on the node). The node's
-//! heap and resident memory are read from its `/metrics` after the warm-up
-//! cycles and at the end: a load/unload cycle that leaks shows as drift.
+//! few models loaded on demand (one artifact), called in turn on a node
+//! with room for one of them (each declares `memory_bytes`), so that every
+//! call loads its model and evicts the one before. Every tenth cycle also
+//! offers an artifact that cannot load (its trial load fails on the node).
+//! The node's heap and resident memory are read from its `/metrics` after
+//! the warm-up cycles and every hundred: a load/unload cycle that leaks
+//! shows as drift.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,11 @@ pub struct CycleSettings {
     pub cycles: usize,
     /// Cycles before the first memory reading.
     pub warm_up: usize,
+    /// Models called in turn.
+    pub models: usize,
+    /// Memory each declares, in bytes (more than half the node's budget
+    /// left beside its repository's models, so that one fits at a time).
+    pub memory_bytes: u64,
 }
 
 /// One memory reading of the node.
@@ -55,6 +61,7 @@ pub async fn run(settings: CycleSettings) -> Result<()> {
     let config = |name: &str| {
         json!({
             "name": name, "max_batch_size": 8, "replicas": {"min": 0, "max": 1},
+            "memory_bytes": settings.memory_bytes,
             "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, 64]}],
             "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 10]}],
         })
@@ -68,12 +75,15 @@ pub async fn run(settings: CycleSettings) -> Result<()> {
     let mut readings = Vec::new();
     let (mut refused, mut cycle_times) = (0, Vec::new());
     let started = Instant::now();
-    for cycle in 1..=settings.cycles {
-        let name = format!("cycle{cycle:05}");
+    let names: Vec<String> = (0..settings.models.max(2)).map(|i| format!("cycle{i}")).collect();
+    for name in &names {
         let (status, answer) = publish(name.clone(), sha256.clone()).await?;
         if !status.is_success() {
             bail!("publishing {name}: {status} {answer}");
         }
+    }
+    for cycle in 1..=settings.cycles {
+        let name = &names[cycle % names.len()];
         let sent = Instant::now();
         let response = client.post(format!("{}/v2/models/{name}/infer", settings.url)).json(&body).send().await?;
         let status = response.status();

@@ -9,11 +9,14 @@
 //! maas-bench placement --versions 10,100,1000 --nodes 10,100
 //! maas-bench zipf --url http://127.0.0.1:8000 --artifacts .maas/bench-mlps --models 1000
 //! maas-bench cycles --artifact .maas/bench-mlps/mlp-08.pt --cycles 1000
+//! maas-bench step --artifact .maas/bench-mlps/mlp-03.pt --clients 16
+//! maas-bench registry --artifact .maas/bench-mlps/mlp-00.pt --models 10000
 //! ```
 //!
 //! Every run is bounded in time; HTTP load is closed-loop (each client sends
 //! its next request when the previous one is answered) after a warm-up.
 
+mod cycles;
 mod grpc;
 mod load;
 mod open_loop;
@@ -21,9 +24,10 @@ mod placement;
 mod plot;
 mod quic;
 mod raw;
+mod registry_scale;
 mod report;
+mod step;
 mod zipf;
-mod cycles;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -52,6 +56,52 @@ enum Command {
     Zipf(ZipfArgs),
     /// Load → infer → unload cycles, with the node's memory before and after.
     Cycles(CycleArgs),
+    /// A load step on one model whose replicas follow load.
+    Step(StepArgs),
+    /// Publishing, listing and reconciling a registry of many models.
+    Registry(RegistryArgs),
+}
+
+#[derive(Args, Clone)]
+struct RegistryArgs {
+    /// Coordinator base URLs (the first publishes and lists; all report
+    /// their rounds).
+    #[arg(long = "url", default_value = "http://127.0.0.1:8000")]
+    urls: Vec<String>,
+    /// File holding the admin token.
+    #[arg(long, default_value = ".maas/coordinator/admin.token")]
+    token_file: PathBuf,
+    /// TorchScript MLP (input `[-1, 64]`, output `[-1, 10]`).
+    #[arg(long)]
+    artifact: PathBuf,
+    /// Versions to publish.
+    #[arg(long, default_value_t = 10000)]
+    models: usize,
+    /// Publishes in flight at once.
+    #[arg(long, default_value_t = 8)]
+    parallel: usize,
+}
+
+#[derive(Args, Clone)]
+struct StepArgs {
+    /// Coordinator base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// File holding the admin token.
+    #[arg(long, default_value = ".maas/coordinator/admin.token")]
+    token_file: PathBuf,
+    /// TorchScript MLP (input `[-1, 64]`, output `[-1, 10]`).
+    #[arg(long)]
+    artifact: PathBuf,
+    /// Clients during the step (one before and after it).
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of each phase.
+    #[arg(long, default_value_t = 15.0)]
+    seconds: f64,
+    /// Longest wait, in seconds, for the replicas to go after the traffic stops.
+    #[arg(long, default_value_t = 120)]
+    zero_within_seconds: u64,
 }
 
 #[derive(Args, Clone)]
@@ -74,6 +124,13 @@ struct CycleArgs {
     /// Cycles before the first memory reading.
     #[arg(long, default_value_t = 50)]
     warm_up: usize,
+    /// Models called in turn (each call evicts the one before).
+    #[arg(long, default_value_t = 2)]
+    models: usize,
+    /// Memory each model declares, in bytes: over half of what the node
+    /// has left beside its repository's models.
+    #[arg(long, default_value_t = 26 << 20)]
+    memory_bytes: u64,
 }
 
 #[derive(Args, Clone)]
@@ -217,8 +274,34 @@ fn main() -> Result<()> {
                 artifact: args.artifact,
                 cycles: args.cycles,
                 warm_up: args.warm_up,
+                models: args.models,
+                memory_bytes: args.memory_bytes,
             };
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(cycles::run(settings))?;
+        }
+        Command::Registry(args) => {
+            let settings = registry_scale::RegistrySettings {
+                urls: args.urls,
+                token: std::fs::read_to_string(&args.token_file)?.trim().to_string(),
+                artifact: args.artifact,
+                models: args.models,
+                parallel: args.parallel,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(registry_scale::run(settings))?;
+        }
+        Command::Step(args) => {
+            let settings = step::StepSettings {
+                url: args.url,
+                token: std::fs::read_to_string(&args.token_file)?.trim().to_string(),
+                artifact: args.artifact,
+                clients: args.clients,
+                seconds: args.seconds,
+                zero_within: Duration::from_secs(args.zero_within_seconds),
+            };
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(step::run(settings))?;
         }
         Command::Zipf(args) => {
             let token = std::fs::read_to_string(&args.token_file)?.trim().to_string();

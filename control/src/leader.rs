@@ -142,7 +142,10 @@ async fn lead(mut client: Client, settings: ClusterSettings, inputs: LeaderInput
                 .collect();
             let wanted = demand.borrow_and_update().clone();
             let inputs = PlaceInputs { registry: &registry, nodes: &members, node_set: &node_set, demand: &wanted };
-            match place(&mut client, &settings, inputs, &leadership.key, (&mut measured, &mut scaler)).await {
+            let round = std::time::Instant::now();
+            let placed = place(&mut client, &settings, inputs, &leadership.key, (&mut measured, &mut scaler)).await;
+            metrics::placement_round(round.elapsed());
+            match placed {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!("the placement write was fenced off: leadership is gone");

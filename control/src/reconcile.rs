@@ -60,7 +60,9 @@ impl Reconciler {
         tokio::spawn(async move {
             let mut changes = self.registry.store().changes();
             loop {
+                let round = Instant::now();
                 self.round().await;
+                crate::metrics::reconcile_round(round.elapsed());
                 tokio::select! {
                     _ = changes.changed() => {}
                     _ = self.wake.notified() => {}

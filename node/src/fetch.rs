@@ -3,7 +3,9 @@
 //! A version's TorchScript file is fetched once into
 //! `<data-dir>/artifacts/<sha256>.pt`; the store streams it while its
 //! digest is recomputed, and a file whose digest does not match is refused
-//! and never loaded.
+//! and never loaded. A cached file is hashed again before it is used unless
+//! this process verified it and its size, modification time and inode are
+//! unchanged since (a gigabyte takes seconds to hash).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,6 +21,24 @@ pub struct Fetcher {
     cache: PathBuf,
     /// One lock per digest: concurrent loads of the same artifact fetch it once.
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cached files verified by this process, as they were then.
+    verified: Mutex<HashMap<PathBuf, FileStamp>>,
+}
+
+/// What identifies a file's content without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileStamp { len: metadata.len(), modified: metadata.modified().ok(), inode: metadata.ino() })
+    }
 }
 
 impl Fetcher {
@@ -26,7 +46,7 @@ impl Fetcher {
     pub fn new(store: Option<ArtifactStore>, data_dir: PathBuf) -> anyhow::Result<Fetcher> {
         let cache = data_dir.join("artifacts");
         std::fs::create_dir_all(&cache)?;
-        Ok(Fetcher { store, cache, in_flight: Mutex::new(HashMap::new()) })
+        Ok(Fetcher { store, cache, in_flight: Mutex::new(HashMap::new()), verified: Mutex::new(HashMap::new()) })
     }
 
     /// The digests of the artifacts in the local cache.
@@ -50,10 +70,17 @@ impl Fetcher {
         let lock = self.in_flight.lock().entry(artifact.sha256.clone()).or_default().clone();
         let _fetching = lock.lock().await;
         if path.exists() {
+            let stamp = FileStamp::of(&path);
+            if stamp.is_some() && self.verified.lock().get(&path) == stamp.as_ref() {
+                return Ok(path);
+            }
             // A cached copy is used only if it still is what its name says:
             // a file changed on disk is fetched again.
             match file_digest(&path).await {
-                Ok(digest) if digest == artifact.sha256 => return Ok(path),
+                Ok(digest) if digest == artifact.sha256 => {
+                    self.remember(&path, stamp);
+                    return Ok(path);
+                }
                 Ok(digest) => {
                     tracing::warn!(model, version, path = %path.display(), found = %digest, "a cached artifact does not match its digest; fetching it again");
                     let _ = tokio::fs::remove_file(&path).await;
@@ -65,7 +92,14 @@ impl Fetcher {
             self.store.as_ref().ok_or_else(|| failed("this node has no artifact store (--artifact-store)".into()))?;
         store.fetch_to(artifact, &path).await.map_err(|e| failed(e.to_string()))?;
         tracing::info!(model, version, sha256 = %artifact.sha256, "artifact fetched and verified");
+        self.remember(&path, FileStamp::of(&path));
         Ok(path)
+    }
+
+    fn remember(&self, path: &std::path::Path, stamp: Option<FileStamp>) {
+        if let Some(stamp) = stamp {
+            self.verified.lock().insert(path.to_path_buf(), stamp);
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 
 use maas_protocol::{BatchOutcome, RequestOutcome};
 use metrics_exporter_prometheus::{Matcher, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 const BATCHES: &str = "maas_node_batches_total";
 const ROWS: &str = "maas_node_rows_total";
@@ -39,12 +40,18 @@ const SECONDS_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 const ROWS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// How long a version's counters and histograms stay after its last
+/// update: a node that loads thousands of versions in turn keeps the
+/// series of those it served lately, not of every one it ever held.
+const SERIES_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Installs the Prometheus recorder for this process.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
     maas_process::install_prometheus(|builder| {
-        builder
+        let builder = builder
             .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
-            .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROWS_BUCKETS)
+            .set_buckets_for_metric(Matcher::Full(BATCH_ROWS.into()), ROWS_BUCKETS)?;
+        Ok(builder.idle_timeout(MetricKindMask::COUNTER | MetricKindMask::HISTOGRAM, Some(SERIES_KEPT)))
     })
 }
 

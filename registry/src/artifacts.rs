@@ -30,7 +30,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStore, WriteMultipart};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -143,7 +143,8 @@ impl ArtifactStore {
     }
 
     /// Streams the blob of `artifact` to `dest`, verifying size and digest;
-    /// a mismatch leaves nothing at `dest`.
+    /// a mismatch leaves nothing at `dest`. The copy is not synced to disk:
+    /// whoever uses a file fetched before a crash verifies it again.
     pub async fn fetch_to(&self, artifact: &ArtifactRef, dest: &Path) -> RegistryResult<()> {
         check_digest(&artifact.sha256)?;
         let result =
@@ -153,20 +154,24 @@ impl ArtifactStore {
         static FETCHES: AtomicU64 = AtomicU64::new(0);
         let partial =
             dest.with_extension(format!("partial-{}-{}", std::process::id(), FETCHES.fetch_add(1, Ordering::Relaxed)));
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(|e| backend(format!("creating {}: {e}", partial.display())))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        let mut stream = result.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| backend(format!("reading artifact {}: {e}", artifact.sha256)))?;
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(|e| backend(e.to_string()))?;
-        }
-        file.sync_all().await.map_err(|e| backend(e.to_string()))?;
-        let digest = hex::encode(hasher.finalize());
+        let copied = match result.payload {
+            // A local store hands over the file: read it in large blocks
+            // (its stream would come in 8 KiB pieces).
+            GetResultPayload::File(file, _) => {
+                let (target, range) = (partial.clone(), result.range.clone());
+                tokio::task::spawn_blocking(move || copy_hashing(file, range, &target))
+                    .await
+                    .map_err(|e| backend(format!("copying artifact {}: {e}", artifact.sha256)))?
+            }
+            GetResultPayload::Stream(stream) => stream_hashing(stream, &partial).await,
+        };
+        let (digest, size) = match copied {
+            Ok(copied) => copied,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(backend(format!("fetching artifact {}: {error}", artifact.sha256)));
+            }
+        };
         if digest != artifact.sha256 || size != artifact.size {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(RegistryError::Invalid(format!(
@@ -176,6 +181,51 @@ impl ArtifactStore {
         }
         tokio::fs::rename(&partial, dest).await.map_err(|e| backend(format!("placing {}: {e}", dest.display())))
     }
+}
+
+/// Copies `range` of `source` to a new file at `target`; returns the
+/// copy's sha256 (hex) and size.
+fn copy_hashing(
+    mut source: std::fs::File,
+    range: std::ops::Range<u64>,
+    target: &Path,
+) -> std::io::Result<(String, u64)> {
+    use std::io::{Read, Seek, Write};
+    source.seek(std::io::SeekFrom::Start(range.start))?;
+    let mut source = source.take(range.end.saturating_sub(range.start));
+    let mut file = std::fs::File::create(target)?;
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    let mut buffer = vec![0u8; 4 << 20];
+    loop {
+        let read = source.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        file.write_all(&buffer[..read])?;
+        size += read as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// Writes `stream` to a new file at `target`; returns its sha256 (hex) and
+/// size.
+async fn stream_hashing(
+    mut stream: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    target: &Path,
+) -> std::io::Result<(String, u64)> {
+    let file = tokio::fs::File::create(target).await?;
+    // Few large writes, not one per (small) chunk of the stream.
+    let mut file = tokio::io::BufWriter::with_capacity(4 << 20, file);
+    let (mut hasher, mut size) = (Sha256::new(), 0u64);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    Ok((hex::encode(hasher.finalize()), size))
 }
 
 /// An upload in progress.
