@@ -58,7 +58,7 @@ pub async fn set_loaded(state: web::Data<AppState>, model: &str, loaded: bool) -
     let record = state.registry.get(model).await?.record;
     if !loaded || record.loaded {
         state.registry.set_loaded(model, loaded).await?;
-        state.registry_changed().await;
+        state.model_changed(model).await;
         return Ok(());
     }
     let name = model.to_string();

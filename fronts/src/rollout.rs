@@ -47,7 +47,7 @@ where
         if moved.is_err() {
             unstage(&state, &model, &staged).await;
         }
-        state.registry_changed().await;
+        state.model_changed(&model).await;
         moved
     });
     task.await.map_err(|error| ServeError::Internal(format!("the rollout task failed: {error}")))?
@@ -65,7 +65,7 @@ async fn stage_unready(state: &AppState, model: &str, versions: &[u64]) -> Serve
     }
     if !staged.is_empty() {
         tracing::info!(%model, versions = ?staged, "staged for a rollout; waiting until ready");
-        state.registry_changed().await;
+        state.model_changed(model).await;
     }
     Ok(staged)
 }

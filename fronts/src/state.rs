@@ -40,8 +40,20 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// After a registry write: applies the registry's routing here before
+    /// After a write of `model`'s record: applies its routing here before
     /// the write is acknowledged, and asks the reconciler for a round.
+    pub async fn model_changed(&self, model: &str) {
+        match self.registry.get(model).await {
+            Ok(stored) => {
+                self.inference.table().apply_record(&stored.record);
+                self.reconcile.notify_one();
+            }
+            // Gone, or unreadable: read everything.
+            Err(_) => self.registry_changed().await,
+        }
+    }
+
+    /// Applies the whole registry after a write of this coordinator's own.
     pub async fn registry_changed(&self) {
         match self.registry.list().await {
             Ok(stored) => {

@@ -15,6 +15,23 @@ use tokio::sync::watch;
 
 use crate::{ModelRecord, RecordStore, RegistryError, RegistryResult, StoredRecord};
 
+/// Records read per request when listing the registry, at first: halved
+/// while a page is larger than one answer may be.
+const LIST_PAGE: i64 = 256;
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xff: to the end of the key space.
+    vec![0]
+}
+
 /// An etcd-backed store.
 pub struct EtcdStore {
     client: Client,
@@ -202,16 +219,45 @@ impl RecordStore for EtcdStore {
         response.kvs().first().map(|kv| decode(kv.value(), kv.mod_revision())).transpose()
     }
 
+    /// Every record, read in pages at one revision: one answer with
+    /// thousands of records would pass the client's 4 MiB message limit.
     async fn list(&self) -> RegistryResult<Vec<StoredRecord>> {
         let prefix = format!("{}models/", self.prefix);
-        let response = retrying(|| {
-            let mut client = self.client.clone();
-            let prefix = prefix.clone();
-            async move { client.get(prefix, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await
-        .map_err(|e| backend(e.to_string()))?;
-        response.kvs().iter().map(|kv| decode(kv.value(), kv.mod_revision())).collect()
+        let end = prefix_end(prefix.as_bytes());
+        let (mut records, mut from, mut revision, mut page) = (Vec::new(), prefix.into_bytes(), 0, LIST_PAGE);
+        loop {
+            let answer = retrying(|| {
+                let mut client = self.client.clone();
+                let (from, end) = (from.clone(), end.clone());
+                let mut options = GetOptions::new().with_range(end).with_limit(page);
+                if revision > 0 {
+                    options = options.with_revision(revision);
+                }
+                async move { client.get(from, Some(options)).await }
+            })
+            .await;
+            let response = match answer {
+                Err(error) if page > 1 && error.to_string().contains("message length too large") => {
+                    page /= 2;
+                    continue;
+                }
+                answer => answer.map_err(|e| backend(e.to_string()))?,
+            };
+            if revision == 0 {
+                revision = response.header().map_or(0, |h| h.revision());
+            }
+            for kv in response.kvs() {
+                records.push(decode(kv.value(), kv.mod_revision())?);
+            }
+            match (response.more(), response.kvs().last()) {
+                (true, Some(last)) => {
+                    // The next page starts just after the last key read.
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                _ => return Ok(records),
+            }
+        }
     }
 
     async fn put(&self, record: &ModelRecord, expected: Option<i64>) -> RegistryResult<i64> {

@@ -167,29 +167,43 @@ impl ModelTable {
         let mut routing = HashMap::new();
         let mut models = self.models.write();
         for record in records {
-            routing.insert(
-                record.name.clone(),
-                Routing {
-                    versions: record.versions.keys().copied().collect(),
-                    aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect(),
-                    split: record.split.iter().map(|s| (s.version, s.weight)).collect(),
-                    loaded: record.loaded,
-                    owners: record
-                        .versions
-                        .iter()
-                        .filter_map(|(number, v)| Some((*number, v.lineage.owner.clone()?)))
-                        .collect(),
-                },
-            );
-            let versions = models.entry(record.name.clone()).or_default();
-            for number in record.versions_to_load() {
-                let config = record.versions[&number].config.clone();
-                versions.entry(number).or_insert_with(|| self.new_version(record.name.clone(), number, config));
-            }
-            // Versions deleted from the registry are no longer served.
-            versions.retain(|number, _| record.versions.contains_key(number));
+            routing.insert(record.name.clone(), self.apply_versions(&mut models, record));
         }
         *self.routing.write() = routing;
+    }
+
+    /// Applies one model's record, the others unchanged (after a write of
+    /// this coordinator's own: a registry of thousands is not read again).
+    pub fn apply_record(&self, record: &maas_registry::ModelRecord) {
+        let routing = self.apply_versions(&mut self.models.write(), record);
+        self.routing.write().insert(record.name.clone(), routing);
+    }
+
+    /// Makes an entry for every version of `record` to load, drops those
+    /// deleted, and returns the model's routing.
+    fn apply_versions(
+        &self,
+        models: &mut BTreeMap<String, BTreeMap<u64, Arc<ModelVersion>>>,
+        record: &maas_registry::ModelRecord,
+    ) -> Routing {
+        let versions = models.entry(record.name.clone()).or_default();
+        for number in record.versions_to_load() {
+            let config = record.versions[&number].config.clone();
+            versions.entry(number).or_insert_with(|| self.new_version(record.name.clone(), number, config));
+        }
+        // Versions deleted from the registry are no longer served.
+        versions.retain(|number, _| record.versions.contains_key(number));
+        Routing {
+            versions: record.versions.keys().copied().collect(),
+            aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect(),
+            split: record.split.iter().map(|s| (s.version, s.weight)).collect(),
+            loaded: record.loaded,
+            owners: record
+                .versions
+                .iter()
+                .filter_map(|(number, v)| Some((*number, v.lineage.owner.clone()?)))
+                .collect(),
+        }
     }
 
     /// Whether `model` is served by nodes from their model repository: it

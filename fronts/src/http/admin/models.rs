@@ -132,7 +132,7 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         owner,
     };
     let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
-    state.registry_changed().await;
+    state.model_changed(&model).await;
     tracing::info!(model, version, sha256 = %artifact.sha256, "version published");
     Ok(HttpResponse::Created().json(Published { model, version, sha256: artifact.sha256 }))
 }
@@ -168,6 +168,6 @@ pub async fn delete_version(state: web::Data<AppState>, request: HttpRequest) ->
         .parse()
         .map_err(|_| ServeError::InvalidRequest("the version must be a number".into()))?;
     state.registry.delete_version(model, version).await?;
-    state.registry_changed().await;
+    state.model_changed(model).await;
     Ok(HttpResponse::Ok().json(VersionDeleted { model: model.to_string(), deleted_version: version }))
 }

@@ -31,7 +31,7 @@ pub async fn set_alias(state: web::Data<AppState>, request: HttpRequest, body: w
 pub async fn delete_alias(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
     let (model, alias) = params(&request);
     state.registry.delete_alias(&model, &alias).await?;
-    state.registry_changed().await;
+    state.model_changed(&model).await;
     Ok(HttpResponse::Ok().json(AliasDeleted { model, deleted_alias: alias }))
 }
 
