@@ -159,7 +159,8 @@ impl ModelHost {
         };
         let mut versions = self.versions.write();
         // Dropping `queue` on failure stops the instances.
-        if let Err(error) = self.check_room(&versions, &source, (memory_bytes, reserved), "took") {
+        let under_way = *self.reserved.lock();
+        if let Err(error) = self.check_room(&versions, under_way, &source, (memory_bytes, reserved), "took") {
             self.refused.lock().note(key, memory_bytes);
             return Err(error);
         }
@@ -182,24 +183,28 @@ impl ModelHost {
     }
 
     /// Holds `bytes` of the budget for a load under way, or refuses it.
+    /// The check and the reservation happen under one lock, so that loads
+    /// side by side cannot both take the last free bytes.
     fn reserve(&self, source: &ModelSource, bytes: u64) -> Result<Held<'_>, NodeError> {
         let versions = self.versions.read();
-        self.check_room(&versions, source, (bytes, 0), "needs")?;
-        *self.reserved.lock() += bytes;
+        let mut under_way = self.reserved.lock();
+        self.check_room(&versions, *under_way, source, (bytes, 0), "needs")?;
+        *under_way += bytes;
         Ok(Held { reserved: &self.reserved, bytes })
     }
 
     /// Refuses a version of `bytes` when it would take the node past its
-    /// budget, counting what `versions` hold and what loads under way
+    /// budget, counting what `versions` hold and what loads `under_way`
     /// reserved (`own` of which are the version's own reservation).
     fn check_room(
         &self,
         versions: &HashMap<(String, u64), LoadedVersion>,
+        under_way: u64,
         source: &ModelSource,
         (bytes, own): (u64, u64),
         verb: &str,
     ) -> Result<(), NodeError> {
-        let used = memory_of(versions).saturating_add(*self.reserved.lock()).saturating_sub(own);
+        let used = memory_of(versions).saturating_add(under_way).saturating_sub(own);
         let budget = self.settings.memory_budget;
         if used.saturating_add(bytes) <= budget {
             return Ok(());
