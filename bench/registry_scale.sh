@@ -3,8 +3,8 @@
 # with one node, publishes MODELS versions loaded on demand over the
 # smallest bench MLP, then reports the publish rate, the time to list the
 # registry, each coordinator's last reconcile round and the leader's last
-# placement round, and each coordinator's resident memory before and after
-# (what an idle version costs it).
+# placement round, and each coordinator's heap and resident memory before
+# and after (what an idle version costs it).
 #
 #   bench/registry_scale.sh [MODELS]     e.g. bench/registry_scale.sh 10000
 set -euo pipefail
@@ -17,17 +17,6 @@ scripts/cluster.sh down >/dev/null 2>&1 || true
 # A namespace of its own in etcd: nothing from earlier runs is placed.
 export MAAS_ETCD_PREFIX="/maas-bench/registry-$(date +%s)/"
 MAAS_NODE_MODELS=mlp scripts/cluster.sh up 1 >/dev/null
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$(cat ".maas/run/$1.pid")/status"; }
-before_a=$(rss_kib coordinator)
-before_b=$(rss_kib coordinator-b)
 "$MAAS_TARGET_DIR/release/maas-bench" registry --url "http://127.0.0.1:$port" --url "http://127.0.0.1:$((port + 1))" \
     --artifact .maas/bench-mlps/mlp-00.pt --models "$models"
-echo
-echo "| coordinator | RSS before (MiB) | RSS after (MiB) | per version (KiB) |"
-echo "|---|---:|---:|---:|"
-for pair in "coordinator $before_a" "coordinator-b $before_b"; do
-    set -- $pair
-    after=$(rss_kib "$1")
-    echo "| $1 | $(( $2 / 1024 )) | $(( after / 1024 )) | $(python3 -c "print(round(($after - $2) / $models, 1))") |"
-done
 scripts/cluster.sh down >/dev/null 2>&1 || true

@@ -30,6 +30,9 @@ pub const UNLOAD_GRACE: Duration = Duration::from_secs(10);
 
 const TICK: Duration = Duration::from_secs(2);
 
+/// How often, at most, the memory a round freed is given back.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
 /// The reconciler's state.
 pub struct Reconciler {
     registry: Registry,
@@ -59,10 +62,18 @@ impl Reconciler {
     pub fn spawn(self: Arc<Self>) {
         tokio::spawn(async move {
             let mut changes = self.registry.store().changes();
+            let mut trimmed = Instant::now();
             loop {
                 let round = Instant::now();
                 self.round().await;
                 crate::metrics::reconcile_round(round.elapsed());
+                // A round reads the whole registry (megabytes at thousands
+                // of models) and frees it; the allocator would keep those
+                // pages, and an idle coordinator would stay that large.
+                if trimmed.elapsed() >= TRIM_EVERY {
+                    maas_process::release_free_memory();
+                    trimmed = Instant::now();
+                }
                 tokio::select! {
                     _ = changes.changed() => {}
                     _ = self.wake.notified() => {}

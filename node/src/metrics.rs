@@ -99,16 +99,7 @@ pub fn set_loaded_models(count: usize, memory_bytes: u64) {
 /// Reads the process's memory now: the allocator's bytes in use and the
 /// resident size (what a leak or a load/unload cycle changes).
 pub fn record_process_memory() {
-    if let Some(bytes) = maas_process::allocated_bytes() {
-        metrics::gauge!(HEAP).set(bytes as f64);
-    }
-    let resident_kib = std::fs::read_to_string("/proc/self/status").ok().and_then(|status| {
-        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok()
-    });
-    if let Some(kib) = resident_kib {
-        metrics::gauge!(RESIDENT).set((kib * 1024) as f64);
-    }
+    maas_process::record_memory(HEAP, RESIDENT);
 }
 
 /// Sets the memory the node offers for models.

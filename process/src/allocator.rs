@@ -86,6 +86,26 @@ pub fn allocated_bytes() -> Option<u64> {
     None
 }
 
+/// The process's resident memory in bytes, from `/proc/self/status`.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Sets the gauges `heap` (the allocator's bytes in use) and `resident`
+/// (the resident size) to the process's memory now: what a leak, a
+/// load/unload cycle or thousands of idle models change.
+pub fn record_memory(heap: &'static str, resident: &'static str) {
+    if let Some(bytes) = allocated_bytes() {
+        metrics::gauge!(heap).set(bytes as f64);
+    }
+    if let Some(bytes) = resident_bytes() {
+        metrics::gauge!(resident).set(bytes as f64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,9 @@ mod logging;
 mod prometheus;
 mod secret;
 
-pub use allocator::{allocated_bytes, keep_freed_memory, release_free_memory, FreedMemory};
+pub use allocator::{
+    allocated_bytes, keep_freed_memory, record_memory, release_free_memory, resident_bytes, FreedMemory,
+};
 pub use logging::init_logging;
 pub use prometheus::install_prometheus;
 pub use secret::{bearer_token, same_secret, Secret};

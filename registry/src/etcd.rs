@@ -17,7 +17,7 @@ use crate::{ModelRecord, RecordStore, RegistryError, RegistryResult, StoredRecor
 
 /// Records read per request when listing the registry, at first: halved
 /// while a page is larger than one answer may be.
-const LIST_PAGE: i64 = 256;
+const LIST_PAGE: i64 = 1024;
 
 /// The first key after every key that starts with `prefix`.
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {

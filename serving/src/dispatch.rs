@@ -29,7 +29,7 @@ use maas_protocol::TensorBytes;
 pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let started = Instant::now();
     let rows: Vec<u32> = batch.iter().map(|r| r.rows).collect();
-    version.metrics.batch(&batch, started);
+    version.metrics().batch(&batch, started);
     version.monitor.batch_dispatched(batch.iter().map(|r| started.saturating_duration_since(r.enqueued)));
     let batch_id = next_batch_id();
     let request = InferBatch {
@@ -51,13 +51,14 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
     let mut tried: Vec<Arc<dyn Replica>> = Vec::new();
     let mut last_failure: Option<ReplicaError> = None;
     loop {
+        let mut replica_changes = version.replicas.watch();
         let Some(replica) = version.replicas.least_outstanding(&tried) else {
             // A version loaded on demand whose replicas all went (unloaded
             // while idle, evicted, or lost with their node) is loaded
             // again: wait for a replica.
             if version.loads_on_demand() {
-                match tokio::time::timeout_at(deadline.into(), version.replicas.changed()).await {
-                    Ok(()) => {
+                match tokio::time::timeout_at(deadline.into(), replica_changes.changed()).await {
+                    Ok(_) => {
                         tried.clear();
                         continue;
                     }
@@ -96,7 +97,7 @@ pub async fn dispatch(version: &VersionShared, batch: Vec<PendingRequest>) {
             }
             Ok(Err(failure)) => {
                 tracing::warn!(model = %version.name, version = version.version, node = replica.name(), %failure, "batch failed on a replica; trying another");
-                version.metrics.retry();
+                version.metrics().retry();
                 tried.push(replica);
                 last_failure = Some(failure);
             }
@@ -170,7 +171,7 @@ fn answer(version: &VersionShared, batch: Vec<PendingRequest>, rows: &[u32], ans
         InferAnswer::Failed(error) => return fail_all(batch, ServeError::from_node(&version.name, error)),
     };
     let total_rows: u32 = rows.iter().sum();
-    version.metrics.node_timings(u64::from(total_rows), &result);
+    version.metrics().node_timings(u64::from(total_rows), &result);
     let times = BatchTimes {
         input_ns: result.compute_input_ns,
         infer_ns: result.compute_infer_ns,

@@ -16,6 +16,8 @@
 //! | `maas_rate_limited_total` | counter | tenant | requests refused by a key's rate limit or quota |
 //! | `maas_cold_start_duration_seconds` | histogram | model | arrival to answer of requests that found a version loaded on demand without a replica (the load included) |
 //! | `maas_coordinators_live` | gauge | | coordinators sharing each key's rates (1 without etcd) |
+//! | `maas_coordinator_heap_bytes` | gauge | | bytes the C allocator has handed out, read at each scrape |
+//! | `maas_coordinator_resident_bytes` | gauge | | the process's resident memory, read at each scrape |
 //!
 //! Model and version labels only take names of models the coordinator
 //! serves; requests for unknown models are counted under `model="_unknown"`.
@@ -59,6 +61,12 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)
     })
+}
+
+/// Reads the process's memory now: what thousands of registered versions
+/// cost a coordinator shows here.
+pub fn record_process_memory() {
+    maas_process::record_memory("maas_coordinator_heap_bytes", "maas_coordinator_resident_bytes");
 }
 
 /// Sets how many coordinators share each key's rates.
@@ -118,6 +126,12 @@ impl VersionMetrics {
             rows: metrics::counter!(ROWS, &labels),
             retries: metrics::counter!(RETRIES, &labels),
         }
+    }
+
+    /// Reads the process's memory now: what thousands of registered versions
+    /// cost a coordinator shows here.
+    pub fn record_process_memory() {
+        maas_process::record_memory("maas_coordinator_heap_bytes", "maas_coordinator_resident_bytes");
     }
 
     /// Sets how many coordinators share each key's rates.

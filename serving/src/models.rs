@@ -19,9 +19,8 @@ use maas_protocol::{LoadedModel, ModelConfig};
 use maas_tenancy::{Caller, Role};
 use parking_lot::RwLock;
 
-use crate::batcher::{self, state::BatchPolicy, BatcherHandle};
+use crate::batcher::{state::BatchPolicy, BatcherHandle};
 use crate::error::{ServeError, ServeResult};
-use crate::metrics::VersionMetrics;
 use crate::replica::Replica;
 use crate::version::{ReplicaSet, VersionShared};
 
@@ -323,11 +322,10 @@ impl ModelTable {
             max_delay: Duration::from_micros(config.max_queue_delay_us),
             max_queue: self.settings.max_queue,
         };
-        let metrics = VersionMetrics::new(&name, version);
         let shared = Arc::new(VersionShared {
             name,
             version,
-            metrics,
+            metrics: Default::default(),
             config: Arc::new(config),
             replicas: ReplicaSet::default(),
             max_frame_bytes: self.settings.max_frame_bytes,
@@ -336,7 +334,7 @@ impl ModelTable {
             activity: Default::default(),
             fits_nowhere: Default::default(),
         });
-        let batcher = batcher::spawn(shared.clone(), policy);
+        let batcher = BatcherHandle::new(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })
     }
 }

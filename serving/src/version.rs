@@ -1,13 +1,13 @@
 //! One version as the batcher and dispatcher see it: its name, its
 //! configuration, its metrics and monitor, and the replicas that hold it.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use maas_monitor::VersionMonitor;
 use maas_protocol::ModelConfig;
 use parking_lot::RwLock;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use crate::activity::Activity;
 use crate::error::ServeError;
@@ -22,10 +22,17 @@ struct Held {
 }
 
 /// The replicas of one version.
-#[derive(Default)]
 pub struct ReplicaSet {
     replicas: RwLock<Vec<Held>>,
-    changed: Notify,
+    /// Ticks at every change, waking every watcher: the batcher and any
+    /// batch waiting for a replica may wait at once.
+    changes: watch::Sender<()>,
+}
+
+impl Default for ReplicaSet {
+    fn default() -> Self {
+        ReplicaSet { replicas: RwLock::default(), changes: watch::Sender::new(()) }
+    }
 }
 
 impl ReplicaSet {
@@ -49,16 +56,18 @@ impl ReplicaSet {
             .map(|r| r.node.clone())
     }
 
-    /// Resolves after the next change of the replicas (or at once when one
-    /// happened since the last call).
-    pub async fn changed(&self) {
-        self.changed.notified().await
+    /// A watcher whose `changed()` resolves at the first change of the
+    /// replicas after this call (or after its last `borrow_and_update`).
+    /// Take it before looking at the replicas, so no change in between is
+    /// missed.
+    pub fn watch(&self) -> watch::Receiver<()> {
+        self.changes.subscribe()
     }
 
-    /// Wakes whoever waits in [`ReplicaSet::changed`] without a change of
-    /// replicas (the reason a version cannot be loaded changed).
+    /// Wakes every watcher without a change of replicas (the reason a
+    /// version cannot be loaded changed).
     pub(crate) fn wake(&self) {
-        self.changed.notify_one();
+        self.changes.send_replace(());
     }
 
     pub(crate) fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
@@ -77,7 +86,7 @@ impl ReplicaSet {
         };
         drop(replicas);
         if changed {
-            self.changed.notify_one();
+            self.changes.send_replace(());
         }
     }
 }
@@ -88,8 +97,8 @@ pub struct VersionShared {
     pub name: String,
     /// Version number.
     pub version: u64,
-    /// Its Prometheus series.
-    pub metrics: VersionMetrics,
+    /// Its Prometheus series, registered at its first request.
+    pub metrics: OnceLock<VersionMetrics>,
     /// Its configuration.
     pub config: Arc<ModelConfig>,
     /// Nodes holding it.
@@ -108,6 +117,11 @@ pub struct VersionShared {
 }
 
 impl VersionShared {
+    /// Its Prometheus series (registered at the first call).
+    pub fn metrics(&self) -> &VersionMetrics {
+        self.metrics.get_or_init(|| VersionMetrics::new(&self.name, self.version))
+    }
+
     /// The error for a request that finds no replica up.
     pub fn no_replica_error(&self) -> ServeError {
         ServeError::Unavailable(format!("model '{}' version {} has no ready replica", self.name, self.version))

@@ -60,6 +60,7 @@ pub fn serve(
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    maas_serving::metrics::record_process_memory();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
 }
 
