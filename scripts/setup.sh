@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One-time (and idempotent) setup of a maas checkout on Debian:
 #   - system packages: protoc with the well-known protos, etcd
-#   - a project venv (.venv) with PyTorch 2.11.0, whose LibTorch the binaries link
+#   - a project venv (.venv) with PyTorch 2.11.0, whose LibTorch the binaries link,
+#     ONNX Runtime (whose library the node loads for ONNX models), the ONNX
+#     exporter, torchvision and transformers (real architectures for tests)
 #   - a release build of every binary (they find LibTorch through their rpath)
 #   - the example models (.maas/models) and development certificates (.maas/certs)
 # Each step is skipped when already done.
@@ -38,6 +40,15 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
     .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION"
 fi
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "at", torch.__path__[0])'
+
+step "python packages for ONNX and real architectures"
+# torchvision must match torch; onnxruntime's version is the one the node's
+# ONNX Runtime binding (ort, API 31) targets.
+PACKAGES=("onnxruntime==1.31.1" "torchvision==0.26.0" onnx onnxscript transformers)
+if ! .venv/bin/python -c "import onnxruntime, torchvision, onnx, onnxscript, transformers, sys; sys.exit(onnxruntime.__version__ != '1.31.1')" 2>/dev/null; then
+    .venv/bin/python -m pip install --quiet "${PACKAGES[@]}"
+fi
+.venv/bin/python -c 'import onnxruntime, torchvision, transformers; print("onnxruntime", onnxruntime.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)'
 
 step "build (release)"
 cargo build --release --workspace --bins

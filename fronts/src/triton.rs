@@ -16,19 +16,14 @@ use maas_tenancy::Caller;
 /// server metadata lists them.
 pub const EXTENSIONS: &[&str] = &["binary_tensor_data", "model_configuration", "parameters"];
 
-/// The platform and backend every version reports.
-pub const PLATFORM: &str = "pytorch_libtorch";
-/// See [`PLATFORM`].
-pub const BACKEND: &str = "pytorch";
-
 /// A version's configuration as Triton's `ModelConfig`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConfigView {
     /// Model name.
     pub name: String,
-    /// Always [`PLATFORM`].
+    /// Its artifact's format, as Triton names platforms.
     pub platform: &'static str,
-    /// Always [`BACKEND`].
+    /// The backend that runs it, as Triton names backends.
     pub backend: &'static str,
     /// Which versions are loaded, as the model's configuration says.
     pub version_policy: VersionPolicy,
@@ -91,8 +86,8 @@ impl ConfigView {
         };
         ConfigView {
             name: config.name.clone(),
-            platform: PLATFORM,
-            backend: BACKEND,
+            platform: config.platform.name(),
+            backend: config.platform.backend(),
             version_policy: config.version_policy.clone(),
             max_batch_size: config.max_batch_size,
             input: config.inputs.iter().map(tensor).collect(),
@@ -106,7 +101,7 @@ impl ConfigView {
                 kind: "KIND_AUTO",
                 count: config.instance_count,
             }],
-            default_model_filename: "model.pt",
+            default_model_filename: config.platform.model_filename(),
         }
     }
 }

@@ -96,6 +96,12 @@ pub struct NodeConfig {
     #[arg(long, env = "MAAS_NODE_INTER_OP_THREADS", default_value_t = 1)]
     pub inter_op_threads: i32,
 
+    /// ONNX Runtime's shared library (`libonnxruntime.so.*`), loaded at the
+    /// first ONNX model; by default the one of the `onnxruntime` package the
+    /// build found beside LibTorch.
+    #[arg(long, env = "MAAS_ONNXRUNTIME_LIB")]
+    pub onnxruntime_lib: Option<std::path::PathBuf>,
+
     /// Threads for QUIC and metrics IO.
     #[arg(long, env = "MAAS_NODE_IO_THREADS", default_value_t = 1)]
     pub io_threads: usize,

@@ -36,6 +36,9 @@ fn spawn_load_gauges(
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
     let device = maas_torch::resolve_device(&config.device)?;
+    if let Some(library) = &config.onnxruntime_lib {
+        runtime::set_onnxruntime_library(library.clone());
+    }
     let host = runtime::ModelHost::new(runtime::HostSettings {
         device,
         instances: config.instances,

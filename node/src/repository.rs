@@ -1,8 +1,10 @@
 //! Reads a Triton-style model repository folder.
 //!
 //! ```text
-//! <repo>/<model>/config.json          maas_protocol::ModelConfig
-//! <repo>/<model>/<version>/model.pt   TorchScript, version a positive integer
+//! <repo>/<model>/config.json            maas_protocol::ModelConfig
+//! <repo>/<model>/<version>/model.pt     TorchScript, version a positive integer
+//! <repo>/<model>/<version>/model.pt2    or an AOTInductor package (platform torch_aoti)
+//! <repo>/<model>/<version>/model.onnx   or ONNX (platform onnxruntime_onnx)
 //! ```
 
 use std::fs;
@@ -18,7 +20,7 @@ pub struct ModelSource {
     pub config: ModelConfig,
     /// Version number.
     pub version: u64,
-    /// Path of the TorchScript file.
+    /// Path of the artifact, in the format the config's platform names.
     pub path: PathBuf,
     /// sha256 of the file when it came from the artifact store.
     pub sha256: Option<String>,
@@ -43,7 +45,7 @@ pub fn scan(repo: &Path, only: &[String]) -> Result<Vec<ModelSource>> {
         for version_entry in fs::read_dir(&model_dir)? {
             let version_dir = version_entry?.path();
             let Some(version) = version_number(&version_dir) else { continue };
-            let path = version_dir.join("model.pt");
+            let path = version_dir.join(config.platform.model_filename());
             if path.is_file() {
                 sources.push(ModelSource { config: config.clone(), version, path, sha256: None });
             }

@@ -59,6 +59,62 @@ impl VersionPolicy {
     }
 }
 
+/// The format of a model's artifact, named as Triton names its platforms
+/// (`torch_aoti` has no Triton name).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// TorchScript (`torch.jit.trace` or `script`, then `save`), run by LibTorch.
+    #[default]
+    PytorchLibtorch,
+    /// An AOTInductor package (`.pt2`: `torch.export`, then
+    /// `torch._inductor.aoti_compile_and_package`), run by LibTorch.
+    TorchAoti,
+    /// ONNX, run by ONNX Runtime.
+    OnnxruntimeOnnx,
+}
+
+impl Platform {
+    /// Its name in configurations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::PytorchLibtorch => "pytorch_libtorch",
+            Platform::TorchAoti => "torch_aoti",
+            Platform::OnnxruntimeOnnx => "onnxruntime_onnx",
+        }
+    }
+
+    /// Triton's name for the backend that runs it.
+    pub fn backend(self) -> &'static str {
+        match self {
+            Platform::PytorchLibtorch => "pytorch",
+            Platform::TorchAoti => "torch_aoti",
+            Platform::OnnxruntimeOnnx => "onnxruntime",
+        }
+    }
+
+    /// The artifact's file name in a model repository's version folder.
+    pub fn model_filename(self) -> &'static str {
+        match self {
+            Platform::PytorchLibtorch => "model.pt",
+            Platform::TorchAoti => "model.pt2",
+            Platform::OnnxruntimeOnnx => "model.onnx",
+        }
+    }
+}
+
 /// One input or output of a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TensorSpec {
@@ -75,6 +131,10 @@ pub struct TensorSpec {
 pub struct ModelConfig {
     /// Model name, as it appears in request paths.
     pub name: String,
+    /// The artifact's format: `pytorch_libtorch` (the default), `torch_aoti`
+    /// or `onnxruntime_onnx`.
+    #[serde(default)]
+    pub platform: Platform,
     /// The largest batch, in rows, that one execution takes.
     pub max_batch_size: u32,
     /// How long a partial batch may wait for more rows while other batches
@@ -224,8 +284,10 @@ impl ModelConfig {
             }
             if spec.datatype == DataType::Bytes {
                 return Err(format!(
-                    "model '{}': tensor '{}' is BYTES, which TorchScript models cannot take",
-                    self.name, spec.name
+                    "model '{}': tensor '{}' is BYTES, which {} models cannot take",
+                    self.name,
+                    spec.name,
+                    self.platform.name()
                 ));
             }
             if spec.shape.iter().any(|&d| d < -1 || d == 0) {

@@ -75,8 +75,13 @@ pub struct Reference {
 impl Reference {
     /// Loads `<models>/<model>/<version>/reference.json`.
     pub fn load(model: &str, version: u64) -> Reference {
-        let path = models_dir().join(model).join(version.to_string()).join("reference.json");
-        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        Reference::read(&models_dir().join(model).join(version.to_string()).join("reference.json"))
+    }
+
+    /// Reads a `reference.json` (as `scripts/export_models.py` and
+    /// `scripts/convert.py` write them).
+    pub fn read(path: &std::path::Path) -> Reference {
+        let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let json: Value = serde_json::from_str(&text).expect("reference files are JSON");
         let tensors = |key: &str| -> Vec<JsonTensor> {
             json[key].as_array().expect("tensor list").iter().map(|t| JsonTensor::from_json(t).unwrap()).collect()

@@ -152,6 +152,21 @@ pub fn assert_matches(got: &[JsonTensor], want: &[JsonTensor]) {
     }
 }
 
+/// Checks outputs against a reference within `atol + rtol * |reference|`
+/// per element: for a model exported to another format, whose answers
+/// differ from eager PyTorch's by what the conversion measured.
+pub fn assert_close(got: &[JsonTensor], want: &[JsonTensor], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "output count");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!((&g.name, &g.datatype, &g.shape), (&w.name, &w.datatype, &w.shape), "output header");
+        assert_eq!(g.data.len(), w.data.len(), "elements of {}", g.name);
+        for (i, (a, b)) in g.data.iter().zip(&w.data).enumerate() {
+            let (a, b) = (a.as_f64().expect("number"), b.as_f64().expect("number"));
+            assert!((a - b).abs() <= atol + rtol * b.abs(), "{} element {i}: got {a}, PyTorch says {b}", g.name);
+        }
+    }
+}
+
 /// A raw HTTP answer.
 #[derive(Debug)]
 pub struct HttpAnswer {

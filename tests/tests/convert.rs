@@ -32,12 +32,7 @@ async fn a_module_is_converted_checked_and_deployed() {
     assert!(status.success());
     wait_ready(&cluster, "tiny").await.unwrap();
 
-    let text = std::fs::read_to_string(target.join("reference.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let tensors = |key: &str| -> Vec<maas_tests::reference::JsonTensor> {
-        json[key].as_array().unwrap().iter().map(|t| maas_tests::reference::JsonTensor::from_json(t).unwrap()).collect()
-    };
-    let reference = Reference { inputs: tensors("inputs"), outputs: tensors("outputs") };
+    let reference = Reference::read(&target.join("reference.json"));
     let answer = post_json(&cluster.client, &cluster.url("/v2/models/tiny/infer"), &json_body(&reference.inputs, None))
         .await
         .unwrap()

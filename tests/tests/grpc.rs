@@ -9,71 +9,16 @@ use std::time::{Duration, Instant};
 
 use maas_grpc::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use maas_grpc::inference::*;
-use maas_grpc::GrpcInferenceServiceClient;
 use maas_tests::admin::{deploy_example, wait_ready};
-use maas_tests::cluster::ADMIN_TOKEN;
+use maas_tests::grpc::{client, outputs, raw_request, with_admin};
 use maas_tests::reference::JsonTensor;
-use maas_tests::requests::{assert_matches, from_le_bytes, json_body, post_json, to_le_bytes};
+use maas_tests::requests::{assert_matches, json_body, post_json};
 use maas_tests::{Cluster, NodeSpec, Reference};
 use serde_json::json;
-use tonic::transport::Channel;
 use tonic::Code;
 
 const MODELS: &[(&str, u64)] =
     &[("mlp", 1), ("mlp", 2), ("cnn", 1), ("ranker", 1), ("faulty", 1), ("dtypes", 1), ("sleepy", 1)];
-
-async fn client(cluster: &Cluster) -> GrpcInferenceServiceClient<Channel> {
-    let url = format!("http://{}", cluster.grpc_addr);
-    let started = Instant::now();
-    loop {
-        match GrpcInferenceServiceClient::connect(url.clone()).await {
-            Ok(client) => return client.max_decoding_message_size(64 << 20),
-            Err(error) if started.elapsed() > Duration::from_secs(10) => panic!("no gRPC front at {url}: {error}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-fn with_admin<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {ADMIN_TOKEN}").parse().unwrap());
-    request
-}
-
-/// A request with raw contents for `inputs`.
-fn raw_request(model: &str, version: &str, inputs: &[JsonTensor], id: &str) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: model.into(),
-        model_version: version.into(),
-        id: id.into(),
-        inputs: inputs
-            .iter()
-            .map(|t| InferInputTensor {
-                name: t.name.clone(),
-                datatype: t.datatype.clone(),
-                shape: t.shape.clone(),
-                ..Default::default()
-            })
-            .collect(),
-        raw_input_contents: inputs.iter().map(|t| to_le_bytes(&t.datatype, &t.data).into()).collect(),
-        ..Default::default()
-    }
-}
-
-/// The outputs of a response as JSON tensors.
-fn outputs(response: &ModelInferResponse) -> Vec<JsonTensor> {
-    response
-        .outputs
-        .iter()
-        .zip(&response.raw_output_contents)
-        .map(|(o, raw)| JsonTensor {
-            name: o.name.clone(),
-            datatype: o.datatype.clone(),
-            shape: o.shape.clone(),
-            data: from_le_bytes(&o.datatype, raw).unwrap(),
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_and_model_over_grpc() {

@@ -149,7 +149,7 @@ impl GrpcInferenceService for GrpcFront {
         Ok(Response::new(ModelMetadataResponse {
             name: config.name.clone(),
             versions,
-            platform: crate::triton::PLATFORM.into(),
+            platform: config.platform.name().into(),
             inputs: config.inputs.iter().map(tensor_metadata).collect(),
             outputs: config.outputs.iter().map(tensor_metadata).collect(),
         }))

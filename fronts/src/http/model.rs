@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::error;
 use super::AppState;
-use crate::triton::{self, ConfigView};
+use crate::triton::ConfigView;
 use maas_serving::error::{ServeError, ServeResult};
 use maas_serving::models::ModelVersion;
 
@@ -38,7 +38,7 @@ pub async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> HttpR
     Ok(HttpResponse::Ok().json(json!({
         "name": config.name,
         "versions": versions,
-        "platform": triton::PLATFORM,
+        "platform": config.platform.name(),
         "inputs": config.inputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
         "outputs": config.outputs.iter().map(tensor_metadata).collect::<Vec<_>>(),
     })))

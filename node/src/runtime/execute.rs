@@ -1,4 +1,4 @@
-//! Running one batch through a TorchScript module.
+//! Running one batch through a model instance, whatever its format.
 //!
 //! Every input is checked against the model's configuration (name, datatype,
 //! shape, byte length, row counts) before LibTorch sees it. If `forward`
@@ -12,8 +12,9 @@ use maas_protocol::{
     ArchivedBatchInput, ArchivedInferBatch, BatchOutcome, DataType, ModelConfig, NodeError, RequestOutcome,
     Tensor as WireTensor,
 };
-use tch::{CModule, Device, IValue, Tensor};
+use tch::{Device, Tensor};
 
+use super::backend::Backend;
 use super::kind::to_kind;
 use crate::metrics::Timings;
 
@@ -37,7 +38,7 @@ impl<'a> BatchView<'a> {
 
 /// Validates and runs a batch.
 pub fn execute(
-    module: &CModule,
+    backend: &dyn Backend,
     config: &ModelConfig,
     device: Device,
     batch: &BatchView<'_>,
@@ -48,7 +49,7 @@ pub fn execute(
     let inputs = build_inputs(config, device, batch.inputs)?;
     timings.input_ns = elapsed_ns(started);
 
-    match run(module, config, &inputs, rows, &mut timings) {
+    match run(backend, config, &inputs, rows, &mut timings) {
         Ok(outputs) => Ok((BatchOutcome::Whole(outputs), timings)),
         Err(error) if batch.request_rows.len() > 1 => {
             tracing::debug!(model = %config.name, %error, "batch failed; running its requests one by one");
@@ -56,14 +57,8 @@ pub fn execute(
             let mut start = 0i64;
             for &request_rows in &batch.request_rows {
                 let len = i64::from(request_rows);
-                let slice: Vec<IValue> = inputs
-                    .iter()
-                    .map(|input| match input {
-                        IValue::Tensor(t) => IValue::Tensor(t.narrow(0, start, len)),
-                        _ => unreachable!("inputs are built as tensors; this is a bug"),
-                    })
-                    .collect();
-                outcomes.push(match run(module, config, &slice, len, &mut timings) {
+                let slice: Vec<Tensor> = inputs.iter().map(|t| t.narrow(0, start, len)).collect();
+                outcomes.push(match run(backend, config, &slice, len, &mut timings) {
                     Ok(outputs) => RequestOutcome::Ok(outputs),
                     Err(error) => RequestOutcome::Err(error),
                 });
@@ -110,7 +105,7 @@ pub(super) fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i6
     Ok(rows)
 }
 
-fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInput]) -> Result<Vec<IValue>, NodeError> {
+fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInput]) -> Result<Vec<Tensor>, NodeError> {
     inputs
         .iter()
         .map(|tensor| {
@@ -120,24 +115,21 @@ fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInp
             })?;
             let cpu = Tensor::f_from_data_size(tensor.data.as_slice(), &tensor.shape_vec(), kind)
                 .map_err(|e| internal(config, e))?;
-            let on_device = if device == Device::Cpu { cpu } else { cpu.to_device(device) };
-            Ok(IValue::Tensor(on_device))
+            Ok(if device == Device::Cpu { cpu } else { cpu.to_device(device) })
         })
         .collect()
 }
 
 fn run(
-    module: &CModule,
+    backend: &dyn Backend,
     config: &ModelConfig,
-    inputs: &[IValue],
+    inputs: &[Tensor],
     rows: i64,
     timings: &mut Timings,
 ) -> Result<Vec<WireTensor>, NodeError> {
     let started = Instant::now();
-    let output = module.forward_is(inputs).map_err(|e| NodeError::ModelFailed {
-        model: config.name.clone(),
-        message: torch_error_summary(&e.to_string()),
-    });
+    let output =
+        backend.forward(inputs).map_err(|message| NodeError::ModelFailed { model: config.name.clone(), message });
     timings.infer_ns += elapsed_ns(started);
     let started = Instant::now();
     let outputs = output.and_then(|value| collect_outputs(config, value, rows));
@@ -145,18 +137,7 @@ fn run(
     outputs
 }
 
-fn collect_outputs(config: &ModelConfig, value: IValue, rows: i64) -> Result<Vec<WireTensor>, NodeError> {
-    let tensors = match value {
-        IValue::Tensor(t) => vec![t],
-        IValue::Tuple(values) | IValue::GenericList(values) => values
-            .into_iter()
-            .map(|v| match v {
-                IValue::Tensor(t) => Ok(t),
-                other => Err(bad_output(config, format!("returned a non-tensor {other:?}"))),
-            })
-            .collect::<Result<_, _>>()?,
-        other => return Err(bad_output(config, format!("returned {other:?} instead of tensors"))),
-    };
+fn collect_outputs(config: &ModelConfig, tensors: Vec<Tensor>, rows: i64) -> Result<Vec<WireTensor>, NodeError> {
     if tensors.len() != config.outputs.len() {
         return Err(bad_output(
             config,
@@ -197,18 +178,6 @@ fn collect_outputs(config: &ModelConfig, value: IValue, rows: i64) -> Result<Vec
         .collect()
 }
 
-/// The useful line of a TorchScript error: the exception, not the traceback.
-fn torch_error_summary(message: &str) -> String {
-    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    lines
-        .iter()
-        .rev()
-        .find(|l| l.contains("Error:") || l.contains("Exception:"))
-        .or(lines.first())
-        .map(|l| l.to_string())
-        .unwrap_or_else(|| "forward failed".into())
-}
-
 fn bad_output(config: &ModelConfig, message: String) -> NodeError {
     NodeError::ModelFailed { model: config.name.clone(), message }
 }
@@ -219,18 +188,4 @@ fn internal(config: &ModelConfig, error: tch::TchError) -> NodeError {
 
 fn elapsed_ns(started: Instant) -> u64 {
     started.elapsed().as_nanos() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::torch_error_summary;
-
-    #[test]
-    fn summary_keeps_the_exception() {
-        let message = "The following operation failed in the TorchScript interpreter.\n\
-                       Traceback of TorchScript (most recent call last):\n  File \"x.py\", line 3\n\
-                       builtins.ValueError: negative input is not allowed\n";
-        assert_eq!(torch_error_summary(message), "builtins.ValueError: negative input is not allowed");
-        assert_eq!(torch_error_summary("plain failure"), "plain failure");
-    }
 }

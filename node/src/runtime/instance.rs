@@ -1,22 +1,22 @@
-//! One model instance: an OS thread that owns a TorchScript module.
+//! One model instance: an OS thread that owns a loaded model (a
+//! [`Backend`]: TorchScript, an AOTInductor package or ONNX).
 //!
-//! The thread loads the module, warms it up on the configured batch sizes
-//! (TorchScript's profiling executor specialises on the first shapes it
-//! sees), reports that it is ready, then runs batches from its model's queue
-//! until the queue closes. Gradient tracking is off for the thread's life.
+//! The thread loads the model, warms it up on the configured batch sizes,
+//! reports that it is ready, then runs batches from its model's queue until
+//! the queue closes. Gradient tracking is off for the thread's life.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use maas_protocol::frame::ValidatedBatch;
 use maas_protocol::{BatchReply, BatchResult, ModelConfig};
-use tch::{CModule, Device, IValue, Tensor};
+use tch::Device;
 use tokio::sync::oneshot;
 
+use super::backend::{self, Backend};
 use super::execute::{execute, BatchView};
-use super::kind::to_kind;
 use crate::metrics;
 
 /// A batch waiting for an instance.
@@ -35,7 +35,7 @@ pub struct InstanceSpec {
     pub config: Arc<ModelConfig>,
     /// Version number, for logs and metrics.
     pub version: u64,
-    /// TorchScript file.
+    /// The artifact, in the format the config's platform names.
     pub path: PathBuf,
     /// Device to load on.
     pub device: Device,
@@ -47,7 +47,7 @@ pub struct InstanceSpec {
 
 /// What an instance runs batches with.
 enum Engine {
-    TorchScript(CModule),
+    Model(Box<dyn Backend>),
     Simulated(std::time::Duration),
 }
 
@@ -63,7 +63,7 @@ pub fn spawn(spec: InstanceSpec, jobs: flume::Receiver<Job>, loaded: oneshot::Se
             let _no_grad = tch::no_grad_guard();
             let engine = match spec.simulate {
                 Some(compute) => Ok(Engine::Simulated(compute)),
-                None => load_and_warm(&spec).map(Engine::TorchScript),
+                None => load_and_warm(&spec).map(Engine::Model),
             };
             let engine = match engine {
                 Ok(engine) => {
@@ -91,42 +91,20 @@ pub fn trial(spec: &InstanceSpec) -> Result<()> {
     load_and_warm(spec).map(drop)
 }
 
-fn load_and_warm(spec: &InstanceSpec) -> Result<CModule> {
+fn load_and_warm(spec: &InstanceSpec) -> Result<Box<dyn Backend>> {
     let started = Instant::now();
-    let mut module = CModule::load_on_device(&spec.path, spec.device)
-        .with_context(|| format!("loading {} on {:?}", spec.path.display(), spec.device))?;
-    module.set_eval();
-    for rows in spec.config.warmup_sizes() {
-        let inputs = warmup_inputs(&spec.config, spec.device, i64::from(rows))?;
-        for _ in 0..2 {
-            module
-                .forward_is(&inputs)
-                .with_context(|| format!("warming up model '{}' at batch size {rows}", spec.config.name))?;
-        }
-    }
+    let model = backend::load(&spec.config, &spec.path, spec.device)?;
+    backend::warm_up(model.as_ref(), &spec.config, spec.device)?;
     tracing::info!(
         model = %spec.config.name,
         version = spec.version,
         instance = spec.index,
+        platform = spec.config.platform.name(),
         device = ?spec.device,
         ms = started.elapsed().as_millis() as u64,
         "instance loaded and warm"
     );
-    Ok(module)
-}
-
-fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<IValue>> {
-    config
-        .inputs
-        .iter()
-        .map(|spec| {
-            let kind = to_kind(spec.datatype).ok_or_else(|| {
-                anyhow!("input '{}' has datatype {}, which LibTorch cannot hold", spec.name, spec.datatype)
-            })?;
-            let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
-            Ok(IValue::Tensor(Tensor::zeros(&shape, (kind, device))))
-        })
-        .collect()
+    Ok(model)
 }
 
 fn serve(spec: &InstanceSpec, engine: &Engine, jobs: flume::Receiver<Job>) {
@@ -138,7 +116,7 @@ fn serve(spec: &InstanceSpec, engine: &Engine, jobs: flume::Receiver<Job>) {
         let rows: u64 = view.request_rows.iter().map(|&r| u64::from(r)).sum();
         let batch_id = batch.batch_id.to_native();
         let result = match engine {
-            Engine::TorchScript(module) => execute(module, &spec.config, spec.device, &view),
+            Engine::Model(model) => execute(model.as_ref(), &spec.config, spec.device, &view),
             Engine::Simulated(compute) => super::simulate::execute(&spec.config, &view, *compute),
         };
         let response = match result {

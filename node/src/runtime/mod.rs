@@ -1,17 +1,23 @@
 //! The LibTorch side of the node.
 //!
 //! [`ModelHost`] owns every loaded model version. Each version has one or
-//! more instances, each a dedicated OS thread holding its own TorchScript
-//! module (see [`instance`]); they drain one bounded queue of batches, so
-//! LibTorch never runs on the async runtime. [`execute`] turns a validated
-//! batch into tensors, runs `forward` and copies the outputs back.
+//! more instances, each a dedicated OS thread holding its own loaded model
+//! (see [`instance`]); they drain one bounded queue of batches, so LibTorch
+//! and ONNX Runtime never run on the async runtime. A model is a
+//! [`backend::Backend`] in one of three formats: TorchScript, an
+//! AOTInductor package ([`aoti`]) or ONNX ([`onnx`]). [`execute`] turns a
+//! validated batch into tensors, runs the model and copies the outputs back.
 
+mod aoti;
+mod backend;
 mod execute;
 mod host;
 mod instance;
 mod kind;
 mod load_gate;
+mod onnx;
 mod refused;
 mod simulate;
 
 pub use host::{HostSettings, ModelHost, Reservation};
+pub use onnx::set_library as set_onnxruntime_library;

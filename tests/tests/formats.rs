@@ -1,0 +1,115 @@
+//! Models as people export them today: one module converted by
+//! `scripts/convert.py` to TorchScript, an AOTInductor package and ONNX,
+//! each checked there against eager PyTorch, then published as three
+//! versions of one model and answered through HTTP and gRPC within the
+//! tolerance the conversion checked.
+
+use std::path::Path;
+use std::process::Command;
+
+use maas_tests::admin::{publish, upload, wait_ready};
+use maas_tests::cluster::{workspace_root, TempDir};
+use maas_tests::grpc::{client, outputs, raw_request};
+use maas_tests::requests::{assert_close, json_body, post_json};
+use maas_tests::{Cluster, NodeSpec, Reference};
+use serde_json::Value;
+
+/// The tolerance `scripts/convert.py` holds FP32 exports to by default.
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-4;
+
+/// (artifact, config draft, platform) per format.
+const FORMATS: &[(&str, &str, &str)] = &[
+    ("model.pt", "config.json", "pytorch_libtorch"),
+    ("model.pt2", "config.aoti.json", "torch_aoti"),
+    ("model.onnx", "config.onnx.json", "onnxruntime_onnx"),
+];
+
+/// Runs the conversion helper; panics with its output when it fails.
+fn convert(out: &Path, args: &[&str]) {
+    let output = Command::new(workspace_root().join(".venv/bin/python"))
+        .current_dir(workspace_root())
+        .args(["scripts/convert.py", "--path", "tests/fixtures", "--formats", "torchscript,aoti,onnx", "--out"])
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("running scripts/convert.py");
+    let shown = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "conversion failed:\n{shown}");
+    // Its table: one line per format with the errors it measured.
+    for (artifact, _, _) in FORMATS {
+        assert!(shown.lines().any(|line| line.contains(&format!(" {artifact} "))), "{shown}");
+    }
+    println!("{shown}");
+}
+
+/// Publishes each format of the converted model as a version of `name`
+/// (1, 2, 3 in [`FORMATS`] order) and waits until each is ready.
+async fn publish_formats(cluster: &Cluster, name: &str, dir: &Path) {
+    for (index, (artifact, config, platform)) in FORMATS.iter().enumerate() {
+        let sha = upload(cluster, std::fs::read(dir.join(artifact)).unwrap()).await.unwrap();
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
+        assert_eq!(config["platform"], *platform, "the draft names its platform");
+        config["name"] = name.into();
+        let published = publish(cluster, name, &config, &sha).await.unwrap().ok().unwrap();
+        assert_eq!(published["version"], index as u64 + 1);
+        wait_ready(cluster, &format!("{name}/versions/{}", index + 1)).await.unwrap();
+    }
+}
+
+/// Asks every version for the reference through HTTP JSON and gRPC and
+/// checks the answers and each version's reported platform.
+async fn check_formats(cluster: &Cluster, name: &str, reference: &Reference) {
+    let mut grpc = client(cluster).await;
+    for (index, (_, _, platform)) in FORMATS.iter().enumerate() {
+        let version = (index + 1).to_string();
+        let url = cluster.url(&format!("/v2/models/{name}/versions/{version}/infer"));
+        let answer = post_json(&cluster.client, &url, &json_body(&reference.inputs, None)).await.unwrap();
+        let answer = answer.answer().unwrap_or_else(|e| panic!("{platform} over HTTP: {e}"));
+        assert_close(&answer.outputs, &reference.outputs, ATOL, RTOL);
+
+        let request = raw_request(name, &version, &reference.inputs, platform);
+        let response = grpc.model_infer(request).await.unwrap_or_else(|e| panic!("{platform} over gRPC: {e}"));
+        assert_close(&outputs(&response.into_inner()), &reference.outputs, ATOL, RTOL);
+
+        let config_url = cluster.url(&format!("/v2/models/{name}/versions/{version}/config"));
+        let config: Value = cluster
+            .client
+            .get(&config_url)
+            .bearer_auth(maas_tests::cluster::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(config["platform"], *platform, "{config}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_module_in_three_formats_answers_like_eager_pytorch() {
+    let out = TempDir::new("formats");
+    let dir = out.path().join("tiny");
+    convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    publish_formats(&cluster, "tiny", &dir).await;
+    check_formats(&cluster, "tiny", &Reference::read(&dir.join("reference.json"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_in_another_format_than_its_config_says_is_refused_with_the_reason() {
+    let out = TempDir::new("formats-mismatch");
+    let dir = out.path().join("tiny");
+    convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    // TorchScript bytes published as an AOTInductor package, and as ONNX.
+    let sha = upload(&cluster, std::fs::read(dir.join("model.pt")).unwrap()).await.unwrap();
+    for (config, expected) in [("config.aoti.json", "AOTInductor package"), ("config.onnx.json", "ONNX model")] {
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
+        config["name"] = "mislabelled".into();
+        let refused = publish(&cluster, "mislabelled", &config, &sha).await.unwrap();
+        let error = refused.error();
+        assert!(error.contains(expected), "{error}");
+    }
+}
