@@ -138,7 +138,7 @@ def check(run, module, batches, what, atol, rtol):
 
 
 def export_torchscript(module, example, path):
-    with torch.no_grad():
+    with torch.no_grad(), quiet():
         traced = torch.jit.trace(module, tuple(example))
     traced.save(path)
     loaded = torch.jit.load(path)

@@ -97,6 +97,37 @@ async fn one_module_in_three_formats_answers_like_eager_pytorch() {
     check_formats(&cluster, "tiny", &Reference::read(&dir.join("reference.json"))).await;
 }
 
+/// A torchvision ResNet-18 (on 64×64 images, which its adaptive pooling
+/// takes) and a two-layer BERT classifier over token ids and a mask, both
+/// with random weights, in every format on one node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resnet_and_bert_in_three_formats_answer_like_eager_pytorch() {
+    let out = TempDir::new("architectures");
+    let (resnet, bert) = (out.path().join("resnet"), out.path().join("bert"));
+    convert(
+        &resnet,
+        &["--module", "architectures:resnet18", "--input", "image:float32:2,3,64,64", "--max-batch-size", "4"],
+    );
+    convert(
+        &bert,
+        &[
+            "--module",
+            "architectures:bert_classifier",
+            "--input",
+            "input_ids:int64:2,16:1000",
+            "--input",
+            "attention_mask:int64:2,16:2",
+            "--max-batch-size",
+            "8",
+        ],
+    );
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    publish_formats(&cluster, "resnet", &resnet).await;
+    publish_formats(&cluster, "bert", &bert).await;
+    check_formats(&cluster, "resnet", &Reference::read(&resnet.join("reference.json"))).await;
+    check_formats(&cluster, "bert", &Reference::read(&bert.join("reference.json"))).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_artifact_in_another_format_than_its_config_says_is_refused_with_the_reason() {
     let out = TempDir::new("formats-mismatch");
