@@ -29,11 +29,9 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
-    // A package's compiled model needs libtorch.so, which the node itself
-    // does not call: linked anyway, it is loaded before the package is, and
-    // the dynamic loader finds it there (a dlopen'ed library does not see
-    // the binary's rpath).
-    println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch,--as-needed");
+    // A package's compiled model needs libtorch.so, which nothing else
+    // links; the node loads it from here before the first package.
+    println!("cargo:rustc-env=MAAS_LIBTORCH_LIB_DIR={}", lib.display());
     if let Some(onnxruntime) = onnxruntime_beside(&root) {
         println!("cargo:rustc-env=MAAS_ONNXRUNTIME_LIB={}", onnxruntime.display());
     }

@@ -2,7 +2,8 @@
 //! beside the ceiling of raw in-process LibTorch on the same model.
 //!
 //! ```text
-//! maas-bench raw   --torchscript .maas/models/mlp/1/model.pt --batch 1,64
+//! maas-bench raw   --artifact .maas/models/mlp/1/model.pt --batch 1,64
+//! maas-bench raw   --artifact build/bert/model.onnx --config build/bert/config.onnx.json --batch 1,8
 //! maas-bench http  --url http://127.0.0.1:8000 --model mlp --concurrency 1,16,64 \
 //!                  --encoding json,binary,grpc,grpc-stream --grpc-url http://127.0.0.1:9000
 //! maas-bench suite --url http://127.0.0.1:8000      (both, as a Markdown table)
@@ -32,7 +33,7 @@ mod zipf;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -164,10 +165,14 @@ struct ZipfArgs {
 
 #[derive(Args, Clone)]
 struct RawArgs {
-    /// TorchScript file.
-    #[arg(long, default_value = ".maas/models/mlp/1/model.pt")]
-    torchscript: PathBuf,
-    /// Input shape without the batch dimension.
+    /// The model's artifact, in the format its config's platform names.
+    #[arg(long, alias = "torchscript", default_value = ".maas/models/mlp/1/model.pt")]
+    artifact: PathBuf,
+    /// Its configuration (platform and inputs); without one, the model is
+    /// TorchScript with one FP32 input of --row-shape.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Input shape without the batch dimension, without --config.
     #[arg(long, value_delimiter = ',', default_value = "256")]
     row_shape: Vec<i64>,
     /// Batch sizes to measure.
@@ -343,14 +348,14 @@ fn main() -> Result<()> {
 
 fn run_raw(args: &RawArgs) -> Result<Vec<raw::RawPoint>> {
     let device = maas_torch::resolve_device(&args.device)?;
-    raw::measure(
-        &args.torchscript,
-        &args.row_shape,
-        &args.batch,
-        args.threads,
-        Duration::from_secs_f64(args.raw_seconds),
-        device,
-    )
+    let config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => raw::single_input_config(&args.row_shape),
+    };
+    raw::measure(&args.artifact, &config, &args.batch, args.threads, Duration::from_secs_f64(args.raw_seconds), device)
 }
 
 fn run_open_loop(args: &SuiteArgs) -> Result<Vec<open_loop::OpenLoopPoint>> {

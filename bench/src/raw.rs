@@ -1,10 +1,13 @@
-//! The ceiling: rows/s of the model run directly by LibTorch in this process.
+//! The ceiling: rows/s of the model run directly in this process, by the
+//! same backend a node runs it with (LibTorch for TorchScript and
+//! AOTInductor packages, ONNX Runtime for ONNX), with nothing around it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use tch::{CModule, Device, Kind, Tensor};
+use anyhow::{anyhow, Result};
+use maas_protocol::{DataType, ModelConfig};
+use tch::{Device, Kind, Tensor};
 
 /// Throughput of one batch size.
 pub struct RawPoint {
@@ -16,11 +19,13 @@ pub struct RawPoint {
     pub p50: Duration,
 }
 
-/// Runs `forward` on random FP32 batches of each size for `duration`,
-/// counting the copy of the inputs to the device and of the outputs back.
+/// Runs the model on random batches of each size for `duration`, counting
+/// the copy of the inputs to the device and of the outputs back. Float
+/// inputs are drawn from a normal distribution, integer ones are 0 or 1
+/// (valid token ids and masks alike).
 pub fn measure(
     model: &Path,
-    row_shape: &[i64],
+    config: &ModelConfig,
     batches: &[i64],
     threads: i32,
     duration: Duration,
@@ -29,22 +34,27 @@ pub fn measure(
     // The same allocator and thread settings as a node's.
     maas_torch::prepare_process(0, threads);
     let _no_grad = tch::no_grad_guard();
-    let mut module = CModule::load_on_device(model, device).with_context(|| format!("loading {}", model.display()))?;
-    module.set_eval();
+    let backend = maas_node::load_model(config, model, device)?;
     let mut points = Vec::new();
     for &batch in batches {
-        let shape: Vec<i64> = std::iter::once(batch).chain(row_shape.iter().copied()).collect();
-        let input = Tensor::randn(&shape, (Kind::Float, Device::Cpu));
+        let inputs = random_inputs(config, batch)?;
+        let run = || -> Result<Vec<Tensor>> {
+            let on_device: Vec<Tensor> = inputs.iter().map(|t| t.to_device(device)).collect();
+            backend.forward(&on_device).map_err(|e| anyhow!("{e}"))
+        };
         for _ in 0..20 {
-            let _ = module.forward_ts(&[&input.to_device(device)])?;
+            run()?;
         }
         let mut times = Vec::new();
         let started = Instant::now();
         while started.elapsed() < duration {
             let t = Instant::now();
-            let output = module.forward_ts(&[&input.to_device(device)])?;
             // Include the copy out, as a server must.
-            let _ = Vec::<f32>::try_from(output.flatten(0, -1))?;
+            for output in run()? {
+                let output = output.to_device(Device::Cpu).contiguous();
+                let mut bytes = vec![0u8; output.numel() * output.kind().elt_size_in_bytes()];
+                output.f_copy_data_u8(&mut bytes, output.numel())?;
+            }
             times.push(t.elapsed());
         }
         let elapsed = started.elapsed();
@@ -56,4 +66,37 @@ pub fn measure(
         });
     }
     Ok(points)
+}
+
+/// Random inputs of `rows` rows for every input of `config`.
+fn random_inputs(config: &ModelConfig, rows: i64) -> Result<Vec<Tensor>> {
+    config
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
+            let options = |kind| (kind, Device::Cpu);
+            Ok(match spec.datatype {
+                DataType::Fp32 => Tensor::randn(&shape, options(Kind::Float)),
+                DataType::Fp64 => Tensor::randn(&shape, options(Kind::Double)),
+                DataType::Fp16 => Tensor::randn(&shape, options(Kind::Half)),
+                DataType::Bf16 => Tensor::randn(&shape, options(Kind::BFloat16)),
+                DataType::Int64 => Tensor::randint(2, &shape, options(Kind::Int64)),
+                DataType::Int32 => Tensor::randint(2, &shape, options(Kind::Int)),
+                other => anyhow::bail!("input '{}' is {other}, which the raw benchmark does not fill", spec.name),
+            })
+        })
+        .collect()
+}
+
+/// The configuration of a model with one FP32 input of `row_shape` and
+/// one output, for a TorchScript file given without a config.
+pub fn single_input_config(row_shape: &[i64]) -> ModelConfig {
+    let shape: Vec<i64> = std::iter::once(-1).chain(row_shape.iter().copied()).collect();
+    serde_json::from_value(serde_json::json!({
+        "name": "raw", "max_batch_size": 1,
+        "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": shape}],
+        "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1]}]
+    }))
+    .expect("a valid configuration")
 }

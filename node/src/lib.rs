@@ -15,6 +15,7 @@ mod server;
 use anyhow::Context;
 
 pub use crate::config::NodeConfig;
+pub use crate::runtime::{load_model, set_onnxruntime_library, warm_up, Backend};
 
 /// Refreshes the load gauges once a second.
 fn spawn_load_gauges(

@@ -144,3 +144,96 @@ async fn an_artifact_in_another_format_than_its_config_says_is_refused_with_the_
         assert!(error.contains(expected), "{error}");
     }
 }
+
+/// The class a classifier's answer picks.
+fn argmax(output: &maas_tests::reference::JsonTensor) -> usize {
+    let scores: Vec<f64> = output.data.iter().map(|v| v.as_f64().unwrap()).collect();
+    (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b])).unwrap()
+}
+
+/// A canary from TorchScript to the AOTInductor package of the same
+/// module: a split sends requests to both formats, feedback joins the
+/// truth to each answer, and the evaluation scores both versions side by
+/// side (equal, as the formats compute the same function).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_from_torchscript_to_aotinductor_is_evaluated_beside_it() {
+    let out = TempDir::new("formats-canary");
+    let dir = out.path().join("tiny");
+    convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    publish_formats(&cluster, "tiny", &dir).await;
+    let split = serde_json::json!({"split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]});
+    maas_tests::admin::call(
+        &cluster,
+        reqwest::Method::PUT,
+        "/v1/models/tiny/split",
+        Some(serde_json::to_vec(&split).unwrap()),
+        None,
+    )
+    .await
+    .unwrap()
+    .ok()
+    .unwrap();
+
+    let mut served_by = [0usize; 3];
+    let mut feedback = Vec::new();
+    for i in 0..120u32 {
+        let row: Vec<f64> = (0..8).map(|j| f64::from((i * 7 + j * 13) % 17) / 8.0 - 1.0).collect();
+        let input = serde_json::json!([{"name": "x", "datatype": "FP32", "shape": [1, 8], "data": row}]);
+        let id = format!("canary-{i}");
+        let split_answer = post_json(
+            &cluster.client,
+            &cluster.url("/v2/models/tiny/infer"),
+            &serde_json::json!({"id": id, "inputs": input}),
+        )
+        .await
+        .unwrap()
+        .answer()
+        .unwrap();
+        let version: usize = split_answer.header["model_version"].as_str().unwrap().parse().unwrap();
+        assert!(version == 1 || version == 2, "the split sends to versions 1 and 2, not {version}");
+        served_by[version] += 1;
+        // The truth: what TorchScript (version 1) says of the same input.
+        let truth = post_json(
+            &cluster.client,
+            &cluster.url("/v2/models/tiny/versions/1/infer"),
+            &serde_json::json!({"inputs": input}),
+        )
+        .await
+        .unwrap()
+        .answer()
+        .unwrap();
+        assert_eq!(argmax(&split_answer.outputs[0]), argmax(&truth.outputs[0]), "request {i} on version {version}");
+        feedback.push(serde_json::json!({"id": id, "label": argmax(&truth.outputs[0])}));
+    }
+    assert!(served_by[1] >= 20 && served_by[2] >= 20, "an even split: {served_by:?}");
+
+    // Sent by the same caller as the requests: feedback joins only a
+    // caller's own predictions.
+    let joined: Value = cluster
+        .client
+        .post(cluster.url("/v1/models/tiny/feedback"))
+        .json(&serde_json::json!({"feedback": feedback}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(joined["joined"], 120, "{joined}");
+    let evaluation = maas_tests::admin::call(&cluster, reqwest::Method::GET, "/v1/models/tiny/evaluation", None, None)
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+    for version in [1, 2] {
+        let scores = evaluation["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["version"] == version)
+            .unwrap_or_else(|| panic!("version {version} is evaluated: {evaluation}"));
+        assert_eq!(scores["samples"], served_by[version as usize], "{scores}");
+        assert_eq!(scores["accuracy"], 1.0, "{scores}");
+    }
+}

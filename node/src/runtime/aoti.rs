@@ -6,6 +6,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::ptr::NonNull;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
 use tch::{Device, Tensor};
@@ -48,10 +49,33 @@ pub struct AotiModel {
 // and LibTorch's runner holds no thread-local state.
 unsafe impl Send for AotiModel {}
 
+/// Loads `libtorch.so` for everything after it to see: a package's
+/// compiled model needs it, and a library opened at run time does not
+/// search the binary's rpath. Tried from the LibTorch the build linked,
+/// then wherever the dynamic loader looks (`LD_LIBRARY_PATH`).
+fn preload_libtorch() -> Result<()> {
+    static LOADED: OnceLock<Result<(), String>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(|| {
+        let candidates = [format!("{}/libtorch.so", env!("MAAS_LIBTORCH_LIB_DIR")), "libtorch.so".to_string()];
+        for candidate in &candidates {
+            let name = CString::new(candidate.as_str()).map_err(|e| e.to_string())?;
+            // SAFETY: dlopen of a library LibTorch already depends on; the
+            // handle is kept for the life of the process.
+            let handle = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if !handle.is_null() {
+                return Ok(());
+            }
+        }
+        Err(format!("libtorch.so is not in {} nor on the library path", env!("MAAS_LIBTORCH_LIB_DIR")))
+    });
+    loaded.clone().map_err(|message| anyhow::anyhow!("{message}"))
+}
+
 impl AotiModel {
     /// Loads the package at `path` for `device`, checking that it was
     /// compiled for that kind of device.
     pub fn load(path: &Path, device: Device) -> Result<AotiModel> {
+        preload_libtorch()?;
         let text = path.to_str().with_context(|| format!("package path {} is not UTF-8", path.display()))?;
         let c_path = CString::new(text).context("package path holds a NUL byte")?;
         let device_index = match device {

@@ -9,7 +9,7 @@
 //! validated batch into tensors, runs the model and copies the outputs back.
 
 mod aoti;
-mod backend;
+pub mod backend;
 mod execute;
 mod host;
 mod instance;
@@ -19,5 +19,6 @@ mod onnx;
 mod refused;
 mod simulate;
 
+pub use backend::{load as load_model, warm_up, Backend};
 pub use host::{HostSettings, ModelHost, Reservation};
 pub use onnx::set_library as set_onnxruntime_library;
