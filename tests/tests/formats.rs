@@ -129,11 +129,41 @@ async fn resnet_and_bert_in_three_formats_answer_like_eager_pytorch() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_artifact_in_another_format_than_its_config_says_is_refused_with_the_reason() {
+async fn a_wrong_format_is_refused_with_the_reason_and_only_an_admin_publishes_native_code() {
     let out = TempDir::new("formats-mismatch");
     let dir = out.path().join("tiny");
     convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
     let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    // An AOTInductor package is native code: a deployer's key may publish
+    // the ONNX format of a model, not its package.
+    let deployer = maas_tests::admin::create_key(
+        &cluster,
+        &serde_json::json!({"tenant": "team-a", "role": "deployer", "scope": ["tiny-*"]}),
+    )
+    .await
+    .unwrap()
+    .key;
+    for (artifact, config, status) in [("model.pt2", "config.aoti.json", 403), ("model.onnx", "config.onnx.json", 201)]
+    {
+        let sha = upload(&cluster, std::fs::read(dir.join(artifact)).unwrap()).await.unwrap();
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
+        config["name"] = "tiny-team".into();
+        let body = serde_json::json!({"config": config, "artifact": {"sha256": sha}});
+        let answer = maas_tests::admin::call(
+            &cluster,
+            reqwest::Method::POST,
+            "/v1/models/tiny-team/versions",
+            Some(serde_json::to_vec(&body).unwrap()),
+            Some(&deployer),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, status, "{artifact}: {}", answer.body);
+        if status == 403 {
+            assert!(answer.error().contains("only an admin key"), "{}", answer.body);
+        }
+    }
+
     // TorchScript bytes published as an AOTInductor package, and as ONNX.
     let sha = upload(&cluster, std::fs::read(dir.join("model.pt")).unwrap()).await.unwrap();
     for (config, expected) in [("config.aoti.json", "AOTInductor package"), ("config.onnx.json", "ONNX model")] {

@@ -106,6 +106,15 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         .into());
     }
     body.config.check().map_err(ServeError::InvalidRequest)?;
+    let caller = crate::http::routes::caller(&request)?;
+    if body.config.platform == maas_protocol::Platform::TorchAoti && caller.role() != maas_tenancy::Role::Admin {
+        // A package holds a shared library the node loads and runs as it is.
+        return Err(ServeError::Forbidden(
+            "an AOTInductor package (platform torch_aoti) is native code that nodes run as it is; only an admin key              may publish one"
+                .into(),
+        )
+        .into());
+    }
     if state.inference.table().served_from_repository(&model) {
         // One name, one owner: the registry's reconciler would unload the
         // repository's versions, and the nodes would keep the name for theirs.
@@ -123,7 +132,7 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
     })?;
     trial_load(&state, &body.config, &artifact).await?;
     let uploaded_by = request.headers().get("X-Maas-User").and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
-    let owner = crate::http::routes::caller(&request)?.key().map(|key| key.tenant.clone());
+    let owner = caller.key().map(|key| key.tenant.clone());
     let lineage = maas_registry::Lineage {
         uploaded_by,
         uploaded_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
