@@ -43,18 +43,27 @@ fn convert(out: &Path, args: &[&str]) {
     println!("{shown}");
 }
 
-/// Publishes each format of the converted model as a version of `name`
-/// (1, 2, 3 in [`FORMATS`] order) and waits until each is ready.
+/// Deploys each format of the converted model with `maas deploy` as a
+/// version of `name` (1, 2, 3 in [`FORMATS`] order; the drafts are named
+/// after the folder, which is `name`) and waits until each is ready.
 async fn publish_formats(cluster: &Cluster, name: &str, dir: &Path) {
     for (index, (artifact, config, platform)) in FORMATS.iter().enumerate() {
-        let sha = upload(cluster, std::fs::read(dir.join(artifact)).unwrap()).await.unwrap();
-        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
-        assert_eq!(config["platform"], *platform, "the draft names its platform");
-        config["name"] = name.into();
-        let published = publish(cluster, name, &config, &sha).await.unwrap().ok().unwrap();
-        assert_eq!(published["version"], index as u64 + 1);
+        let draft: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
+        assert_eq!(draft["platform"], *platform, "the draft names its platform");
+        deploy(cluster, name, &dir.join(artifact), &dir.join(config));
         wait_ready(cluster, &format!("{name}/versions/{}", index + 1)).await.unwrap();
     }
+}
+
+/// `maas deploy NAME --model ARTIFACT --config CONFIG`, which must succeed.
+fn deploy(cluster: &Cluster, name: &str, artifact: &Path, config: &Path) {
+    let (artifact, config) = (artifact.to_str().unwrap(), config.to_str().unwrap());
+    let run = maas_tests::cli::maas(
+        cluster,
+        maas_tests::cluster::ADMIN_TOKEN,
+        &["deploy", name, "--model", artifact, "--config", config, "--source", "tests"],
+    );
+    assert!(run.ok, "maas deploy {name} {artifact}: {}{}", run.stdout, run.stderr);
 }
 
 /// Asks every version for the reference through HTTP JSON and gRPC and
@@ -119,13 +128,26 @@ async fn resnet_and_bert_in_three_formats_answer_like_eager_pytorch() {
             "attention_mask:int64:2,16:2",
             "--max-batch-size",
             "8",
+            "--half",
+            "fp16",
         ],
     );
     let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
     publish_formats(&cluster, "resnet", &resnet).await;
     publish_formats(&cluster, "bert", &bert).await;
     check_formats(&cluster, "resnet", &Reference::read(&resnet.join("reference.json"))).await;
-    check_formats(&cluster, "bert", &Reference::read(&bert.join("reference.json"))).await;
+    let reference = Reference::read(&bert.join("reference.json"));
+    check_formats(&cluster, "bert", &reference).await;
+
+    // The FP16 variant, as version 4: FP16 logits within half precision of
+    // the FP32 module's.
+    deploy(&cluster, "bert", &bert.join("model.fp16.pt"), &bert.join("config.torchscript.fp16.json"));
+    wait_ready(&cluster, "bert/versions/4").await.unwrap();
+    let url = cluster.url("/v2/models/bert/versions/4/infer");
+    let answer = post_json(&cluster.client, &url, &json_body(&reference.inputs, None)).await.unwrap().answer().unwrap();
+    let mut expected = reference.outputs.clone();
+    expected.iter_mut().for_each(|output| output.datatype = "FP16".into());
+    assert_close(&answer.outputs, &expected, 1e-2, 1e-2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,6 +185,23 @@ async fn a_wrong_format_is_refused_with_the_reason_and_only_an_admin_publishes_n
             assert!(answer.error().contains("only an admin key"), "{}", answer.body);
         }
     }
+
+    // Corrupt artifacts: a package cut in half, an ONNX file of noise.
+    let package = std::fs::read(dir.join("model.pt2")).unwrap();
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for (bytes, config, expected) in [
+        (package[..package.len() / 2].to_vec(), "config.aoti.json", "AOTInductor package"),
+        (noise, "config.onnx.json", "ONNX model"),
+    ] {
+        let sha = upload(&cluster, bytes).await.unwrap();
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join(config)).unwrap()).unwrap();
+        config["name"] = "corrupt".into();
+        let refused = publish(&cluster, "corrupt", &config, &sha).await.unwrap();
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert!(refused.error().contains(expected), "{}", refused.body);
+    }
+    let registry = maas_tests::admin::describe(&cluster, "corrupt").await.unwrap();
+    assert_eq!(registry.status, 404, "nothing was published: {}", registry.body);
 
     // TorchScript bytes published as an AOTInductor package, and as ONNX.
     let sha = upload(&cluster, std::fs::read(dir.join("model.pt")).unwrap()).await.unwrap();
