@@ -3,12 +3,13 @@
 # and a small BERT classifier (random weights) to TorchScript, an
 # AOTInductor package and ONNX with scripts/convert.py, then measures each
 # format raw in this process at batch sizes 1 and 8 (maas-bench raw: the
-# backend a node runs it with, nothing around it) and, for the models with
-# one FP32 input, served by a local cluster over HTTP binary at 1 and 8
-# clients (maas-bench http; the three formats are three versions of one
-# model on one node).
+# backend a node runs it with, nothing around it) and served by a local
+# cluster over HTTP binary at 1 and 8 clients (maas-bench http; the three
+# formats are three versions of one model on one node).
 #
 #   bench/formats.sh [SECONDS_PER_POINT]
+#   (RAW_MODELS and SERVED_MODELS narrow what is measured, e.g.
+#   RAW_MODELS= SERVED_MODELS=bert bench/formats.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$MAAS_ROOT"
@@ -31,7 +32,7 @@ convert bert --module architectures:bert_classifier --input input_ids:int64:2,32
 formats=("torchscript model.pt config.json" "aoti model.pt2 config.aoti.json" "onnx model.onnx config.onnx.json")
 echo "| model | format | batch | rows/s | p50 (ms) |"
 echo "|---|---|---:|---:|---:|"
-for model in cnn resnet18 bert; do
+for model in ${RAW_MODELS-cnn resnet18 bert}; do
     for entry in "${formats[@]}"; do
         set -- $entry
         "$bench" raw --artifact "$out/$model/$2" --config "$out/$model/$3" --batch 1,8 --threads 1 \
@@ -46,7 +47,7 @@ export MAAS_ETCD_PREFIX="/maas-bench/formats-$(date +%s)/"
 MAAS_NODE_MODELS=mlp MAAS_NODE_INTRA_OP_THREADS=1 scripts/cluster.sh up 1 >/dev/null
 echo "| model | format | clients | requests/s | p50 (ms) | p99 (ms) |"
 echo "|---|---|---:|---:|---:|---:|"
-for model in cnn resnet18; do
+for model in ${SERVED_MODELS:-cnn resnet18 bert}; do
     version=0
     for entry in "${formats[@]}"; do
         set -- $entry

@@ -34,7 +34,8 @@ pub struct Target {
     pub rows: usize,
     /// The shape of one request's input (batch dimension `rows`).
     pub row_shape: Vec<i64>,
-    /// The inputs requests carry, as little-endian FP32 bytes.
+    /// The inputs requests carry, as little-endian FP32 bytes; empty for a
+    /// model with other inputs, which only the HTTP encodings drive.
     pub raw_inputs: Vec<Vec<u8>>,
     json_bodies: Vec<Vec<u8>>,
     binary_bodies: Vec<(Vec<u8>, usize)>,
@@ -43,8 +44,9 @@ pub struct Target {
 const DISTINCT_ROWS: usize = 64;
 
 impl Target {
-    /// Reads the model's metadata and prepares requests of `rows` rows for
-    /// its single FP32 input.
+    /// Reads the model's metadata and prepares requests of `rows` rows: for
+    /// every encoding when it has one FP32 input, else (several inputs,
+    /// integer ones) for the HTTP encodings.
     pub async fn discover(base: &str, model: &str, rows: usize) -> Result<Target> {
         let metadata: Value = reqwest::get(format!("{base}/v2/models/{model}"))
             .await
@@ -53,7 +55,7 @@ impl Target {
             .await?;
         let inputs = metadata["inputs"].as_array().context("model metadata has no inputs")?;
         if inputs.len() != 1 || inputs[0]["datatype"] != "FP32" {
-            bail!("the HTTP benchmark drives models with one FP32 input; {model} has {inputs:?}");
+            return Self::with_any_inputs(base, model, rows, inputs);
         }
         let name = inputs[0]["name"].as_str().context("input name")?.to_string();
         let shape: Vec<i64> = serde_json::from_value(inputs[0]["shape"].clone())?;
@@ -99,6 +101,75 @@ impl Target {
 }
 
 impl Target {
+    /// Requests for a model with several inputs or integer ones, for the
+    /// HTTP encodings: FP32 inputs get values in [-1, 1), integer ones 0 or
+    /// 1 (valid token ids and attention masks alike).
+    fn with_any_inputs(base: &str, model: &str, rows: usize, inputs: &[Value]) -> Result<Target> {
+        let mut json_bodies = Vec::new();
+        let mut binary_bodies = Vec::new();
+        let mut first_shape = Vec::new();
+        for variant in 0..DISTINCT_ROWS {
+            let (mut json_inputs, mut binary_inputs, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+            for (index, input) in inputs.iter().enumerate() {
+                let name = input["name"].as_str().context("input name")?;
+                let datatype = input["datatype"].as_str().context("input datatype")?;
+                let shape: Vec<i64> = serde_json::from_value(input["shape"].clone())?;
+                let shape: Vec<i64> =
+                    std::iter::once(rows as i64).chain(shape[1..].iter().map(|&d| d.max(1))).collect();
+                let count = shape.iter().product::<i64>() as usize;
+                let seed = variant * 31 + index * 7;
+                let (data, bytes): (Vec<Value>, Vec<u8>) = match datatype {
+                    "FP32" => {
+                        let values: Vec<f32> =
+                            (0..count).map(|i| ((i * 7919 + seed) % 2000) as f32 / 1000.0 - 1.0).collect();
+                        (
+                            values.iter().map(|&v| json!(v)).collect(),
+                            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        )
+                    }
+                    "INT64" => {
+                        let values: Vec<i64> = (0..count).map(|i| ((i + seed) % 2) as i64).collect();
+                        (
+                            values.iter().map(|&v| json!(v)).collect(),
+                            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        )
+                    }
+                    "INT32" => {
+                        let values: Vec<i32> = (0..count).map(|i| ((i + seed) % 2) as i32).collect();
+                        (
+                            values.iter().map(|&v| json!(v)).collect(),
+                            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        )
+                    }
+                    other => bail!("the load generator does not fill {other} inputs ({model} input '{name}')"),
+                };
+                json_inputs.push(json!({"name": name, "shape": shape, "datatype": datatype, "data": data}));
+                binary_inputs.push(json!({"name": name, "shape": shape, "datatype": datatype,
+                                          "parameters": {"binary_data_size": bytes.len()}}));
+                raw.extend_from_slice(&bytes);
+                if index == 0 {
+                    first_shape = shape;
+                }
+            }
+            json_bodies.push(serde_json::to_vec(&json!({"inputs": json_inputs}))?);
+            let mut body =
+                serde_json::to_vec(&json!({"inputs": binary_inputs, "parameters": {"binary_data_output": true}}))?;
+            let json_len = body.len();
+            body.extend_from_slice(&raw);
+            binary_bodies.push((body, json_len));
+        }
+        Ok(Target {
+            infer_url: format!("{base}/v2/models/{model}/infer"),
+            model: model.into(),
+            input: inputs.first().and_then(|i| i["name"].as_str()).unwrap_or_default().to_string(),
+            rows,
+            row_shape: first_shape,
+            raw_inputs: Vec::new(),
+            json_bodies,
+            binary_bodies,
+        })
+    }
+
     /// The inference URL.
     pub fn infer_url(&self) -> &str {
         &self.infer_url
@@ -244,5 +315,41 @@ impl LoadPoint {
             window,
             latency_us,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_for_several_integer_inputs_carry_each_input_whole() {
+        let inputs = vec![
+            json!({"name": "input_ids", "datatype": "INT64", "shape": [-1, 16]}),
+            json!({"name": "attention_mask", "datatype": "INT64", "shape": [-1, 16]}),
+        ];
+        let target = Target::with_any_inputs("http://x", "bert", 2, &inputs).unwrap();
+        assert!(target.raw_inputs.is_empty(), "only the HTTP encodings drive it");
+        let (body, json_len) = target.binary_body(3);
+        let header: Value = serde_json::from_slice(&body[..json_len]).unwrap();
+        let sizes: Vec<u64> = header["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["parameters"]["binary_data_size"].as_u64().unwrap())
+            .collect();
+        assert_eq!(sizes, vec![2 * 16 * 8, 2 * 16 * 8]);
+        assert_eq!(body.len() - json_len, 2 * 2 * 16 * 8);
+        let json: Value = serde_json::from_slice(&target.json_bodies[0]).unwrap();
+        let ids = json["inputs"][0]["data"].as_array().unwrap();
+        assert_eq!(ids.len(), 32);
+        assert!(ids.iter().all(|v| v.as_i64().is_some_and(|v| v == 0 || v == 1)));
+        assert!(Target::with_any_inputs(
+            "http://x",
+            "m",
+            1,
+            &[json!({"name": "s", "datatype": "BYTES", "shape": [-1, 1]})]
+        )
+        .is_err());
     }
 }

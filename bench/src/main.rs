@@ -387,6 +387,13 @@ fn run_http(args: &HttpArgs) -> Result<Vec<load::LoadPoint>> {
             for &concurrency in &args.concurrency {
                 let (warmup, window) = (Duration::from_secs_f64(args.warmup), Duration::from_secs_f64(args.seconds));
                 let point = match encoding {
+                    load::Encoding::Grpc | load::Encoding::GrpcStream | load::Encoding::Quic
+                        if target.raw_inputs.is_empty() =>
+                    {
+                        anyhow::bail!(
+                            "the gRPC and QUIC encodings drive models with one FP32 input; use json or binary"
+                        )
+                    }
                     load::Encoding::Grpc | load::Encoding::GrpcStream => {
                         grpc::closed_loop(&args.grpc_url, &target, encoding, concurrency, warmup, window).await?
                     }
