@@ -20,8 +20,10 @@ pub struct CycleSettings {
     pub token: String,
     /// The node's `/metrics` URL.
     pub node_metrics: String,
-    /// TorchScript MLP (input `[-1, 64]` FP32, output `[-1, 10]`).
+    /// MLP (input `[-1, 64]` FP32, output `[-1, 10]`) in `platform`'s format.
     pub artifact: std::path::PathBuf,
+    /// The artifact's format, as configs name it.
+    pub platform: String,
     /// Cycles to run.
     pub cycles: usize,
     /// Cycles before the first memory reading.
@@ -60,7 +62,7 @@ pub async fn run(settings: CycleSettings) -> Result<()> {
     let garbage = garbage["sha256"].as_str().context("sha256 of the garbage")?.to_string();
     let config = |name: &str| {
         json!({
-            "name": name, "max_batch_size": 8, "replicas": {"min": 0, "max": 1},
+            "name": name, "platform": settings.platform, "max_batch_size": 8, "replicas": {"min": 0, "max": 1},
             "memory_bytes": settings.memory_bytes,
             "inputs": [{"name": "INPUT__0", "datatype": "FP32", "shape": [-1, 64]}],
             "outputs": [{"name": "OUTPUT__0", "datatype": "FP32", "shape": [-1, 10]}],

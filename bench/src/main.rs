@@ -116,9 +116,12 @@ struct CycleArgs {
     /// The node's metrics URL (its budget should hold one version).
     #[arg(long, default_value = "http://127.0.0.1:9100/metrics")]
     node_metrics: String,
-    /// TorchScript MLP (input `[-1, 64]`, output `[-1, 10]`).
+    /// MLP (input `[-1, 64]`, output `[-1, 10]`) in the format of --platform.
     #[arg(long)]
     artifact: PathBuf,
+    /// The artifact's format: pytorch_libtorch, torch_aoti or onnxruntime_onnx.
+    #[arg(long, default_value = "pytorch_libtorch")]
+    platform: String,
     /// Cycles to run.
     #[arg(long, default_value_t = 1000)]
     cycles: usize,
@@ -277,6 +280,7 @@ fn main() -> Result<()> {
                 token: std::fs::read_to_string(&args.token_file)?.trim().to_string(),
                 node_metrics: args.node_metrics,
                 artifact: args.artifact,
+                platform: args.platform,
                 cycles: args.cycles,
                 warm_up: args.warm_up,
                 models: args.models,
