@@ -74,7 +74,7 @@ fn random_inputs(config: &ModelConfig, rows: i64) -> Result<Vec<Tensor>> {
         .inputs
         .iter()
         .map(|spec| {
-            let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
+            let shape = spec.shape_at(rows);
             let options = |kind| (kind, Device::Cpu);
             Ok(match spec.datatype {
                 DataType::Fp32 => Tensor::randn(&shape, options(Kind::Float)),

@@ -126,6 +126,14 @@ pub struct TensorSpec {
     pub shape: Vec<i64>,
 }
 
+impl TensorSpec {
+    /// Its shape for `rows` rows, with every variable dimension at 1 (as a
+    /// node's warm-up fills it).
+    pub fn shape_at(&self, rows: i64) -> Vec<i64> {
+        std::iter::once(rows).chain(self.shape[1..].iter().map(|&d| d.max(1))).collect()
+    }
+}
+
 /// What the coordinator and node need to know to batch and run a model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct ModelConfig {
@@ -310,8 +318,7 @@ impl ModelConfig {
     /// dimensions at 1 (as a node warms it up), fit the `i64` sizes
     /// LibTorch counts in.
     fn full_batch_fits(&self, spec: &TensorSpec) -> bool {
-        let rows = i64::from(self.max_batch_size);
-        let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
+        let shape = spec.shape_at(i64::from(self.max_batch_size));
         validate::byte_len(spec.datatype, &shape).is_some_and(|bytes| i64::try_from(bytes).is_ok())
     }
 

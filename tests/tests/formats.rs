@@ -81,27 +81,29 @@ async fn check_formats(cluster: &Cluster, name: &str, reference: &Reference) {
         let response = grpc.model_infer(request).await.unwrap_or_else(|e| panic!("{platform} over gRPC: {e}"));
         assert_close(&outputs(&response.into_inner()), &reference.outputs, ATOL, RTOL);
 
-        let config_url = cluster.url(&format!("/v2/models/{name}/versions/{version}/config"));
-        let config: Value = cluster
-            .client
-            .get(&config_url)
-            .bearer_auth(maas_tests::cluster::ADMIN_TOKEN)
-            .send()
+        let config_path = format!("/v2/models/{name}/versions/{version}/config");
+        let config = maas_tests::admin::call(cluster, reqwest::Method::GET, &config_path, None, None)
             .await
             .unwrap()
-            .json()
-            .await
+            .ok()
             .unwrap();
         assert_eq!(config["platform"], *platform, "{config}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_module_in_three_formats_answers_like_eager_pytorch() {
-    let out = TempDir::new("formats");
+/// TinyNet converted into `out/tiny` in every format, and a cluster of one
+/// node without models.
+async fn tiny_on_a_cluster(out: &TempDir) -> (std::path::PathBuf, Cluster) {
     let dir = out.path().join("tiny");
     convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
     let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    (dir, cluster)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_module_in_three_formats_answers_like_eager_pytorch() {
+    let out = TempDir::new("formats");
+    let (dir, cluster) = tiny_on_a_cluster(&out).await;
     publish_formats(&cluster, "tiny", &dir).await;
     check_formats(&cluster, "tiny", &Reference::read(&dir.join("reference.json"))).await;
 }
@@ -153,9 +155,7 @@ async fn resnet_and_bert_in_three_formats_answer_like_eager_pytorch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_format_is_refused_with_the_reason_and_only_an_admin_publishes_native_code() {
     let out = TempDir::new("formats-mismatch");
-    let dir = out.path().join("tiny");
-    convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
-    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    let (dir, cluster) = tiny_on_a_cluster(&out).await;
     // An AOTInductor package is native code: a deployer's key may publish
     // the ONNX format of a model, not its package.
     let deployer = maas_tests::admin::create_key(
@@ -227,9 +227,7 @@ fn argmax(output: &maas_tests::reference::JsonTensor) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_from_torchscript_to_aotinductor_is_evaluated_beside_it() {
     let out = TempDir::new("formats-canary");
-    let dir = out.path().join("tiny");
-    convert(&dir, &["--module", "convert_example:TinyNet", "--input", "x:float32:4,8", "--max-batch-size", "16"]);
-    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    let (dir, cluster) = tiny_on_a_cluster(&out).await;
     publish_formats(&cluster, "tiny", &dir).await;
     let split = serde_json::json!({"split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]});
     maas_tests::admin::call(

@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use maas_grpc::inference::model_infer_request::InferInputTensor;
 use maas_grpc::inference::*;
 use maas_grpc::GrpcInferenceServiceClient;
 use maas_tests::admin::{create_key_at, deploy_example, wait_ready};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, ADMIN_TOKEN};
+use maas_tests::grpc::raw_request;
 use maas_tests::reference::JsonTensor;
-use maas_tests::requests::{assert_matches, json_body, to_le_bytes};
+use maas_tests::requests::{assert_matches, json_body};
 use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
 use reqwest::Method;
@@ -140,23 +140,7 @@ async fn keys_reach_their_scope_and_role_and_die_everywhere_when_revoked() {
     // gRPC: the same key, the same scope.
     let mut grpc = GrpcInferenceServiceClient::connect(format!("http://{}", cluster.grpc_addr)).await.unwrap();
     let grpc_request = |model: &str, key: &str| {
-        let row = reference.rows(0, 1);
-        let message = ModelInferRequest {
-            model_name: model.into(),
-            inputs: row
-                .inputs
-                .iter()
-                .map(|t| InferInputTensor {
-                    name: t.name.clone(),
-                    datatype: t.datatype.clone(),
-                    shape: t.shape.clone(),
-                    ..Default::default()
-                })
-                .collect(),
-            raw_input_contents: row.inputs.iter().map(|t| to_le_bytes(&t.datatype, &t.data).into()).collect(),
-            ..Default::default()
-        };
-        let mut request = tonic::Request::new(message);
+        let mut request = tonic::Request::new(raw_request(model, "", &reference.rows(0, 1).inputs, ""));
         request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
         request
     };

@@ -54,8 +54,7 @@ fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<
             let kind = to_kind(spec.datatype).ok_or_else(|| {
                 anyhow!("input '{}' has datatype {}, which LibTorch cannot hold", spec.name, spec.datatype)
             })?;
-            let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|&d| d.max(1))).collect();
-            Ok(Tensor::zeros(&shape, (kind, device)))
+            Ok(Tensor::zeros(spec.shape_at(rows), (kind, device)))
         })
         .collect()
 }

@@ -24,7 +24,7 @@ pub fn execute(
         .outputs
         .iter()
         .map(|spec| {
-            let shape: Vec<i64> = std::iter::once(rows).chain(spec.shape[1..].iter().map(|d| (*d).max(1))).collect();
+            let shape = spec.shape_at(rows);
             let elements: i64 = shape.iter().product();
             let size = spec.datatype.element_size().unwrap_or(4);
             Tensor { name: spec.name.clone(), datatype: spec.datatype, shape, data: vec![0; elements as usize * size] }
