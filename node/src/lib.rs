@@ -31,12 +31,22 @@ fn spawn_load_gauges(
     });
 }
 
+/// Removes the unpacked AOTInductor packages that killed nodes left.
+fn sweep_orphaned_packages() {
+    let root = std::path::Path::new(runtime::PACKAGE_UNPACK_ROOT);
+    let removed = runtime::sweep_orphaned_packages(root, runtime::PACKAGE_SWEEP_GRACE);
+    if !removed.is_empty() {
+        tracing::info!(folders = removed.len(), "removed AOTInductor package folders left by stopped nodes");
+    }
+}
+
 /// Runs a node until `stop` resolves (a signal, in the binary) or a
 /// coordinator asks it to drain; then it leaves the cluster and finishes
 /// what it holds. The caller has set up logging and LibTorch's thread pools.
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let prometheus = metrics::install()?;
     let device = maas_torch::resolve_device(&config.device)?;
+    sweep_orphaned_packages();
     if let Some(library) = &config.onnxruntime_lib {
         runtime::set_onnxruntime_library(library.clone());
     }

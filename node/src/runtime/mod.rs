@@ -9,6 +9,7 @@
 //! validated batch into tensors, runs the model and copies the outputs back.
 
 mod aoti;
+mod aoti_sweep;
 pub mod backend;
 mod execute;
 mod host;
@@ -19,6 +20,9 @@ mod onnx;
 mod refused;
 mod simulate;
 
+pub use aoti_sweep::{
+    sweep_orphans as sweep_orphaned_packages, GRACE as PACKAGE_SWEEP_GRACE, UNPACK_ROOT as PACKAGE_UNPACK_ROOT,
+};
 pub use backend::{load as load_model, warm_up, Backend};
 pub use host::{HostSettings, ModelHost, Reservation};
 pub use onnx::set_library as set_onnxruntime_library;
