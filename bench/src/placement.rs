@@ -37,7 +37,10 @@ fn records(versions: usize) -> Result<Vec<ModelRecord>> {
             }))?;
             let mut record = ModelRecord::new(&name);
             let artifact = ArtifactRef { sha256: format!("{:064x}", i), size: 1 << 20 };
-            record.versions.insert(1, VersionRecord { version: 1, config, artifact, lineage: Lineage::default() });
+            record.versions.insert(
+                1,
+                VersionRecord { version: 1, config, artifact, lineage: Lineage::default(), engine_key: None },
+            );
             record.next_version = 2;
             Ok(record)
         })

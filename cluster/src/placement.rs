@@ -103,8 +103,8 @@ pub fn memory_needed(record: &ModelRecord, version: u64, measured: &Measured) ->
 /// although the registry moved on (a request that arrived before a newer
 /// version was published is answered by the version it was routed to).
 pub fn versions_to_place(record: &ModelRecord, demand: &Demand) -> Vec<u64> {
-    let mut versions = record.versions_to_load();
-    for (number, version) in &record.versions {
+    let mut versions = record.versions_for_nodes();
+    for (number, version) in record.versions.iter().filter(|(number, _)| record.runs_on_nodes(**number)) {
         let waited_for = demand.get(&Placement::key(&record.name, *number)).is_some_and(|want| want.busy);
         if waited_for && version.config.replicas.min == 0 && record.loaded {
             versions.push(*number);
@@ -490,6 +490,7 @@ mod tests {
                 config,
                 artifact: ArtifactRef { sha256: sha256.into(), size: 1 },
                 lineage: Lineage::default(),
+                engine_key: None,
             },
         );
         record.next_version = 2;

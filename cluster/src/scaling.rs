@@ -54,7 +54,7 @@ impl Scaler {
     ) -> BTreeMap<String, Scaled> {
         let mut decided = BTreeMap::new();
         for record in records {
-            for version in record.versions_to_load() {
+            for version in record.versions_for_nodes() {
                 let config = &record.versions[&version].config;
                 let key = Placement::key(&record.name, version);
                 let want = demand.get(&key);
@@ -154,7 +154,9 @@ mod tests {
         .unwrap();
         let mut record = ModelRecord::new("m");
         let artifact = ArtifactRef { sha256: "a".repeat(64), size: 1 };
-        record.versions.insert(1, VersionRecord { version: 1, config, artifact, lineage: Lineage::default() });
+        record
+            .versions
+            .insert(1, VersionRecord { version: 1, config, artifact, lineage: Lineage::default(), engine_key: None });
         record
     }
 

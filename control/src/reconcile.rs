@@ -199,9 +199,14 @@ pub fn plan_node(
     let to_load: Vec<(&ModelRecord, u64)> = records
         .iter()
         .flat_map(|r| {
-            let mut versions = r.versions_to_load();
+            let mut versions = r.versions_for_nodes();
             if placement.is_some() {
-                versions.extend(r.versions.iter().filter(|(_, v)| v.config.replicas.min == 0).map(|(n, _)| *n));
+                versions.extend(
+                    r.versions
+                        .iter()
+                        .filter(|(_, v)| v.config.replicas.min == 0 && v.config.platform.runs_on_nodes())
+                        .map(|(n, _)| *n),
+                );
                 versions.sort_unstable();
                 versions.dedup();
             }
@@ -281,7 +286,10 @@ mod tests {
         for &version in versions {
             let config = config(name);
             let artifact = ArtifactRef { sha256: format!("{name}-{version}"), size: 10 };
-            record.versions.insert(version, VersionRecord { version, config, artifact, lineage: Lineage::default() });
+            record.versions.insert(
+                version,
+                VersionRecord { version, config, artifact, lineage: Lineage::default(), engine_key: None },
+            );
         }
         record
     }

@@ -30,7 +30,7 @@ use self::alerts::{AlertBoard, AlertKind};
 use self::anomaly::Transition;
 use self::drift::DriftSettings;
 use self::evaluation::{Missing, Prediction, PredictionLog, Scores, Task};
-pub use self::version::{LiveView, VersionMonitor};
+pub use self::version::{InFlightGuard, LiveView, VersionMonitor};
 use maas_protocol::TensorBytes;
 
 /// A model's evaluation from feedback: scores per version over the window.

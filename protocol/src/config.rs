@@ -84,6 +84,11 @@ pub enum Platform {
     TorchAoti,
     /// ONNX, run by ONNX Runtime.
     OnnxruntimeOnnx,
+    /// A generative model served by an external engine with an
+    /// OpenAI-compatible API (vLLM, SGLang, TGI, `transformers serve`): no
+    /// artifact, no node; the coordinator forwards to its
+    /// [`ModelConfig::engine`] endpoints.
+    OpenaiEngine,
 }
 
 impl Platform {
@@ -93,6 +98,7 @@ impl Platform {
             Platform::PytorchLibtorch => "pytorch_libtorch",
             Platform::TorchAoti => "torch_aoti",
             Platform::OnnxruntimeOnnx => "onnxruntime_onnx",
+            Platform::OpenaiEngine => "openai_engine",
         }
     }
 
@@ -102,6 +108,7 @@ impl Platform {
             Platform::PytorchLibtorch => "pytorch",
             Platform::TorchAoti => "torch_aoti",
             Platform::OnnxruntimeOnnx => "onnxruntime",
+            Platform::OpenaiEngine => "openai",
         }
     }
 
@@ -111,7 +118,52 @@ impl Platform {
             Platform::PytorchLibtorch => "model.pt",
             Platform::TorchAoti => "model.pt2",
             Platform::OnnxruntimeOnnx => "model.onnx",
+            Platform::OpenaiEngine => "engine.json",
         }
+    }
+
+    /// Whether versions run on nodes (else an external engine serves them).
+    pub fn runs_on_nodes(self) -> bool {
+        self != Platform::OpenaiEngine
+    }
+}
+
+/// Where an external engine answers: one or more base URLs of an
+/// OpenAI-compatible server (`http://host:port`, with or without `/v1`),
+/// and the model name it knows the model by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct EngineEndpoint {
+    /// Base URLs; requests are spread over those that answer.
+    pub urls: Vec<String>,
+    /// The engine's name for the model (`model` in the requests sent to
+    /// it); the maas model name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Most URLs of one engine version.
+pub const MAX_ENGINE_URLS: usize = 64;
+
+impl EngineEndpoint {
+    /// Refuses an endpoint without URLs or with one that is not plain
+    /// `http://host[:port][/path]`.
+    pub fn check(&self, model: &str) -> Result<(), String> {
+        if self.urls.is_empty() || self.urls.len() > MAX_ENGINE_URLS {
+            return Err(format!("model '{model}': an engine needs between 1 and {MAX_ENGINE_URLS} urls"));
+        }
+        for url in &self.urls {
+            let Some(rest) = url.strip_prefix("http://") else {
+                return Err(format!("model '{model}': engine url '{url}' must start with http://"));
+            };
+            let host = rest.split('/').next().unwrap_or_default();
+            if host.is_empty() || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!("model '{model}': engine url '{url}' is not a valid http://host[:port] url"));
+            }
+        }
+        if self.model.as_ref().is_some_and(|m| m.is_empty() || m.len() > 1024) {
+            return Err(format!("model '{model}': the engine's model name must be 1 to 1024 bytes"));
+        }
+        Ok(())
     }
 }
 
@@ -144,14 +196,17 @@ pub struct ModelConfig {
     #[serde(default)]
     pub platform: Platform,
     /// The largest batch, in rows, that one execution takes.
+    #[serde(default)]
     pub max_batch_size: u32,
     /// How long a partial batch may wait for more rows while other batches
     /// of the model are already executing, in microseconds.
     #[serde(default = "default_max_queue_delay_us")]
     pub max_queue_delay_us: u64,
     /// Inputs, in the order `forward` takes them.
+    #[serde(default)]
     pub inputs: Vec<TensorSpec>,
     /// Outputs, in the order `forward` returns them.
+    #[serde(default)]
     pub outputs: Vec<TensorSpec>,
     /// Model instances a node runs, each on its own thread.
     #[serde(default = "default_instance_count")]
@@ -180,6 +235,9 @@ pub struct ModelConfig {
     /// How many nodes hold each loaded version.
     #[serde(default)]
     pub replicas: ReplicaRange,
+    /// The external engine of an `openai_engine` version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineEndpoint>,
 }
 
 /// Replica count of a version: at least `min`, at most `max`. With `min: 0`
@@ -260,6 +318,20 @@ impl ModelConfig {
                 "model '{}': instance_count must be between 1 and {MAX_INSTANCES}, not {}",
                 self.name, self.instance_count
             ));
+        }
+        match (&self.engine, self.platform) {
+            (Some(engine), Platform::OpenaiEngine) => return engine.check(&self.name),
+            (None, Platform::OpenaiEngine) => {
+                return Err(format!("model '{}': an openai_engine version needs an 'engine' with its urls", self.name))
+            }
+            (Some(_), platform) => {
+                return Err(format!(
+                    "model '{}': 'engine' is for openai_engine versions, not {}",
+                    self.name,
+                    platform.name()
+                ))
+            }
+            (None, _) => {}
         }
         if self.warmup_batch_sizes.len() > MAX_WARMUP_SIZES {
             return Err(format!(

@@ -21,7 +21,7 @@ mod tensor;
 mod tensor_bytes;
 pub mod validate;
 
-pub use config::{ModelConfig, Platform, ReplicaRange, TensorSpec, VersionPolicy};
+pub use config::{EngineEndpoint, ModelConfig, Platform, ReplicaRange, TensorSpec, VersionPolicy};
 pub use control::{CommandResult, LoadModel, LoadedModel, ModelLoad, NodeStatus, UnloadModel};
 pub use data::{
     ArchivedBatchInput, ArchivedInferBatch, BatchInput, BatchOutcome, BatchReply, BatchResult, InferBatch,

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use maas_protocol::ModelConfig;
+use sha2::Digest;
 
 use crate::{
     AliasRecord, ArtifactRef, Lineage, ModelRecord, RecordStore, RegistryError, RegistryResult, SplitEntry,
@@ -80,7 +81,38 @@ impl Registry {
         &self,
         config: ModelConfig,
         artifact: ArtifactRef,
+        lineage: Lineage,
+    ) -> RegistryResult<u64> {
+        if config.platform == maas_protocol::Platform::OpenaiEngine {
+            return Err(invalid("an openai_engine version has no artifact: publish it as an engine".into()));
+        }
+        self.publish(config, artifact, lineage, None).await
+    }
+
+    /// Publishes a version an external engine serves (`openai_engine`),
+    /// with the credential the engine asks for. Its artifact reference is
+    /// the digest of its endpoint description, with no bytes stored.
+    pub async fn publish_engine_version(
+        &self,
+        config: ModelConfig,
+        engine_key: Option<String>,
+        lineage: Lineage,
+    ) -> RegistryResult<u64> {
+        let Some(engine) = config.engine.as_ref().filter(|_| config.platform == maas_protocol::Platform::OpenaiEngine)
+        else {
+            return Err(invalid(format!("model '{}' is not an openai_engine version", config.name)));
+        };
+        let description = serde_json::to_vec(engine).map_err(|e| invalid(e.to_string()))?;
+        let sha256 = hex::encode(sha2::Sha256::digest(&description));
+        self.publish(config, ArtifactRef { sha256, size: 0 }, lineage, engine_key).await
+    }
+
+    async fn publish(
+        &self,
+        config: ModelConfig,
+        artifact: ArtifactRef,
         mut lineage: Lineage,
+        engine_key: Option<String>,
     ) -> RegistryResult<u64> {
         check_name("model", &config.name)?;
         config.check().map_err(invalid)?;
@@ -99,7 +131,7 @@ impl Registry {
             }
         }
         record.next_version += 1;
-        record.versions.insert(version, VersionRecord { version, config, artifact, lineage });
+        record.versions.insert(version, VersionRecord { version, config, artifact, lineage, engine_key });
         self.store.put(&record, expected).await?;
         Ok(version)
     }

@@ -44,6 +44,11 @@ pub struct VersionRecord {
     pub artifact: ArtifactRef,
     /// Its lineage.
     pub lineage: Lineage,
+    /// The bearer credential its external engine asks for (an
+    /// `openai_engine` version). Kept with the record in etcd and never
+    /// shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_key: Option<String>,
 }
 
 /// An alias: the version it points at and the ones it pointed at before.
@@ -125,6 +130,19 @@ impl ModelRecord {
         wanted.sort_unstable();
         wanted.dedup();
         wanted
+    }
+
+    /// The versions nodes must hold: [`Self::versions_to_load`] less those
+    /// an external engine serves.
+    pub fn versions_for_nodes(&self) -> Vec<u64> {
+        let mut versions = self.versions_to_load();
+        versions.retain(|v| self.runs_on_nodes(*v));
+        versions
+    }
+
+    /// Whether `version` runs on nodes (it is not an external engine's).
+    pub fn runs_on_nodes(&self, version: u64) -> bool {
+        self.versions.get(&version).is_some_and(|v| v.config.platform.runs_on_nodes())
     }
 
     /// The versions the model serves when loaded: those the version

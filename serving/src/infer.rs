@@ -123,6 +123,13 @@ impl Inference {
         let mut used = UsageCounts { requests: 1, ..UsageCounts::default() };
         let result = async {
             caller.permit(Action::Infer, Some(&version.shared.name))?;
+            if version.shared.engine.is_some() {
+                return Err(ServeError::InvalidRequest(format!(
+                    "model '{}' is a generative model served by an engine: use /v2/models/{}/generate or \
+                     /v1/chat/completions",
+                    version.shared.name, version.shared.name
+                )));
+            }
             let admission = self.limiter.admit(caller)?;
             let (request, context) = request(InputCheck::new(version.shared.config.clone())).await?;
             let response = self.run(&version, request, caller, &admission, &mut used, arrived).await?;

@@ -40,6 +40,14 @@ const ROWS: &str = "maas_inference_rows_total";
 const RATE_LIMITED: &str = "maas_rate_limited_total";
 const COLD_START_SECONDS: &str = "maas_cold_start_duration_seconds";
 
+/// The generative requests' histograms (`maas-llm`): time to first token,
+/// time between tokens, tokens per second.
+const GENERATION_PREFIX: &str = "maas_generation_";
+const GENERATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0,
+    1000.0,
+];
+
 /// Label value for requests whose model is unknown.
 pub const UNKNOWN_MODEL: &str = "_unknown";
 
@@ -59,7 +67,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             .set_buckets_for_metric(Matcher::Full(COMPUTE_SECONDS.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(COLD_START_SECONDS.into()), COLD_START_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
-            .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)
+            .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Prefix(GENERATION_PREFIX.into()), GENERATION_BUCKETS)
     })
 }
 

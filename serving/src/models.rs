@@ -22,7 +22,7 @@ use parking_lot::RwLock;
 use crate::batcher::{state::BatchPolicy, BatcherHandle};
 use crate::error::{ServeError, ServeResult};
 use crate::replica::Replica;
-use crate::version::{ReplicaSet, VersionShared};
+use crate::version::{EngineState, ReplicaSet, VersionShared};
 
 /// A version this coordinator wants loaded, or more replicas of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,8 +187,12 @@ impl ModelTable {
     ) -> Routing {
         let versions = models.entry(record.name.clone()).or_default();
         for number in record.versions_to_load() {
-            let config = record.versions[&number].config.clone();
-            versions.entry(number).or_insert_with(|| self.new_version(record.name.clone(), number, config));
+            let stored = &record.versions[&number];
+            versions.entry(number).or_insert_with(|| {
+                let engine = (!stored.config.platform.runs_on_nodes())
+                    .then(|| EngineState { key: stored.engine_key.clone(), up: Default::default() });
+                self.new_version(record.name.clone(), number, stored.config.clone(), engine)
+            });
         }
         // Versions deleted from the registry are no longer served.
         versions.retain(|number, _| record.versions.contains_key(number));
@@ -296,7 +300,7 @@ impl ModelTable {
             let versions = models.entry(model.name.clone()).or_default();
             let entry = versions
                 .entry(model.version)
-                .or_insert_with(|| self.new_version(model.name.clone(), model.version, config.clone()));
+                .or_insert_with(|| self.new_version(model.name.clone(), model.version, config.clone(), None));
             if *entry.shared.config != *config {
                 tracing::warn!(
                     node = node.name(), model = %model.name, version = model.version,
@@ -315,7 +319,13 @@ impl ModelTable {
         }
     }
 
-    fn new_version(&self, name: String, version: u64, config: ModelConfig) -> Arc<ModelVersion> {
+    fn new_version(
+        &self,
+        name: String,
+        version: u64,
+        config: ModelConfig,
+        engine: Option<EngineState>,
+    ) -> Arc<ModelVersion> {
         let monitor = self.monitor.version(&name, version, &config);
         let policy = BatchPolicy {
             max_batch_rows: config.max_batch_size,
@@ -333,6 +343,7 @@ impl ModelTable {
             slow_request: self.settings.slow_request,
             activity: Default::default(),
             fits_nowhere: Default::default(),
+            engine,
         });
         let batcher = BatcherHandle::new(shared.clone(), policy);
         Arc::new(ModelVersion { shared, batcher })

@@ -114,6 +114,17 @@ pub struct VersionShared {
     /// Why no node can ever hold a replica, when none can (its memory
     /// exceeds every node's budget): requests for it then fail at once.
     pub fits_nowhere: RwLock<Option<String>>,
+    /// The external engine's side, for an `openai_engine` version.
+    pub engine: Option<EngineState>,
+}
+
+/// What the coordinator knows of a version's external engine.
+#[derive(Debug, Default)]
+pub struct EngineState {
+    /// The bearer credential the engine asks for.
+    pub key: Option<String>,
+    /// Whether one of its URLs answered its last health check.
+    pub up: std::sync::atomic::AtomicBool,
 }
 
 impl VersionShared {
@@ -149,14 +160,19 @@ impl VersionShared {
         }
     }
 
-    /// Whether a replica is up.
+    /// Whether a replica is up (for an external engine's version: whether
+    /// one of its URLs answers).
     pub fn is_ready(&self) -> bool {
-        self.replicas.capacity() > 0
+        match &self.engine {
+            Some(engine) => engine.up.load(std::sync::atomic::Ordering::Relaxed),
+            None => self.replicas.capacity() > 0,
+        }
     }
 
     /// Whether it is loaded on demand (`replicas.min: 0`): a request that
-    /// finds no replica waits for one instead of failing at once.
+    /// finds no replica waits for one instead of failing at once. Never
+    /// for an external engine's version.
     pub fn loads_on_demand(&self) -> bool {
-        self.config.replicas.min == 0
+        self.config.replicas.min == 0 && self.engine.is_none()
     }
 }

@@ -71,6 +71,7 @@ impl Holder {
 struct Account {
     requests: Option<Bucket>,
     rows: Option<Bucket>,
+    tokens: Option<Bucket>,
     in_flight: u32,
 }
 
@@ -210,6 +211,48 @@ impl Admission {
         }
         Ok(())
     }
+}
+
+impl Admission {
+    /// Refuses a generative request while a token bucket it draws from
+    /// owes tokens (is empty), with when it will hold one again.
+    pub fn tokens_available(&self) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let mut refusal: Option<Refusal> = None;
+        for held in &self.held {
+            let Some((rate, capacity)) = token_rate(&held.limits, self.share) else { continue };
+            let mut account = held.account.lock();
+            let bucket = account.tokens.get_or_insert_with(|| Bucket::full(capacity, now));
+            bucket.refill(rate, capacity, now);
+            if let Some(wait) = bucket.wait_for(1.0, rate) {
+                let configured = held.limits.tokens_per_minute.unwrap_or_default();
+                let message = format!("{} is limited to {configured} tokens/minute", held.holder.name());
+                refusal = later(refusal, limited(message, wait));
+            }
+        }
+        refusal.map_or(Ok(()), Err)
+    }
+
+    /// Takes the `tokens` a generative request used from each token bucket
+    /// it draws from (they may go below zero).
+    pub fn spend_tokens(&self, tokens: u64) {
+        let now = Instant::now();
+        for held in &self.held {
+            let Some((rate, capacity)) = token_rate(&held.limits, self.share) else { continue };
+            let mut account = held.account.lock();
+            let bucket = account.tokens.get_or_insert_with(|| Bucket::full(capacity, now));
+            bucket.refill(rate, capacity, now);
+            bucket.tokens -= tokens as f64;
+        }
+    }
+}
+
+/// Tokens per second and the bucket's size on this coordinator, when
+/// `limits` bound tokens.
+fn token_rate(limits: &Limits, share: f64) -> Option<(f64, f64)> {
+    let per_minute = limits.tokens_per_minute?;
+    let capacity = limits.tokens_burst.unwrap_or(per_minute).max(1.0);
+    Some((per_minute / 60.0 * share, (capacity * share).max(1.0)))
 }
 
 impl Drop for Admission {

@@ -19,6 +19,15 @@ pub struct Limits {
     /// Rows above the rate at once (default: one second's worth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_burst: Option<f64>,
+    /// Sustained tokens (prompt and generated) per minute of generative
+    /// requests. A request is admitted while the bucket holds any token, and
+    /// its tokens are taken when it ends, so one long answer may leave the
+    /// bucket owing: later requests then wait until it refills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_minute: Option<f64>,
+    /// Tokens above the rate at once (default: one minute's worth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_burst: Option<f64>,
     /// Requests in flight at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<u32>,
@@ -35,6 +44,8 @@ impl Limits {
             ("requests_burst", self.requests_burst),
             ("rows_per_second", self.rows_per_second),
             ("rows_burst", self.rows_burst),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("tokens_burst", self.tokens_burst),
         ];
         for (name, value) in rates {
             if let Some(value) = value {

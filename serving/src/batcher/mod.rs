@@ -128,7 +128,13 @@ mod tests {
         .unwrap();
         let mut record = maas_registry::ModelRecord::new("m");
         let artifact = maas_registry::ArtifactRef { sha256: "00".repeat(32), size: 1 };
-        let version = maas_registry::VersionRecord { version: 1, config, artifact, lineage: Default::default() };
+        let version = maas_registry::VersionRecord {
+            version: 1,
+            config,
+            artifact,
+            lineage: Default::default(),
+            engine_key: None,
+        };
         record.versions.insert(1, version);
         table.apply_record(&record);
         table

@@ -20,6 +20,12 @@ pub struct UsageCounts {
     /// Node compute time, each batch's shared among its requests by rows,
     /// in microseconds.
     pub compute_us: u64,
+    /// Prompt tokens of generative requests.
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    /// Tokens generated for them.
+    #[serde(default)]
+    pub completion_tokens: u64,
 }
 
 impl AddAssign for UsageCounts {
@@ -30,6 +36,8 @@ impl AddAssign for UsageCounts {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.compute_us += other.compute_us;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
     }
 }
 

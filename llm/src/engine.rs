@@ -1,0 +1,227 @@
+//! One external engine version: its URLs, which of them answer, and sending
+//! a request to one that does.
+//!
+//! A request goes to the URLs in turn, starting after the one the previous
+//! request started at, those that failed their last check last. A URL that
+//! refuses the connection, times out before answering or answers 502, 503
+//! or 504 is marked down and the next one is tried: nothing has reached the
+//! client yet, so the retry is invisible. An answer of the engine's own (a
+//! 4xx, or 500) is passed on. Once an answer streams, it is never retried.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use maas_protocol::EngineEndpoint;
+
+use crate::error::GenerationError;
+use crate::request::Endpoint;
+
+/// Longest error body read from an engine.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// One base URL of an engine.
+#[derive(Debug)]
+struct Url {
+    base: String,
+    up: AtomicBool,
+}
+
+/// An engine version's URLs and credential.
+#[derive(Debug)]
+pub struct Engine {
+    urls: Vec<Url>,
+    /// The engine's name for the model.
+    pub model: String,
+    key: Option<String>,
+    next: AtomicUsize,
+}
+
+/// The engine's answer, its headers read: the body is still to come.
+pub struct Answer {
+    /// The response, status 2xx.
+    pub response: reqwest::Response,
+    /// The URL that answered.
+    pub url: String,
+}
+
+impl Engine {
+    /// An engine at `endpoint`, known to maas as `model`.
+    pub fn new(model: &str, endpoint: &EngineEndpoint, key: Option<String>) -> Engine {
+        let urls = endpoint.urls.iter().map(|u| Url { base: base_url(u), up: AtomicBool::new(true) }).collect();
+        Engine {
+            urls,
+            model: endpoint.model.clone().unwrap_or_else(|| model.to_string()),
+            key,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether a URL answered its last check.
+    pub fn any_up(&self) -> bool {
+        self.urls.iter().any(|u| u.up.load(Ordering::Relaxed))
+    }
+
+    /// Sends `body` to `endpoint` on the first URL that takes it, waiting
+    /// at most `first_byte` for each URL's headers.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        endpoint: Endpoint,
+        body: Vec<u8>,
+        first_byte: Duration,
+    ) -> Result<Answer, GenerationError> {
+        let mut failures = Vec::new();
+        for url in self.order() {
+            let mut request = client
+                .post(format!("{}{}", url.base, endpoint.path()))
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .timeout(first_byte)
+                .body(body.clone());
+            if let Some(key) = &self.key {
+                request = request.bearer_auth(key);
+            }
+            match tokio::time::timeout(first_byte, request.send()).await {
+                Ok(Ok(response)) if response.status().is_success() => {
+                    url.up.store(true, Ordering::Relaxed);
+                    return Ok(Answer { response, url: url.base.clone() });
+                }
+                Ok(Ok(response)) if matches!(response.status().as_u16(), 502..=504) => {
+                    url.up.store(false, Ordering::Relaxed);
+                    failures.push(format!("{} answered {}", url.base, response.status()));
+                }
+                Ok(Ok(response)) => return Err(engine_refusal(response).await),
+                Ok(Err(error)) => {
+                    url.up.store(false, Ordering::Relaxed);
+                    failures.push(format!("{}: {}", url.base, describe(&error)));
+                }
+                Err(_) => {
+                    url.up.store(false, Ordering::Relaxed);
+                    failures.push(format!("{}: no answer within {first_byte:?}", url.base));
+                }
+            }
+        }
+        Err(GenerationError::unavailable(format!(
+            "no URL of the engine for '{}' answered: {}",
+            self.model,
+            failures.join("; ")
+        )))
+    }
+
+    /// The URLs in the order to try: round robin, those up first.
+    fn order(&self) -> Vec<&Url> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.urls.len();
+        let rotated = (0..count).map(|i| &self.urls[(start + i) % count]);
+        let (up, down): (Vec<&Url>, Vec<&Url>) = rotated.partition(|u| u.up.load(Ordering::Relaxed));
+        up.into_iter().chain(down).collect()
+    }
+
+    /// Checks every URL (`/health`, else `/v1/models`), within `timeout`
+    /// each; returns whether one answers.
+    pub async fn check(&self, client: &reqwest::Client, timeout: Duration) -> bool {
+        for url in &self.urls {
+            let mut up = false;
+            for path in ["/health", "/v1/models"] {
+                let mut request = client.get(format!("{}{path}", url.base)).timeout(timeout);
+                if let Some(key) = &self.key {
+                    request = request.bearer_auth(key);
+                }
+                if request.send().await.is_ok_and(|r| r.status().is_success()) {
+                    up = true;
+                    break;
+                }
+            }
+            url.up.store(up, Ordering::Relaxed);
+        }
+        self.any_up()
+    }
+}
+
+/// `http://host:port[/path]` without a trailing `/` or `/v1`.
+fn base_url(url: &str) -> String {
+    let trimmed = url.trim_end_matches('/');
+    trimmed.strip_suffix("/v1").unwrap_or(trimmed).to_string()
+}
+
+/// The engine's own error, passed on with its status and message.
+async fn engine_refusal(response: reqwest::Response) -> GenerationError {
+    let status = response.status().as_u16();
+    let mut body = Vec::new();
+    let mut stream = response;
+    while let Ok(Some(chunk)) = stream.chunk().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(MAX_ERROR_BODY - body.len())]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            let error = v.get("error").cloned().unwrap_or(v);
+            error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+                .or_else(|| error.as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| text.trim().to_string());
+    GenerationError::from_engine(status, format!("the engine refused the request ({status}): {message}"))
+}
+
+/// A connection error in a few words.
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_connect() {
+        "connection refused".into()
+    } else if error.is_timeout() {
+        "timed out".into()
+    } else {
+        error.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_lose_their_v1_and_slashes() {
+        assert_eq!(base_url("http://h:8000/v1/"), "http://h:8000");
+        assert_eq!(base_url("http://h:8000"), "http://h:8000");
+        assert_eq!(base_url("http://h/prefix/v1"), "http://h/prefix");
+    }
+
+    #[test]
+    fn urls_are_tried_in_turn_with_those_down_last() {
+        let endpoint =
+            EngineEndpoint { urls: vec!["http://a".into(), "http://b".into(), "http://c".into()], model: None };
+        let engine = Engine::new("m", &endpoint, None);
+        let first: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        let second: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        assert_eq!(first, ["http://a", "http://b", "http://c"]);
+        assert_eq!(second, ["http://b", "http://c", "http://a"]);
+        engine.urls[2].up.store(false, Ordering::Relaxed);
+        let third: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        assert_eq!(third, ["http://a", "http://b", "http://c"], "c is down: last");
+        let fourth: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        assert_eq!(fourth, ["http://a", "http://b", "http://c"]);
+        assert_eq!(engine.model, "m");
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_on_past_a_url_that_refuses_connections() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let endpoint = EngineEndpoint { urls: vec![dead.clone(), dead], model: None };
+        let engine = Engine::new("m", &endpoint, None);
+        let client = reqwest::Client::new();
+        let error = match engine.send(&client, Endpoint::Chat, b"{}".to_vec(), Duration::from_secs(2)).await {
+            Err(error) => error,
+            Ok(_) => panic!("nothing listens"),
+        };
+        assert_eq!(error.status, 503);
+        assert_eq!(error.message.matches("connection refused").count(), 2, "{}", error.message);
+        assert!(!engine.any_up());
+    }
+}

@@ -1,0 +1,186 @@
+//! Serving one generative request: resolve the model's version (aliases
+//! and splits as for any model), check the caller's scope, rate and token
+//! quota, send the request to the version's engine and pass its answer on.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{BoxStream, StreamExt};
+use maas_protocol::EngineEndpoint;
+use maas_serving::infer::Inference;
+use maas_serving::models::{ModelTable, ModelVersion};
+use maas_tenancy::{Action, Caller};
+use parking_lot::Mutex;
+
+use crate::engine::Engine;
+use crate::error::GenerationError;
+use crate::ledger::Ledger;
+use crate::relay::{self, Shape};
+use crate::request::GenerationRequest;
+
+/// How long engines may take.
+#[derive(Debug, Clone, Copy)]
+pub struct GenerationSettings {
+    /// From sending a request to the engine's headers (and for a whole
+    /// answer, to its end).
+    pub first_byte: Duration,
+    /// Longest silence inside a streamed answer.
+    pub idle: Duration,
+    /// How often every engine URL is checked.
+    pub health_every: Duration,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        GenerationSettings {
+            first_byte: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+            health_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a generative request answers: a whole JSON body, or events.
+pub enum Reply {
+    /// `application/json`.
+    Whole(Vec<u8>),
+    /// `text/event-stream`.
+    Stream(BoxStream<'static, Result<Bytes, std::io::Error>>),
+}
+
+/// Which front asked, and so the shape of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Front {
+    /// OpenAI's API.
+    OpenAi,
+    /// Triton's generate extension.
+    Triton,
+}
+
+/// The engines of every generative version this coordinator serves.
+pub struct Generation {
+    client: reqwest::Client,
+    engines: Mutex<HashMap<(String, u64), Arc<Engine>>>,
+    settings: GenerationSettings,
+}
+
+impl Generation {
+    /// No engine known yet.
+    pub fn new(settings: GenerationSettings) -> Generation {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        Generation { client, engines: Mutex::new(HashMap::new()), settings }
+    }
+
+    /// Serves `request` for `caller` (`version`: a version the path named).
+    pub async fn serve(
+        &self,
+        inference: &Inference,
+        caller: &Caller,
+        request: GenerationRequest,
+        version: Option<&str>,
+        front: Front,
+    ) -> Result<Reply, GenerationError> {
+        let arrived = Instant::now();
+        let resolved = inference.table().resolve(&request.model, version)?;
+        let shared = &resolved.shared;
+        caller.permit(Action::Infer, Some(&shared.name))?;
+        let Some(engine_state) = &shared.engine else {
+            return Err(GenerationError::invalid(format!(
+                "model '{}' is not a generative model; send tensors to /v2/models/{}/infer",
+                shared.name, shared.name
+            )));
+        };
+        let admitted = inference.limiter().admit(caller).and_then(|admission| {
+            admission.tokens_available()?;
+            Ok(admission)
+        });
+        let admission = match admitted {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                maas_serving::metrics::record_rate_limited(caller.tenant());
+                shared.metrics().request("rate_limited", Duration::ZERO);
+                return Err(refusal.into());
+            }
+        };
+        let engine = self.engine_for(&resolved, engine_state.key.clone());
+        let meter = inference.usage().map(|meter| (meter.clone(), caller.tenant().to_string()));
+        let mut ledger = Ledger::open(resolved.clone(), admission, meter, arrived);
+        let body = request.engine_body(&engine.model);
+        let answer = match engine.send(&self.client, request.endpoint, body, self.settings.first_byte).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                ledger.finish(error.outcome);
+                return Err(error);
+            }
+        };
+        engine_state.up.store(true, Ordering::Relaxed);
+        let shape = match front {
+            Front::OpenAi => Shape::OpenAi { model: request.model.clone(), wants_usage: request.client_wants_usage },
+            Front::Triton => Shape::Triton { model: shared.name.clone(), version: shared.version },
+        };
+        if request.stream {
+            let events = relay::stream(answer, request.endpoint, shape, ledger, self.settings.idle);
+            return Ok(Reply::Stream(events.boxed()));
+        }
+        let wait = self.settings.first_byte.saturating_sub(ledger.elapsed());
+        match relay::whole(answer, request.endpoint, &shape, &mut ledger, wait).await {
+            Ok(body) => {
+                ledger.finish("ok");
+                Ok(Reply::Whole(body))
+            }
+            Err(error) => {
+                ledger.finish(error.outcome);
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether an engine at `endpoint` answers now (before publishing it).
+    pub async fn probe(&self, model: &str, endpoint: &EngineEndpoint, key: Option<String>) -> bool {
+        Engine::new(model, endpoint, key).check(&self.client, Duration::from_secs(2)).await
+    }
+
+    /// The engine of `version`, made at its first use.
+    fn engine_for(&self, version: &ModelVersion, key: Option<String>) -> Arc<Engine> {
+        let shared = &version.shared;
+        let mut engines = self.engines.lock();
+        let slot = engines.entry((shared.name.clone(), shared.version));
+        slot.or_insert_with(|| {
+            let endpoint = shared.config.engine.clone().unwrap_or(EngineEndpoint { urls: Vec::new(), model: None });
+            Arc::new(Engine::new(&shared.name, &endpoint, key))
+        })
+        .clone()
+    }
+
+    /// Checks every engine's URLs every [`GenerationSettings::health_every`],
+    /// setting each version's readiness, and forgets the engines of versions
+    /// no longer served.
+    pub fn spawn_health_checks(self: &Arc<Self>, table: Arc<ModelTable>) -> tokio::task::JoinHandle<()> {
+        let generation = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(generation.settings.health_every);
+            loop {
+                tick.tick().await;
+                let versions: Vec<_> = table.all().into_iter().filter(|v| v.shared.engine.is_some()).collect();
+                let wanted: std::collections::HashSet<_> =
+                    versions.iter().map(|v| (v.shared.name.clone(), v.shared.version)).collect();
+                generation.engines.lock().retain(|key, _| wanted.contains(key));
+                for version in versions {
+                    let Some(state) = &version.shared.engine else { continue };
+                    let engine = generation.engine_for(&version, state.key.clone());
+                    let up = engine.check(&generation.client, Duration::from_secs(1)).await;
+                    if state.up.swap(up, Ordering::Relaxed) != up {
+                        tracing::info!(model = %version.shared.name, version = version.shared.version, up, "engine readiness changed");
+                    }
+                }
+            }
+        })
+    }
+}
