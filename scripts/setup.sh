@@ -41,11 +41,13 @@ if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+
 fi
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "at", torch.__path__[0])'
 
-step "python packages for ONNX and real architectures"
+step "python packages for ONNX, real architectures and language models"
 # torchvision must match torch; onnxruntime's version is the one the node's
-# ONNX Runtime binding (ort, API 31) targets.
-PACKAGES=("onnxruntime==1.31.1" "torchvision==0.26.0" onnx onnxscript transformers)
-if ! .venv/bin/python -c "import onnxruntime, torchvision, onnx, onnxscript, transformers, sys; sys.exit(onnxruntime.__version__ != '1.31.1')" 2>/dev/null; then
+# ONNX Runtime binding (ort, API 31) targets. transformers with fastapi and
+# uvicorn (its `serving` extra) runs `transformers serve`, the OpenAI-compatible engine the tests
+# put behind maas; openai is the client they speak through.
+PACKAGES=("onnxruntime==1.31.1" "torchvision==0.26.0" onnx onnxscript "transformers[serving]" tokenizers openai)
+if ! .venv/bin/python -c "import onnxruntime, torchvision, onnx, onnxscript, transformers, tokenizers, fastapi, uvicorn, openai, sys; sys.exit(onnxruntime.__version__ != '1.31.1')" 2>/dev/null; then
     .venv/bin/python -m pip install --quiet "${PACKAGES[@]}"
 fi
 .venv/bin/python -c 'import onnxruntime, torchvision, transformers; print("onnxruntime", onnxruntime.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)'

@@ -32,6 +32,11 @@ api_type! {
         pub rows_per_second: Option<f64>,
         /// Rows at once above the rate (default: one second's worth).
         pub rows_burst: Option<f64>,
+        /// Sustained prompt and generated tokens per minute of generative
+        /// requests (for the whole cluster).
+        pub tokens_per_minute: Option<f64>,
+        /// Tokens at once above the rate (default: one minute's worth).
+        pub tokens_burst: Option<f64>,
         /// Requests in flight at once, per coordinator.
         pub max_concurrent: Option<u32>,
         /// Largest request body, bytes.

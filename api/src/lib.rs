@@ -18,9 +18,9 @@ pub mod tenants;
 pub use cluster::{ClusterStatus, Draining, ModelQueue, NodeLink, NodeLoad};
 pub use keys::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
 pub use models::{
-    AliasDeleted, AliasRequest, AliasSet, AliasState, Artifact, ArtifactName, ArtifactStored, Lineage, ModelDetail,
-    ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet, VersionDeleted,
-    VersionDetail,
+    AliasDeleted, AliasRequest, AliasSet, AliasState, Artifact, ArtifactName, ArtifactStored, Lineage, ListedModel,
+    ModelDetail, ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet,
+    VersionDeleted, VersionDetail,
 };
 pub use monitoring::{
     Alert, AlertList, Evaluation, FeedbackCounts, LiveStatus, LiveVersion, UsageLine, UsageReport, VersionScores,

@@ -17,10 +17,33 @@ api_type! {
 }
 
 api_type! {
-    /// Every model, as `GET /v1/models` lists them.
+    /// Every model, as `GET /v1/models` lists them: for OpenAI's clients
+    /// (`object` and `data`, the names of every model in the caller's
+    /// scope) and for the registry's (`models`, for keys that may view it).
     pub struct ModelList {
-        /// The models, by name.
+        /// Always "list".
+        #[serde(default)]
+        pub object: String,
+        /// The models in OpenAI's shape.
+        #[serde(default)]
+        pub data: Vec<ListedModel>,
+        /// The models, by name, with their versions and routing; empty for
+        /// a key that may not view the registry (an inference key).
         pub models: Vec<ModelSummary>
+    }
+}
+
+api_type! {
+    /// A model as OpenAI's `GET /v1/models` lists it.
+    pub struct ListedModel {
+        /// The model name, as requests send it.
+        pub id: String,
+        /// Always "model".
+        pub object: String,
+        /// When its newest version was published, seconds since the Unix epoch.
+        pub created: u64,
+        /// The tenant that published it, or "maas".
+        pub owned_by: String
     }
 }
 
@@ -122,8 +145,14 @@ api_type! {
     pub struct PublishRequest {
         /// The version's configuration; its name must be the path's model.
         pub config: ModelConfig,
-        /// The artifact, uploaded first with `PUT /v1/artifacts`.
-        pub artifact: ArtifactName,
+        /// The artifact, uploaded first with `PUT /v1/artifacts`; none for
+        /// an `openai_engine` version, which the engine serves.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub artifact: Option<ArtifactName>,
+        /// The bearer credential an `openai_engine` version's engine asks
+        /// for: kept in the registry, never shown.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub engine_key: Option<String>,
         /// A free-form source (a training run, a commit).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub source: Option<String>,

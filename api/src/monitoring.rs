@@ -160,6 +160,12 @@ api_type! {
         /// Output tensor bytes.
         pub bytes_out: u64,
         /// Node compute time, each batch's shared by rows, microseconds.
-        pub compute_us: u64
+        pub compute_us: u64,
+        /// Prompt tokens of generative requests.
+        #[serde(default)]
+        pub prompt_tokens: u64,
+        /// Tokens generated for them.
+        #[serde(default)]
+        pub completion_tokens: u64
     }
 }

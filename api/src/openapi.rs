@@ -19,6 +19,7 @@ fn component<T: Schema>() -> (&'static str, Value) {
 pub fn components() -> Vec<(&'static str, Value)> {
     vec![
         component::<ModelList>(),
+        component::<ListedModel>(),
         component::<ModelSummary>(),
         component::<ModelDetail>(),
         component::<VersionDetail>(),

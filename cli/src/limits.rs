@@ -19,6 +19,12 @@ pub struct LimitArgs {
     /// Rows at once above the rate.
     #[arg(long)]
     pub rows_burst: Option<f64>,
+    /// Prompt and generated tokens per minute, for the whole cluster.
+    #[arg(long)]
+    pub tokens_per_minute: Option<f64>,
+    /// Tokens at once above the rate.
+    #[arg(long)]
+    pub tokens_burst: Option<f64>,
     /// Requests in flight at once, per coordinator.
     #[arg(long)]
     pub max_concurrent: Option<u32>,
@@ -34,6 +40,8 @@ impl From<LimitArgs> for KeyLimits {
             requests_burst: args.requests_burst,
             rows_per_second: args.rows_per_second,
             rows_burst: args.rows_burst,
+            tokens_per_minute: args.tokens_per_minute,
+            tokens_burst: args.tokens_burst,
             max_concurrent: args.max_concurrent,
             max_request_bytes: args.max_request_bytes,
         }
@@ -54,6 +62,12 @@ pub fn describe(limits: &KeyLimits) -> String {
     }
     if let Some(burst) = limits.rows_burst {
         shown.push(format!("row burst {burst}"));
+    }
+    if let Some(rate) = limits.tokens_per_minute {
+        shown.push(format!("{rate} tokens/min"));
+    }
+    if let Some(burst) = limits.tokens_burst {
+        shown.push(format!("token burst {burst}"));
     }
     if let Some(max) = limits.max_concurrent {
         shown.push(format!("{max} in flight"));

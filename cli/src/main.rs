@@ -204,7 +204,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let request = PublishRequest {
                 config,
-                artifact: ArtifactName { sha256: uploaded.sha256 },
+                artifact: Some(ArtifactName { sha256: uploaded.sha256 }),
+                engine_key: None,
                 source: Some(source.unwrap_or_else(|| model.display().to_string())),
                 parent,
             };

@@ -92,6 +92,11 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     let placement = cluster.as_ref().map(|c| c.placement.clone());
     reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
     let usage = open_usage(&config, etcd.as_ref())?;
+    let generation = Arc::new(maas_llm::Generation::new(maas_llm::GenerationSettings {
+        first_byte: config.max_request_timeout(),
+        ..Default::default()
+    }));
+    generation.spawn_health_checks(table.clone());
     let state = Arc::new(state::AppState {
         inference: infer::Inference::new(table, config.request_timeout(), config.max_request_timeout())
             .with_usage(usage.clone()),
@@ -105,6 +110,7 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         nodes: node_set,
         cluster,
         reconcile: link_up,
+        generation,
     });
     if let Some(client) = &etcd {
         follow_coordinators(client, &config, state.clone());

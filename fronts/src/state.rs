@@ -37,6 +37,8 @@ pub struct AppState {
     pub cluster: Option<ClusterView>,
     /// Wakes the reconciler.
     pub reconcile: Arc<Notify>,
+    /// The engines of generative versions.
+    pub generation: Arc<maas_llm::Generation>,
 }
 
 impl AppState {

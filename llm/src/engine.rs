@@ -158,12 +158,10 @@ async fn engine_refusal(response: reqwest::Response) -> GenerationError {
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
-            let error = v.get("error").cloned().unwrap_or(v);
-            error
-                .get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-                .or_else(|| error.as_str().map(str::to_string))
+            // OpenAI's {"error": {"message"}}, or FastAPI's {"detail": ...}.
+            let error = v.get("error").or_else(|| v.get("detail")).cloned().unwrap_or(v);
+            let message = error.get("message").and_then(|m| m.as_str()).or(error.as_str());
+            Some(message.map_or_else(|| error.to_string(), str::to_string))
         })
         .unwrap_or_else(|| text.trim().to_string());
     GenerationError::from_engine(status, format!("the engine refused the request ({status}): {message}"))

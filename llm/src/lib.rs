@@ -21,4 +21,4 @@ pub mod sse;
 
 pub use error::GenerationError;
 pub use request::{Endpoint, GenerationRequest};
-pub use service::{Front, Generation, GenerationSettings, Reply};
+pub use service::{Front, Generation, GenerationSettings, Reply, Served};

@@ -98,6 +98,7 @@ pub fn stream(
         idle,
         out: VecDeque::new(),
         ended: false,
+        finished: false,
     };
     futures_util::stream::unfold(state, |mut relay| async move {
         loop {
@@ -122,6 +123,8 @@ struct Relay {
     idle: Duration,
     out: VecDeque<Bytes>,
     ended: bool,
+    /// Whether a chunk gave a finish reason (or the usage that comes last).
+    finished: bool,
 }
 
 impl Relay {
@@ -130,6 +133,9 @@ impl Relay {
         let next = tokio::time::timeout(self.idle, self.source.next()).await;
         let chunk = match next {
             Err(_) => return self.fail(&format!("sent nothing for {:?}", self.idle)),
+            // Some engines end with `data: [DONE]`, others (transformers
+            // serve) just close after the chunk that gives the finish reason.
+            Ok(None) if self.finished => return self.end(),
             Ok(None) => return self.fail("closed the stream before its end"),
             Ok(Some(Err(error))) => return self.fail(&format!("broke off the stream: {error}")),
             Ok(Some(Ok(chunk))) => chunk,
@@ -155,11 +161,16 @@ impl Relay {
             return self.fail("sent an event that is not JSON");
         };
         if let Some(error) = value.get("error") {
-            let message = error.get("message").and_then(Value::as_str).unwrap_or("an error").to_string();
-            return self.fail(&format!("reported {message}"));
+            let message = error.get("message").and_then(Value::as_str).or(error.as_str()).unwrap_or("an error");
+            return self.fail(&format!("reported an error: {message}"));
         }
         if let Some(usage) = usage_of(&value) {
             self.ledger.usage(usage);
+            self.finished = true;
+        }
+        let choices = value.get("choices").and_then(Value::as_array);
+        if choices.is_some_and(|c| c.iter().any(|choice| choice.get("finish_reason").is_some_and(|r| !r.is_null()))) {
+            self.finished = true;
         }
         let texts = texts(&value, self.endpoint);
         if texts.iter().any(|t| !t.is_empty()) {
@@ -170,6 +181,12 @@ impl Relay {
                 let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
                 if usage_only && !wants_usage {
                     return;
+                }
+                if !wants_usage {
+                    // OpenAI sends usage in a stream only when asked to.
+                    if let Some(object) = value.as_object_mut() {
+                        object.remove("usage");
+                    }
                 }
                 value["model"] = Value::String(model.clone());
                 self.out.push_back(event_bytes(&value));

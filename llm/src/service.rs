@@ -51,6 +51,14 @@ pub enum Reply {
     Stream(BoxStream<'static, Result<Bytes, std::io::Error>>),
 }
 
+/// An answer and the version that gave it.
+pub struct Served {
+    /// The version the request was routed to.
+    pub version: u64,
+    /// Its answer.
+    pub reply: Reply,
+}
+
 /// Which front asked, and so the shape of the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Front {
@@ -86,7 +94,7 @@ impl Generation {
         request: GenerationRequest,
         version: Option<&str>,
         front: Front,
-    ) -> Result<Reply, GenerationError> {
+    ) -> Result<Served, GenerationError> {
         let arrived = Instant::now();
         let resolved = inference.table().resolve(&request.model, version)?;
         let shared = &resolved.shared;
@@ -127,13 +135,13 @@ impl Generation {
         };
         if request.stream {
             let events = relay::stream(answer, request.endpoint, shape, ledger, self.settings.idle);
-            return Ok(Reply::Stream(events.boxed()));
+            return Ok(Served { version: shared.version, reply: Reply::Stream(events.boxed()) });
         }
         let wait = self.settings.first_byte.saturating_sub(ledger.elapsed());
         match relay::whole(answer, request.endpoint, &shape, &mut ledger, wait).await {
             Ok(body) => {
                 ledger.finish("ok");
-                Ok(Reply::Whole(body))
+                Ok(Served { version: shared.version, reply: Reply::Whole(body) })
             }
             Err(error) => {
                 ledger.finish(error.outcome);

@@ -304,6 +304,20 @@ impl ModelConfig {
         if self.name.is_empty() {
             return Err("model name is empty".into());
         }
+        match (&self.engine, self.platform) {
+            (Some(engine), Platform::OpenaiEngine) => return engine.check(&self.name),
+            (None, Platform::OpenaiEngine) => {
+                return Err(format!("model '{}': an openai_engine version needs an 'engine' with its urls", self.name))
+            }
+            (Some(_), platform) => {
+                return Err(format!(
+                    "model '{}': 'engine' is for openai_engine versions, not {}",
+                    self.name,
+                    platform.name()
+                ))
+            }
+            (None, _) => {}
+        }
         if self.max_batch_size == 0 {
             return Err(format!("model '{}': max_batch_size must be at least 1", self.name));
         }
@@ -318,20 +332,6 @@ impl ModelConfig {
                 "model '{}': instance_count must be between 1 and {MAX_INSTANCES}, not {}",
                 self.name, self.instance_count
             ));
-        }
-        match (&self.engine, self.platform) {
-            (Some(engine), Platform::OpenaiEngine) => return engine.check(&self.name),
-            (None, Platform::OpenaiEngine) => {
-                return Err(format!("model '{}': an openai_engine version needs an 'engine' with its urls", self.name))
-            }
-            (Some(_), platform) => {
-                return Err(format!(
-                    "model '{}': 'engine' is for openai_engine versions, not {}",
-                    self.name,
-                    platform.name()
-                ))
-            }
-            (None, _) => {}
         }
         if self.warmup_batch_sizes.len() > MAX_WARMUP_SIZES {
             return Err(format!(
@@ -422,6 +422,32 @@ mod tests {
                 "outputs":[{"name":"OUTPUT__0","datatype":"FP32","shape":[-1,10]}]}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_engine_version_needs_plain_http_urls_and_nothing_else() {
+        let engine = |urls: serde_json::Value| -> ModelConfig {
+            serde_json::from_value(serde_json::json!({
+                "name": "chat", "platform": "openai_engine", "engine": {"urls": urls}
+            }))
+            .unwrap()
+        };
+        assert_eq!(engine(serde_json::json!(["http://10.0.0.5:8001/v1"])).check(), Ok(()));
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!(["https://x"]),
+            serde_json::json!(["http://"]),
+            serde_json::json!(["http://a b"]),
+        ] {
+            assert!(engine(bad.clone()).check().is_err(), "{bad}");
+        }
+        let mut tensor = mlp();
+        tensor.engine = engine(serde_json::json!(["http://x"])).engine;
+        assert!(tensor.check().unwrap_err().contains("is for openai_engine versions"));
+        let without: ModelConfig =
+            serde_json::from_value(serde_json::json!({"name": "chat", "platform": "openai_engine"})).unwrap();
+        assert!(without.check().unwrap_err().contains("needs an 'engine'"));
+        assert!(!Platform::OpenaiEngine.runs_on_nodes());
     }
 
     #[test]

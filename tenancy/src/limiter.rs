@@ -349,6 +349,33 @@ mod tests {
     }
 
     #[test]
+    fn a_token_quota_admits_while_it_holds_a_token_and_charges_at_the_end() {
+        let limiter = Limiter::new();
+        let caller = caller(Limits { tokens_per_minute: Some(60.0), ..Limits::default() });
+        let first = limiter.admit(&caller).unwrap();
+        first.tokens_available().unwrap();
+        // A long answer: more than the bucket held, so it owes tokens.
+        first.spend_tokens(90);
+        drop(first);
+        let second = limiter.admit(&caller).unwrap();
+        match second.tokens_available() {
+            // 30 owed plus the one wanted, at one token a second.
+            Err(Refusal::Limited { retry_after, message }) => {
+                assert!(
+                    retry_after > Duration::from_secs(29) && retry_after <= Duration::from_secs(31),
+                    "{retry_after:?}"
+                );
+                assert!(message.contains("60 tokens/minute"), "{message}");
+            }
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        // A caller without a token quota is never refused for tokens.
+        let free = limiter.admit(&super::tests::caller(Limits::default())).unwrap();
+        free.spend_tokens(1_000_000);
+        assert!(free.tokens_available().is_ok());
+    }
+
+    #[test]
     fn each_of_two_coordinators_grants_half_the_rate() {
         let limiter = Limiter::new();
         limiter.set_coordinators(2);

@@ -170,7 +170,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(command: &mut Command, log: PathBuf) -> Result<Process> {
+    /// Starts `command` with its output appended to `log`.
+    pub fn spawn(command: &mut Command, log: PathBuf) -> Result<Process> {
         let file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -582,7 +583,7 @@ impl Cluster {
         let mut command = Command::new(binary("maas-coordinator"));
         command.arg("--http-addr").arg(http_addr.to_string()).arg("--cert-dir").arg(&self.certs);
         command.arg("--grpc-addr").arg(grpc_addr.map_or_else(|| "off".to_string(), |a| a.to_string()));
-        if !self.membership {
+        if !self.membership && !nodes.is_empty() {
             command.arg("--node").arg(nodes.join(","));
         }
         command

@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod cli;
 pub mod cluster;
+pub mod engine;
 pub mod grpc;
 pub mod proxy;
 pub mod reference;

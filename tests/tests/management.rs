@@ -114,7 +114,6 @@ async fn management_needs_the_admin_token() {
             .unwrap();
     let calls: Vec<(Method, &str, Option<Vec<u8>>)> = vec![
         (Method::PUT, "/v1/artifacts", Some(example_artifact("mlp", 2))),
-        (Method::GET, "/v1/models", None),
         (Method::GET, "/v1/models/clf", None),
         (Method::POST, "/v1/models/clf/versions", Some(publish_body)),
         (Method::DELETE, "/v1/models/clf/versions/1", None),
@@ -142,6 +141,15 @@ async fn management_needs_the_admin_token() {
         assert!(answer.error().contains("role 'inference'"), "{}", answer.error());
     }
     assert_eq!(snapshot(&cluster).await, before, "an unauthorized call changed the registry");
+
+    // The model list names the models (OpenAI's shape) to any key, and
+    // keeps the registry's detail for keys that may view it.
+    let listed = call(&cluster, Method::GET, "/v1/models", None, Some(INFERENCE_TOKEN)).await.unwrap().ok().unwrap();
+    assert_eq!(listed["object"], "list");
+    assert_eq!(listed["data"][0]["id"], "clf");
+    assert_eq!(listed["models"], json!([]), "an inference token sees the registry's detail");
+    let without = call(&cluster, Method::GET, "/v1/models", None, Some("")).await.unwrap();
+    assert_eq!(without.status, 401);
 
     // Inference takes the inference token (or the admin token), nothing else.
     let row = Reference::load("mlp", 1).rows(0, 1);

@@ -12,6 +12,7 @@ mod admin;
 mod body;
 pub(crate) mod codec;
 mod error;
+mod generate;
 mod health;
 mod infer;
 mod model;

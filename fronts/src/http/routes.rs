@@ -13,7 +13,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, HttpMessage};
 
-use super::{admin, error, health, infer, model, monitoring, usage, AppState};
+use super::{admin, error, generate, health, infer, model, monitoring, usage, AppState};
 use crate::auth::{self, bearer_token, Access};
 use maas_tenancy::Caller;
 
@@ -54,6 +54,12 @@ macro_rules! route_table {
 route_table! {
     Post "/v2/models/{model}/infer" Infer => infer::infer;
     Post "/v2/models/{model}/versions/{version}/infer" Infer => infer::infer;
+    Post "/v1/chat/completions" Infer => generate::chat;
+    Post "/v1/completions" Infer => generate::completions;
+    Post "/v2/models/{model}/generate" Infer => generate::generate;
+    Post "/v2/models/{model}/versions/{version}/generate" Infer => generate::generate;
+    Post "/v2/models/{model}/generate_stream" Infer => generate::generate_stream;
+    Post "/v2/models/{model}/versions/{version}/generate_stream" Infer => generate::generate_stream;
     Get "/v2/health/live" Open => health::live;
     Get "/v2/health/ready" Open => health::ready;
     Get "/v2" Open => health::server_metadata;
@@ -81,7 +87,7 @@ route_table! {
     Get "/v1/tenants" Admin => admin::tenants::list;
     Put "/v1/tenants/{tenant}/limits" Admin => admin::tenants::set_limits;
     Delete "/v1/tenants/{tenant}/limits" Admin => admin::tenants::clear_limits;
-    Get "/v1/models" View => admin::models::list;
+    Get "/v1/models" Read => admin::models::list;
     Get "/v1/models/{model}" View => admin::models::describe;
     Post "/v1/models/{model}/versions" Deploy => admin::models::publish;
     Delete "/v1/models/{model}/versions/{version}" Deploy => admin::models::delete_version;
@@ -153,6 +159,12 @@ mod tests {
     const EXPECTED: &[(&str, &str, Access)] = &[
         ("Post", "/v2/models/{model}/infer", Access::Infer),
         ("Post", "/v2/models/{model}/versions/{version}/infer", Access::Infer),
+        ("Post", "/v1/chat/completions", Access::Infer),
+        ("Post", "/v1/completions", Access::Infer),
+        ("Post", "/v2/models/{model}/generate", Access::Infer),
+        ("Post", "/v2/models/{model}/versions/{version}/generate", Access::Infer),
+        ("Post", "/v2/models/{model}/generate_stream", Access::Infer),
+        ("Post", "/v2/models/{model}/versions/{version}/generate_stream", Access::Infer),
         ("Get", "/v2/health/live", Access::Open),
         ("Get", "/v2/health/ready", Access::Open),
         ("Get", "/v2", Access::Open),
@@ -180,7 +192,7 @@ mod tests {
         ("Get", "/v1/tenants", Access::Admin),
         ("Put", "/v1/tenants/{tenant}/limits", Access::Admin),
         ("Delete", "/v1/tenants/{tenant}/limits", Access::Admin),
-        ("Get", "/v1/models", Access::View),
+        ("Get", "/v1/models", Access::Read),
         ("Get", "/v1/models/{model}", Access::View),
         ("Post", "/v1/models/{model}/versions", Access::Deploy),
         ("Delete", "/v1/models/{model}/versions/{version}", Access::Deploy),

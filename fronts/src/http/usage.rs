@@ -62,6 +62,8 @@ pub async fn usage(state: web::Data<AppState>, request: HttpRequest) -> HttpResu
             bytes_in: entry.counts.bytes_in,
             bytes_out: entry.counts.bytes_out,
             compute_us: entry.counts.compute_us,
+            prompt_tokens: entry.counts.prompt_tokens,
+            completion_tokens: entry.counts.completion_tokens,
         })
         .collect();
     Ok(HttpResponse::Ok().json(UsageReport { from, to, usage }))

@@ -184,6 +184,7 @@ mod tests {
             bytes_in: 16 * rows,
             bytes_out: 4 * rows,
             compute_us: 10,
+            ..UsageCounts::default()
         }
     }
 

@@ -68,6 +68,8 @@ pub(super) fn limits_of(limits: KeyLimits) -> Limits {
         requests_burst: limits.requests_burst,
         rows_per_second: limits.rows_per_second,
         rows_burst: limits.rows_burst,
+        tokens_per_minute: limits.tokens_per_minute,
+        tokens_burst: limits.tokens_burst,
         max_concurrent: limits.max_concurrent,
         max_request_bytes: limits.max_request_bytes,
     }
@@ -80,6 +82,8 @@ pub(super) fn shown_limits(limits: &Limits) -> KeyLimits {
         requests_burst: limits.requests_burst,
         rows_per_second: limits.rows_per_second,
         rows_burst: limits.rows_burst,
+        tokens_per_minute: limits.tokens_per_minute,
+        tokens_burst: limits.tokens_burst,
         max_concurrent: limits.max_concurrent,
         max_request_bytes: limits.max_request_bytes,
     }

@@ -6,8 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use maas_api::{
-    AliasState, Artifact, Lineage, ModelDetail, ModelList, ModelSummary, PublishRequest, Published, SplitEntry,
-    VersionDeleted, VersionDetail,
+    AliasState, Artifact, Lineage, ListedModel, ModelDetail, ModelList, ModelSummary, PublishRequest, Published,
+    SplitEntry, VersionDeleted, VersionDetail,
 };
 use maas_protocol::{LoadModel, ModelConfig};
 use maas_registry::ModelRecord;
@@ -46,12 +46,30 @@ fn summary(state: &AppState, record: &ModelRecord) -> ModelSummary {
     }
 }
 
+/// A model as OpenAI's list shows it.
+fn listed(record: &ModelRecord) -> ListedModel {
+    let latest = record.latest();
+    ListedModel {
+        id: record.name.clone(),
+        object: "model".into(),
+        created: latest.map_or(0, |v| v.lineage.uploaded_at),
+        owned_by: latest.and_then(|v| v.lineage.owner.clone()).unwrap_or_else(|| "maas".into()),
+    }
+}
+
 /// `GET /v1/models`.
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
     let caller = crate::http::routes::caller(&request)?;
     let records = state.registry.list().await?;
-    let models = records.iter().filter(|s| caller.sees(&s.record.name)).map(|s| summary(&state, &s.record)).collect();
-    Ok(HttpResponse::Ok().json(ModelList { models }))
+    let seen: Vec<&ModelRecord> = records.iter().map(|s| &s.record).filter(|r| caller.sees(&r.name)).collect();
+    let data = seen.iter().map(|record| listed(record)).collect();
+    // The registry's detail (versions, aliases, split) is for keys that
+    // may view it; any caller may list the names its scope reaches.
+    let models = match caller.permit(maas_tenancy::Action::View, None) {
+        Ok(()) => seen.iter().map(|record| summary(&state, record)).collect(),
+        Err(_) => Vec::new(),
+    };
+    Ok(HttpResponse::Ok().json(ModelList { object: "list".into(), data, models }))
 }
 
 /// `GET /v1/models/{m}`.
@@ -124,13 +142,6 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         ))
         .into());
     }
-    let artifact = state.artifacts.describe(&body.artifact.sha256).await?.ok_or_else(|| {
-        ServeError::InvalidRequest(format!(
-            "artifact {} is not in the store; upload it first (PUT /v1/artifacts)",
-            body.artifact.sha256
-        ))
-    })?;
-    trial_load(&state, &body.config, &artifact).await?;
     let uploaded_by = request.headers().get("X-Maas-User").and_then(|v| v.to_str().ok()).unwrap_or("admin").to_string();
     let owner = caller.key().map(|key| key.tenant.clone());
     let lineage = maas_registry::Lineage {
@@ -140,10 +151,53 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         parent: body.parent,
         owner,
     };
+    if body.config.platform == maas_protocol::Platform::OpenaiEngine {
+        return publish_engine(&state, body.config, body.engine_key, lineage).await;
+    }
+    if body.engine_key.is_some() {
+        return Err(ServeError::InvalidRequest("'engine_key' is for openai_engine versions only".into()).into());
+    }
+    let name = body.artifact.ok_or_else(|| {
+        ServeError::InvalidRequest("'artifact' is required: upload the model first (PUT /v1/artifacts)".into())
+    })?;
+    let artifact = state.artifacts.describe(&name.sha256).await?.ok_or_else(|| {
+        ServeError::InvalidRequest(format!(
+            "artifact {} is not in the store; upload it first (PUT /v1/artifacts)",
+            name.sha256
+        ))
+    })?;
+    trial_load(&state, &body.config, &artifact).await?;
     let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
     state.model_changed(&model).await;
     tracing::info!(model, version, sha256 = %artifact.sha256, "version published");
     Ok(HttpResponse::Created().json(Published { model, version, sha256: artifact.sha256 }))
+}
+
+/// Publishes a version an external engine serves, once one of its URLs
+/// answers (the trial of an engine: no node loads anything).
+async fn publish_engine(
+    state: &AppState,
+    config: ModelConfig,
+    engine_key: Option<String>,
+    lineage: maas_registry::Lineage,
+) -> HttpResult {
+    let model = config.name.clone();
+    let endpoint = config.engine.clone().ok_or_else(|| ServeError::InvalidRequest("'engine' is required".into()))?;
+    if engine_key.as_ref().is_some_and(|key| key.is_empty() || key.len() > 4096) {
+        return Err(ServeError::InvalidRequest("'engine_key' must be 1 to 4096 bytes".into()).into());
+    }
+    if !state.generation.probe(&model, &endpoint, engine_key.clone()).await {
+        return Err(ServeError::InvalidRequest(format!(
+            "no URL of the engine answers /health or /v1/models: {}",
+            endpoint.urls.join(", ")
+        ))
+        .into());
+    }
+    let version = state.registry.publish_engine_version(config, engine_key, lineage).await?;
+    state.model_changed(&model).await;
+    let sha256 = state.registry.get(&model).await?.record.versions.get(&version).map(|v| v.artifact.sha256.clone());
+    tracing::info!(model, version, urls = ?endpoint.urls, "engine version published");
+    Ok(HttpResponse::Created().json(Published { model, version, sha256: sha256.unwrap_or_default() }))
 }
 
 /// Loads the version once on a node that is up: the artifact must be

@@ -1,0 +1,63 @@
+//! An external LLM engine for the tests: `transformers serve` (Hugging
+//! Face's OpenAI-compatible server) on loopback, serving a tiny GPT-2 with
+//! random weights that `tests/fixtures/tiny_llm.py` builds locally.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cluster::{free_tcp_port, workspace_root, Process};
+use crate::wait::wait_until;
+
+/// Builds the tiny model into `dir`.
+pub fn build_tiny_llm(dir: &Path) -> Result<()> {
+    let output = Command::new(workspace_root().join(".venv/bin/python"))
+        .arg(workspace_root().join("tests/fixtures/tiny_llm.py"))
+        .arg(dir)
+        .output()
+        .context("running tests/fixtures/tiny_llm.py")?;
+    if !output.status.success() {
+        bail!("tiny_llm.py failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(())
+}
+
+/// A running engine, killed when dropped.
+pub struct Engine {
+    process: Process,
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The model name it serves (the folder it loaded).
+    pub model: String,
+}
+
+impl Engine {
+    /// Starts `transformers serve` on the model in `model_dir`, logging to
+    /// `log`, and waits until it answers.
+    pub async fn start(model_dir: &Path, log: PathBuf) -> Result<Engine> {
+        let port = free_tcp_port();
+        let model = model_dir.display().to_string();
+        let mut command = Command::new(workspace_root().join(".venv/bin/transformers"));
+        command
+            .args(["serve", &model, "--host", "127.0.0.1", "--port", &port.to_string(), "--device", "cpu"])
+            .env("HF_HUB_OFFLINE", "1")
+            .env("OMP_NUM_THREADS", "1");
+        let process = Process::spawn(&mut command, log)?;
+        let engine = Engine { process, url: format!("http://127.0.0.1:{port}"), model };
+        let client = reqwest::Client::new();
+        let health = format!("{}/health", engine.url);
+        wait_until("the engine answers /health", Duration::from_secs(180), async || {
+            client.get(&health).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await
+        .with_context(|| format!("the engine did not start: {}", engine.process.log_tail()))?;
+        Ok(engine)
+    }
+
+    /// Kills the engine at once.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}
