@@ -84,6 +84,24 @@ enum Command {
         #[arg(long)]
         alias: Option<String>,
     },
+    /// Publish an external LLM engine (an OpenAI-compatible server such as
+    /// vLLM or SGLang) as the next version of a generative model.
+    Engine {
+        /// Model name.
+        name: String,
+        /// The engine's base URL (`http://host:port`); repeat for several.
+        #[arg(long = "url", required = true)]
+        urls: Vec<String>,
+        /// The engine's name for the model (default: NAME).
+        #[arg(long)]
+        engine_model: Option<String>,
+        /// A file holding the bearer key the engine asks for.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// Point this alias at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+    },
     /// List models.
     Models,
     /// Show a model's versions, aliases and split.
@@ -226,6 +244,31 @@ async fn run(cli: Cli) -> Result<()> {
                 print(&shown);
             } else {
                 println!("{name} version {version} (sha256 {})", published.sha256);
+            }
+        }
+        Command::Engine { name, urls, engine_model, key_file, alias } => {
+            let engine_key = match key_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the engine key from {}", path.display()))?
+                        .trim()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let config: ModelConfig = serde_json::from_value(json!({
+                "name": name, "platform": "openai_engine", "engine": {"urls": urls, "model": engine_model}
+            }))?;
+            let request = PublishRequest { config, artifact: None, engine_key, source: None, parent: None };
+            let published: Published =
+                client.send_as(Method::POST, &format!("/v1/models/{name}/versions"), &request).await?;
+            let version = published.version;
+            if let Some(alias) = &alias {
+                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
+            }
+            match cli.json {
+                true => print(&serde_json::to_value(&published)?),
+                false => println!("engine published: {name} version {version}"),
             }
         }
         Command::Models => {

@@ -4,7 +4,8 @@
 //! waits until this coordinator has it ready (warm) on as many replicas as
 //! its `replicas.min` asks, then happens in one registry write, so every
 //! request routed after it reaches a ready version. A version loaded on
-//! demand needs no replica first. One that is not ready within
+//! demand needs no replica first; an external engine's, one URL that
+//! answers. One that is not ready within
 //! [`READY_WITHIN`] is unstaged and the alias or split stays where it was.
 //!
 //! The wait and the move run in a task of their own: a client that stops
@@ -103,6 +104,11 @@ fn shortfall(state: &AppState, model: &str, version: u64) -> Option<String> {
     let Some(found) = state.inference.table().entry(model, version) else {
         return Some(format!("version {version} of model '{model}' is not loaded yet"));
     };
+    if found.shared.engine.is_some() {
+        // An external engine's version is ready while one of its URLs answers.
+        return (!found.shared.is_ready())
+            .then(|| format!("no URL of the engine of version {version} of model '{model}' answers"));
+    }
     let min = found.shared.config.replicas.min as usize;
     let ready = found.shared.replicas.ready_count();
     (ready < min).then(|| format!("version {version} of model '{model}' is ready on {ready} of {min} replicas"))

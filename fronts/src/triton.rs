@@ -7,7 +7,7 @@
 use maas_protocol::{ModelConfig, TensorSpec, VersionPolicy};
 use serde::Serialize;
 
-use maas_monitor::stats::{StatsSnapshot, Tally};
+use maas_monitor::stats::{GenerationTallies, StatsSnapshot, Tally};
 use maas_serving::error::ServeResult;
 use maas_serving::models::ModelTable;
 use maas_tenancy::Caller;
@@ -172,6 +172,23 @@ pub struct StatisticsView {
     pub inference_stats: InferStatsView,
     /// Per batch size.
     pub batch_stats: Vec<BatchStatsView>,
+    /// Tokens and token times of generative requests (absent for tensor
+    /// models): maas's addition to Triton's shape.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation_stats: Option<GenerationStatsView>,
+}
+
+/// A generative version's tokens and token times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GenerationStatsView {
+    /// Streamed requests' time to their first token.
+    pub time_to_first_token: DurationView,
+    /// Time between two streamed tokens.
+    pub inter_token: DurationView,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
 }
 
 impl StatisticsView {
@@ -203,6 +220,12 @@ impl StatisticsView {
                     compute_output: (*output).into(),
                 })
                 .collect(),
+            generation_stats: (stats.generation != GenerationTallies::default()).then(|| GenerationStatsView {
+                time_to_first_token: stats.generation.time_to_first_token.into(),
+                inter_token: stats.generation.inter_token.into(),
+                prompt_tokens: stats.generation.prompt_tokens,
+                completion_tokens: stats.generation.completion_tokens,
+            }),
         }
     }
 }

@@ -157,11 +157,11 @@ async fn engine_refusal(response: reqwest::Response) -> GenerationError {
     let text = String::from_utf8_lossy(&body);
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| {
+        .map(|v| {
             // OpenAI's {"error": {"message"}}, or FastAPI's {"detail": ...}.
             let error = v.get("error").or_else(|| v.get("detail")).cloned().unwrap_or(v);
             let message = error.get("message").and_then(|m| m.as_str()).or(error.as_str());
-            Some(message.map_or_else(|| error.to_string(), str::to_string))
+            message.map_or_else(|| error.to_string(), str::to_string)
         })
         .unwrap_or_else(|| text.trim().to_string());
     GenerationError::from_engine(status, format!("the engine refused the request ({status}): {message}"))

@@ -69,8 +69,12 @@ impl Ledger {
             None => {
                 self.first_token = Some(now);
                 metrics::time_to_first_token(&shared.name, shared.version, now - self.arrived);
+                shared.monitor.stats.first_token(now - self.arrived);
             }
-            Some(last) => metrics::inter_token(&shared.name, shared.version, now - last),
+            Some(last) => {
+                metrics::inter_token(&shared.name, shared.version, now - last);
+                shared.monitor.stats.inter_token(now - last);
+            }
         }
         self.last_token = Some(now);
         self.token_events += 1;
@@ -93,6 +97,7 @@ impl Ledger {
         shared.monitor.request_done(outcome == "ok", latency);
         let generating = self.first_token.zip(self.last_token).map(|(first, last)| last - first);
         metrics::tokens(&shared.name, shared.version, usage.prompt, usage.completion, generating);
+        shared.monitor.stats.tokens(usage.prompt, usage.completion);
         self.admission.spend_tokens(usage.prompt + usage.completion);
         if let Some((meter, tenant)) = &self.meter {
             let used = UsageCounts {

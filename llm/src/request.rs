@@ -164,7 +164,7 @@ fn check_token_counts(body: &Map<String, Value>) -> Result<(), GenerationError> 
     for name in ["max_tokens", "max_completion_tokens", "n"] {
         match body.get(name) {
             None | Some(Value::Null) => {}
-            Some(value) if value.as_u64().is_some_and(|n| n >= 1 && n <= 1 << 20) => {}
+            Some(value) if value.as_u64().is_some_and(|n| (1..=1 << 20).contains(&n)) => {}
             Some(value) => {
                 return Err(GenerationError::invalid(format!("'{name}' must be a positive integer, not {value}")))
             }

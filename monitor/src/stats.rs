@@ -62,6 +62,21 @@ pub struct StatsSnapshot {
     pub compute_output: Tally,
     /// Per batch size (rows): input, infer and output tallies of its batches.
     pub batches: BTreeMap<u64, [Tally; 3]>,
+    /// Generative requests' tokens and times (all zero for tensor models).
+    pub generation: GenerationTallies,
+}
+
+/// What generative requests add to a version's statistics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct GenerationTallies {
+    /// Streamed requests' time to their first token.
+    pub time_to_first_token: Tally,
+    /// Time between two streamed tokens.
+    pub inter_token: Tally,
+    /// Prompt tokens.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub completion_tokens: u64,
 }
 
 /// One version's statistics.
@@ -106,6 +121,23 @@ impl VersionStats {
         per_size[2].add(1, times.output_ns);
     }
 
+    /// Counts a streamed generative request's first token.
+    pub fn first_token(&self, elapsed: Duration) {
+        self.counters.lock().generation.time_to_first_token.add(1, ns(elapsed));
+    }
+
+    /// Counts the time between two streamed tokens.
+    pub fn inter_token(&self, gap: Duration) {
+        self.counters.lock().generation.inter_token.add(1, ns(gap));
+    }
+
+    /// Counts a generative request's tokens.
+    pub fn tokens(&self, prompt: u64, completion: u64) {
+        let mut counters = self.counters.lock();
+        counters.generation.prompt_tokens = counters.generation.prompt_tokens.saturating_add(prompt);
+        counters.generation.completion_tokens = counters.generation.completion_tokens.saturating_add(completion);
+    }
+
     /// Requests answered so far: (successes, failures).
     #[cfg(test)]
     pub fn outcomes(&self) -> (u64, u64) {
@@ -142,6 +174,21 @@ mod tests {
         assert_eq!(c.batches.keys().copied().collect::<Vec<_>>(), vec![1, 3]);
         assert_eq!(c.batches[&3][1], Tally { count: 2, ns: 30 });
         assert_eq!(stats.outcomes(), (2, 1));
+        assert_eq!(c.generation, GenerationTallies::default());
+    }
+
+    #[test]
+    fn generative_requests_add_their_tokens_and_times() {
+        let stats = VersionStats::default();
+        stats.first_token(Duration::from_nanos(1000));
+        stats.inter_token(Duration::from_nanos(10));
+        stats.inter_token(Duration::from_nanos(30));
+        stats.tokens(7, 3);
+        stats.tokens(5, 2);
+        let g = stats.snapshot().generation;
+        assert_eq!(g.time_to_first_token, Tally { count: 1, ns: 1000 });
+        assert_eq!(g.inter_token, Tally { count: 2, ns: 40 });
+        assert_eq!((g.prompt_tokens, g.completion_tokens), (12, 5));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use maas_tests::admin::{call, create_key_at};
-use maas_tests::cluster::{free_tcp_port, metric_sum, workspace_root, TempDir};
+use maas_tests::cli::{maas, ok};
+use maas_tests::cluster::{free_tcp_port, metric_sum, workspace_root, TempDir, ADMIN_TOKEN};
 use maas_tests::engine::{build_tiny_llm, Engine};
 use maas_tests::Cluster;
 use reqwest::Method;
@@ -181,9 +182,27 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     assert_eq!(status, 400, "{text}");
     assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["error"]["type"], "invalid_request_error");
 
-    // Version 2 lists a dead URL first: every request is retried past it.
-    let (status, body) = publish_engine(&cluster, MODEL, &[&dead, &engine.url], &engine.model).await;
-    assert_eq!(status, 201, "{body}");
+    // Version 2, published with the CLI, lists a dead URL first: every
+    // request is retried past it.
+    let key_file = dir.path().join("engine.key");
+    std::fs::write(&key_file, ENGINE_SECRET).unwrap();
+    let published = ok(maas(
+        &cluster,
+        ADMIN_TOKEN,
+        &[
+            "engine",
+            MODEL,
+            "--url",
+            &dead,
+            "--url",
+            &engine.url,
+            "--engine-model",
+            &engine.model,
+            "--key-file",
+            key_file.to_str().unwrap(),
+        ],
+    ));
+    assert!(published.contains("version 2"), "{published}");
     // A canary: half the traffic to each version.
     let split = json!({"split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]});
     let answer = call(
@@ -211,6 +230,13 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     assert!(first_tokens >= 2.0, "time to first token counted {first_tokens} times");
     let prompt_counted = metric_sum(&metrics, "maas_generation_tokens_total", &[("model", MODEL), ("kind", "prompt")]);
     assert!(prompt_counted >= prompt_tokens as f64 * 2.0, "{prompt_counted}");
+
+    // Triton's statistics carry the tokens and token times.
+    let stats = call(&cluster, Method::GET, &format!("/v2/models/{MODEL}/versions/1/stats"), None, None).await.unwrap();
+    let generation = &stats.ok().unwrap()["model_stats"][0]["generation_stats"];
+    assert!(generation["completion_tokens"].as_u64().unwrap() >= completion_tokens, "{generation}");
+    assert!(generation["time_to_first_token"]["count"].as_u64().unwrap() >= 1, "{generation}");
+    assert!(generation["inter_token"]["count"].as_u64().unwrap() >= 1, "{generation}");
 
     // A tenant over its token quota gets 429 in OpenAI's shape.
     let limited = create_key_at(
