@@ -112,7 +112,10 @@ api_type! {
         pub mae: Option<f64>,
         /// Regressors: root mean squared error.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub rmse: Option<f64>
+        pub rmse: Option<f64>,
+        /// Generative models: the mean rating readers gave.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mean_rating: Option<f64>
     }
 }
 

@@ -131,19 +131,26 @@ pub async fn eval(client: &Client, json: bool, model: &str) -> Result<()> {
     }
     let task = answer.task.as_str();
     println!("{model}: {task}, scored over the last {} labelled requests per version", answer.window);
-    let regression = task == "regression";
     let rows: Vec<Vec<String>> = answer
         .versions
         .iter()
         .map(|v| {
             let mut row = vec![v.version.to_string(), v.samples.to_string()];
-            let scores = if regression { vec![v.mae, v.rmse] } else { vec![v.accuracy, v.precision, v.recall, v.f1] };
+            let scores = match task {
+                "regression" => vec![v.mae, v.rmse],
+                "rating" => vec![v.mean_rating],
+                _ => vec![v.accuracy, v.precision, v.recall, v.f1],
+            };
             row.extend(scores.into_iter().map(|s| number(s, 4)));
             row
         })
         .collect();
     let mut header = vec!["VERSION", "SAMPLES"];
-    header.extend(if regression { &["MAE", "RMSE"][..] } else { &["ACCURACY", "PRECISION", "RECALL", "F1"][..] });
+    header.extend(match task {
+        "regression" => &["MAE", "RMSE"][..],
+        "rating" => &["MEAN RATING"][..],
+        _ => &["ACCURACY", "PRECISION", "RECALL", "F1"][..],
+    });
     table(&header, &rows);
     let feedback = &answer.feedback;
     println!(

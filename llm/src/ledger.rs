@@ -2,13 +2,15 @@
 //! outcome and latency in the version's statistics (the latency of a
 //! generative request is its time to first token, so the latency detector
 //! watches that), its tokens in the tenant's usage and token quota, and the
-//! generation metrics. A request dropped before it finished (the client
+//! generation metrics. An answer with an id (the engine's `chatcmpl-...`) is
+//! recorded for evaluation: its reader's rating, sent as feedback under
+//! that id, scores the version. A request dropped before it finished (the client
 //! went away) is counted as `cancelled` with the tokens it got.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maas_monitor::InFlightGuard;
+use maas_monitor::{InFlightGuard, Monitor};
 use maas_serving::models::ModelVersion;
 use maas_tenancy::usage::{UsageCounts, UsageMeter};
 use maas_tenancy::Admission;
@@ -24,11 +26,25 @@ pub struct Usage {
     pub completion: u64,
 }
 
+/// Where a request is counted besides its version: the tenant's usage
+/// meter, and the monitor that joins feedback.
+pub struct Accounts {
+    /// The usage meter, when usage is metered.
+    pub meter: Option<Arc<UsageMeter>>,
+    /// The monitor of every version.
+    pub monitor: Arc<Monitor>,
+    /// The caller's tenant.
+    pub tenant: String,
+}
+
 /// The running account of one request.
 pub struct Ledger {
     version: Arc<ModelVersion>,
     admission: Admission,
-    meter: Option<(Arc<UsageMeter>, String)>,
+    meter: Option<Arc<UsageMeter>>,
+    monitor: Arc<Monitor>,
+    tenant: String,
+    answer_id: Option<String>,
     arrived: Instant,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
@@ -40,17 +56,15 @@ pub struct Ledger {
 
 impl Ledger {
     /// Opens the account of a request that arrived at `arrived`.
-    pub fn open(
-        version: Arc<ModelVersion>,
-        admission: Admission,
-        meter: Option<(Arc<UsageMeter>, String)>,
-        arrived: Instant,
-    ) -> Ledger {
+    pub fn open(version: Arc<ModelVersion>, admission: Admission, accounts: Accounts, arrived: Instant) -> Ledger {
         let in_flight = version.shared.monitor.admit();
         Ledger {
             version,
             admission,
-            meter,
+            meter: accounts.meter,
+            monitor: accounts.monitor,
+            tenant: accounts.tenant,
+            answer_id: None,
             arrived,
             first_token: None,
             last_token: None,
@@ -80,6 +94,13 @@ impl Ledger {
         self.token_events += 1;
     }
 
+    /// Notes the answer's id, the first time an answer or chunk carries one.
+    pub fn answer_id(&mut self, id: &str) {
+        if self.answer_id.is_none() && maas_serving::infer::check_request_id(Some(id)).is_ok() {
+            self.answer_id = Some(id.to_string());
+        }
+    }
+
     /// Notes the usage the engine reported.
     pub fn usage(&mut self, usage: Usage) {
         self.usage = Some(usage);
@@ -99,7 +120,10 @@ impl Ledger {
         metrics::tokens(&shared.name, shared.version, usage.prompt, usage.completion, generating);
         shared.monitor.stats.tokens(usage.prompt, usage.completion);
         self.admission.spend_tokens(usage.prompt + usage.completion);
-        if let Some((meter, tenant)) = &self.meter {
+        if let (Some(id), "ok") = (&self.answer_id, outcome) {
+            self.monitor.record_generation(&shared.config, shared.version, &self.tenant, id);
+        }
+        if let Some(meter) = &self.meter {
             let used = UsageCounts {
                 requests: 1,
                 errors: u64::from(outcome != "ok"),
@@ -107,7 +131,7 @@ impl Ledger {
                 completion_tokens: usage.completion,
                 ..UsageCounts::default()
             };
-            meter.record(tenant, &shared.name, shared.version, &used);
+            meter.record(&self.tenant, &shared.name, shared.version, &used);
         }
     }
 

@@ -65,6 +65,9 @@ pub async fn whole(
     if let Some(usage) = usage_of(&value) {
         ledger.usage(usage);
     }
+    if let Some(id) = value.get("id").and_then(Value::as_str) {
+        ledger.answer_id(id);
+    }
     let reshaped = match shape {
         Shape::OpenAi { model, .. } => {
             value["model"] = Value::String(model.clone());
@@ -167,6 +170,9 @@ impl Relay {
         if let Some(usage) = usage_of(&value) {
             self.ledger.usage(usage);
             self.finished = true;
+        }
+        if let Some(id) = value.get("id").and_then(Value::as_str) {
+            self.ledger.answer_id(id);
         }
         let choices = value.get("choices").and_then(Value::as_array);
         if choices.is_some_and(|c| c.iter().any(|choice| choice.get("finish_reason").is_some_and(|r| !r.is_null()))) {

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::engine::Engine;
 use crate::error::GenerationError;
-use crate::ledger::Ledger;
+use crate::ledger::{Accounts, Ledger};
 use crate::relay::{self, Shape};
 use crate::request::GenerationRequest;
 
@@ -118,8 +118,12 @@ impl Generation {
             }
         };
         let engine = self.engine_for(&resolved, engine_state.key.clone());
-        let meter = inference.usage().map(|meter| (meter.clone(), caller.tenant().to_string()));
-        let mut ledger = Ledger::open(resolved.clone(), admission, meter, arrived);
+        let accounts = Accounts {
+            meter: inference.usage().cloned(),
+            monitor: inference.table().monitor().clone(),
+            tenant: caller.tenant().to_string(),
+        };
+        let mut ledger = Ledger::open(resolved.clone(), admission, accounts, arrived);
         let body = request.engine_body(&engine.model);
         let answer = match engine.send(&self.client, request.endpoint, body, self.settings.first_byte).await {
             Ok(answer) => answer,

@@ -22,6 +22,9 @@ pub enum Task {
     Classification,
     /// One value per row: the first element of the first output.
     Regression,
+    /// A generative answer, rated by its reader (1 for good, 0 for bad, or
+    /// any scale the raters share): scored by the mean rating.
+    Rating,
 }
 
 impl Task {
@@ -30,6 +33,7 @@ impl Task {
         match self {
             Task::Classification => "classification",
             Task::Regression => "regression",
+            Task::Rating => "rating",
         }
     }
 }
@@ -168,6 +172,9 @@ pub struct Evaluation {
     /// Regressors: root mean squared error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rmse: Option<f64>,
+    /// Generative models: the mean rating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean_rating: Option<f64>,
 }
 
 impl Scores {
@@ -187,8 +194,16 @@ impl Scores {
     /// Scores the window for `task`.
     pub fn evaluate(&self, task: Task) -> Evaluation {
         let samples = self.pairs.len();
-        let mut evaluation =
-            Evaluation { samples, accuracy: None, precision: None, recall: None, f1: None, mae: None, rmse: None };
+        let mut evaluation = Evaluation {
+            samples,
+            accuracy: None,
+            precision: None,
+            recall: None,
+            f1: None,
+            mae: None,
+            rmse: None,
+            mean_rating: None,
+        };
         if samples == 0 {
             return evaluation;
         }
@@ -199,6 +214,7 @@ impl Scores {
                 evaluation.mae = Some(errors.clone().map(f64::abs).sum::<f64>() / n);
                 evaluation.rmse = Some((errors.map(|e| e * e).sum::<f64>() / n).sqrt());
             }
+            Task::Rating => evaluation.mean_rating = Some(self.pairs.iter().map(|(_, t)| t).sum::<f64>() / n),
             Task::Classification => {
                 let class = |v: f64| v.round() as i64;
                 let classes: BTreeSet<i64> = self.pairs.iter().flat_map(|(p, t)| [class(*p), class(*t)]).collect();
@@ -240,7 +256,7 @@ mod tests {
 
     #[test]
     fn task_labels_are_their_serialized_names() {
-        for task in [Task::Classification, Task::Regression] {
+        for task in [Task::Classification, Task::Regression, Task::Rating] {
             assert_eq!(serde_json::to_value(task).unwrap(), serde_json::json!(task.label()));
         }
     }

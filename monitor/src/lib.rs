@@ -142,6 +142,7 @@ pub fn task_of(config: &ModelConfig) -> Task {
     match config.labels.get("task").map(String::as_str) {
         Some("classification") => Task::Classification,
         Some("regression") => Task::Regression,
+        _ if !config.platform.runs_on_nodes() => Task::Rating,
         _ => {
             let per_row: i64 = config.outputs.first().map(|o| o.shape.iter().skip(1).product()).unwrap_or(1);
             if per_row > 1 {
@@ -214,9 +215,21 @@ impl Monitor {
             .chunks_exact(row_len)
             .map(|row| match task {
                 Task::Classification => values::argmax(row) as f64,
-                Task::Regression => row[0],
+                Task::Regression | Task::Rating => row[0],
             })
             .collect();
+        self.record(config, task, Prediction { version, rows }, tenant, id);
+    }
+
+    /// Records a generative answer under its id (the engine's answer id),
+    /// for its reader's rating to join.
+    pub fn record_generation(&self, config: &ModelConfig, version: u64, tenant: &str, id: &str) {
+        if self.settings.enabled {
+            self.record(config, task_of(config), Prediction { version, rows: vec![1.0] }, tenant, id);
+        }
+    }
+
+    fn record(&self, config: &ModelConfig, task: Task, prediction: Prediction, tenant: &str, id: &str) {
         let mut feedback = self.feedback.lock();
         let model = feedback.entry(config.name.clone()).or_insert_with(|| ModelFeedback {
             task,
@@ -226,7 +239,7 @@ impl Monitor {
             unknown: 0,
             expired: 0,
         });
-        model.log.record(tenant_id(tenant, id), Prediction { version, rows }, Instant::now());
+        model.log.record(tenant_id(tenant, id), prediction, Instant::now());
     }
 
     /// Joins ground truth sent by `tenant` with the predictions recorded

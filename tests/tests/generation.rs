@@ -2,7 +2,8 @@
 //! (`transformers serve` with a tiny GPT-2 of random weights) registered as
 //! versions of a model, reached through OpenAI's API (the OpenAI Python
 //! client and plain HTTP, whole and streamed) and Triton's generate
-//! extension, with a canary split between two engine versions, a token
+//! extension, with a canary split between two engine versions rated by
+//! their readers' feedback, a token
 //! quota, usage counted in tokens, retries past a dead URL and clear errors
 //! once the engine dies.
 
@@ -216,13 +217,35 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     let mut served = [0u32; 3];
+    let mut ratings = Vec::new();
     for _ in 0..24 {
         let (status, version, text) =
             post(&client, &cluster.url("/v1/chat/completions"), &key, &chat(MODEL, false, 4)).await;
         assert_eq!(status, 200, "{text}");
-        served[version.unwrap() as usize] += 1;
+        let version = version.unwrap();
+        served[version as usize] += 1;
+        // Readers like version 1's answers and not version 2's.
+        let id = serde_json::from_str::<Value>(&text).unwrap()["id"].as_str().unwrap().to_string();
+        ratings.push(json!({"id": id, "label": if version == 1 { 1.0 } else { 0.0 }}));
     }
     assert!(served[1] >= 4 && served[2] >= 4, "the split served {served:?}");
+    let feedback = serde_json::to_vec(&json!({"feedback": ratings})).unwrap();
+    let joined = client
+        .post(cluster.url(&format!("/v1/models/{MODEL}/feedback")))
+        .bearer_auth(&key)
+        .body(feedback)
+        .send()
+        .await
+        .unwrap();
+    let joined: Value = joined.json().await.unwrap();
+    assert_eq!(joined["joined"], 24, "{joined}");
+    let evaluation =
+        call(&cluster, Method::GET, &format!("/v1/models/{MODEL}/evaluation"), None, None).await.unwrap().ok().unwrap();
+    assert_eq!(evaluation["task"], "rating", "{evaluation}");
+    let scores = evaluation["versions"].as_array().unwrap();
+    let rating_of = |v: u64| scores.iter().find(|s| s["version"] == v).map(|s| s["mean_rating"].clone());
+    assert_eq!(rating_of(1), Some(json!(1.0)), "{evaluation}");
+    assert_eq!(rating_of(2), Some(json!(0.0)), "{evaluation}");
 
     // Usage and metrics count tokens.
     let metrics = cluster.coordinator_metrics().await.unwrap();

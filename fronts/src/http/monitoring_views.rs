@@ -52,6 +52,7 @@ pub fn evaluation(evaluation: ModelEvaluation) -> maas_api::Evaluation {
                 f1: v.scores.f1,
                 mae: v.scores.mae,
                 rmse: v.scores.rmse,
+                mean_rating: v.scores.mean_rating,
             })
             .collect(),
         feedback: maas_api::FeedbackCounts {
