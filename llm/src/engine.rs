@@ -3,10 +3,14 @@
 //!
 //! A request goes to the URLs in turn, starting after the one the previous
 //! request started at, those that failed their last check last. A URL that
-//! refuses the connection, times out before answering or answers 502, 503
-//! or 504 is marked down and the next one is tried: nothing has reached the
-//! client yet, so the retry is invisible. An answer of the engine's own (a
-//! 4xx, or 500) is passed on. Once an answer streams, it is never retried.
+//! refuses the connection or answers 502 or 503 (it took no work) is marked
+//! down and the next one is tried: nothing has reached the client yet, so
+//! the retry is invisible. A URL that took the request and then fell silent
+//! may be generating: it is not retried elsewhere (the client gets a 504),
+//! so no request runs twice. An answer of the engine's own (a 4xx, or 500)
+//! is passed on; the engine refusing maas's own credential is a 502. Once an
+//! answer streams, it is never retried. Errors name URLs by their place in
+//! the version's list; the log has the addresses.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -40,7 +44,7 @@ pub struct Engine {
 pub struct Answer {
     /// The response, status 2xx.
     pub response: reqwest::Response,
-    /// The URL that answered.
+    /// Which URL answered, as clients are told: its place in the list.
     pub url: String,
 }
 
@@ -71,11 +75,12 @@ impl Engine {
         first_byte: Duration,
     ) -> Result<Answer, GenerationError> {
         let mut failures = Vec::new();
-        for url in self.order() {
+        let count = self.urls.len();
+        for (place, url) in self.order() {
+            let shown = format!("URL {} of {count}", place + 1);
             let mut request = client
                 .post(format!("{}{}", url.base, endpoint.path()))
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .timeout(first_byte)
                 .body(body.clone());
             if let Some(key) = &self.key {
                 request = request.bearer_auth(key);
@@ -83,20 +88,35 @@ impl Engine {
             match tokio::time::timeout(first_byte, request.send()).await {
                 Ok(Ok(response)) if response.status().is_success() => {
                     url.up.store(true, Ordering::Relaxed);
-                    return Ok(Answer { response, url: url.base.clone() });
+                    return Ok(Answer { response, url: format!("the engine's {shown}") });
                 }
-                Ok(Ok(response)) if matches!(response.status().as_u16(), 502..=504) => {
+                Ok(Ok(response)) if matches!(response.status().as_u16(), 502 | 503) => {
                     url.up.store(false, Ordering::Relaxed);
-                    failures.push(format!("{} answered {}", url.base, response.status()));
+                    tracing::warn!(engine = %self.model, url = %url.base, status = %response.status(), "engine URL refused a request; trying the next");
+                    failures.push(format!("{shown} answered {}", response.status()));
                 }
                 Ok(Ok(response)) => return Err(engine_refusal(response).await),
-                Ok(Err(error)) => {
+                Ok(Err(error)) if error.is_connect() => {
                     url.up.store(false, Ordering::Relaxed);
-                    failures.push(format!("{}: {}", url.base, describe(&error)));
+                    tracing::warn!(engine = %self.model, url = %url.base, %error, "engine URL unreachable; trying the next");
+                    failures.push(format!("{shown}: connection refused"));
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(engine = %self.model, url = %url.base, %error, "engine request failed");
+                    return Err(GenerationError {
+                        status: 502,
+                        message: format!("the engine's {shown} failed the request: {}", describe(&error)),
+                        retry_after: None,
+                        outcome: "engine_failed",
+                    });
                 }
                 Err(_) => {
-                    url.up.store(false, Ordering::Relaxed);
-                    failures.push(format!("{}: no answer within {first_byte:?}", url.base));
+                    return Err(GenerationError {
+                        status: 504,
+                        message: format!("the engine's {shown} did not answer within {first_byte:?}"),
+                        retry_after: None,
+                        outcome: "timeout",
+                    });
                 }
             }
         }
@@ -107,19 +127,20 @@ impl Engine {
         )))
     }
 
-    /// The URLs in the order to try: round robin, those up first.
-    fn order(&self) -> Vec<&Url> {
+    /// The URLs in the order to try, with their place in the list: round
+    /// robin, those up first.
+    fn order(&self) -> Vec<(usize, &Url)> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let count = self.urls.len();
-        let rotated = (0..count).map(|i| &self.urls[(start + i) % count]);
-        let (up, down): (Vec<&Url>, Vec<&Url>) = rotated.partition(|u| u.up.load(Ordering::Relaxed));
+        let rotated = (0..count).map(|i| ((start + i) % count, &self.urls[(start + i) % count]));
+        let (up, down): (Vec<_>, Vec<_>) = rotated.partition(|(_, u)| u.up.load(Ordering::Relaxed));
         up.into_iter().chain(down).collect()
     }
 
     /// Checks every URL (`/health`, else `/v1/models`), within `timeout`
     /// each; returns whether one answers.
     pub async fn check(&self, client: &reqwest::Client, timeout: Duration) -> bool {
-        for url in &self.urls {
+        let checks = self.urls.iter().map(|url| async move {
             let mut up = false;
             for path in ["/health", "/v1/models"] {
                 let mut request = client.get(format!("{}{path}", url.base)).timeout(timeout);
@@ -132,7 +153,8 @@ impl Engine {
                 }
             }
             url.up.store(up, Ordering::Relaxed);
-        }
+        });
+        futures_util::future::join_all(checks).await;
         self.any_up()
     }
 }
@@ -146,6 +168,17 @@ fn base_url(url: &str) -> String {
 /// The engine's own error, passed on with its status and message.
 async fn engine_refusal(response: reqwest::Response) -> GenerationError {
     let status = response.status().as_u16();
+    if matches!(status, 401 | 403 | 407) {
+        // The engine refused maas's credential, not the client's.
+        return GenerationError {
+            status: 502,
+            message: format!(
+                "the engine refused the coordinator's credential ({status}): check the version's engine_key"
+            ),
+            retry_after: None,
+            outcome: "engine_failed",
+        };
+    }
     let mut body = Vec::new();
     let mut stream = response;
     while let Ok(Some(chunk)) = stream.chunk().await {
@@ -169,12 +202,13 @@ async fn engine_refusal(response: reqwest::Response) -> GenerationError {
 
 /// A connection error in a few words.
 fn describe(error: &reqwest::Error) -> String {
+    // Not the error's text: it names the URL, which is not the client's to see.
     if error.is_connect() {
         "connection refused".into()
     } else if error.is_timeout() {
         "timed out".into()
     } else {
-        error.to_string()
+        "the connection broke".into()
     }
 }
 
@@ -194,14 +228,14 @@ mod tests {
         let endpoint =
             EngineEndpoint { urls: vec!["http://a".into(), "http://b".into(), "http://c".into()], model: None };
         let engine = Engine::new("m", &endpoint, None);
-        let first: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
-        let second: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        let first: Vec<_> = engine.order().iter().map(|(_, u)| u.base.clone()).collect();
+        let second: Vec<_> = engine.order().iter().map(|(_, u)| u.base.clone()).collect();
         assert_eq!(first, ["http://a", "http://b", "http://c"]);
         assert_eq!(second, ["http://b", "http://c", "http://a"]);
         engine.urls[2].up.store(false, Ordering::Relaxed);
-        let third: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        let third: Vec<_> = engine.order().iter().map(|(_, u)| u.base.clone()).collect();
         assert_eq!(third, ["http://a", "http://b", "http://c"], "c is down: last");
-        let fourth: Vec<_> = engine.order().iter().map(|u| u.base.clone()).collect();
+        let fourth: Vec<_> = engine.order().iter().map(|(_, u)| u.base.clone()).collect();
         assert_eq!(fourth, ["http://a", "http://b", "http://c"]);
         assert_eq!(engine.model, "m");
     }

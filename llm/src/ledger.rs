@@ -35,6 +35,10 @@ pub struct Accounts {
     pub monitor: Arc<Monitor>,
     /// The caller's tenant.
     pub tenant: String,
+    /// Tokens already taken from the caller's quota.
+    pub reserved_tokens: u64,
+    /// The prompt's tokens as estimated.
+    pub prompt_estimate: u64,
 }
 
 /// The running account of one request.
@@ -45,6 +49,10 @@ pub struct Ledger {
     monitor: Arc<Monitor>,
     tenant: String,
     answer_id: Option<String>,
+    /// Tokens taken from the caller's quota when admitted.
+    reserved_tokens: u64,
+    /// The prompt's tokens as estimated, for when the engine reports none.
+    prompt_estimate: u64,
     arrived: Instant,
     first_token: Option<Instant>,
     last_token: Option<Instant>,
@@ -65,6 +73,8 @@ impl Ledger {
             monitor: accounts.monitor,
             tenant: accounts.tenant,
             answer_id: None,
+            reserved_tokens: accounts.reserved_tokens,
+            prompt_estimate: accounts.prompt_estimate,
             arrived,
             first_token: None,
             last_token: None,
@@ -112,14 +122,22 @@ impl Ledger {
             return;
         }
         let shared = &self.version.shared;
-        let usage = self.usage.unwrap_or(Usage { prompt: 0, completion: self.token_events });
+        // Without the engine's count (the client went away first, or the
+        // engine failed), the prompt is estimated and each streamed piece
+        // counts as a token.
+        let usage = self.usage.unwrap_or(Usage { prompt: self.prompt_estimate, completion: self.token_events });
+        let used = usage.prompt.saturating_add(usage.completion);
         let latency = self.first_token.map_or_else(|| self.arrived.elapsed(), |first| first - self.arrived);
         shared.metrics().request(outcome, latency);
         shared.monitor.request_done(outcome == "ok", latency);
         let generating = self.first_token.zip(self.last_token).map(|(first, last)| last - first);
         metrics::tokens(&shared.name, shared.version, usage.prompt, usage.completion, generating);
         shared.monitor.stats.tokens(usage.prompt, usage.completion);
-        self.admission.spend_tokens(usage.prompt + usage.completion);
+        match used.cmp(&self.reserved_tokens) {
+            std::cmp::Ordering::Greater => self.admission.spend_tokens(used - self.reserved_tokens),
+            std::cmp::Ordering::Less => self.admission.refund_tokens(self.reserved_tokens - used),
+            std::cmp::Ordering::Equal => {}
+        }
         if let (Some(id), "ok") = (&self.answer_id, outcome) {
             self.monitor.record_generation(&shared.config, shared.version, &self.tenant, id);
         }

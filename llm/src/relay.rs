@@ -53,7 +53,7 @@ pub async fn whole(
         let chunk = tokio::time::timeout(wait, response.chunk())
             .await
             .map_err(|_| engine_failed(&answer.url, &format!("no answer within {wait:?}")))?
-            .map_err(|e| engine_failed(&answer.url, &e.to_string()))?;
+            .map_err(|_| engine_failed(&answer.url, "broke off its answer"))?;
         let Some(chunk) = chunk else { break };
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(engine_failed(&answer.url, &format!("its answer is larger than {MAX_ANSWER_BYTES} bytes")));
@@ -62,6 +62,9 @@ pub async fn whole(
     }
     let mut value: Value = serde_json::from_slice(&body)
         .map_err(|e| engine_failed(&answer.url, &format!("its answer is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(engine_failed(&answer.url, "its answer is not a JSON object"));
+    }
     if let Some(usage) = usage_of(&value) {
         ledger.usage(usage);
     }
@@ -90,6 +93,7 @@ pub fn stream(
     shape: Shape,
     ledger: Ledger,
     idle: Duration,
+    longest: Duration,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let state = Relay {
         source: answer.response.bytes_stream().boxed(),
@@ -99,6 +103,7 @@ pub fn stream(
         shape,
         ledger,
         idle,
+        deadline: tokio::time::Instant::now() + longest,
         out: VecDeque::new(),
         ended: false,
         finished: false,
@@ -124,6 +129,7 @@ struct Relay {
     shape: Shape,
     ledger: Ledger,
     idle: Duration,
+    deadline: tokio::time::Instant,
     out: VecDeque<Bytes>,
     ended: bool,
     /// Whether a chunk gave a finish reason (or the usage that comes last).
@@ -133,14 +139,21 @@ struct Relay {
 impl Relay {
     /// Reads the engine's next chunk and queues what it completes.
     async fn pull(&mut self) {
-        let next = tokio::time::timeout(self.idle, self.source.next()).await;
+        let now = tokio::time::Instant::now();
+        if now >= self.deadline {
+            return self.fail("ran past the longest a generation may stream");
+        }
+        let next = tokio::time::timeout_at((now + self.idle).min(self.deadline), self.source.next()).await;
         let chunk = match next {
+            Err(_) if tokio::time::Instant::now() >= self.deadline => {
+                return self.fail("ran past the longest a generation may stream")
+            }
             Err(_) => return self.fail(&format!("sent nothing for {:?}", self.idle)),
             // Some engines end with `data: [DONE]`, others (transformers
             // serve) just close after the chunk that gives the finish reason.
             Ok(None) if self.finished => return self.end(),
             Ok(None) => return self.fail("closed the stream before its end"),
-            Ok(Some(Err(error))) => return self.fail(&format!("broke off the stream: {error}")),
+            Ok(Some(Err(_))) => return self.fail("broke off the stream"),
             Ok(Some(Ok(chunk))) => chunk,
         };
         let events = match self.reader.push(&chunk) {
@@ -163,6 +176,9 @@ impl Relay {
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             return self.fail("sent an event that is not JSON");
         };
+        if !value.is_object() {
+            return self.fail("sent an event that is not a JSON object");
+        }
         if let Some(error) = value.get("error") {
             let message = error.get("message").and_then(Value::as_str).or(error.as_str()).unwrap_or("an error");
             return self.fail(&format!("reported an error: {message}"));
@@ -238,12 +254,7 @@ fn event_bytes(value: &Value) -> Bytes {
 
 /// The engine failed after answering.
 fn engine_failed(url: &str, reason: &str) -> GenerationError {
-    GenerationError {
-        status: 502,
-        message: format!("the engine at {url} {reason}"),
-        retry_after: None,
-        outcome: "engine_failed",
-    }
+    GenerationError { status: 502, message: format!("{url} {reason}"), retry_after: None, outcome: "engine_failed" }
 }
 
 /// The `usage` an answer or chunk carries.

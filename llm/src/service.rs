@@ -31,6 +31,9 @@ pub struct GenerationSettings {
     pub idle: Duration,
     /// How often every engine URL is checked.
     pub health_every: Duration,
+    /// The longest a streamed answer may last (a client that stops reading
+    /// holds its engine request no longer).
+    pub longest: Duration,
 }
 
 impl Default for GenerationSettings {
@@ -39,6 +42,7 @@ impl Default for GenerationSettings {
             first_byte: Duration::from_secs(60),
             idle: Duration::from_secs(60),
             health_every: Duration::from_secs(2),
+            longest: Duration::from_secs(600),
         }
     }
 }
@@ -78,7 +82,9 @@ pub struct Generation {
 impl Generation {
     /// No engine known yet.
     pub fn new(settings: GenerationSettings) -> Generation {
+        // No redirects: a request goes to the URLs the version names, nowhere else.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
@@ -96,6 +102,10 @@ impl Generation {
         front: Front,
     ) -> Result<Served, GenerationError> {
         let arrived = Instant::now();
+        // The key's scope first: a model outside it is refused before
+        // anything says whether it exists.
+        let name = request.model.split('@').next().unwrap_or_default();
+        caller.permit(Action::Infer, Some(name))?;
         let resolved = inference.table().resolve(&request.model, version)?;
         let shared = &resolved.shared;
         caller.permit(Action::Infer, Some(&shared.name))?;
@@ -107,6 +117,9 @@ impl Generation {
         };
         let admitted = inference.limiter().admit(caller).and_then(|admission| {
             admission.tokens_available()?;
+            // Taken now, so requests admitted beside it see it; the
+            // difference is settled when the engine says what it used.
+            admission.spend_tokens(request.token_estimate);
             Ok(admission)
         });
         let admission = match admitted {
@@ -122,6 +135,8 @@ impl Generation {
             meter: inference.usage().cloned(),
             monitor: inference.table().monitor().clone(),
             tenant: caller.tenant().to_string(),
+            reserved_tokens: request.token_estimate,
+            prompt_estimate: request.prompt_estimate,
         };
         let mut ledger = Ledger::open(resolved.clone(), admission, accounts, arrived);
         let body = request.engine_body(&engine.model);
@@ -138,7 +153,8 @@ impl Generation {
             Front::Triton => Shape::Triton { model: shared.name.clone(), version: shared.version },
         };
         if request.stream {
-            let events = relay::stream(answer, request.endpoint, shape, ledger, self.settings.idle);
+            let events =
+                relay::stream(answer, request.endpoint, shape, ledger, self.settings.idle, self.settings.longest);
             return Ok(Served { version: shared.version, reply: Reply::Stream(events.boxed()) });
         }
         let wait = self.settings.first_byte.saturating_sub(ledger.elapsed());
@@ -184,14 +200,20 @@ impl Generation {
                 let wanted: std::collections::HashSet<_> =
                     versions.iter().map(|v| (v.shared.name.clone(), v.shared.version)).collect();
                 generation.engines.lock().retain(|key, _| wanted.contains(key));
-                for version in versions {
-                    let Some(state) = &version.shared.engine else { continue };
-                    let engine = generation.engine_for(&version, state.key.clone());
-                    let up = engine.check(&generation.client, Duration::from_secs(1)).await;
-                    if state.up.swap(up, Ordering::Relaxed) != up {
-                        tracing::info!(model = %version.shared.name, version = version.shared.version, up, "engine readiness changed");
+                // Every engine at once: one slow engine delays no other's readiness.
+                let checks = versions.iter().map(|version| {
+                    let generation = &generation;
+                    async move {
+                        let Some(state) = &version.shared.engine else { return };
+                        let engine = generation.engine_for(version, state.key.clone());
+                        let up = engine.check(&generation.client, Duration::from_secs(1)).await;
+                        if state.up.swap(up, Ordering::Relaxed) != up {
+                            let (model, number) = (&version.shared.name, version.shared.version);
+                            tracing::info!(%model, version = number, up, "engine readiness changed");
+                        }
                     }
-                }
+                });
+                futures_util::future::join_all(checks).await;
             }
         })
     }

@@ -9,6 +9,8 @@ pub const MAX_EVENT_BYTES: usize = 1 << 20;
 #[derive(Default)]
 pub struct EventReader {
     buffer: BytesMut,
+    /// Bytes of the buffer already searched for an event's end.
+    searched: usize,
 }
 
 /// One event's data, or the stream's end marker.
@@ -26,13 +28,17 @@ impl EventReader {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, String> {
         self.buffer.extend_from_slice(chunk);
         let mut events = Vec::new();
-        while let Some((end, separator)) = find_event_end(&self.buffer) {
+        // Each byte is searched once (less the separator's length, which
+        // may straddle two chunks).
+        while let Some((end, separator)) = find_event_end(&self.buffer, self.searched.saturating_sub(3)) {
             let raw = self.buffer.split_to(end);
             self.buffer.advance(separator);
+            self.searched = 0;
             if let Some(event) = parse_event(&raw) {
                 events.push(event);
             }
         }
+        self.searched = self.buffer.len();
         if self.buffer.len() > MAX_EVENT_BYTES {
             return Err(format!("the engine sent an event of more than {MAX_EVENT_BYTES} bytes"));
         }
@@ -40,10 +46,12 @@ impl EventReader {
     }
 }
 
-/// Where the first complete event ends, and its separator's length.
-fn find_event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|at| (at, 2));
-    let crlf = buffer.windows(4).position(|w| w == b"\r\n\r\n").map(|at| (at, 4));
+/// Where the first complete event ends, and its separator's length,
+/// searching from `from`.
+fn find_event_end(buffer: &[u8], from: usize) -> Option<(usize, usize)> {
+    let rest = buffer.get(from..)?;
+    let lf = rest.windows(2).position(|w| w == b"\n\n").map(|at| (from + at, 2));
+    let crlf = rest.windows(4).position(|w| w == b"\r\n\r\n").map(|at| (from + at, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -71,6 +79,14 @@ mod tests {
         assert!(reader.push(b"data: {\"a\"").unwrap().is_empty());
         let events = reader.push(b": 1}\n\n: comment\n\ndata: [DONE]\r\n\r\n").unwrap();
         assert_eq!(events, vec![Event::Data("{\"a\": 1}".into()), Event::Done]);
+    }
+
+    #[test]
+    fn a_separator_split_across_chunks_is_found() {
+        let mut reader = EventReader::default();
+        assert!(reader.push(b"data: 1\n").unwrap().is_empty());
+        assert_eq!(reader.push(b"\ndata: 2\r\n\r").unwrap(), vec![Event::Data("1".into())]);
+        assert_eq!(reader.push(b"\n").unwrap(), vec![Event::Data("2".into())]);
     }
 
     #[test]

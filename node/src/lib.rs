@@ -3,6 +3,7 @@
 
 pub mod config;
 mod control;
+pub mod decoder;
 mod drain;
 mod fetch;
 mod membership;

@@ -156,8 +156,13 @@ impl EngineEndpoint {
                 return Err(format!("model '{model}': engine url '{url}' must start with http://"));
             };
             let host = rest.split('/').next().unwrap_or_default();
-            if host.is_empty() || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!("model '{model}': engine url '{url}' is not a valid http://host[:port] url"));
+            // No user, query or fragment: the request path is appended to
+            // the URL, and must land on the engine's own API.
+            let odd = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '@' | '?' | '#' | '\\');
+            if host.is_empty() || url.len() > 2048 || url.chars().any(odd) {
+                return Err(format!(
+                    "model '{model}': engine url '{url}' is not a plain http://host[:port][/path] url"
+                ));
             }
         }
         if self.model.as_ref().is_some_and(|m| m.is_empty() || m.len() > 1024) {
@@ -438,6 +443,9 @@ mod tests {
             serde_json::json!(["https://x"]),
             serde_json::json!(["http://"]),
             serde_json::json!(["http://a b"]),
+            serde_json::json!(["http://user:pw@internal"]),
+            serde_json::json!(["http://internal/admin?x="]),
+            serde_json::json!(["http://internal/#"]),
         ] {
             assert!(engine(bad.clone()).check().is_err(), "{bad}");
         }

@@ -65,7 +65,11 @@ impl EmbeddedStore {
         let bytes = serde_json::to_vec_pretty(contents).map_err(|e| backend(e.to_string()))?;
         let temporary = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&temporary)?;
+            // Owner only: records may hold an engine's credential.
+            let mut file = {
+                use std::os::unix::fs::OpenOptionsExt;
+                fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary)?
+            };
             file.write_all(&bytes)?;
             file.sync_all()?;
             fs::rename(&temporary, &self.path)

@@ -46,7 +46,8 @@ impl Bucket {
 
     /// How long until `cost` tokens are there; none when they are.
     fn wait_for(&self, cost: f64, rate: f64) -> Option<Duration> {
-        (self.tokens < cost).then(|| Duration::from_secs_f64((cost - self.tokens) / rate))
+        // At most a day: a bucket owing much at a tiny rate must not overflow.
+        (self.tokens < cost).then(|| Duration::from_secs_f64(((cost - self.tokens) / rate).clamp(0.0, 86_400.0)))
     }
 }
 
@@ -233,16 +234,26 @@ impl Admission {
         refusal.map_or(Ok(()), Err)
     }
 
-    /// Takes the `tokens` a generative request used from each token bucket
-    /// it draws from (they may go below zero).
+    /// Takes `tokens` from each token bucket the request draws from (they
+    /// may go below zero): what it may use when admitted, then the
+    /// difference once it is known.
     pub fn spend_tokens(&self, tokens: u64) {
+        self.change_tokens(-(tokens as f64));
+    }
+
+    /// Gives back `tokens` taken for a request that used fewer.
+    pub fn refund_tokens(&self, tokens: u64) {
+        self.change_tokens(tokens as f64);
+    }
+
+    fn change_tokens(&self, change: f64) {
         let now = Instant::now();
         for held in &self.held {
             let Some((rate, capacity)) = token_rate(&held.limits, self.share) else { continue };
             let mut account = held.account.lock();
             let bucket = account.tokens.get_or_insert_with(|| Bucket::full(capacity, now));
             bucket.refill(rate, capacity, now);
-            bucket.tokens -= tokens as f64;
+            bucket.tokens = (bucket.tokens + change).min(capacity);
         }
     }
 }
@@ -369,6 +380,9 @@ mod tests {
             }
             other => panic!("expected a limit, got {other:?}"),
         }
+        // A request that used fewer tokens than were taken gets them back.
+        second.refund_tokens(90);
+        assert!(second.tokens_available().is_ok());
         // A caller without a token quota is never refused for tokens.
         let free = limiter.admit(&super::tests::caller(Limits::default())).unwrap();
         free.spend_tokens(1_000_000);

@@ -98,6 +98,22 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("no URL of the engine answers"), "{body}");
 
+    // Only an admin key chooses where the coordinator sends requests; a
+    // URL with a user, query or fragment is refused.
+    let deployer =
+        create_key_at(&client, &cluster.url(""), &json!({"tenant": "ops", "role": "deployer", "scope": [MODEL]}))
+            .await
+            .unwrap()
+            .key;
+    let body = json!({"config": {"name": MODEL, "platform": "openai_engine", "engine": {"urls": [&engine.url]}}});
+    let path = format!("/v1/models/{MODEL}/versions");
+    let answer =
+        call(&cluster, Method::POST, &path, Some(serde_json::to_vec(&body).unwrap()), Some(&deployer)).await.unwrap();
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    let sneaky = format!("{}/v1/models?x=", engine.url);
+    let (status, body) = publish_engine(&cluster, MODEL, &[&sneaky], &engine.model).await;
+    assert_eq!(status, 400, "{body}");
+
     // Version 1, its credential never shown.
     let (status, body) = publish_engine(&cluster, MODEL, &[&engine.url], &engine.model).await;
     assert_eq!(status, 201, "{body}");

@@ -152,6 +152,16 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         owner,
     };
     if body.config.platform == maas_protocol::Platform::OpenaiEngine {
+        if caller.role() != maas_tenancy::Role::Admin {
+            // The coordinator sends requests, and the engine's credential,
+            // to the URLs a version names: only the operator chooses them.
+            return Err(ServeError::Forbidden(
+                "an external engine's version (platform openai_engine) makes the coordinator send requests to the \
+                 URLs it names; only an admin key may publish one"
+                    .into(),
+            )
+            .into());
+        }
         return publish_engine(&state, body.config, body.engine_key, lineage).await;
     }
     if body.engine_key.is_some() {
@@ -183,8 +193,11 @@ async fn publish_engine(
 ) -> HttpResult {
     let model = config.name.clone();
     let endpoint = config.engine.clone().ok_or_else(|| ServeError::InvalidRequest("'engine' is required".into()))?;
-    if engine_key.as_ref().is_some_and(|key| key.is_empty() || key.len() > 4096) {
-        return Err(ServeError::InvalidRequest("'engine_key' must be 1 to 4096 bytes".into()).into());
+    let printable = |key: &String| key.bytes().all(|b| b.is_ascii_graphic());
+    if engine_key.as_ref().is_some_and(|key| key.is_empty() || key.len() > 4096 || !printable(key)) {
+        return Err(
+            ServeError::InvalidRequest("'engine_key' must be 1 to 4096 printable ASCII characters".into()).into()
+        );
     }
     if !state.generation.probe(&model, &endpoint, engine_key.clone()).await {
         return Err(ServeError::InvalidRequest(format!(

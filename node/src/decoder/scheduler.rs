@@ -1,0 +1,219 @@
+//! Continuous batching of generated sequences under a cache budget.
+//!
+//! Every [`Scheduler::iterate`] first admits waiting sequences, oldest
+//! first, while the cache they may grow to (prompt plus their most tokens)
+//! fits the budget beside those running, and prefills each; then it runs
+//! one step of every running sequence together. A sequence leaves as soon
+//! as it ends (its end-of-sequence token, its token limit, or a
+//! cancellation) and its cache and reservation go with it. Nothing is
+//! reserved twice and nothing runs past the budget: a sequence that could
+//! never fit is refused when submitted.
+
+use std::collections::VecDeque;
+
+use anyhow::Result;
+
+use super::model::{Cache, CachedDecoder};
+use super::sampling::{pick, Draws, Sampling};
+
+/// A sequence to generate.
+#[derive(Debug, Clone)]
+pub struct SequenceRequest {
+    /// The caller's id for it, unique among those it runs.
+    pub id: u64,
+    /// Prompt token ids.
+    pub prompt: Vec<i64>,
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// How to pick tokens.
+    pub sampling: Sampling,
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// It produced an end-of-sequence token.
+    Stop,
+    /// It reached its token limit.
+    Length,
+}
+
+/// What an iteration produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A generated token.
+    Token {
+        /// The sequence.
+        id: u64,
+        /// The token id.
+        token: i64,
+    },
+    /// The sequence ended; its cache is freed.
+    Done {
+        /// The sequence.
+        id: u64,
+        /// Why.
+        finish: Finish,
+        /// Tokens it generated.
+        completion_tokens: usize,
+    },
+}
+
+struct Running {
+    request: SequenceRequest,
+    cache: Cache,
+    generated: Vec<i64>,
+    draws: Draws,
+    reserved: u64,
+}
+
+/// The sequences of one decoder.
+pub struct Scheduler {
+    model: CachedDecoder,
+    budget: u64,
+    reserved: u64,
+    waiting: VecDeque<SequenceRequest>,
+    running: Vec<Running>,
+    /// Sequences in each step run so far.
+    pub step_sizes: Vec<usize>,
+}
+
+impl Scheduler {
+    /// A scheduler for `model` whose caches may take `budget` bytes.
+    pub fn new(model: CachedDecoder, budget: u64) -> Scheduler {
+        Scheduler { model, budget, reserved: 0, waiting: VecDeque::new(), running: Vec::new(), step_sizes: Vec::new() }
+    }
+
+    /// The bytes a sequence's cache may grow to.
+    fn reservation(&self, request: &SequenceRequest) -> u64 {
+        (request.prompt.len() + request.max_tokens) as u64 * self.model.spec.cache_bytes_per_token()
+    }
+
+    /// Queues `request`, or refuses it with the reason when it can never run.
+    pub fn submit(&mut self, request: SequenceRequest) -> Result<(), String> {
+        let context = self.model.spec.context_length as usize;
+        if request.prompt.is_empty() {
+            return Err("the prompt has no tokens".into());
+        }
+        if request.max_tokens == 0 {
+            return Err("max_tokens must be at least 1".into());
+        }
+        if request.prompt.len() + request.max_tokens > context {
+            return Err(format!(
+                "the prompt's {} tokens and up to {} new ones exceed the model's context of {context} tokens",
+                request.prompt.len(),
+                request.max_tokens
+            ));
+        }
+        let vocab = self.model.spec.vocab_size;
+        if let Some(bad) = request.prompt.iter().find(|&&t| t < 0 || t >= vocab) {
+            return Err(format!("token id {bad} is outside the vocabulary of {vocab}"));
+        }
+        let needed = self.reservation(&request);
+        if needed > self.budget {
+            return Err(format!(
+                "its cache of up to {needed} bytes exceeds the decoder's budget of {} bytes",
+                self.budget
+            ));
+        }
+        self.waiting.push_back(request);
+        Ok(())
+    }
+
+    /// Drops sequence `id`, waiting or running; its cache is freed now.
+    pub fn cancel(&mut self, id: u64) -> bool {
+        if let Some(at) = self.waiting.iter().position(|r| r.id == id) {
+            self.waiting.remove(at);
+            return true;
+        }
+        match self.running.iter().position(|r| r.request.id == id) {
+            Some(at) => {
+                let gone = self.running.swap_remove(at);
+                self.reserved -= gone.reserved;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether nothing waits or runs.
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    /// Sequences running now.
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Bytes reserved by running sequences.
+    pub fn reserved_bytes(&self) -> u64 {
+        self.reserved
+    }
+
+    /// Admits what fits, prefills it, then steps every running sequence.
+    pub fn iterate(&mut self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        while let Some(next) = self.waiting.front() {
+            let needed = self.reservation(next);
+            if self.reserved + needed > self.budget {
+                break;
+            }
+            let request = self.waiting.pop_front().expect("looked at just now");
+            let (logits, cache) = self.model.prefill(&request.prompt)?;
+            let mut running = Running {
+                draws: Draws::new(request.sampling.seed),
+                request,
+                cache,
+                generated: Vec::new(),
+                reserved: needed,
+            };
+            self.reserved += needed;
+            let token = pick(&logits, &running.request.sampling, &mut running.draws);
+            if let Some(done) = self.accept(&mut running, token, &mut events) {
+                self.reserved -= running.reserved;
+                events.push(done);
+            } else {
+                self.running.push(running);
+            }
+        }
+        if self.running.is_empty() {
+            return Ok(events);
+        }
+        let last: Vec<i64> =
+            self.running.iter().map(|r| *r.generated.last().expect("a running sequence has a token")).collect();
+        let mut caches: Vec<Cache> = self.running.iter().map(|r| r.cache.shallow_clone()).collect();
+        let rows = self.model.step(&last, &mut caches)?;
+        self.step_sizes.push(self.running.len());
+        let mut still = Vec::with_capacity(self.running.len());
+        for ((mut running, cache), logits) in std::mem::take(&mut self.running).into_iter().zip(caches).zip(rows) {
+            running.cache = cache;
+            let token = pick(&logits, &running.request.sampling, &mut running.draws);
+            match self.accept(&mut running, token, &mut events) {
+                Some(done) => {
+                    self.reserved -= running.reserved;
+                    events.push(done);
+                }
+                None => still.push(running),
+            }
+        }
+        self.running = still;
+        Ok(events)
+    }
+
+    /// Takes `token` for `running`: an event for it, and the end of the
+    /// sequence when it ends here.
+    fn accept(&self, running: &mut Running, token: i64, events: &mut Vec<Event>) -> Option<Event> {
+        let id = running.request.id;
+        if self.model.spec.eos_token_ids.contains(&token) {
+            return Some(Event::Done { id, finish: Finish::Stop, completion_tokens: running.generated.len() });
+        }
+        running.generated.push(token);
+        events.push(Event::Token { id, token });
+        (running.generated.len() >= running.request.max_tokens).then_some(Event::Done {
+            id,
+            finish: Finish::Length,
+            completion_tokens: running.generated.len(),
+        })
+    }
+}
