@@ -211,7 +211,7 @@ fn check_messages(messages: Option<&RawValue>) -> Result<u64, GenerationError> {
         return Err(GenerationError::invalid(format!("'messages' must hold between 1 and {MAX_MESSAGES} messages")));
     }
     for (index, message) in shapes.iter().enumerate() {
-        if !message.role.is_some_and(|role| kind(role) == b'"') {
+        if message.role.is_none_or(|role| kind(role) != b'"') {
             return Err(GenerationError::invalid(format!("messages[{index}] needs a 'role' string")));
         }
         if !message.content.is_none_or(|content| matches!(kind(content), b'"' | b'[' | b'n')) {

@@ -41,8 +41,11 @@ fn python(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// A prompt's token ids and Hugging Face's greedy continuation of it.
+type Reference = (Vec<i64>, Vec<i64>);
+
 /// Builds and exports the tiny decoder; returns its folder and references.
-fn export(dir: &Path) -> (std::path::PathBuf, Vec<(Vec<i64>, Vec<i64>)>) {
+fn export(dir: &Path) -> (std::path::PathBuf, Vec<Reference>) {
     let hf = dir.join("hf");
     build_tiny_llm(&hf).unwrap();
     let exported = dir.join("decoder");
@@ -119,15 +122,15 @@ fn sequences_joining_and_leaving_each_get_their_greedy_tokens() {
     for id in 0..3 {
         scheduler.submit(request(id, prompt, 10)).unwrap();
     }
-    scheduler.iterate().unwrap();
+    let (mut tokens, mut ends) = (HashMap::new(), HashMap::new());
+    collect(scheduler.iterate().unwrap(), &mut tokens, &mut ends);
     assert_eq!(scheduler.running(), 2, "the third must wait for room");
     assert!(scheduler.reserved_bytes() <= 2 * one);
     // Cancelling one frees its room at once: the third starts next iteration.
     assert!(scheduler.cancel(0));
     assert_eq!(scheduler.reserved_bytes(), one);
-    scheduler.iterate().unwrap();
+    collect(scheduler.iterate().unwrap(), &mut tokens, &mut ends);
     assert_eq!(scheduler.running(), 2);
-    let (mut tokens, mut ends) = (HashMap::new(), HashMap::new());
     run(&mut scheduler, &mut tokens, &mut ends);
     assert_eq!(ends.len(), 2, "the cancelled sequence never ends: {ends:?}");
 
