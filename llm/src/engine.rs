@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use maas_protocol::EngineEndpoint;
+use maas_registry::EngineKey;
 
 use crate::error::GenerationError;
 use crate::request::Endpoint;
@@ -36,7 +37,7 @@ pub struct Engine {
     urls: Vec<Url>,
     /// The engine's name for the model.
     pub model: String,
-    key: Option<String>,
+    key: Option<EngineKey>,
     next: AtomicUsize,
 }
 
@@ -50,7 +51,7 @@ pub struct Answer {
 
 impl Engine {
     /// An engine at `endpoint`, known to maas as `model`.
-    pub fn new(model: &str, endpoint: &EngineEndpoint, key: Option<String>) -> Engine {
+    pub fn new(model: &str, endpoint: &EngineEndpoint, key: Option<EngineKey>) -> Engine {
         let urls = endpoint.urls.iter().map(|u| Url { base: base_url(u), up: AtomicBool::new(true) }).collect();
         Engine {
             urls,
@@ -83,7 +84,7 @@ impl Engine {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
             if let Some(key) = &self.key {
-                request = request.bearer_auth(key);
+                request = request.bearer_auth(key.expose());
             }
             match tokio::time::timeout(first_byte, request.send()).await {
                 Ok(Ok(response)) if response.status().is_success() => {
@@ -145,7 +146,7 @@ impl Engine {
             for path in ["/health", "/v1/models"] {
                 let mut request = client.get(format!("{}{path}", url.base)).timeout(timeout);
                 if let Some(key) = &self.key {
-                    request = request.bearer_auth(key);
+                    request = request.bearer_auth(key.expose());
                 }
                 if request.send().await.is_ok_and(|r| r.status().is_success()) {
                     up = true;

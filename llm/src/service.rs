@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use maas_protocol::EngineEndpoint;
+use maas_registry::EngineKey;
 use maas_serving::infer::Inference;
 use maas_serving::models::{ModelTable, ModelVersion};
 use maas_tenancy::{Action, Caller};
@@ -171,12 +172,12 @@ impl Generation {
     }
 
     /// Whether an engine at `endpoint` answers now (before publishing it).
-    pub async fn probe(&self, model: &str, endpoint: &EngineEndpoint, key: Option<String>) -> bool {
+    pub async fn probe(&self, model: &str, endpoint: &EngineEndpoint, key: Option<EngineKey>) -> bool {
         Engine::new(model, endpoint, key).check(&self.client, Duration::from_secs(2)).await
     }
 
     /// The engine of `version`, made at its first use.
-    fn engine_for(&self, version: &ModelVersion, key: Option<String>) -> Arc<Engine> {
+    fn engine_for(&self, version: &ModelVersion, key: Option<EngineKey>) -> Arc<Engine> {
         let shared = &version.shared;
         let mut engines = self.engines.lock();
         let slot = engines.entry((shared.name.clone(), shared.version));

@@ -32,6 +32,6 @@ pub use error::{RegistryError, RegistryResult};
 pub use etcd::EtcdStore;
 pub use etcd_access::EtcdAccess;
 pub use ops::Registry;
-pub use record::{AliasRecord, ArtifactRef, Lineage, ModelRecord, SplitEntry, VersionRecord};
+pub use record::{AliasRecord, ArtifactRef, EngineKey, Lineage, ModelRecord, SplitEntry, VersionRecord};
 pub use store::{RecordStore, StoredRecord};
 pub use watch::watch_prefixes;

@@ -11,7 +11,7 @@ use maas_protocol::ModelConfig;
 use sha2::Digest;
 
 use crate::{
-    AliasRecord, ArtifactRef, Lineage, ModelRecord, RecordStore, RegistryError, RegistryResult, SplitEntry,
+    AliasRecord, ArtifactRef, EngineKey, Lineage, ModelRecord, RecordStore, RegistryError, RegistryResult, SplitEntry,
     StoredRecord, VersionRecord,
 };
 
@@ -95,7 +95,7 @@ impl Registry {
     pub async fn publish_engine_version(
         &self,
         config: ModelConfig,
-        engine_key: Option<String>,
+        engine_key: Option<EngineKey>,
         lineage: Lineage,
     ) -> RegistryResult<u64> {
         let Some(engine) = config.engine.as_ref().filter(|_| config.platform == maas_protocol::Platform::OpenaiEngine)
@@ -112,7 +112,7 @@ impl Registry {
         config: ModelConfig,
         artifact: ArtifactRef,
         mut lineage: Lineage,
-        engine_key: Option<String>,
+        engine_key: Option<EngineKey>,
     ) -> RegistryResult<u64> {
         check_name("model", &config.name)?;
         config.check().map_err(invalid)?;

@@ -48,7 +48,31 @@ pub struct VersionRecord {
     /// `openai_engine` version). Kept with the record in etcd and never
     /// shown by the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine_key: Option<String>,
+    pub engine_key: Option<EngineKey>,
+}
+
+/// An engine's credential: stored as it is, never printed (its `Debug`
+/// shows `***`), read only through [`EngineKey::expose`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EngineKey(String);
+
+impl EngineKey {
+    /// Wraps `key`.
+    pub fn new(key: impl Into<String>) -> EngineKey {
+        EngineKey(key.into())
+    }
+
+    /// The credential itself, to send to the engine.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for EngineKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineKey(***)")
+    }
 }
 
 /// An alias: the version it points at and the ones it pointed at before.
@@ -170,5 +194,18 @@ impl ModelRecord {
             users.push("the traffic split".to_string());
         }
         (!users.is_empty()).then(|| users.join(" and "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_key_is_stored_but_never_printed() {
+        let key = EngineKey::new("engine-secret");
+        assert_eq!(serde_json::to_string(&key).unwrap(), "\"engine-secret\"");
+        assert!(!format!("{key:?}").contains("secret"));
+        assert_eq!(key.expose(), "engine-secret");
     }
 }

@@ -122,7 +122,7 @@ pub struct VersionShared {
 #[derive(Debug, Default)]
 pub struct EngineState {
     /// The bearer credential the engine asks for.
-    pub key: Option<String>,
+    pub key: Option<maas_registry::EngineKey>,
     /// Whether one of its URLs answered its last health check.
     pub up: std::sync::atomic::AtomicBool,
 }

@@ -199,6 +199,7 @@ async fn publish_engine(
             ServeError::InvalidRequest("'engine_key' must be 1 to 4096 printable ASCII characters".into()).into()
         );
     }
+    let engine_key = engine_key.map(maas_registry::EngineKey::new);
     if !state.generation.probe(&model, &endpoint, engine_key.clone()).await {
         return Err(ServeError::InvalidRequest(format!(
             "no URL of the engine answers /health or /v1/models: {}",
