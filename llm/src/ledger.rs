@@ -128,8 +128,7 @@ impl Ledger {
         let usage = self.usage.unwrap_or(Usage { prompt: self.prompt_estimate, completion: self.token_events });
         let used = usage.prompt.saturating_add(usage.completion);
         let latency = self.first_token.map_or_else(|| self.arrived.elapsed(), |first| first - self.arrived);
-        shared.metrics().request(outcome, latency);
-        shared.monitor.request_done(outcome == "ok", latency);
+        maas_serving::infer::count_request(shared, outcome, latency);
         let generating = self.first_token.zip(self.last_token).map(|(first, last)| last - first);
         metrics::tokens(&shared.name, shared.version, usage.prompt, usage.completion, generating);
         shared.monitor.stats.tokens(usage.prompt, usage.completion);

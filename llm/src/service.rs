@@ -109,7 +109,6 @@ impl Generation {
         caller.permit(Action::Infer, Some(name))?;
         let resolved = inference.table().resolve(&request.model, version)?;
         let shared = &resolved.shared;
-        caller.permit(Action::Infer, Some(&shared.name))?;
         let Some(engine_state) = &shared.engine else {
             return Err(GenerationError::invalid(format!(
                 "model '{}' is not a generative model; send tensors to /v2/models/{}/infer",

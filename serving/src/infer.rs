@@ -312,7 +312,7 @@ impl Drop for RequestLife<'_> {
 }
 
 /// Counts one request of `version` in its Prometheus series and its monitor.
-fn count_request(version: &VersionShared, outcome: &'static str, elapsed: Duration) {
+pub fn count_request(version: &VersionShared, outcome: &'static str, elapsed: Duration) {
     version.metrics().request(outcome, elapsed);
     version.monitor.request_done(outcome == "ok", elapsed);
 }

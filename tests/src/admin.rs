@@ -132,6 +132,14 @@ pub async fn set_alias(cluster: &Cluster, model: &str, alias: &str, version: u64
     call(cluster, reqwest::Method::PUT, &format!("/v1/models/{model}/aliases/{alias}"), Some(body), None).await
 }
 
+/// Sets a model's traffic split: `(version, weight)` pairs.
+pub async fn set_split(cluster: &Cluster, model: &str, split: &[(u64, u32)]) -> Result<AdminAnswer> {
+    let entries: Vec<Value> =
+        split.iter().map(|(version, weight)| json!({"version": version, "weight": weight})).collect();
+    let body = serde_json::to_vec(&json!({ "split": entries }))?;
+    call(cluster, reqwest::Method::PUT, &format!("/v1/models/{model}/split"), Some(body), None).await
+}
+
 /// The registry's description of a model.
 pub async fn describe(cluster: &Cluster, model: &str) -> Result<AdminAnswer> {
     call(cluster, reqwest::Method::GET, &format!("/v1/models/{model}"), None, None).await

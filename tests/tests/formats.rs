@@ -229,18 +229,7 @@ async fn a_canary_from_torchscript_to_aotinductor_is_evaluated_beside_it() {
     let out = TempDir::new("formats-canary");
     let (dir, cluster) = tiny_on_a_cluster(&out).await;
     publish_formats(&cluster, "tiny", &dir).await;
-    let split = serde_json::json!({"split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]});
-    maas_tests::admin::call(
-        &cluster,
-        reqwest::Method::PUT,
-        "/v1/models/tiny/split",
-        Some(serde_json::to_vec(&split).unwrap()),
-        None,
-    )
-    .await
-    .unwrap()
-    .ok()
-    .unwrap();
+    maas_tests::admin::set_split(&cluster, "tiny", &[(1, 1), (2, 1)]).await.unwrap().ok().unwrap();
 
     let mut served_by = [0usize; 3];
     let mut feedback = Vec::new();

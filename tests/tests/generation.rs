@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use maas_tests::admin::{call, create_key_at};
+use maas_tests::admin::{call, create_key, set_split};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{free_tcp_port, metric_sum, workspace_root, TempDir, ADMIN_TOKEN};
 use maas_tests::engine::{build_tiny_llm, Engine};
@@ -101,10 +101,7 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     // Only an admin key chooses where the coordinator sends requests; a
     // URL with a user, query or fragment is refused.
     let deployer =
-        create_key_at(&client, &cluster.url(""), &json!({"tenant": "ops", "role": "deployer", "scope": [MODEL]}))
-            .await
-            .unwrap()
-            .key;
+        create_key(&cluster, &json!({"tenant": "ops", "role": "deployer", "scope": [MODEL]})).await.unwrap().key;
     let body = json!({"config": {"name": MODEL, "platform": "openai_engine", "engine": {"urls": [&engine.url]}}});
     let path = format!("/v1/models/{MODEL}/versions");
     let answer =
@@ -121,19 +118,12 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     assert_eq!(described.status, 200);
     assert!(!described.body.to_string().contains(ENGINE_SECRET), "the engine's key is shown: {}", described.body);
     let key =
-        create_key_at(&client, &cluster.url(""), &json!({"tenant": "writers", "role": "inference", "scope": [MODEL]}))
-            .await
-            .unwrap()
-            .key;
+        create_key(&cluster, &json!({"tenant": "writers", "role": "inference", "scope": [MODEL]})).await.unwrap().key;
 
     // Whole: the answer and usage equal the engine's own, the model named as asked.
     let direct: Value = client
         .post(format!("{}/v1/chat/completions", engine.url))
-        .json(&{
-            let mut body = chat(&engine.model, false, 16);
-            body["model"] = json!(engine.model);
-            body
-        })
+        .json(&chat(&engine.model, false, 16))
         .send()
         .await
         .unwrap()
@@ -221,16 +211,7 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     ));
     assert!(published.contains("version 2"), "{published}");
     // A canary: half the traffic to each version.
-    let split = json!({"split": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]});
-    let answer = call(
-        &cluster,
-        Method::PUT,
-        &format!("/v1/models/{MODEL}/split"),
-        Some(serde_json::to_vec(&split).unwrap()),
-        None,
-    )
-    .await
-    .unwrap();
+    let answer = set_split(&cluster, MODEL, &[(1, 1), (2, 1)]).await.unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     let mut served = [0u32; 3];
     let mut ratings = Vec::new();
@@ -278,9 +259,8 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
     assert!(generation["inter_token"]["count"].as_u64().unwrap() >= 1, "{generation}");
 
     // A tenant over its token quota gets 429 in OpenAI's shape.
-    let limited = create_key_at(
-        &client,
-        &cluster.url(""),
+    let limited = create_key(
+        &cluster,
         &json!({"tenant": "thrifty", "role": "inference", "scope": [MODEL], "limits": {"tokens_per_minute": 40}}),
     )
     .await
@@ -304,16 +284,7 @@ async fn an_external_engine_serves_openai_and_triton_clients_through_maas() {
 
     // The engine dies in the middle of a stream: the client gets an error
     // event; a request after that gets a clear 503.
-    let back_to_one = json!({"split": [{"version": 1, "weight": 1}]});
-    call(
-        &cluster,
-        Method::PUT,
-        &format!("/v1/models/{MODEL}/split"),
-        Some(serde_json::to_vec(&back_to_one).unwrap()),
-        None,
-    )
-    .await
-    .unwrap();
+    set_split(&cluster, MODEL, &[(1, 1)]).await.unwrap().ok().unwrap();
     let response = client
         .post(cluster.url("/v1/chat/completions"))
         .bearer_auth(&key)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maas_tests::admin::{call, deploy_example, describe, set_alias, wait_ready};
+use maas_tests::admin::{call, deploy_example, describe, set_alias, set_split, wait_ready};
 use maas_tests::requests::{assert_matches, json_body, post_json};
 use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
@@ -116,12 +116,7 @@ async fn traffic_split_and_restart() {
     deploy_example(&cluster, "mlp", 1, "clf").await.unwrap();
     deploy_example(&cluster, "mlp", 2, "clf").await.unwrap();
     set_alias(&cluster, "clf", "production", 1).await.unwrap().ok().unwrap();
-    let split = json!({"split": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]});
-    call(&cluster, reqwest::Method::PUT, "/v1/models/clf/split", Some(serde_json::to_vec(&split).unwrap()), None)
-        .await
-        .unwrap()
-        .ok()
-        .unwrap();
+    set_split(&cluster, "clf", &[(1, 90), (2, 10)]).await.unwrap().ok().unwrap();
     wait_ready(&cluster, "clf/versions/1").await.unwrap();
     wait_ready(&cluster, "clf/versions/2").await.unwrap();
 
