@@ -6,6 +6,7 @@ mod control;
 pub mod decoder;
 mod drain;
 mod fetch;
+mod generate_stream;
 mod membership;
 mod metrics;
 mod metrics_http;

@@ -35,6 +35,8 @@ const IN_FLIGHT: &str = "maas_node_batches_in_flight";
 const QUEUED: &str = "maas_node_queued_batches";
 const HEAP: &str = "maas_node_heap_bytes";
 const RESIDENT: &str = "maas_node_resident_bytes";
+const DECODER_CACHE: &str = "maas_node_decoder_cache_reserved_bytes";
+const DECODER_SEQUENCES: &str = "maas_node_decoder_sequences";
 
 const SECONDS_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
@@ -114,4 +116,12 @@ pub fn set_load(in_flight: usize, queues: &[maas_protocol::ModelLoad]) {
         metrics::gauge!(QUEUED, "model" => queue.name.clone(), "version" => queue.version.to_string())
             .set(queue.queued as f64);
     }
+}
+
+/// Sets a decoder's live load: the key/value cache its running sequences
+/// reserved, and how many run.
+pub fn set_decoder_load(model: &str, version: u64, cache_bytes: u64, sequences: u64) {
+    let labels = [("model", model.to_string()), ("version", version.to_string())];
+    metrics::gauge!(DECODER_CACHE, &labels).set(cache_bytes as f64);
+    metrics::gauge!(DECODER_SEQUENCES, &labels).set(sequences as f64);
 }

@@ -4,8 +4,9 @@
 //! handshake. Each bidirectional stream starts with a kind byte. A data
 //! stream carries one batch in one frame; the node answers with one frame
 //! and finishes the stream. A frame that fails validation gets an
-//! `InvalidInput` answer and touches no model. A control stream is handed
-//! to the control plane (see [`crate::control`]).
+//! `InvalidInput` answer and touches no model. A generation stream carries
+//! one decoder sequence (see [`crate::generate_stream`]). A control stream
+//! is handed to the control plane (see [`crate::control`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,6 +127,10 @@ async fn serve_stream(
     }
     match StreamKind::from_byte(kind[0]) {
         Some(StreamKind::Data) => {}
+        Some(StreamKind::Generate) => {
+            let _in_flight = InFlight::new(&services.in_flight);
+            return crate::generate_stream::serve(send, recv, &services.host, services.max_frame_bytes).await;
+        }
         Some(StreamKind::Control) => {
             let label = format!("quic://{remote}/{}", send.id());
             if let Err(error) = maas_transport::control::accept(&services.control_server, send, recv, label) {

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::decoder::DecoderSpec;
 use crate::{validate, DataType};
 
 /// Which versions of a model are loaded, as Triton's `version_policy`:
@@ -89,6 +90,10 @@ pub enum Platform {
     /// artifact, no node; the coordinator forwards to its
     /// [`ModelConfig::engine`] endpoints.
     OpenaiEngine,
+    /// A decoder-only language model exported as TorchScript with an
+    /// explicit key/value cache, run token by token on nodes with
+    /// continuous batching; its [`ModelConfig::decoder`] gives its shape.
+    PytorchDecoder,
 }
 
 impl Platform {
@@ -99,6 +104,7 @@ impl Platform {
             Platform::TorchAoti => "torch_aoti",
             Platform::OnnxruntimeOnnx => "onnxruntime_onnx",
             Platform::OpenaiEngine => "openai_engine",
+            Platform::PytorchDecoder => "pytorch_decoder",
         }
     }
 
@@ -109,6 +115,7 @@ impl Platform {
             Platform::TorchAoti => "torch_aoti",
             Platform::OnnxruntimeOnnx => "onnxruntime",
             Platform::OpenaiEngine => "openai",
+            Platform::PytorchDecoder => "pytorch_decoder",
         }
     }
 
@@ -119,7 +126,13 @@ impl Platform {
             Platform::TorchAoti => "model.pt2",
             Platform::OnnxruntimeOnnx => "model.onnx",
             Platform::OpenaiEngine => "engine.json",
+            Platform::PytorchDecoder => "model.pt",
         }
+    }
+
+    /// Whether versions generate text rather than answer tensors.
+    pub fn is_generative(self) -> bool {
+        matches!(self, Platform::OpenaiEngine | Platform::PytorchDecoder)
     }
 
     /// Whether versions run on nodes (else an external engine serves them).
@@ -243,6 +256,9 @@ pub struct ModelConfig {
     /// The external engine of an `openai_engine` version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<EngineEndpoint>,
+    /// The shape, tokenizer and cache budget of a `pytorch_decoder` version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoder: Option<DecoderSpec>,
 }
 
 /// Replica count of a version: at least `min`, at most `max`. With `min: 0`
@@ -297,10 +313,12 @@ impl ModelConfig {
     /// measured to take (or the configured figure, if larger), and before
     /// any measurement the configured figure or three times the artifact.
     pub fn memory_needed(&self, measured: Option<u64>, artifact_bytes: u64) -> u64 {
-        match measured {
+        let weights = match measured {
             Some(measured) => measured.max(self.memory_bytes.unwrap_or(0)),
             None => self.memory_bytes.unwrap_or(artifact_bytes.saturating_mul(3)),
-        }
+        };
+        // A decoder's caches come on top of its weights.
+        weights.saturating_add(self.decoder.as_ref().map_or(0, |d| d.cache_bytes))
     }
 
     /// Checks the configuration for what would make the model unservable,
@@ -337,6 +355,25 @@ impl ModelConfig {
                 "model '{}': instance_count must be between 1 and {MAX_INSTANCES}, not {}",
                 self.name, self.instance_count
             ));
+        }
+        match (&self.decoder, self.platform) {
+            (Some(decoder), Platform::PytorchDecoder) => {
+                if !self.inputs.is_empty() || !self.outputs.is_empty() {
+                    return Err(format!("model '{}': a decoder takes text, not configured tensors", self.name));
+                }
+                return decoder.check(&self.name);
+            }
+            (None, Platform::PytorchDecoder) => {
+                return Err(format!("model '{}': a pytorch_decoder version needs a 'decoder' spec", self.name))
+            }
+            (Some(_), platform) => {
+                return Err(format!(
+                    "model '{}': 'decoder' is for pytorch_decoder versions, not {}",
+                    self.name,
+                    platform.name()
+                ))
+            }
+            (None, _) => {}
         }
         if self.warmup_batch_sizes.len() > MAX_WARMUP_SIZES {
             return Err(format!(

@@ -15,6 +15,7 @@ mod config;
 pub mod control;
 pub mod data;
 mod datatype;
+pub mod decoder;
 mod error;
 pub mod frame;
 mod tensor;
@@ -28,6 +29,7 @@ pub use data::{
     RequestOutcome,
 };
 pub use datatype::{ArchivedDataType, DataType};
+pub use decoder::{DecoderSpec, FinishReason, GenerateEvent, GenerateRequest, SamplingParams};
 pub use error::NodeError;
 pub use tensor::{ArchivedTensor, Tensor};
 pub use tensor_bytes::TensorBytes;

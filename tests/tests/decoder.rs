@@ -77,7 +77,7 @@ fn run(scheduler: &mut Scheduler, tokens: &mut HashMap<u64, Vec<i64>>, ends: &mu
 fn collect(events: Vec<Event>, tokens: &mut HashMap<u64, Vec<i64>>, ends: &mut HashMap<u64, Finish>) {
     for event in events {
         match event {
-            Event::Token { id, token } => tokens.entry(id).or_default().push(token),
+            Event::Token { id, token, .. } => tokens.entry(id).or_default().push(token),
             Event::Done { id, finish, completion_tokens } => {
                 assert_eq!(tokens.get(&id).map_or(0, Vec::len), completion_tokens);
                 assert!(ends.insert(id, finish).is_none(), "sequence {id} ended twice");
@@ -93,7 +93,7 @@ fn sequences_joining_and_leaving_each_get_their_greedy_tokens() {
     let (exported, references) = export(dir.path());
     let decoder = load(&exported);
     let per_token = decoder.spec.cache_bytes_per_token();
-    let mut scheduler = Scheduler::new(decoder, 1 << 30);
+    let mut scheduler = Scheduler::new(decoder, 1 << 30, 16);
     let (mut tokens, mut ends) = (HashMap::new(), HashMap::new());
 
     // Two start; after a few steps two more join, one of them asking fewer tokens.
@@ -118,7 +118,7 @@ fn sequences_joining_and_leaving_each_get_their_greedy_tokens() {
     // The budget: room for two sequences of this size at once.
     let (prompt, _) = &references[0];
     let one = (prompt.len() + 10) as u64 * per_token;
-    let mut scheduler = Scheduler::new(load(&exported), 2 * one);
+    let mut scheduler = Scheduler::new(load(&exported), 2 * one, 16);
     for id in 0..3 {
         scheduler.submit(request(id, prompt, 10)).unwrap();
     }
@@ -137,7 +137,7 @@ fn sequences_joining_and_leaving_each_get_their_greedy_tokens() {
     // What can never run is refused with the reason.
     let too_big = scheduler.submit(request(9, prompt, 2048)).unwrap_err();
     assert!(too_big.contains("context"), "{too_big}");
-    let over_budget = Scheduler::new(load(&exported), one - 1).submit(request(9, prompt, 10)).unwrap_err();
+    let over_budget = Scheduler::new(load(&exported), one - 1, 16).submit(request(9, prompt, 10)).unwrap_err();
     assert!(over_budget.contains("budget"), "{over_budget}");
     let outside = scheduler.submit(request(9, &[100_000], 1)).unwrap_err();
     assert!(outside.contains("vocabulary"), "{outside}");

@@ -15,7 +15,7 @@ pub mod stream;
 pub mod tls;
 pub mod wire;
 
-pub use stream::{read_frame, write_frame, StreamError, StreamKind};
+pub use stream::{read_frame, write_frame, write_open_frame, StreamError, StreamKind};
 pub use tls::{client_endpoint, server_endpoint, TlsFiles, TransportSettings};
 
 /// The ALPN protocol every maas QUIC connection negotiates.

@@ -17,6 +17,9 @@ pub enum StreamKind {
     /// The control session: a ractor_cluster session for the life of the
     /// connection (see [`crate::control`]).
     Control = b'C',
+    /// One generation of a decoder: a request frame in, event frames out
+    /// (see `maas_protocol::decoder`).
+    Generate = b'G',
 }
 
 impl StreamKind {
@@ -25,6 +28,7 @@ impl StreamKind {
         match byte {
             b'D' => Some(StreamKind::Data),
             b'C' => Some(StreamKind::Control),
+            b'G' => Some(StreamKind::Generate),
             _ => None,
         }
     }
@@ -72,6 +76,13 @@ pub async fn read_frame(recv: &mut quinn::RecvStream, max: usize) -> Result<Payl
         }
     }
     Ok(payload)
+}
+
+/// Writes one frame and leaves the stream open for more.
+pub async fn write_open_frame(send: &mut quinn::SendStream, header: &[u8], payload: &[u8]) -> Result<(), StreamError> {
+    send.write_all(header).await?;
+    send.write_all(payload).await?;
+    Ok(())
 }
 
 /// Writes one frame, optionally preceded by the stream's kind byte, and

@@ -11,11 +11,15 @@
 //! sequence; sequences join and leave between steps, and a finished or
 //! cancelled sequence's cache is freed at once. [`sampling`] picks each
 //! token: greedy, or sampled with temperature, top-k, top-p and a seed.
+//! [`worker`] runs a scheduler on a thread of its own per loaded version
+//! and routes each sequence's tokens to its stream.
 
 pub mod model;
 pub mod sampling;
 pub mod scheduler;
+pub mod worker;
 
 pub use model::{CachedDecoder, DecoderSpec};
 pub use sampling::Sampling;
 pub use scheduler::{Event, Finish, Scheduler, SequenceRequest};
+pub use worker::{DecoderHandle, DecoderSetup};

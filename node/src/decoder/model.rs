@@ -3,33 +3,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+pub use maas_protocol::DecoderSpec;
 use tch::{CModule, Device, IValue, Kind, Tensor};
-
-/// The shape of an exported decoder (`decoder.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct DecoderSpec {
-    /// Transformer blocks.
-    pub layers: i64,
-    /// Attention heads.
-    pub heads: i64,
-    /// Size of one head.
-    pub head_size: i64,
-    /// Tokens in the vocabulary.
-    pub vocab_size: i64,
-    /// Longest sequence (prompt and generated tokens).
-    pub context_length: i64,
-    /// Tokens that end a sequence.
-    pub eos_token_ids: Vec<i64>,
-}
-
-impl DecoderSpec {
-    /// Bytes of cache one token of one sequence holds (FP32 keys and values
-    /// in every layer).
-    pub fn cache_bytes_per_token(&self) -> u64 {
-        (self.layers * 2 * self.heads * self.head_size * 4) as u64
-    }
-}
 
 /// A sequence's cache: `[layers, 2, heads, tokens, head_size]`.
 pub type Cache = Tensor;
@@ -116,12 +91,12 @@ impl CachedDecoder {
 
     fn past_shape(&self, batch: i64, tokens: i64) -> [i64; 6] {
         let s = &self.spec;
-        [s.layers, 2, batch, s.heads, tokens, s.head_size]
+        [i64::from(s.layers), 2, batch, i64::from(s.heads), tokens, i64::from(s.head_size)]
     }
 
     fn cache_shape(&self, tokens: i64) -> [i64; 5] {
         let s = &self.spec;
-        [s.layers, 2, s.heads, tokens, s.head_size]
+        [i64::from(s.layers), 2, i64::from(s.heads), tokens, i64::from(s.head_size)]
     }
 }
 

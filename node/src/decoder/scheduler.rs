@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use anyhow::Result;
 
-use super::model::{Cache, CachedDecoder};
+use super::model::{Cache, CachedDecoder, DecoderSpec};
 use super::sampling::{pick, Draws, Sampling};
 
 /// A sequence to generate.
@@ -47,6 +47,12 @@ pub enum Event {
         id: u64,
         /// The token id.
         token: i64,
+        /// Sequences in the step that produced it (1 for a prefill).
+        step_size: usize,
+        /// Whether the sequence was the first of its step (a prefill leads none).
+        leads_step: bool,
+        /// Nanoseconds the step's forward pass took.
+        step_ns: u64,
     },
     /// The sequence ended; its cache is freed.
     Done {
@@ -71,6 +77,8 @@ struct Running {
 pub struct Scheduler {
     model: CachedDecoder,
     budget: u64,
+    /// Most sequences stepped together.
+    max_running: usize,
     reserved: u64,
     waiting: VecDeque<SequenceRequest>,
     running: Vec<Running>,
@@ -79,9 +87,28 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler for `model` whose caches may take `budget` bytes.
-    pub fn new(model: CachedDecoder, budget: u64) -> Scheduler {
-        Scheduler { model, budget, reserved: 0, waiting: VecDeque::new(), running: Vec::new(), step_sizes: Vec::new() }
+    /// A scheduler for `model` whose caches may take `budget` bytes, stepping
+    /// at most `max_running` sequences together.
+    pub fn new(model: CachedDecoder, budget: u64, max_running: usize) -> Scheduler {
+        Scheduler {
+            model,
+            budget,
+            max_running: max_running.max(1),
+            reserved: 0,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            step_sizes: Vec::new(),
+        }
+    }
+
+    /// The decoder's shape.
+    pub fn spec(&self) -> &DecoderSpec {
+        &self.model.spec
+    }
+
+    /// Sequences waiting for room.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 
     /// The bytes a sequence's cache may grow to.
@@ -105,7 +132,7 @@ impl Scheduler {
                 request.max_tokens
             ));
         }
-        let vocab = self.model.spec.vocab_size;
+        let vocab = i64::from(self.model.spec.vocab_size);
         if let Some(bad) = request.prompt.iter().find(|&&t| t < 0 || t >= vocab) {
             return Err(format!("token id {bad} is outside the vocabulary of {vocab}"));
         }
@@ -156,11 +183,13 @@ impl Scheduler {
         let mut events = Vec::new();
         while let Some(next) = self.waiting.front() {
             let needed = self.reservation(next);
-            if self.reserved + needed > self.budget {
+            if self.reserved + needed > self.budget || self.running.len() >= self.max_running {
                 break;
             }
             let request = self.waiting.pop_front().expect("looked at just now");
+            let started = std::time::Instant::now();
             let (logits, cache) = self.model.prefill(&request.prompt)?;
+            let step = (1, false, started.elapsed().as_nanos() as u64);
             let mut running = Running {
                 draws: Draws::new(request.sampling.seed),
                 request,
@@ -170,7 +199,7 @@ impl Scheduler {
             };
             self.reserved += needed;
             let token = pick(&logits, &running.request.sampling, &mut running.draws);
-            if let Some(done) = self.accept(&mut running, token, &mut events) {
+            if let Some(done) = self.accept(&mut running, token, step, &mut events) {
                 self.reserved -= running.reserved;
                 events.push(done);
             } else {
@@ -183,13 +212,16 @@ impl Scheduler {
         let last: Vec<i64> =
             self.running.iter().map(|r| *r.generated.last().expect("a running sequence has a token")).collect();
         let mut caches: Vec<Cache> = self.running.iter().map(|r| r.cache.shallow_clone()).collect();
+        let started = std::time::Instant::now();
         let rows = self.model.step(&last, &mut caches)?;
-        self.step_sizes.push(self.running.len());
+        let (size, step_ns) = (self.running.len(), started.elapsed().as_nanos() as u64);
+        self.step_sizes.push(size);
         let mut still = Vec::with_capacity(self.running.len());
-        for ((mut running, cache), logits) in std::mem::take(&mut self.running).into_iter().zip(caches).zip(rows) {
+        let stepped = std::mem::take(&mut self.running).into_iter().zip(caches).zip(rows).enumerate();
+        for (index, ((mut running, cache), logits)) in stepped {
             running.cache = cache;
             let token = pick(&logits, &running.request.sampling, &mut running.draws);
-            match self.accept(&mut running, token, &mut events) {
+            match self.accept(&mut running, token, (size, index == 0, step_ns), &mut events) {
                 Some(done) => {
                     self.reserved -= running.reserved;
                     events.push(done);
@@ -203,13 +235,19 @@ impl Scheduler {
 
     /// Takes `token` for `running`: an event for it, and the end of the
     /// sequence when it ends here.
-    fn accept(&self, running: &mut Running, token: i64, events: &mut Vec<Event>) -> Option<Event> {
+    fn accept(
+        &self,
+        running: &mut Running,
+        token: i64,
+        (step_size, leads_step, step_ns): (usize, bool, u64),
+        events: &mut Vec<Event>,
+    ) -> Option<Event> {
         let id = running.request.id;
-        if self.model.spec.eos_token_ids.contains(&token) {
+        if self.model.spec.eos_token_ids.iter().any(|&eos| i64::from(eos) == token) {
             return Some(Event::Done { id, finish: Finish::Stop, completion_tokens: running.generated.len() });
         }
         running.generated.push(token);
-        events.push(Event::Token { id, token });
+        events.push(Event::Token { id, token, step_size, leads_step, step_ns });
         (running.generated.len() >= running.request.max_tokens).then_some(Event::Done {
             id,
             finish: Finish::Length,

@@ -11,20 +11,26 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use maas_protocol::frame::ValidatedBatch;
-use maas_protocol::{BatchReply, LoadedModel, ModelConfig, ModelLoad, NodeError};
+use maas_protocol::{
+    BatchReply, GenerateEvent, GenerateRequest, LoadedModel, ModelConfig, ModelLoad, NodeError, Platform,
+};
 use parking_lot::{Mutex, RwLock};
 use tch::Device;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::instance::{self, InstanceSpec, Job};
 use super::load_gate::LoadGate;
 use super::refused::RefusedLoads;
+use crate::decoder::worker::{self, DecoderHandle, DecoderSetup};
 use crate::metrics;
 use crate::repository::ModelSource;
 
 struct LoadedVersion {
     config: Arc<ModelConfig>,
-    queue: flume::Sender<Job>,
+    /// Batches for its instances; a decoder has none.
+    queue: Option<flume::Sender<Job>>,
+    /// A decoder's thread.
+    decoder: Option<DecoderHandle>,
     instances: u32,
     sha256: Option<String>,
     /// Counted against the budget.
@@ -141,7 +147,13 @@ impl ModelHost {
         let held = self.reserve(&source, reserved)?;
         let device = self.device_for(&source)?;
         let before = maas_process::allocated_bytes();
-        let (queue, instances) = self.start_instances(&source, device).await?;
+        let (queue, decoder, instances) = match source.config.platform {
+            Platform::PytorchDecoder => (None, Some(self.start_decoder(&source, device).await?), 1),
+            _ => {
+                let (queue, instances) = self.start_instances(&source, device).await?;
+                (Some(queue), None, instances)
+            }
+        };
         // Loading and warm-up leave large temporaries free; give them back
         // before measuring what the instances keep.
         maas_process::release_free_memory();
@@ -172,6 +184,7 @@ impl ModelHost {
         versions.entry(key).or_insert(LoadedVersion {
             config: Arc::new(source.config.clone()),
             queue,
+            decoder,
             instances,
             sha256: source.sha256.clone(),
             memory_bytes,
@@ -251,9 +264,60 @@ impl ModelHost {
         Ok((queue, instances))
     }
 
+    /// Starts a decoder's thread and waits until its model is warm.
+    async fn start_decoder(&self, source: &ModelSource, device: Device) -> Result<DecoderHandle, NodeError> {
+        let (loaded, ready) = oneshot::channel();
+        let handle = worker::spawn(self.decoder_setup(source, device)?, loaded)
+            .map_err(|e| load_failed(source, format!("{e:#}")))?;
+        ready
+            .await
+            .map_err(|_| load_failed(source, "the decoder thread ended while loading".into()))?
+            .map_err(|e| load_failed(source, format!("{e:#}")))?;
+        Ok(handle)
+    }
+
+    fn decoder_setup(&self, source: &ModelSource, device: Device) -> Result<DecoderSetup, NodeError> {
+        let spec = source.config.decoder.clone().ok_or_else(|| load_failed(source, "it has no decoder spec".into()))?;
+        let max_running = source.config.max_batch_size.max(1) as usize;
+        Ok(DecoderSetup {
+            model: source.config.name.clone(),
+            version: source.version,
+            path: source.path.clone(),
+            spec,
+            device,
+            max_running,
+            max_waiting: self.settings.queue_capacity.max(1) * max_running,
+        })
+    }
+
+    /// Starts a generation on a loaded decoder; its events arrive on the
+    /// returned channel, and dropping the channel cancels it.
+    pub fn generate(&self, request: GenerateRequest) -> Result<mpsc::UnboundedReceiver<GenerateEvent>, NodeError> {
+        let versions = self.versions.read();
+        let key = (request.model.clone(), request.version);
+        let Some(loaded) = versions.get(&key) else {
+            return Err(NodeError::ModelNotLoaded { model: key.0, version: key.1 });
+        };
+        let Some(decoder) = &loaded.decoder else {
+            return Err(NodeError::InvalidInput {
+                message: format!("model '{}' version {} is not a decoder; send it tensors", key.0, key.1),
+            });
+        };
+        decoder.generate(request)
+    }
+
     /// Loads one instance of a version, warms it up and drops it.
     pub async fn check(&self, source: ModelSource) -> Result<(), NodeError> {
         let device = self.device_for(&source)?;
+        if source.config.platform == Platform::PytorchDecoder {
+            let setup = self.decoder_setup(&source, device)?;
+            let _turn = self.gate.enter((source.config.name.clone(), source.version), true).await;
+            let result = tokio::task::spawn_blocking(move || worker::load_and_warm(&setup).map(drop))
+                .await
+                .map_err(|e| load_failed(&source, format!("the trial load panicked: {e}")))?;
+            maas_process::release_free_memory();
+            return result.map_err(|e| load_failed(&source, format!("{e:#}")));
+        }
         let spec = InstanceSpec {
             config: Arc::new(source.config.clone()),
             version: source.version,
@@ -289,9 +353,16 @@ impl ModelHost {
         let Some(loaded) = versions.get(&(model.clone(), version)) else {
             return Err(NodeError::ModelNotLoaded { model, version });
         };
+        let Some(queue) = &loaded.queue else {
+            return Err(NodeError::InvalidInput {
+                message: format!(
+                    "model '{model}' version {version} is a decoder; it takes text on its generate stream"
+                ),
+            });
+        };
         let (reply, answer) = oneshot::channel();
         let job = Job { batch, enqueued: Instant::now(), reply };
-        if let Err(error) = loaded.queue.try_send(job) {
+        if let Err(error) = queue.try_send(job) {
             return Err(match error {
                 flume::TrySendError::Full(_) => NodeError::Overloaded,
                 flume::TrySendError::Disconnected(_) => NodeError::Internal {
@@ -317,7 +388,7 @@ impl ModelHost {
             .map(|((name, version), loaded)| ModelLoad {
                 name: name.clone(),
                 version: *version,
-                queued: loaded.queue.len() as u64,
+                queued: loaded.queue.as_ref().map_or(0, |q| q.len()) as u64,
                 instances: loaded.instances,
                 memory_bytes: loaded.memory_bytes,
                 measured_bytes: loaded.measured_bytes,
