@@ -92,10 +92,10 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     let placement = cluster.as_ref().map(|c| c.placement.clone());
     reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
     let usage = open_usage(&config, etcd.as_ref())?;
-    let generation = Arc::new(maas_llm::Generation::new(maas_llm::GenerationSettings {
-        first_byte: config.max_request_timeout(),
-        ..Default::default()
-    }));
+    let generation = Arc::new(maas_llm::Generation::new(
+        maas_llm::GenerationSettings { first_byte: config.max_request_timeout(), ..Default::default() },
+        Some(artifacts.clone()),
+    ));
     generation.spawn_health_checks(table.clone());
     let state = Arc::new(state::AppState {
         inference: infer::Inference::new(table, config.request_timeout(), config.max_request_timeout())

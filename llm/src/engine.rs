@@ -12,6 +12,7 @@
 //! answer streams, it is never retried. Errors name URLs by their place in
 //! the version's list; the log has the addresses.
 
+use futures_util::stream::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -41,10 +42,14 @@ pub struct Engine {
     next: AtomicUsize,
 }
 
-/// The engine's answer, its headers read: the body is still to come.
+/// The body of an answer still to come, in pieces.
+pub type Body = futures_util::stream::BoxStream<'static, Result<bytes::Bytes, String>>;
+
+/// An engine's answer, its headers read (or a native decoder's, its first
+/// token come): the body is still to come, in the engine's OpenAI shape.
 pub struct Answer {
-    /// The response, status 2xx.
-    pub response: reqwest::Response,
+    /// The body of a 2xx response.
+    pub body: Body,
     /// Which URL answered, as clients are told: its place in the list.
     pub url: String,
 }
@@ -89,7 +94,8 @@ impl Engine {
             match tokio::time::timeout(first_byte, request.send()).await {
                 Ok(Ok(response)) if response.status().is_success() => {
                     url.up.store(true, Ordering::Relaxed);
-                    return Ok(Answer { response, url: format!("the engine's {shown}") });
+                    let body = response.bytes_stream().map(|piece| piece.map_err(|e| e.to_string())).boxed();
+                    return Ok(Answer { body, url: format!("the engine's {shown}") });
                 }
                 Ok(Ok(response)) if matches!(response.status().as_u16(), 502 | 503) => {
                     url.up.store(false, Ordering::Relaxed);

@@ -1,7 +1,8 @@
 //! Generative models as a service: OpenAI's chat and text completions and
-//! Triton's generate extension, answered by the model's version, which is
-//! an external engine with an OpenAI-compatible API (vLLM, SGLang, TGI,
-//! `transformers serve`) registered like any version.
+//! Triton's generate extension, answered by the model's version: an
+//! external engine with an OpenAI-compatible API (vLLM, SGLang, TGI,
+//! `transformers serve`) registered like any version, or a decoder that
+//! maas nodes run themselves ([`native`]).
 //!
 //! A request is checked ([`request`]), resolved and admitted
 //! ([`service::Generation::serve`]: aliases, splits, scopes, rate and token
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod ledger;
 pub mod metrics;
+pub mod native;
 pub mod relay;
 pub mod request;
 pub mod service;

@@ -8,10 +8,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{BoxStream, Stream, StreamExt};
+use futures_util::stream::{Stream, StreamExt};
 use serde_json::{json, Value};
 
-use crate::engine::Answer;
+use crate::engine::{Answer, Body};
 use crate::error::GenerationError;
 use crate::ledger::{Ledger, Usage};
 use crate::request::Endpoint;
@@ -48,12 +48,14 @@ pub async fn whole(
     wait: Duration,
 ) -> Result<Vec<u8>, GenerationError> {
     let mut body = Vec::new();
-    let mut response = answer.response;
+    let mut source = answer.body;
+    let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let chunk = tokio::time::timeout(wait, response.chunk())
+        let chunk = tokio::time::timeout_at(deadline, source.next())
             .await
             .map_err(|_| engine_failed(&answer.url, &format!("no answer within {wait:?}")))?
-            .map_err(|_| engine_failed(&answer.url, "broke off its answer"))?;
+            .transpose()
+            .map_err(|reason| engine_failed(&answer.url, &format!("broke off its answer: {reason}")))?;
         let Some(chunk) = chunk else { break };
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(engine_failed(&answer.url, &format!("its answer is larger than {MAX_ANSWER_BYTES} bytes")));
@@ -96,7 +98,7 @@ pub fn stream(
     longest: Duration,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let state = Relay {
-        source: answer.response.bytes_stream().boxed(),
+        source: answer.body,
         url: answer.url,
         reader: EventReader::default(),
         endpoint,
@@ -122,7 +124,7 @@ pub fn stream(
 }
 
 struct Relay {
-    source: BoxStream<'static, reqwest::Result<Bytes>>,
+    source: Body,
     url: String,
     reader: EventReader,
     endpoint: Endpoint,

@@ -179,6 +179,11 @@ impl GenerationRequest {
         Ok(GenerationRequest { endpoint, model, stream, client_wants_usage, token_estimate, prompt_estimate, fields })
     }
 
+    /// A field as the client sent it (raw JSON), if it did and it is not null.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(|raw| raw.get()).filter(|raw| *raw != "null")
+    }
+
     /// The body for the engine: the client's fields, with the engine's model
     /// name and, when streaming, the usage chunk asked for.
     pub fn engine_body(&self, engine_model: &str) -> Vec<u8> {

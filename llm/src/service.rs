@@ -1,6 +1,7 @@
 //! Serving one generative request: resolve the model's version (aliases
 //! and splits as for any model), check the caller's scope, rate and token
-//! quota, send the request to the version's engine and pass its answer on.
+//! quota, send the request to the version's engine (or start it on a
+//! native decoder) and pass its answer on.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 use maas_protocol::EngineEndpoint;
-use maas_registry::EngineKey;
+use maas_registry::{ArtifactStore, EngineKey};
 use maas_serving::infer::Inference;
 use maas_serving::models::{ModelTable, ModelVersion};
 use maas_tenancy::{Action, Caller};
@@ -19,6 +20,7 @@ use parking_lot::Mutex;
 use crate::engine::Engine;
 use crate::error::GenerationError;
 use crate::ledger::{Accounts, Ledger};
+use crate::native::Native;
 use crate::relay::{self, Shape};
 use crate::request::GenerationRequest;
 
@@ -76,13 +78,14 @@ pub enum Front {
 /// The engines of every generative version this coordinator serves.
 pub struct Generation {
     client: reqwest::Client,
+    native: Native,
     engines: Mutex<HashMap<(String, u64), Arc<Engine>>>,
     settings: GenerationSettings,
 }
 
 impl Generation {
-    /// No engine known yet.
-    pub fn new(settings: GenerationSettings) -> Generation {
+    /// No engine known yet; native decoders' tokenizers are read from `artifacts`.
+    pub fn new(settings: GenerationSettings, artifacts: Option<ArtifactStore>) -> Generation {
         // No redirects: a request goes to the URLs the version names, nowhere else.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -90,7 +93,7 @@ impl Generation {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        Generation { client, engines: Mutex::new(HashMap::new()), settings }
+        Generation { client, native: Native::new(artifacts), engines: Mutex::new(HashMap::new()), settings }
     }
 
     /// Serves `request` for `caller` (`version`: a version the path named).
@@ -101,6 +104,7 @@ impl Generation {
         request: GenerationRequest,
         version: Option<&str>,
         front: Front,
+        request_id: &str,
     ) -> Result<Served, GenerationError> {
         let arrived = Instant::now();
         // The key's scope first: a model outside it is refused before
@@ -109,12 +113,12 @@ impl Generation {
         caller.permit(Action::Infer, Some(name))?;
         let resolved = inference.table().resolve(&request.model, version)?;
         let shared = &resolved.shared;
-        let Some(engine_state) = &shared.engine else {
+        if !shared.config.platform.is_generative() {
             return Err(GenerationError::invalid(format!(
                 "model '{}' is not a generative model; send tensors to /v2/models/{}/infer",
                 shared.name, shared.name
             )));
-        };
+        }
         let admitted = inference.limiter().admit(caller).and_then(|admission| {
             admission.tokens_available()?;
             // Taken now, so requests admitted beside it see it; the
@@ -130,7 +134,6 @@ impl Generation {
                 return Err(refusal.into());
             }
         };
-        let engine = self.engine_for(&resolved, engine_state.key.clone());
         let accounts = Accounts {
             meter: inference.usage().cloned(),
             monitor: inference.table().monitor().clone(),
@@ -139,15 +142,30 @@ impl Generation {
             prompt_estimate: request.prompt_estimate,
         };
         let mut ledger = Ledger::open(resolved.clone(), admission, accounts, arrived);
-        let body = request.engine_body(&engine.model);
-        let answer = match engine.send(&self.client, request.endpoint, body, self.settings.first_byte).await {
+        let answer = match &shared.engine {
+            Some(engine_state) => {
+                let engine = self.engine_for(&resolved, engine_state.key.clone());
+                let body = request.engine_body(&engine.model);
+                let sent = engine.send(&self.client, request.endpoint, body, self.settings.first_byte).await;
+                if sent.is_ok() {
+                    engine_state.up.store(true, Ordering::Relaxed);
+                }
+                sent
+            }
+            None => {
+                let nudge = || inference.table().nudge_demand();
+                let started =
+                    self.native.start(&resolved, &request, request_id, self.settings.first_byte, &nudge).await;
+                started.map(|(answer, _)| answer)
+            }
+        };
+        let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
                 ledger.finish(error.outcome);
                 return Err(error);
             }
         };
-        engine_state.up.store(true, Ordering::Relaxed);
         let shape = match front {
             Front::OpenAi => Shape::OpenAi { model: request.model.clone(), wants_usage: request.client_wants_usage },
             Front::Triton => Shape::Triton { model: shared.name.clone(), version: shared.version },
@@ -200,6 +218,8 @@ impl Generation {
                 let wanted: std::collections::HashSet<_> =
                     versions.iter().map(|v| (v.shared.name.clone(), v.shared.version)).collect();
                 generation.engines.lock().retain(|key, _| wanted.contains(key));
+                let served = table.all().into_iter().map(|v| (v.shared.name.clone(), v.shared.version)).collect();
+                generation.native.retain(&served);
                 // Every engine at once: one slow engine delays no other's readiness.
                 let checks = versions.iter().map(|version| {
                     let generation = &generation;

@@ -123,10 +123,9 @@ impl Inference {
         let mut used = UsageCounts { requests: 1, ..UsageCounts::default() };
         let result = async {
             caller.permit(Action::Infer, Some(&version.shared.name))?;
-            if version.shared.engine.is_some() {
+            if version.shared.config.platform.is_generative() {
                 return Err(ServeError::InvalidRequest(format!(
-                    "model '{}' is a generative model served by an engine: use /v2/models/{}/generate or \
-                     /v1/chat/completions",
+                    "model '{}' is a generative model: use /v2/models/{}/generate or /v1/chat/completions",
                     version.shared.name, version.shared.name
                 )));
             }

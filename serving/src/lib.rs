@@ -23,4 +23,4 @@ pub mod replica;
 pub mod version;
 
 pub use error::{ServeError, ServeResult};
-pub use replica::{Replica, ReplicaError};
+pub use replica::{Replica, ReplicaError, TokenStream};

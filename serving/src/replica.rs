@@ -2,11 +2,13 @@
 //!
 //! The batcher and dispatcher see a node only through [`Replica`]: whether it
 //! is up, how busy it is, and a call that sends one encoded batch and waits
-//! for the answer. The coordinator's node links (in `maas-control`)
+//! for the answer, or one that starts a decoder's generation and yields its
+//! tokens ([`TokenStream`]). The coordinator's node links (in `maas-control`)
 //! implement it over QUIC, so serving never reaches into the control plane.
 
 use bytes::Bytes;
 use maas_protocol::answer::InferAnswer;
+use maas_protocol::{GenerateEvent, GenerateRequest};
 
 /// Why a call to a replica failed without an answer.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +49,20 @@ pub trait Replica: Send + Sync + 'static {
     /// Sends a batch already encoded as a frame header and payload, and
     /// waits for the node's answer, read in place.
     async fn call(&self, header: &[u8], payload: Bytes) -> Result<InferAnswer, ReplicaError>;
+
+    /// Starts a generation on the node's decoder for the request's version.
+    async fn generate(&self, request: &GenerateRequest) -> Result<Box<dyn TokenStream>, ReplicaError> {
+        let _ = request;
+        Err(ReplicaError::Protocol { node: self.name().to_string(), message: "it runs no decoders".into() })
+    }
+}
+
+/// A generation running on a node: its events, in order. Dropping it
+/// cancels the sequence on the node, which frees its cache.
+#[async_trait::async_trait]
+pub trait TokenStream: Send {
+    /// The next event; after a `Done` or `Failed` there is none.
+    async fn next_event(&mut self) -> Result<GenerateEvent, ReplicaError>;
 }
 
 /// Whether `a` and `b` are the same replica object.

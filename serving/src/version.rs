@@ -70,7 +70,9 @@ impl ReplicaSet {
         self.changes.send_replace(());
     }
 
-    pub(crate) fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
+    /// Sets how many batches `node` may take for the version (`None`: it
+    /// holds no replica of it any more).
+    pub fn set(&self, node: &Arc<dyn Replica>, slots: Option<usize>) {
         let mut replicas = self.replicas.write();
         let changed = match (replicas.iter_mut().find(|r| replica::same(&r.node, node)), slots) {
             (Some(held), Some(slots)) => std::mem::replace(&mut held.slots, slots) != slots,

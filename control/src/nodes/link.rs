@@ -1,14 +1,17 @@
-//! One QUIC connection to a node: batches on data streams of their own, and
-//! control commands to the node's host actor over the control session.
+//! One QUIC connection to a node: batches on data streams of their own,
+//! each decoder generation on a stream of its own, and control commands to
+//! the node's host actor over the control session.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use maas_protocol::answer::{read_infer_answer, InferAnswer};
-use maas_protocol::{CommandResult, LoadModel, LoadedModel, NodeStatus, UnloadModel};
-use maas_serving::{Replica, ReplicaError};
+use maas_protocol::decoder;
+use maas_protocol::{CommandResult, GenerateEvent, GenerateRequest, LoadModel, LoadedModel, NodeStatus, UnloadModel};
+use maas_serving::{Replica, ReplicaError, TokenStream};
 use maas_transport::control::ControlMessage;
 use maas_transport::wire::Wire;
 use maas_transport::{read_frame, write_frame, StreamKind};
@@ -29,7 +32,8 @@ pub struct NodeLink {
     connection: RwLock<Option<quinn::Connection>>,
     host: RwLock<Option<ActorRef<ControlMessage>>>,
     up: AtomicBool,
-    outstanding: AtomicUsize,
+    /// Batches and generations in flight.
+    outstanding: Arc<AtomicUsize>,
     max_frame_bytes: usize,
 }
 
@@ -42,7 +46,7 @@ impl NodeLink {
             connection: RwLock::new(None),
             host: RwLock::new(None),
             up: AtomicBool::new(false),
-            outstanding: AtomicUsize::new(0),
+            outstanding: Arc::new(AtomicUsize::new(0)),
             max_frame_bytes,
         }
     }
@@ -80,7 +84,7 @@ impl NodeLink {
     async fn call_encoded(&self, header: &[u8], payload: Bytes) -> Result<InferAnswer, ReplicaError> {
         let connection = self.connection.read().clone().ok_or_else(|| ReplicaError::Down(self.name.clone()))?;
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        let _outstanding = Decrement(&self.outstanding);
+        let _outstanding = Decrement(self.outstanding.as_ref());
         let transport = |message: String| ReplicaError::Transport { node: self.name.clone(), message };
         let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transport(e.to_string()))?;
         write_frame(&mut send, Some(StreamKind::Data), header, payload).await.map_err(|e| transport(e.to_string()))?;
@@ -157,6 +161,48 @@ impl Replica for NodeLink {
 
     async fn call(&self, header: &[u8], payload: Bytes) -> Result<InferAnswer, ReplicaError> {
         self.call_encoded(header, payload).await
+    }
+
+    async fn generate(&self, request: &GenerateRequest) -> Result<Box<dyn TokenStream>, ReplicaError> {
+        let connection = self.connection.read().clone().ok_or_else(|| ReplicaError::Down(self.name.clone()))?;
+        let transport = |message: String| ReplicaError::Transport { node: self.name.clone(), message };
+        let (header, payload) = decoder::encode_request(request, self.max_frame_bytes)
+            .map_err(|e| ReplicaError::Protocol { node: self.name.clone(), message: e.to_string() })?;
+        let (mut send, recv) = connection.open_bi().await.map_err(|e| transport(e.to_string()))?;
+        write_frame(&mut send, Some(StreamKind::Generate), &header, Bytes::from_owner(payload))
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        Ok(Box::new(Generation { node: self.name.clone(), recv, outstanding: self.outstanding.clone() }))
+    }
+}
+
+/// A generation's events as they arrive from the node. Dropping it stops
+/// the stream, which the node takes as a cancellation.
+struct Generation {
+    node: String,
+    recv: quinn::RecvStream,
+    outstanding: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl TokenStream for Generation {
+    async fn next_event(&mut self) -> Result<GenerateEvent, ReplicaError> {
+        let payload = read_frame(&mut self.recv, decoder::MAX_EVENT_FRAME).await.map_err(|e| {
+            if e.is_bad_frame() {
+                ReplicaError::Protocol { node: self.node.clone(), message: e.to_string() }
+            } else {
+                ReplicaError::Transport { node: self.node.clone(), message: e.to_string() }
+            }
+        })?;
+        decoder::decode_event(&payload)
+            .map_err(|e| ReplicaError::Protocol { node: self.node.clone(), message: e.to_string() })
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

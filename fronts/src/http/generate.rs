@@ -44,7 +44,7 @@ async fn openai(
         let caller = caller(&request)?;
         let body = body::read(&request, payload, body_limit(&caller, state.max_body_bytes)).await?;
         let parsed = GenerationRequest::openai(endpoint, &body)?;
-        state.generation.serve(&state.inference, &caller, parsed, None, Front::OpenAi).await
+        state.generation.serve(&state.inference, &caller, parsed, None, Front::OpenAi, request_id(&request)).await
     };
     match served.await {
         Ok(reply) => reply_response(reply),
@@ -58,12 +58,20 @@ async fn triton(state: web::Data<AppState>, request: HttpRequest, payload: web::
         let caller = caller(&request)?;
         let body = body::read(&request, payload, body_limit(&caller, state.max_body_bytes)).await?;
         let parsed = GenerationRequest::triton(&model, &body, stream)?;
-        state.generation.serve(&state.inference, &caller, parsed, version.as_deref(), Front::Triton).await
+        let id = request_id(&request);
+        state.generation.serve(&state.inference, &caller, parsed, version.as_deref(), Front::Triton, id).await
     };
     match served.await {
         Ok(reply) => reply_response(reply),
         Err(error) => error_response(&error, serde_json::json!({"error": error.message})),
     }
+}
+
+/// The client's `X-Request-Id`, when it is a valid request id, for the
+/// node's logs.
+fn request_id(request: &HttpRequest) -> &str {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok());
+    id.filter(|id| maas_serving::infer::check_request_id(Some(id)).is_ok()).unwrap_or_default()
 }
 
 /// The header naming the version that answered (a split or alias chose it).

@@ -1,0 +1,116 @@
+//! Turning generated ids into text as they come: incremental detokenising
+//! (a token may end inside a character, or change how the previous ones
+//! read) and stop strings (text is held back while it may be the start of
+//! one, and cut where one appears).
+
+use super::codec::TextCodec;
+
+/// The text of a growing list of ids, handed out in pieces that never
+/// split a character and never change once handed out.
+#[derive(Debug, Default)]
+pub struct Detokenizer {
+    ids: Vec<u32>,
+    /// Ids before this one have been handed out and no longer affect text.
+    prefix: usize,
+    /// Ids before this one have been handed out.
+    read: usize,
+}
+
+impl Detokenizer {
+    /// Adds `id`; returns the text it completes (often empty).
+    pub fn push(&mut self, codec: &TextCodec, id: u32) -> String {
+        self.ids.push(id);
+        let before = codec.decode(&self.ids[self.prefix..self.read]);
+        let now = codec.decode(&self.ids[self.prefix..]);
+        if now.len() <= before.len() || now.ends_with('\u{FFFD}') || !now.is_char_boundary(before.len()) {
+            return String::new();
+        }
+        self.prefix = self.read;
+        self.read = self.ids.len();
+        now[before.len()..].to_string()
+    }
+
+    /// The text still held back (an incomplete character at the end).
+    pub fn flush(&mut self, codec: &TextCodec) -> String {
+        let before = codec.decode(&self.ids[self.prefix..self.read]);
+        let now = codec.decode(&self.ids[self.prefix..]);
+        self.prefix = self.ids.len();
+        self.read = self.ids.len();
+        match now.get(before.len()..) {
+            Some(rest) if now.len() > before.len() => rest.to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+/// What the client may see of the text so far, given its stop strings.
+#[derive(Debug, Default)]
+pub struct StopStrings {
+    stops: Vec<String>,
+    held: String,
+}
+
+/// Text to send, and whether a stop string ended the generation.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released {
+    /// Text safe to send.
+    pub text: String,
+    /// A stop string appeared: the text before it is all there is.
+    pub stopped: bool,
+}
+
+impl StopStrings {
+    /// Watches for `stops` (empty strings are ignored).
+    pub fn new(stops: Vec<String>) -> StopStrings {
+        StopStrings { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new() }
+    }
+
+    /// Adds generated text; releases what cannot be part of a stop string.
+    pub fn push(&mut self, text: &str) -> Released {
+        self.held.push_str(text);
+        let first_stop = self.stops.iter().filter_map(|stop| self.held.find(stop.as_str())).min();
+        if let Some(at) = first_stop {
+            let text = self.held[..at].to_string();
+            self.held.clear();
+            return Released { text, stopped: true };
+        }
+        // Hold back the longest end of the text that begins a stop string.
+        let keep = self
+            .stops
+            .iter()
+            .flat_map(|stop| (1..stop.len()).filter(|&n| stop.is_char_boundary(n)).map(move |n| &stop[..n]))
+            .filter(|start| self.held.ends_with(start))
+            .map(str::len)
+            .max()
+            .unwrap_or(0);
+        let cut = self.held.len() - keep;
+        let text = self.held[..cut].to_string();
+        self.held.drain(..cut);
+        Released { text, stopped: false }
+    }
+
+    /// The text held back, at the end of the generation.
+    pub fn flush(&mut self) -> String {
+        std::mem::take(&mut self.held)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_strings_cut_the_text_and_hold_back_their_starts() {
+        let mut stops = StopStrings::new(vec!["END".into(), "\n\n".into()]);
+        assert_eq!(stops.push("Hello E"), Released { text: "Hello ".into(), stopped: false });
+        assert_eq!(stops.push("N"), Released { text: String::new(), stopped: false });
+        assert_eq!(stops.push("x and "), Released { text: "ENx and ".into(), stopped: false });
+        assert_eq!(stops.push("more\n"), Released { text: "more".into(), stopped: false });
+        assert_eq!(stops.push("\nignored"), Released { text: String::new(), stopped: true });
+        let mut none = StopStrings::new(vec![String::new()]);
+        assert_eq!(none.push("abc"), Released { text: "abc".into(), stopped: false });
+        let mut tail = StopStrings::new(vec!["STOP".into()]);
+        assert_eq!(tail.push("go ST").text, "go ");
+        assert_eq!(tail.flush(), "ST");
+    }
+}
