@@ -13,6 +13,7 @@
 //! Human tables by default; `--json` prints the API's JSON for scripts.
 
 mod client;
+mod decoder;
 mod keys;
 mod limits;
 mod monitoring;
@@ -98,6 +99,26 @@ enum Command {
         /// A file holding the bearer key the engine asks for.
         #[arg(long)]
         key_file: Option<PathBuf>,
+        /// Point this alias at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Publish a decoder exported by `scripts/export_decoder.py` (its
+    /// model.pt, tokenizer.json and decoder.json) as the next version of a
+    /// generative model that maas nodes run.
+    Decoder {
+        /// Model name.
+        name: String,
+        /// The export's folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Most sequences stepped together.
+        #[arg(long, default_value_t = 16)]
+        max_batch_size: u32,
+        /// Bytes the sequences' key/value caches may take on one replica
+        /// (default 256 MiB).
+        #[arg(long)]
+        cache_bytes: Option<u64>,
         /// Point this alias at the new version.
         #[arg(long)]
         alias: Option<String>,
@@ -269,6 +290,18 @@ async fn run(cli: Cli) -> Result<()> {
             match cli.json {
                 true => print(&serde_json::to_value(&published)?),
                 false => println!("engine published: {name} version {version}"),
+            }
+        }
+        Command::Decoder { name, dir, max_batch_size, cache_bytes, alias } => {
+            let options = decoder::DecoderOptions { max_batch_size, cache_bytes };
+            let published = decoder::publish(&client, &name, &dir, &options, !cli.json).await?;
+            let version = published.version;
+            if let Some(alias) = &alias {
+                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
+            }
+            match cli.json {
+                true => print(&serde_json::to_value(&published)?),
+                false => println!("decoder published: {name} version {version}"),
             }
         }
         Command::Models => {

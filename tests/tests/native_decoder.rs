@@ -14,8 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use maas_tests::admin::{call, create_key, publish, upload, wait_ready};
-use maas_tests::cluster::{metric_sum, workspace_root, NodeSpec, TempDir};
+use maas_tests::admin::{call, create_key, wait_ready};
+use maas_tests::cli::{maas, ok};
+use maas_tests::cluster::{metric_sum, workspace_root, NodeSpec, TempDir, ADMIN_TOKEN};
 use maas_tests::engine::build_tiny_llm;
 use maas_tests::wait::wait_until;
 use maas_tests::Cluster;
@@ -106,21 +107,17 @@ async fn a_native_decoder_generates_what_hugging_face_generates_through_every_fr
     let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("decoder-node")]).start().await.unwrap();
     let client = reqwest::Client::new();
 
-    // Publish: model.pt and tokenizer.json as artifacts, the spec and the
-    // chat template in the config.
-    let model_sha = upload(&cluster, std::fs::read(exported.join("model.pt")).unwrap()).await.unwrap();
-    let tokenizer_sha = upload(&cluster, std::fs::read(exported.join("tokenizer.json")).unwrap()).await.unwrap();
-    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(exported.join("decoder.json")).unwrap()).unwrap();
-    let tokenizer_config: Value =
-        serde_json::from_str(&std::fs::read_to_string(exported.join("tokenizer_config.json")).unwrap()).unwrap();
-    spec["tokenizer"] = json!(tokenizer_sha);
-    spec["chat_template"] = tokenizer_config["chat_template"].clone();
-    spec["cache_bytes"] = json!(32 << 20);
-    let config = json!({"name": MODEL, "platform": "pytorch_decoder", "max_batch_size": 16, "decoder": spec});
-    let published = publish(&cluster, MODEL, &config, &model_sha).await.unwrap();
-    assert_eq!(published.status, 201, "{}", published.body);
+    // Publish with the CLI: model.pt and tokenizer.json as artifacts, the
+    // spec and the chat template in the config.
+    let published = ok(maas(
+        &cluster,
+        ADMIN_TOKEN,
+        &["decoder", MODEL, "--dir", exported.to_str().unwrap(), "--cache-bytes", &(32u64 << 20).to_string()],
+    ));
+    assert!(published.contains(&format!("decoder published: {MODEL} version 1")), "{published}");
     wait_ready(&cluster, MODEL).await.unwrap();
-    let key = create_key(&cluster, &json!({"tenant": "readers", "role": "inference", "scope": [MODEL]})).await.unwrap().key;
+    let key =
+        create_key(&cluster, &json!({"tenant": "readers", "role": "inference", "scope": [MODEL]})).await.unwrap().key;
 
     // One prompt through every front, whole and streamed.
     let first = &prompts()[3];
@@ -184,7 +181,8 @@ async fn a_native_decoder_generates_what_hugging_face_generates_through_every_fr
         assert_eq!(status, 200, "{text}");
         assert_eq!(streamed_text(&text), reference["prompts"][index]["text"].as_str().unwrap(), "stream {index}");
     }
-    let stats = call(&cluster, Method::GET, &format!("/v2/models/{MODEL}/stats"), None, None).await.unwrap().ok().unwrap();
+    let stats =
+        call(&cluster, Method::GET, &format!("/v2/models/{MODEL}/stats"), None, None).await.unwrap().ok().unwrap();
     let steps = stats["model_stats"][0]["batch_stats"].as_array().cloned().unwrap_or_default();
     let largest = steps.iter().filter_map(|s| s["batch_size"].as_u64()).max().unwrap_or(0);
     assert!(largest > 1, "no step batched more than one sequence: {steps:?}");
@@ -219,7 +217,8 @@ async fn a_native_decoder_generates_what_hugging_face_generates_through_every_fr
     let node_metrics = format!("http://{}/metrics", cluster.nodes[0].metrics_addr);
     let cache = |text: &str| metric_sum(text, "maas_node_decoder_cache_reserved_bytes", &[("model", MODEL)]);
     let long_stream = json!({"model": MODEL, "prompt": "sea", "max_tokens": 1500, "temperature": 0, "stream": true});
-    let response = client.post(cluster.url("/v1/completions")).bearer_auth(&key).json(&long_stream).send().await.unwrap();
+    let response =
+        client.post(cluster.url("/v1/completions")).bearer_auth(&key).json(&long_stream).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut body = response.bytes_stream();
     let _ = body.next().await;

@@ -176,6 +176,16 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
             name.sha256
         ))
     })?;
+    if let Some(decoder) = &body.config.decoder {
+        // The coordinator tokenizes with it: it must be there before any request.
+        if state.artifacts.describe(&decoder.tokenizer).await?.is_none() {
+            return Err(ServeError::InvalidRequest(format!(
+                "the decoder's tokenizer artifact {} is not in the store; upload its tokenizer.json first",
+                decoder.tokenizer
+            ))
+            .into());
+        }
+    }
     trial_load(&state, &body.config, &artifact).await?;
     let version = state.registry.publish_version(body.config, artifact.clone(), lineage).await?;
     state.model_changed(&model).await;
