@@ -361,6 +361,13 @@ impl ModelConfig {
                 if !self.inputs.is_empty() || !self.outputs.is_empty() {
                     return Err(format!("model '{}': a decoder takes text, not configured tensors", self.name));
                 }
+                if self.max_batch_size > crate::decoder::MAX_RUNNING {
+                    return Err(format!(
+                        "model '{}': a decoder steps at most {} sequences together (max_batch_size)",
+                        self.name,
+                        crate::decoder::MAX_RUNNING
+                    ));
+                }
                 return decoder.check(&self.name);
             }
             (None, Platform::PytorchDecoder) => {

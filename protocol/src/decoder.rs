@@ -16,6 +16,8 @@ use crate::frame::{FrameError, Payload};
 
 /// Largest context a decoder may declare, in tokens.
 pub const MAX_CONTEXT: u32 = 1 << 20;
+/// Most sequences a decoder steps together (its `max_batch_size`).
+pub const MAX_RUNNING: u32 = 256;
 /// Longest chat template, in bytes.
 pub const MAX_CHAT_TEMPLATE: usize = 64 << 10;
 /// The largest event frame a node sends.

@@ -82,6 +82,7 @@ fn collect(events: Vec<Event>, tokens: &mut HashMap<u64, Vec<i64>>, ends: &mut H
                 assert_eq!(tokens.get(&id).map_or(0, Vec::len), completion_tokens);
                 assert!(ends.insert(id, finish).is_none(), "sequence {id} ended twice");
             }
+            Event::Failed { id, message } => panic!("sequence {id} failed: {message}"),
         }
     }
 }
@@ -111,13 +112,18 @@ fn sequences_joining_and_leaving_each_get_their_greedy_tokens() {
         assert_eq!(tokens[&(id as u64)], wanted, "sequence {id} differs from Hugging Face's greedy tokens");
         assert_eq!(ends[&(id as u64)], Finish::Length);
     }
-    assert_eq!(scheduler.step_sizes.iter().max(), Some(&4), "steps: {:?}", scheduler.step_sizes);
-    assert!(scheduler.step_sizes.contains(&2) && scheduler.step_sizes.contains(&3), "{:?}", scheduler.step_sizes);
+    assert_eq!(scheduler.step_sizes.keys().max(), Some(&4), "steps: {:?}", scheduler.step_sizes);
+    assert!(
+        scheduler.step_sizes.contains_key(&2) && scheduler.step_sizes.contains_key(&3),
+        "{:?}",
+        scheduler.step_sizes
+    );
     assert_eq!(scheduler.reserved_bytes(), 0, "a finished sequence kept its cache");
 
-    // The budget: room for two sequences of this size at once.
+    // The budget: room for two sequences of this size at once (a step
+    // holds each one's padded cache twice: the past and the grown present).
     let (prompt, _) = &references[0];
-    let one = (prompt.len() + 10) as u64 * per_token;
+    let one = 2 * (prompt.len() + 10) as u64 * per_token;
     let mut scheduler = Scheduler::new(load(&exported), 2 * one, 16);
     for id in 0..3 {
         scheduler.submit(request(id, prompt, 10)).unwrap();

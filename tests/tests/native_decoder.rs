@@ -233,6 +233,19 @@ async fn a_native_decoder_generates_what_hugging_face_generates_through_every_fr
     .await
     .unwrap();
 
+    // A chat template is a program the coordinator runs: a deployer's key
+    // may not publish one.
+    let described = call(&cluster, Method::GET, &format!("/v1/models/{MODEL}"), None, None).await.unwrap();
+    let version = &described.body["versions"][0];
+    let deployer =
+        create_key(&cluster, &json!({"tenant": "ops", "role": "deployer", "scope": [MODEL]})).await.unwrap().key;
+    let again = json!({"config": version["config"], "artifact": {"sha256": version["artifact"]["sha256"]}});
+    let path = format!("/v1/models/{MODEL}/versions");
+    let refused = call(&cluster, Method::POST, &path, Some(serde_json::to_vec(&again).unwrap()), Some(&deployer));
+    let refused = refused.await.unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.to_string().contains("chat template"), "{}", refused.body);
+
     // Tensors to a decoder are a clear 400.
     let (status, text) =
         post(&client, &cluster.url(&format!("/v2/models/{MODEL}/infer")), &key, &json!({"inputs": []})).await;

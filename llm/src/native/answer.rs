@@ -36,6 +36,8 @@ pub struct AnswerShape {
     pub created: u64,
     /// Prompt tokens, for usage.
     pub prompt_tokens: u32,
+    /// The most tokens asked for: a node sending more is cut off.
+    pub max_tokens: u32,
 }
 
 /// The answer's body, written as events come.
@@ -83,6 +85,9 @@ impl Writer {
             match event {
                 GenerateEvent::Token { token, step_size, leads_step, step_ns } => {
                     self.tokens += 1;
+                    if self.tokens > self.shape.max_tokens {
+                        return self.fail(&out, "the node sent more tokens than asked for").await;
+                    }
                     if leads_step {
                         let times = BatchTimes { input_ns: 0, infer_ns: step_ns, output_ns: 0 };
                         self.version.shared.monitor.stats.batch(u64::from(step_size), 1, times);
@@ -115,7 +120,13 @@ impl Writer {
                 }
                 GenerateEvent::Failed { error } => return self.fail(&out, &error.to_string()).await,
             }
-            event = match events.next_event().await {
+            // A client that went away (or a whole answer's reader that gave
+            // up) ends the generation now, not at its last token.
+            let next = tokio::select! {
+                next = events.next_event() => next,
+                () = out.closed() => return,
+            };
+            event = match next {
                 Ok(event) => event,
                 Err(error) => return self.fail(&out, &error.to_string()).await,
             };
@@ -142,7 +153,7 @@ impl Writer {
         let usage = json!({
             "prompt_tokens": self.shape.prompt_tokens,
             "completion_tokens": self.tokens,
-            "total_tokens": self.shape.prompt_tokens + self.tokens,
+            "total_tokens": u64::from(self.shape.prompt_tokens) + u64::from(self.tokens),
         });
         if self.shape.stream {
             let empty = match self.shape.endpoint {

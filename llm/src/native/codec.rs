@@ -34,6 +34,11 @@ pub struct Message {
 /// A decoder's tokenizer and chat template.
 pub struct TextCodec {
     tokenizer: Tokenizer,
+    /// The decoder's context, in tokens.
+    context: u32,
+    /// Bytes of the longest token's text: a prompt longer than the context
+    /// times this cannot fit, and is refused before it is tokenized.
+    longest_token_bytes: usize,
     template: Option<Environment<'static>>,
     bos_token: String,
     eos_token: String,
@@ -60,17 +65,39 @@ impl TextCodec {
             }
             None => None,
         };
-        Ok(TextCodec { bos_token: eos_token.clone(), eos_token, tokenizer, template })
+        let longest_token_bytes = tokenizer.get_vocab(true).keys().map(String::len).max().unwrap_or(1).max(1);
+        // Templates name a begin-of-sequence token: the tokenizer's own, if
+        // it has one of the usual names, else the end-of-sequence token
+        // (GPT-2's is both).
+        let bos_token = ["<s>", "<|begin_of_text|>", "<bos>", "<|startoftext|>"]
+            .into_iter()
+            .find(|name| tokenizer.token_to_id(name).is_some())
+            .map_or_else(|| eos_token.clone(), str::to_string);
+        Ok(TextCodec { bos_token, eos_token, tokenizer, context: spec.context_length, template, longest_token_bytes })
     }
 
     /// The ids of a text prompt, with the tokenizer's special tokens as
     /// `transformers`' tokenizer adds them.
     pub fn encode(&self, text: &str, special_tokens: bool) -> Result<Vec<u32>, GenerationError> {
+        self.check_fits(text.len())?;
         let encoding = self
             .tokenizer
             .encode(text, special_tokens)
             .map_err(|e| GenerationError::invalid(format!("the prompt could not be tokenized: {e}")))?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Refuses, before tokenizing, a text too long to fit `context` tokens
+    /// whatever it holds (the work and memory of tokenizing grow with it).
+    fn check_fits(&self, bytes: usize) -> Result<(), GenerationError> {
+        let most = self.longest_token_bytes.saturating_mul(self.context as usize);
+        if bytes > most {
+            return Err(GenerationError::invalid(format!(
+                "the prompt's {bytes} bytes cannot fit the model's context of {} tokens",
+                self.context
+            )));
+        }
+        Ok(())
     }
 
     /// The ids of a chat: its messages rendered by the chat template with a
@@ -79,26 +106,48 @@ impl TextCodec {
         let Some(template) = &self.template else {
             return Err(GenerationError::invalid("this model has no chat template: use /v1/completions with a prompt"));
         };
-        let rendered = template
+        let mut rendered = Bounded { text: Vec::new(), most: MAX_RENDERED };
+        template
             .get_template("chat")
             .and_then(|t| {
-                t.render(context! {
+                let values = context! {
                     messages => messages,
                     add_generation_prompt => true,
                     bos_token => &self.bos_token,
                     eos_token => &self.eos_token,
-                })
+                };
+                t.render_captured_to(values, &mut rendered).map(drop)
             })
             .map_err(|e| GenerationError::invalid(format!("the chat template failed on these messages: {e}")))?;
-        if rendered.len() > MAX_RENDERED {
-            return Err(GenerationError::invalid("the rendered chat is too long"));
-        }
+        let rendered = String::from_utf8(rendered.text)
+            .map_err(|_| GenerationError::invalid("the chat template rendered text that is not UTF-8"))?;
         self.encode(&rendered, false)
     }
 
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> String {
         self.tokenizer.decode(ids, true).unwrap_or_default()
+    }
+}
+
+/// Rendered text, refused past `most` bytes as it is written (a template
+/// cannot build a huge prompt first and be measured after).
+struct Bounded {
+    text: Vec<u8>,
+    most: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.text.len() + bytes.len() > self.most {
+            return Err(std::io::Error::other(format!("the rendered chat is longer than {} bytes", self.most)));
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -150,7 +199,9 @@ async fn read_artifact(store: &ArtifactStore, sha256: &str) -> Result<Vec<u8>, G
     if artifact.size > MAX_TOKENIZER_BYTES {
         return Err(unavailable(format!("the tokenizer artifact {sha256} is larger than {MAX_TOKENIZER_BYTES} bytes")));
     }
-    let path = std::env::temp_dir().join(format!("maas-tokenizer-{}-{sha256}", std::process::id()));
+    static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let fetch = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("maas-tokenizer-{}-{fetch}-{sha256}", std::process::id()));
     store.fetch_to(&artifact, &path).await.map_err(|e| unavailable(format!("fetching tokenizer {sha256}: {e}")))?;
     let bytes = tokio::fs::read(&path).await;
     let _ = tokio::fs::remove_file(&path).await;
@@ -189,6 +240,9 @@ mod tests {
         let chat = [Message { role: "user".into(), content: "  hello  ".into() }];
         assert_eq!(codec.encode_chat(&chat).unwrap(), vec![3, 1, 4]);
         assert_eq!(codec.decode(&[1, 2, 0]), "hello world");
+        // 32 tokens of at most 5 bytes: a longer prompt is refused untokenized.
+        let long = "hello ".repeat(40);
+        assert!(codec.encode(&long, true).unwrap_err().message.contains("cannot fit"));
     }
 
     #[test]

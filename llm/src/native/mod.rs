@@ -59,10 +59,20 @@ impl Native {
         let spec = shared.config.decoder.as_ref().ok_or_else(|| GenerationError::invalid("not a decoder"))?;
         let params = Params::of(request)?;
         let codec = self.codecs.get(self.artifacts.as_ref(), (&shared.name, shared.version), spec).await?;
-        let prompt = match &params.prompt {
-            Prompt::Text(text) => codec.encode(text, true)?,
-            Prompt::Ids(ids) => ids.clone(),
-            Prompt::Chat(messages) => codec.encode_chat(messages)?,
+        // Tokenizing is CPU work that grows with the prompt: off the
+        // fronts' event loop.
+        let prompt = match params.prompt {
+            Prompt::Ids(ids) => ids,
+            prompt => {
+                let codec = codec.clone();
+                tokio::task::spawn_blocking(move || match prompt {
+                    Prompt::Text(text) => codec.encode(&text, true),
+                    Prompt::Chat(messages) => codec.encode_chat(&messages),
+                    Prompt::Ids(ids) => Ok(ids),
+                })
+                .await
+                .map_err(|e| GenerationError::unavailable(format!("tokenizing panicked: {e}")))??
+            }
         };
         let context = spec.context_length;
         let prompt_tokens = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
@@ -86,7 +96,13 @@ impl Native {
                 )))
             }
             Some(asked) => asked,
-            None => room.min(DEFAULT_MAX_TOKENS as u32),
+            // Without a limit: what fits the context, the default, and the
+            // decoder's cache budget for one sequence alone.
+            None => {
+                let budget_tokens = spec.cache_bytes / (2 * spec.cache_bytes_per_token()).max(1);
+                let budget_room = budget_tokens.saturating_sub(u64::from(prompt_tokens)).max(1);
+                room.min(DEFAULT_MAX_TOKENS as u32).min(u32::try_from(budget_room).unwrap_or(u32::MAX))
+            }
         };
         let generate = GenerateRequest {
             model: shared.name.clone(),
@@ -113,6 +129,7 @@ impl Native {
             id: format!("{prefix}-{:032x}", rand::random::<u128>()),
             created,
             prompt_tokens,
+            max_tokens,
         };
         let body = answer::body(events, first, codec, StopStrings::new(params.stop), shape, version.clone());
         Ok((Answer { body, url: format!("node '{node}'") }, prompt_tokens))

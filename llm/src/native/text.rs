@@ -5,6 +5,11 @@
 
 use super::codec::TextCodec;
 
+/// Most ids decoded together per token: past this, text with an unfinished
+/// character is handed out as it reads (with U+FFFD), so a run of ids that
+/// never completes one costs no more than a few at a time.
+const MAX_WINDOW: usize = 8;
+
 /// The text of a growing list of ids, handed out in pieces that never
 /// split a character and never change once handed out.
 #[derive(Debug, Default)]
@@ -22,12 +27,18 @@ impl Detokenizer {
         self.ids.push(id);
         let before = codec.decode(&self.ids[self.prefix..self.read]);
         let now = codec.decode(&self.ids[self.prefix..]);
-        if now.len() <= before.len() || now.ends_with('\u{FFFD}') || !now.is_char_boundary(before.len()) {
+        let forced = self.ids.len() - self.prefix > MAX_WINDOW;
+        // Where the new text starts: the end of the old, or (when the new
+        // ids changed how the old ones read) the next whole character.
+        let start = (before.len()..=now.len()).find(|&at| now.is_char_boundary(at)).unwrap_or(now.len());
+        if !forced && (now.ends_with('\u{FFFD}') || start != before.len()) {
             return String::new();
         }
+        // Move on even without text (special tokens decode to none), so the
+        // window decoded per token stays short.
         self.prefix = self.read;
         self.read = self.ids.len();
-        now[before.len()..].to_string()
+        now[start..].to_string()
     }
 
     /// The text still held back (an incomplete character at the end).

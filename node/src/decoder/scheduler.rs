@@ -63,6 +63,13 @@ pub enum Event {
         /// Tokens it generated.
         completion_tokens: usize,
     },
+    /// The model failed on the sequence's prompt; it is dropped.
+    Failed {
+        /// The sequence.
+        id: u64,
+        /// LibTorch's message.
+        message: String,
+    },
 }
 
 struct Running {
@@ -70,7 +77,6 @@ struct Running {
     cache: Cache,
     generated: Vec<i64>,
     draws: Draws,
-    reserved: u64,
 }
 
 /// The sequences of one decoder.
@@ -79,11 +85,10 @@ pub struct Scheduler {
     budget: u64,
     /// Most sequences stepped together.
     max_running: usize,
-    reserved: u64,
     waiting: VecDeque<SequenceRequest>,
     running: Vec<Running>,
-    /// Sequences in each step run so far.
-    pub step_sizes: Vec<usize>,
+    /// Steps run so far, by the sequences in them.
+    pub step_sizes: std::collections::BTreeMap<usize, u64>,
 }
 
 impl Scheduler {
@@ -94,10 +99,9 @@ impl Scheduler {
             model,
             budget,
             max_running: max_running.max(1),
-            reserved: 0,
             waiting: VecDeque::new(),
             running: Vec::new(),
-            step_sizes: Vec::new(),
+            step_sizes: std::collections::BTreeMap::new(),
         }
     }
 
@@ -112,8 +116,24 @@ impl Scheduler {
     }
 
     /// The bytes a sequence's cache may grow to.
-    fn reservation(&self, request: &SequenceRequest) -> u64 {
-        (request.prompt.len() + request.max_tokens) as u64 * self.model.spec.cache_bytes_per_token()
+    ///
+    /// A step pads every running cache to the longest and stacks them, and
+    /// the model returns them grown by one token: the step holds twice the
+    /// padded caches. So sequences together take their count times the
+    /// longest one's whole length (prompt plus most new tokens), twice.
+    fn cost(&self, count: usize, longest_tokens: usize) -> u64 {
+        (count as u64).saturating_mul(longest_tokens as u64).saturating_mul(self.model.spec.cache_bytes_per_token() * 2)
+    }
+
+    fn tokens(request: &SequenceRequest) -> usize {
+        request.prompt.len() + request.max_tokens
+    }
+
+    /// What the running sequences take, with `extra` beside them.
+    fn cost_with(&self, extra: Option<&SequenceRequest>) -> u64 {
+        let running = self.running.iter().map(|r| &r.request);
+        let longest = running.chain(extra).map(Self::tokens).max().unwrap_or(0);
+        self.cost(self.running.len() + usize::from(extra.is_some()), longest)
     }
 
     /// Queues `request`, or refuses it with the reason when it can never run.
@@ -136,7 +156,7 @@ impl Scheduler {
         if let Some(bad) = request.prompt.iter().find(|&&t| t < 0 || t >= vocab) {
             return Err(format!("token id {bad} is outside the vocabulary of {vocab}"));
         }
-        let needed = self.reservation(&request);
+        let needed = self.cost(1, Self::tokens(&request));
         if needed > self.budget {
             return Err(format!(
                 "its cache of up to {needed} bytes exceeds the decoder's budget of {} bytes",
@@ -155,8 +175,7 @@ impl Scheduler {
         }
         match self.running.iter().position(|r| r.request.id == id) {
             Some(at) => {
-                let gone = self.running.swap_remove(at);
-                self.reserved -= gone.reserved;
+                self.running.swap_remove(at);
                 true
             }
             None => false,
@@ -175,32 +194,31 @@ impl Scheduler {
 
     /// Bytes reserved by running sequences.
     pub fn reserved_bytes(&self) -> u64 {
-        self.reserved
+        self.cost_with(None)
     }
 
     /// Admits what fits, prefills it, then steps every running sequence.
     pub fn iterate(&mut self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         while let Some(next) = self.waiting.front() {
-            let needed = self.reservation(next);
-            if self.reserved + needed > self.budget || self.running.len() >= self.max_running {
+            if self.cost_with(Some(next)) > self.budget || self.running.len() >= self.max_running {
                 break;
             }
             let request = self.waiting.pop_front().expect("looked at just now");
             let started = std::time::Instant::now();
-            let (logits, cache) = self.model.prefill(&request.prompt)?;
-            let step = (1, false, started.elapsed().as_nanos() as u64);
-            let mut running = Running {
-                draws: Draws::new(request.sampling.seed),
-                request,
-                cache,
-                generated: Vec::new(),
-                reserved: needed,
+            // A prompt the model fails on fails its own sequence only.
+            let (logits, cache) = match self.model.prefill(&request.prompt) {
+                Ok(prefilled) => prefilled,
+                Err(error) => {
+                    events.push(Event::Failed { id: request.id, message: format!("{error:#}") });
+                    continue;
+                }
             };
-            self.reserved += needed;
+            let step = (1, false, started.elapsed().as_nanos() as u64);
+            let mut running =
+                Running { draws: Draws::new(request.sampling.seed), request, cache, generated: Vec::new() };
             let token = pick(&logits, &running.request.sampling, &mut running.draws);
             if let Some(done) = self.accept(&mut running, token, step, &mut events) {
-                self.reserved -= running.reserved;
                 events.push(done);
             } else {
                 self.running.push(running);
@@ -215,17 +233,14 @@ impl Scheduler {
         let started = std::time::Instant::now();
         let rows = self.model.step(&last, &mut caches)?;
         let (size, step_ns) = (self.running.len(), started.elapsed().as_nanos() as u64);
-        self.step_sizes.push(size);
+        *self.step_sizes.entry(size).or_default() += 1;
         let mut still = Vec::with_capacity(self.running.len());
         let stepped = std::mem::take(&mut self.running).into_iter().zip(caches).zip(rows).enumerate();
         for (index, ((mut running, cache), logits)) in stepped {
             running.cache = cache;
             let token = pick(&logits, &running.request.sampling, &mut running.draws);
             match self.accept(&mut running, token, (size, index == 0, step_ns), &mut events) {
-                Some(done) => {
-                    self.reserved -= running.reserved;
-                    events.push(done);
-                }
+                Some(done) => events.push(done),
                 None => still.push(running),
             }
         }

@@ -69,13 +69,31 @@ impl DecoderHandle {
     }
 }
 
-/// Loads the decoder and warms it up (a prefill and a step).
+/// Loads the decoder and warms it up: two prompts of different lengths,
+/// then one step of both together, checking that the logits and caches
+/// have the shape the spec declares (a model that does not would fail or
+/// panic on its first real batch instead).
 pub fn load_and_warm(setup: &DecoderSetup) -> Result<CachedDecoder> {
     let _no_grad = tch::no_grad_guard();
     let decoder = CachedDecoder::load(&setup.path, setup.spec.clone(), setup.device)?;
-    let (_, cache) = decoder.prefill(&[0]).context("warming up the decoder's prefill")?;
-    decoder.step(&[0], &mut [cache]).context("warming up the decoder's step")?;
-    Ok(decoder)
+    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+        let vocab = setup.spec.vocab_size as usize;
+        let (short_logits, short) = decoder.prefill(&[0]).context("warming up the decoder's prefill")?;
+        let (long_logits, long) = decoder.prefill(&[0, 0, 0]).context("warming up the decoder's prefill")?;
+        let rows = decoder.step(&[0, 0], &mut [short, long]).context("warming up the decoder's step")?;
+        for logits in [&short_logits, &long_logits].into_iter().chain(&rows) {
+            anyhow::ensure!(
+                logits.len() == vocab,
+                "the decoder returns {} logits per token, but its spec declares a vocabulary of {vocab}",
+                logits.len()
+            );
+        }
+        Ok(())
+    }));
+    match checked {
+        Ok(result) => result.map(|()| decoder),
+        Err(_) => anyhow::bail!("the decoder's outputs do not have the shape its spec declares"),
+    }
 }
 
 /// Starts the thread; `loaded` receives `Ok` once the model is loaded and
@@ -197,22 +215,31 @@ impl Loop {
         }
     }
 
-    /// Runs one iteration and sends its events; a failed forward pass ends
-    /// every sequence with the error.
+    /// Runs one iteration and sends its events; a failed step (an error,
+    /// or a panic inside LibTorch's bindings) ends every running sequence
+    /// with the error, and the thread goes on with the next ones.
     fn step(&mut self) {
-        let events = match self.scheduler.iterate() {
-            Ok(events) => events,
-            Err(error) => {
-                let message = format!("{error:#}");
-                tracing::error!(model = %self.setup.model, %message, "decoder step failed");
-                for (id, stream) in self.streams.drain() {
-                    self.scheduler.cancel(id);
-                    let failed = NodeError::ModelFailed { model: self.setup.model.clone(), message: message.clone() };
-                    let _ = stream.send(GenerateEvent::Failed { error: failed });
-                }
-                return;
-            }
+        let iterated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.scheduler.iterate()));
+        let failure = match iterated {
+            Ok(Ok(events)) => return self.send(events),
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(panic) => panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the decoder panicked".into()),
         };
+        let message = first_line(&failure);
+        tracing::error!(model = %self.setup.model, error = %failure, "decoder step failed");
+        for (id, stream) in self.streams.drain() {
+            self.scheduler.cancel(id);
+            let failed = NodeError::ModelFailed { model: self.setup.model.clone(), message: message.clone() };
+            let _ = stream.send(GenerateEvent::Failed { error: failed });
+        }
+    }
+
+    /// Sends each event to its sequence's stream.
+    fn send(&mut self, events: Vec<Event>) {
         for event in events {
             match event {
                 Event::Token { id, token, step_size, leads_step, step_ns } => {
@@ -236,7 +263,21 @@ impl Loop {
                             stream.send(GenerateEvent::Done { finish, completion_tokens: completion_tokens as u32 });
                     }
                 }
+                Event::Failed { id, message } => {
+                    tracing::warn!(model = %self.setup.model, sequence = id, error = %message, "prefill failed");
+                    if let Some(stream) = self.streams.remove(&id) {
+                        let model = self.setup.model.clone();
+                        let error = NodeError::ModelFailed { model, message: first_line(&message) };
+                        let _ = stream.send(GenerateEvent::Failed { error });
+                    }
+                }
             }
         }
     }
+}
+
+/// The useful line of a LibTorch error, without its C++ stack trace.
+fn first_line(message: &str) -> String {
+    let message = message.split("\nException raised from").next().unwrap_or(message);
+    message.lines().find(|line| !line.trim().is_empty()).unwrap_or("the decoder failed").trim().to_string()
 }

@@ -39,6 +39,11 @@ struct LoadedVersion {
     measured_bytes: u64,
 }
 
+/// Most generations one decoder keeps waiting for room; past it a new one
+/// is refused as overloaded (the node's QUIC streams are shared with
+/// tensor batches).
+const MAX_WAITING_GENERATIONS: usize = 256;
+
 /// The memory of `versions`, in bytes.
 fn memory_of(versions: &HashMap<(String, u64), LoadedVersion>) -> u64 {
     versions.values().map(|v| v.memory_bytes).sum()
@@ -286,7 +291,8 @@ impl ModelHost {
             spec,
             device,
             max_running,
-            max_waiting: self.settings.queue_capacity.max(1) * max_running,
+            // Each waiting generation holds a QUIC stream of the node's.
+            max_waiting: (self.settings.queue_capacity.max(1) * max_running).min(MAX_WAITING_GENERATIONS),
         })
     }
 

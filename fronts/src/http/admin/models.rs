@@ -177,6 +177,15 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         ))
     })?;
     if let Some(decoder) = &body.config.decoder {
+        if decoder.chat_template.is_some() && caller.role() != maas_tenancy::Role::Admin {
+            // A template is a program the coordinator runs for every chat.
+            return Err(ServeError::Forbidden(
+                "a chat template is a program every coordinator runs on each chat request; only an admin key may \
+                 publish a decoder with one"
+                    .into(),
+            )
+            .into());
+        }
         // The coordinator tokenizes with it: it must be there before any request.
         if state.artifacts.describe(&decoder.tokenizer).await?.is_none() {
             return Err(ServeError::InvalidRequest(format!(
