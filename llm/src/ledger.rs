@@ -111,6 +111,12 @@ impl Ledger {
         }
     }
 
+    /// The prompt's tokens, when known before the answer (a native
+    /// decoder's): counted instead of the estimate if no usage comes.
+    pub fn prompt_tokens(&mut self, tokens: u64) {
+        self.prompt_estimate = tokens;
+    }
+
     /// Notes the usage the engine reported.
     pub fn usage(&mut self, usage: Usage) {
         self.usage = Some(usage);

@@ -156,7 +156,10 @@ impl Generation {
                 let nudge = || inference.table().nudge_demand();
                 let started =
                     self.native.start(&resolved, &request, request_id, self.settings.first_byte, &nudge).await;
-                started.map(|(answer, _)| answer)
+                started.map(|(answer, prompt_tokens)| {
+                    ledger.prompt_tokens(u64::from(prompt_tokens));
+                    answer
+                })
             }
         };
         let answer = match answer {

@@ -110,6 +110,57 @@ impl StopStrings {
 mod tests {
     use super::*;
 
+    /// A byte-level tokenizer with no merges: every byte is a token, so a
+    /// character of several bytes spans several tokens.
+    fn bytes_codec() -> TextCodec {
+        let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let mut extra = 0;
+        let mut vocab = serde_json::Map::new();
+        for byte in 0..256u32 {
+            let shown = if printable(byte) {
+                byte
+            } else {
+                extra += 1;
+                255 + extra
+            };
+            vocab.insert(char::from_u32(shown).unwrap().to_string(), serde_json::json!(byte));
+        }
+        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                                            "use_regex": true});
+        let json = serde_json::json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null,
+            "pre_tokenizer": byte_level, "post_processor": null, "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                      "vocab": vocab, "merges": []}
+        });
+        let spec = serde_json::from_value(serde_json::json!({
+            "layers": 1, "heads": 1, "head_size": 4, "vocab_size": 256, "context_length": 4096,
+            "eos_token_ids": [0], "tokenizer": "a".repeat(64)
+        }))
+        .unwrap();
+        TextCodec::new(serde_json::to_string(&json).unwrap().as_bytes(), &spec).unwrap()
+    }
+
+    #[test]
+    fn characters_split_across_tokens_come_out_whole_and_once() {
+        let codec = bytes_codec();
+        let text = "Héllo wörld, ☃ and 🦀!";
+        let ids = codec.encode(text, false).unwrap();
+        assert_eq!(ids.len(), text.len(), "one token per byte");
+        let mut detokenizer = Detokenizer::default();
+        let mut pieces: Vec<String> = ids.iter().map(|&id| detokenizer.push(&codec, id)).collect();
+        pieces.push(detokenizer.flush(&codec));
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "a piece split a character: {pieces:?}");
+        assert_eq!(pieces.concat(), text);
+        // A run of bytes that never makes a character is handed out anyway
+        // once the window is full, instead of decoding ever more ids.
+        let mut detokenizer = Detokenizer::default();
+        let broken: String = (0..40).map(|_| detokenizer.push(&codec, 0xF0)).collect();
+        assert!(broken.contains('\u{FFFD}'));
+        assert!(detokenizer.ids.len() - detokenizer.prefix <= MAX_WINDOW + 1);
+    }
+
     #[test]
     fn stop_strings_cut_the_text_and_hold_back_their_starts() {
         let mut stops = StopStrings::new(vec!["END".into(), "\n\n".into()]);

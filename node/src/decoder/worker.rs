@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -56,6 +56,18 @@ pub struct DecoderHandle {
     pub cache_reserved: Arc<AtomicU64>,
     /// Sequences running now.
     pub running: Arc<AtomicU64>,
+    /// Whether the thread still runs (it finishes its sequences after the
+    /// handle is dropped, holding its memory until then).
+    pub alive: Arc<AtomicBool>,
+}
+
+/// Marks the thread ended when it ends, however it ends.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 impl DecoderHandle {
@@ -100,12 +112,18 @@ pub fn load_and_warm(setup: &DecoderSetup) -> Result<CachedDecoder> {
 /// warm, or the reason it could not be.
 pub fn spawn(setup: DecoderSetup, loaded: oneshot::Sender<Result<()>>) -> Result<DecoderHandle> {
     let (submit, submitted) = flume::unbounded();
-    let handle =
-        DecoderHandle { submit, cache_reserved: Arc::new(AtomicU64::new(0)), running: Arc::new(AtomicU64::new(0)) };
+    let handle = DecoderHandle {
+        submit,
+        cache_reserved: Arc::new(AtomicU64::new(0)),
+        running: Arc::new(AtomicU64::new(0)),
+        alive: Arc::new(AtomicBool::new(true)),
+    };
+    let alive = Alive(handle.alive.clone());
     let (reserved, running) = (handle.cache_reserved.clone(), handle.running.clone());
     std::thread::Builder::new()
         .name(format!("{}-v{}-decoder", setup.model, setup.version))
         .spawn(move || {
+            let _alive = alive;
             let _no_grad = tch::no_grad_guard();
             let decoder = match load_and_warm(&setup) {
                 Ok(decoder) => {

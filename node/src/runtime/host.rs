@@ -76,6 +76,9 @@ pub struct ModelHost {
     reserved: Mutex<u64>,
     /// Loads refused for memory once measured, with what they measured.
     refused: Mutex<RefusedLoads>,
+    /// Unloaded decoders still finishing their sequences, with the memory
+    /// they hold until they end.
+    draining: Mutex<Vec<(u64, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 /// What placement reserved for a version on this node.
@@ -118,6 +121,7 @@ impl ModelHost {
             settings,
             reserved: Mutex::new(0),
             refused: Mutex::new(RefusedLoads::default()),
+            draining: Mutex::new(Vec::new()),
         })
     }
 
@@ -222,7 +226,8 @@ impl ModelHost {
         (bytes, own): (u64, u64),
         verb: &str,
     ) -> Result<(), NodeError> {
-        let used = memory_of(versions).saturating_add(under_way).saturating_sub(own);
+        let used =
+            memory_of(versions).saturating_add(self.draining_bytes()).saturating_add(under_way).saturating_sub(own);
         let budget = self.settings.memory_budget;
         if used.saturating_add(bytes) <= budget {
             return Ok(());
@@ -340,10 +345,23 @@ impl ModelHost {
         result.map_err(|e| load_failed(&source, format!("{e:#}")))
     }
 
+    /// Memory held by unloaded decoders still finishing their sequences.
+    fn draining_bytes(&self) -> u64 {
+        let mut draining = self.draining.lock();
+        draining.retain(|(_, alive)| alive.load(std::sync::atomic::Ordering::Acquire));
+        draining.iter().map(|(bytes, _)| bytes).sum()
+    }
+
     /// Unloads a version; returns whether it was loaded.
     pub fn unload(&self, model: &str, version: u64) -> bool {
         let mut versions = self.versions.write();
-        let removed = versions.remove(&(model.to_string(), version)).is_some();
+        let removed = versions.remove(&(model.to_string(), version));
+        if let Some(decoder) = removed.as_ref().and_then(|v| v.decoder.as_ref().map(|d| (v.memory_bytes, d))) {
+            // Its sequences still run to their end: their memory stays
+            // counted until the thread is gone.
+            self.draining.lock().push((decoder.0, decoder.1.alive.clone()));
+        }
+        let removed = removed.is_some();
         metrics::set_loaded_models(versions.len(), memory_of(&versions));
         if removed {
             tracing::info!(model, version, "unloaded");
@@ -412,7 +430,7 @@ impl ModelHost {
 
     /// Memory the loaded versions hold, in bytes, as counted against the budget.
     pub fn memory_used_bytes(&self) -> u64 {
-        memory_of(&self.versions.read())
+        memory_of(&self.versions.read()).saturating_add(self.draining_bytes())
     }
 
     /// The loaded versions, for a coordinator's `ListModels` command.
