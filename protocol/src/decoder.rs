@@ -156,7 +156,8 @@ mod events {
         Token {
             /// Its id.
             token: u32,
-            /// Sequences in the step that produced it (1 for a prefill).
+            /// Sequences in the step that produced it (for a first token, the
+            /// sequences prefilled together).
             step_size: u32,
             /// Whether this sequence was the first of its step, so that each
             /// step is counted once in the statistics.

@@ -224,7 +224,21 @@ impl Process {
     pub fn log_tail(&self) -> String {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        let tail = lines.len().saturating_sub(30);
+        // A panic's message comes before its backtrace, which can fill the
+        // tail: keep the message and the errors logged before the tail.
+        let earlier = lines[..tail]
+            .iter()
+            .enumerate()
+            .filter(|(_, line)| line.contains("panicked at") || line.contains(" ERROR "))
+            .flat_map(|(at, _)| lines[at..(at + 3).min(tail)].iter())
+            .take(30)
+            .copied()
+            .collect::<Vec<_>>();
+        match earlier.is_empty() {
+            true => lines[tail..].join("\n"),
+            false => format!("{}\n  ...\n{}", earlier.join("\n"), lines[tail..].join("\n")),
+        }
     }
 
     /// Resident memory in KiB, from /proc.

@@ -38,6 +38,36 @@ impl CachedDecoder {
         Ok((to_vec(&logits.get(0).get(t - 1))?, present.select(2, 0)))
     }
 
+    /// Runs the prompts of several sequences at once, right-padded to the
+    /// longest and masked; returns each one's last logits and cache, as
+    /// [`CachedDecoder::prefill`] would alone.
+    pub fn prefill_many(&self, prompts: &[&[i64]]) -> Result<Vec<(Vec<f32>, Cache)>> {
+        if let [prompt] = prompts {
+            return Ok(vec![self.prefill(prompt)?]);
+        }
+        let batch = prompts.len() as i64;
+        let longest = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+        let mut ids = vec![0i64; prompts.len() * longest];
+        let mut mask = vec![0i64; prompts.len() * longest];
+        for (row, prompt) in prompts.iter().enumerate() {
+            ids[row * longest..row * longest + prompt.len()].copy_from_slice(prompt);
+            mask[row * longest..row * longest + prompt.len()].fill(1);
+        }
+        let t = longest as i64;
+        let ids = Tensor::from_slice(&ids).view([batch, t]).to(self.device);
+        let mask = Tensor::from_slice(&mask).view([batch, t]).to(self.device);
+        let positions = Tensor::arange(t, (Kind::Int64, self.device)).view([1, t]).expand([batch, t], false);
+        let past = Tensor::zeros(self.past_shape(batch, 0), (Kind::Float, self.device));
+        let (logits, present) = self.forward(ids, positions, past, mask)?;
+        let mut prefilled = Vec::with_capacity(prompts.len());
+        for (row, prompt) in prompts.iter().enumerate() {
+            let length = prompt.len() as i64;
+            let last = to_vec(&logits.get(row as i64).get(length - 1))?;
+            prefilled.push((last, present.select(2, row as i64).narrow(3, 0, length).contiguous()));
+        }
+        Ok(prefilled)
+    }
+
     /// Runs one new token of each sequence (`last[b]`, after the `caches[b]`
     /// it has); returns each one's logits and grows each cache by the
     /// token's keys and values.

@@ -1,9 +1,10 @@
 //! Continuous batching of generated sequences under a cache budget.
 //!
 //! Every [`Scheduler::iterate`] first admits waiting sequences, oldest
-//! first, while the cache they may grow to (prompt plus their most tokens)
-//! fits the budget beside those running, and prefills each; then it runs
-//! one step of every running sequence together. A sequence leaves as soon
+//! first, while the caches they may grow to (prompt plus their most
+//! tokens, padded to the longest as a step pads them) fit the budget beside
+//! those running, and prefills them together; then it runs one step of
+//! every running sequence together. A sequence leaves as soon
 //! as it ends (its end-of-sequence token, its token limit, or a
 //! cancellation) and its cache and reservation go with it. Nothing is
 //! reserved twice and nothing runs past the budget: a sequence that could
@@ -47,7 +48,8 @@ pub enum Event {
         id: u64,
         /// The token id.
         token: i64,
-        /// Sequences in the step that produced it (1 for a prefill).
+        /// Sequences in the step that produced it (for a first token, the
+        /// sequences prefilled together).
         step_size: usize,
         /// Whether the sequence was the first of its step (a prefill leads none).
         leads_step: bool,
@@ -200,29 +202,9 @@ impl Scheduler {
     /// Admits what fits, prefills it, then steps every running sequence.
     pub fn iterate(&mut self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        while let Some(next) = self.waiting.front() {
-            if self.cost_with(Some(next)) > self.budget || self.running.len() >= self.max_running {
-                break;
-            }
-            let request = self.waiting.pop_front().expect("looked at just now");
-            let started = std::time::Instant::now();
-            // A prompt the model fails on fails its own sequence only.
-            let (logits, cache) = match self.model.prefill(&request.prompt) {
-                Ok(prefilled) => prefilled,
-                Err(error) => {
-                    events.push(Event::Failed { id: request.id, message: format!("{error:#}") });
-                    continue;
-                }
-            };
-            let step = (1, false, started.elapsed().as_nanos() as u64);
-            let mut running =
-                Running { draws: Draws::new(request.sampling.seed), request, cache, generated: Vec::new() };
-            let token = pick(&logits, &running.request.sampling, &mut running.draws);
-            if let Some(done) = self.accept(&mut running, token, step, &mut events) {
-                events.push(done);
-            } else {
-                self.running.push(running);
-            }
+        let admitted = self.admit();
+        if !admitted.is_empty() {
+            self.prefill(admitted, &mut events);
         }
         if self.running.is_empty() {
             return Ok(events);
@@ -246,6 +228,52 @@ impl Scheduler {
         }
         self.running = still;
         Ok(events)
+    }
+
+    /// Takes the waiting sequences that fit beside those running, oldest
+    /// first.
+    fn admit(&mut self) -> Vec<SequenceRequest> {
+        let mut admitted: Vec<SequenceRequest> = Vec::new();
+        while let Some(next) = self.waiting.front() {
+            let count = self.running.len() + admitted.len() + 1;
+            let running = self.running.iter().map(|r| &r.request).chain(&admitted);
+            let longest = running.chain([next]).map(Self::tokens).max().unwrap_or(0);
+            if self.cost(count, longest) > self.budget || count > self.max_running {
+                break;
+            }
+            admitted.push(self.waiting.pop_front().expect("looked at just now"));
+        }
+        admitted
+    }
+
+    /// Prefills the admitted sequences together and takes each one's first
+    /// token. If the batch fails, each is prefilled alone, so that a prompt
+    /// the model fails on fails its own sequence only.
+    fn prefill(&mut self, admitted: Vec<SequenceRequest>, events: &mut Vec<Event>) {
+        let started = std::time::Instant::now();
+        let prompts: Vec<&[i64]> = admitted.iter().map(|r| r.prompt.as_slice()).collect();
+        let prefilled: Vec<Result<(Vec<f32>, Cache)>> = match self.model.prefill_many(&prompts) {
+            Ok(all) => all.into_iter().map(Ok).collect(),
+            Err(_) if admitted.len() > 1 => prompts.iter().map(|prompt| self.model.prefill(prompt)).collect(),
+            Err(error) => vec![Err(error)],
+        };
+        let step = (admitted.len(), false, started.elapsed().as_nanos() as u64);
+        for (request, result) in admitted.into_iter().zip(prefilled) {
+            let (logits, cache) = match result {
+                Ok(prefilled) => prefilled,
+                Err(error) => {
+                    events.push(Event::Failed { id: request.id, message: format!("{error:#}") });
+                    continue;
+                }
+            };
+            let mut running =
+                Running { draws: Draws::new(request.sampling.seed), request, cache, generated: Vec::new() };
+            let token = pick(&logits, &running.request.sampling, &mut running.draws);
+            match self.accept(&mut running, token, step, events) {
+                Some(done) => events.push(done),
+                None => self.running.push(running),
+            }
+        }
     }
 
     /// Takes `token` for `running`: an event for it, and the end of the
