@@ -42,12 +42,30 @@ pub fn models_dir() -> PathBuf {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free TCP port").port()
+    unclaimed_port(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// A free UDP port on 127.0.0.1.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("free UDP port").port()
+    unclaimed_port(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
+}
+
+/// Ports handed to processes are taken below Linux's ephemeral range
+/// (32768 and up). A port picked there, as binding port 0 picks, can be
+/// taken by any outgoing connection before the process binds it; below it,
+/// only another pick could take it, and picks go round the range in turn.
+fn unclaimed_port(free: impl Fn(u16) -> bool) -> u16 {
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: std::sync::OnceLock<std::sync::atomic::AtomicU32> = std::sync::OnceLock::new();
+    let next = NEXT.get_or_init(|| std::sync::atomic::AtomicU32::new(rand::random::<u32>() % COUNT));
+    for _ in 0..COUNT {
+        let port = (FIRST + next.fetch_add(1, Ordering::Relaxed) % COUNT) as u16;
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT)
 }
 
 /// A folder removed when dropped.
