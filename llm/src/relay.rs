@@ -247,7 +247,8 @@ impl Relay {
     }
 }
 
-fn event_bytes(value: &Value) -> Bytes {
+/// One server-sent event carrying `value`.
+pub(crate) fn event_bytes(value: &Value) -> Bytes {
     let mut bytes = b"data: ".to_vec();
     bytes.extend_from_slice(&serde_json::to_vec(value).unwrap_or_default());
     bytes.extend_from_slice(b"\n\n");

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use super::codec::TextCodec;
 use super::text::{Detokenizer, StopStrings};
 use crate::engine::Body;
+use crate::relay::event_bytes;
 use crate::request::Endpoint;
 
 /// What the answer says besides its text.
@@ -189,7 +190,7 @@ impl Writer {
     async fn fail(&mut self, out: &Out, reason: &str) {
         let sent = if self.shape.stream {
             let event = json!({"error": {"message": reason}});
-            Ok(sse(&event))
+            Ok(event_bytes(&event))
         } else {
             Err(reason.to_string())
         };
@@ -213,13 +214,6 @@ impl Writer {
     }
 
     async fn send(&self, out: &Out, chunk: Value) -> bool {
-        out.send(Ok(sse(&chunk))).await.is_ok()
+        out.send(Ok(event_bytes(&chunk))).await.is_ok()
     }
-}
-
-fn sse(value: &Value) -> Bytes {
-    let mut bytes = b"data: ".to_vec();
-    bytes.extend_from_slice(&serde_json::to_vec(value).unwrap_or_default());
-    bytes.extend_from_slice(b"\n\n");
-    Bytes::from(bytes)
 }
