@@ -36,8 +36,8 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 if ! .venv/bin/python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet "torch==$TORCH_VERSION"
+    .venv/bin/python -m pip install --quiet --no-cache-dir --upgrade pip
+    .venv/bin/python -m pip install --quiet --no-cache-dir "torch==$TORCH_VERSION"
 fi
 .venv/bin/python -c 'import torch; print("torch", torch.__version__, "at", torch.__path__[0])'
 
@@ -48,7 +48,7 @@ step "python packages for ONNX, real architectures and language models"
 # put behind maas; openai is the client they speak through.
 PACKAGES=("onnxruntime==1.31.1" "torchvision==0.26.0" onnx onnxscript "transformers[serving]" tokenizers openai)
 if ! .venv/bin/python -c "import onnxruntime, torchvision, onnx, onnxscript, transformers, tokenizers, fastapi, uvicorn, openai, sys; sys.exit(onnxruntime.__version__ != '1.31.1')" 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet "${PACKAGES[@]}"
+    .venv/bin/python -m pip install --quiet --no-cache-dir "${PACKAGES[@]}"
 fi
 .venv/bin/python -c 'import onnxruntime, torchvision, transformers; print("onnxruntime", onnxruntime.__version__, "torchvision", torchvision.__version__, "transformers", transformers.__version__)'
 

@@ -9,13 +9,13 @@ scripts/setup.sh
 printf '\n== test tools\n'
 # An S3-compatible server on loopback for the object-storage tests.
 if [ ! -x .venv/bin/moto_server ]; then
-    .venv/bin/python -m pip install --quiet "moto[server]==5.2.5"
+    .venv/bin/python -m pip install --quiet --no-cache-dir "moto[server]==5.2.5"
 fi
 echo "moto_server: $(.venv/bin/python -c 'import moto; print(moto.__version__)')"
 # The clients users already have: NVIDIA's tritonclient and KServe's SDK
 # (setuptools stays below 82, as torch 2.11 requires).
 if ! .venv/bin/python -c 'import tritonclient.http, tritonclient.grpc, kserve' 2>/dev/null; then
-    .venv/bin/python -m pip install --quiet "tritonclient[http,grpc]==2.73.0" "kserve==0.21.0" "setuptools<82"
+    .venv/bin/python -m pip install --quiet --no-cache-dir "tritonclient[http,grpc]==2.73.0" "kserve==0.21.0" "setuptools<82"
 fi
 echo "clients: $(.venv/bin/python -m pip list 2>/dev/null | grep -E '^(tritonclient|kserve) ' | tr -s ' ' | paste -sd, -)"
 printf '\n== format and lints\n'
