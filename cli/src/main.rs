@@ -18,6 +18,7 @@ mod keys;
 mod limits;
 mod monitoring;
 mod output;
+mod pipeline;
 mod replicas;
 mod rollout;
 mod tenants;
@@ -119,6 +120,19 @@ enum Command {
         /// (default 256 MiB).
         #[arg(long)]
         cache_bytes: Option<u64>,
+        /// Point this alias at the new version.
+        #[arg(long)]
+        alias: Option<String>,
+    },
+    /// Publish a pipeline (a configuration with `platform: pipeline` and
+    /// its steps) as the model's next version; processor artifacts given as
+    /// file paths, relative to the configuration, are uploaded first.
+    Pipeline {
+        /// Model name.
+        name: String,
+        /// The pipeline's configuration JSON (its name is set to NAME).
+        #[arg(long)]
+        config: PathBuf,
         /// Point this alias at the new version.
         #[arg(long)]
         alias: Option<String>,
@@ -302,6 +316,17 @@ async fn run(cli: Cli) -> Result<()> {
             match cli.json {
                 true => print(&serde_json::to_value(&published)?),
                 false => println!("decoder published: {name} version {version}"),
+            }
+        }
+        Command::Pipeline { name, config, alias } => {
+            let published = pipeline::publish(&client, &name, &config, !cli.json).await?;
+            let version = published.version;
+            if let Some(alias) = &alias {
+                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
+            }
+            match cli.json {
+                true => print(&serde_json::to_value(&published)?),
+                false => println!("pipeline published: {name} version {version}"),
             }
         }
         Command::Models => {

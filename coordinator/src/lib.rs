@@ -99,7 +99,8 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     generation.spawn_health_checks(table.clone());
     let state = Arc::new(state::AppState {
         inference: infer::Inference::new(table, config.request_timeout(), config.max_request_timeout())
-            .with_usage(usage.clone()),
+            .with_usage(usage.clone())
+            .with_pipelines(Arc::new(maas_pipeline::Pipelines::new(Some(artifacts.clone())))),
         prometheus: prometheus.clone(),
         max_body_bytes: config.max_body_bytes,
         max_upload_bytes: config.max_upload_bytes,

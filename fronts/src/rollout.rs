@@ -104,6 +104,10 @@ fn shortfall(state: &AppState, model: &str, version: u64) -> Option<String> {
     let Some(found) = state.inference.table().entry(model, version) else {
         return Some(format!("version {version} of model '{model}' is not loaded yet"));
     };
+    if found.shared.config.platform == maas_protocol::Platform::Pipeline {
+        // A pipeline's steps are models of their own, with their own rollouts.
+        return None;
+    }
     if found.shared.engine.is_some() {
         // An external engine's version is ready while one of its URLs answers.
         return (!found.shared.is_ready())

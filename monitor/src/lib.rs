@@ -142,7 +142,7 @@ pub fn task_of(config: &ModelConfig) -> Task {
     match config.labels.get("task").map(String::as_str) {
         Some("classification") => Task::Classification,
         Some("regression") => Task::Regression,
-        _ if !config.platform.runs_on_nodes() => Task::Rating,
+        _ if config.platform.is_generative() => Task::Rating,
         _ => {
             let per_row: i64 = config.outputs.first().map(|o| o.shape.iter().skip(1).product()).unwrap_or(1);
             if per_row > 1 {

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::decoder::DecoderSpec;
+use crate::pipeline::PipelineSpec;
 use crate::{validate, DataType};
 
 /// Which versions of a model are loaded, as Triton's `version_policy`:
@@ -94,6 +95,9 @@ pub enum Platform {
     /// explicit key/value cache, run token by token on nodes with
     /// continuous batching; its [`ModelConfig::decoder`] gives its shape.
     PytorchDecoder,
+    /// Steps run by the coordinator, each a deployed model or a built-in
+    /// processor; its [`ModelConfig::pipeline`] lists them.
+    Pipeline,
 }
 
 impl Platform {
@@ -105,6 +109,7 @@ impl Platform {
             Platform::OnnxruntimeOnnx => "onnxruntime_onnx",
             Platform::OpenaiEngine => "openai_engine",
             Platform::PytorchDecoder => "pytorch_decoder",
+            Platform::Pipeline => "pipeline",
         }
     }
 
@@ -116,6 +121,7 @@ impl Platform {
             Platform::OnnxruntimeOnnx => "onnxruntime",
             Platform::OpenaiEngine => "openai",
             Platform::PytorchDecoder => "pytorch_decoder",
+            Platform::Pipeline => "ensemble",
         }
     }
 
@@ -127,6 +133,7 @@ impl Platform {
             Platform::OnnxruntimeOnnx => "model.onnx",
             Platform::OpenaiEngine => "engine.json",
             Platform::PytorchDecoder => "model.pt",
+            Platform::Pipeline => "pipeline.json",
         }
     }
 
@@ -135,9 +142,10 @@ impl Platform {
         matches!(self, Platform::OpenaiEngine | Platform::PytorchDecoder)
     }
 
-    /// Whether versions run on nodes (else an external engine serves them).
+    /// Whether versions run on nodes (else an external engine serves
+    /// them, or the coordinator runs their steps).
     pub fn runs_on_nodes(self) -> bool {
-        self != Platform::OpenaiEngine
+        !matches!(self, Platform::OpenaiEngine | Platform::Pipeline)
     }
 }
 
@@ -259,6 +267,9 @@ pub struct ModelConfig {
     /// The shape, tokenizer and cache budget of a `pytorch_decoder` version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decoder: Option<DecoderSpec>,
+    /// The steps of a `pipeline` version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineSpec>,
 }
 
 /// Replica count of a version: at least `min`, at most `max`. With `min: 0`
@@ -382,6 +393,20 @@ impl ModelConfig {
             }
             (None, _) => {}
         }
+        match (&self.pipeline, self.platform) {
+            (Some(_), Platform::Pipeline) => {}
+            (None, Platform::Pipeline) => {
+                return Err(format!("model '{}': a pipeline version needs a 'pipeline' with its steps", self.name))
+            }
+            (Some(_), platform) => {
+                return Err(format!(
+                    "model '{}': 'pipeline' is for pipeline versions, not {}",
+                    self.name,
+                    platform.name()
+                ))
+            }
+            (None, _) => {}
+        }
         if self.warmup_batch_sizes.len() > MAX_WARMUP_SIZES {
             return Err(format!(
                 "model '{}': at most {MAX_WARMUP_SIZES} warm-up batch sizes, not {}",
@@ -411,7 +436,7 @@ impl ModelConfig {
                     self.name, spec.name, spec.shape
                 ));
             }
-            if spec.datatype == DataType::Bytes {
+            if spec.datatype == DataType::Bytes && self.platform != Platform::Pipeline {
                 return Err(format!(
                     "model '{}': tensor '{}' is BYTES, which {} models cannot take",
                     self.name,
@@ -425,14 +450,17 @@ impl ModelConfig {
                     self.name, spec.name, spec.shape
                 ));
             }
-            if !self.full_batch_fits(spec) {
+            if spec.datatype != DataType::Bytes && !self.full_batch_fits(spec) {
                 return Err(format!(
                     "model '{}': tensor '{}' of shape {:?} is too large at {} rows",
                     self.name, spec.name, spec.shape, self.max_batch_size
                 ));
             }
         }
-        Ok(())
+        match &self.pipeline {
+            Some(pipeline) => pipeline.check(self),
+            None => Ok(()),
+        }
     }
 
     /// Whether the bytes of `max_batch_size` rows of `spec`, its variable

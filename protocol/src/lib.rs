@@ -18,6 +18,8 @@ mod datatype;
 pub mod decoder;
 mod error;
 pub mod frame;
+pub mod pipeline;
+pub mod strings;
 mod tensor;
 mod tensor_bytes;
 pub mod validate;
@@ -31,5 +33,6 @@ pub use data::{
 pub use datatype::{ArchivedDataType, DataType};
 pub use decoder::{DecoderSpec, FinishReason, GenerateEvent, GenerateRequest, SamplingParams};
 pub use error::NodeError;
+pub use pipeline::PipelineSpec;
 pub use tensor::{ArchivedTensor, Tensor};
 pub use tensor_bytes::TensorBytes;

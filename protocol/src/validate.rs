@@ -63,7 +63,7 @@ pub fn check_input_header(
             rows, spec.name, model, max_batch_size
         ));
     }
-    if byte_len(datatype, shape).is_none() {
+    if byte_len(datatype, shape).is_none() && !(datatype == DataType::Bytes && element_count(shape).is_some()) {
         return Err(format!(
             "shape {} of input '{}' for model '{}' is too large",
             shape_string(shape),
@@ -72,6 +72,25 @@ pub fn check_input_header(
         ));
     }
     Ok(rows as u32)
+}
+
+/// Checks that `data` holds exactly a tensor of `shape`: its byte length
+/// for fixed-size types, its elements' count (each length within the
+/// data) for `BYTES`.
+pub fn check_data(model: &str, name: &str, datatype: DataType, shape: &[i64], data: &[u8]) -> Result<(), String> {
+    if datatype != DataType::Bytes {
+        return check_data_len(model, name, datatype, shape, data.len());
+    }
+    let expected = element_count(shape)
+        .ok_or_else(|| format!("shape {} of input '{name}' for model '{model}' is too large", shape_string(shape)))?;
+    let count = crate::strings::count(data).map_err(|e| format!("input '{name}' for model '{model}': {e}"))?;
+    if count != expected {
+        return Err(format!(
+            "input '{name}' for model '{model}' has {count} BYTES elements, but shape {} needs {expected}",
+            shape_string(shape)
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that `data_len` bytes hold exactly a tensor of `shape`.
@@ -124,6 +143,18 @@ mod tests {
     fn accepts_matching_tensor() {
         assert_eq!(check_input_header("mlp", &spec(), DataType::Fp32, &[3, 256], 64), Ok(3));
         assert!(check_data_len("mlp", "INPUT__0", DataType::Fp32, &[3, 256], 3 * 256 * 4).is_ok());
+    }
+
+    #[test]
+    fn bytes_data_is_checked_by_its_elements() {
+        let data = crate::strings::encode([b"a".as_slice(), b"bcd"]);
+        assert!(check_data("m", "text", DataType::Bytes, &[2, 1], &data).is_ok());
+        let error = check_data("m", "text", DataType::Bytes, &[3, 1], &data).unwrap_err();
+        assert!(error.contains("has 2 BYTES elements, but shape [3,1] needs 3"), "{error}");
+        let error = check_data("m", "text", DataType::Bytes, &[2, 1], &data[..data.len() - 1]).unwrap_err();
+        assert!(error.contains("claims more bytes than follow"), "{error}");
+        let bytes_spec = TensorSpec { name: "text".into(), datatype: DataType::Bytes, shape: vec![-1, 1] };
+        assert_eq!(check_input_header("m", &bytes_spec, DataType::Bytes, &[2, 1], 8), Ok(2));
     }
 
     #[test]

@@ -183,6 +183,26 @@ impl ArtifactStore {
     }
 }
 
+impl ArtifactStore {
+    /// The bytes of a small artifact (a tokenizer, a labels file), verified
+    /// against its digest; refused when it is missing or over `most` bytes.
+    pub async fn read_small(&self, sha256: &str, most: u64) -> RegistryResult<Vec<u8>> {
+        let artifact = self
+            .describe(sha256)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(format!("artifact {sha256} is not in the store")))?;
+        if artifact.size > most {
+            return Err(RegistryError::Invalid(format!("artifact {sha256} is larger than {most} bytes")));
+        }
+        let result = self.store.get(&blob_path(sha256)).await.map_err(|e| backend(format!("reading {sha256}: {e}")))?;
+        let bytes = result.bytes().await.map_err(|e| backend(format!("reading {sha256}: {e}")))?;
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            return Err(RegistryError::Invalid(format!("artifact {sha256} failed verification")));
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
 /// Copies `range` of `source` to a new file at `target`; returns the
 /// copy's sha256 (hex) and size.
 fn copy_hashing(

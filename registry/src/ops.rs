@@ -83,10 +83,23 @@ impl Registry {
         artifact: ArtifactRef,
         lineage: Lineage,
     ) -> RegistryResult<u64> {
-        if config.platform == maas_protocol::Platform::OpenaiEngine {
-            return Err(invalid("an openai_engine version has no artifact: publish it as an engine".into()));
+        if !config.platform.runs_on_nodes() {
+            return Err(invalid(format!("a {} version has no artifact of its own", config.platform.name())));
         }
         self.publish(config, artifact, lineage, None).await
+    }
+
+    /// Publishes a pipeline version. Its artifact reference is the digest
+    /// of its steps' description, with no bytes stored: the steps name the
+    /// artifacts and models they use.
+    pub async fn publish_pipeline_version(&self, config: ModelConfig, lineage: Lineage) -> RegistryResult<u64> {
+        let Some(pipeline) = config.pipeline.as_ref().filter(|_| config.platform == maas_protocol::Platform::Pipeline)
+        else {
+            return Err(invalid(format!("model '{}' is not a pipeline version", config.name)));
+        };
+        let description = serde_json::to_vec(pipeline).map_err(|e| invalid(e.to_string()))?;
+        let sha256 = hex::encode(sha2::Sha256::digest(&description));
+        self.publish(config, ArtifactRef { sha256, size: 0 }, lineage, None).await
     }
 
     /// Publishes a version an external engine serves (`openai_engine`),

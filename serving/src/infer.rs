@@ -13,8 +13,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use maas_protocol::validate::{check_data_len, check_input_header};
-use maas_protocol::ModelConfig;
+use maas_protocol::validate::{check_data, check_input_header};
+use maas_protocol::{ModelConfig, Platform};
 
 use tokio::sync::oneshot;
 
@@ -23,6 +23,7 @@ use crate::input_check::InputCheck;
 use crate::metrics;
 use crate::models::{ModelTable, ModelVersion};
 use crate::pending::{Answered, PendingRequest};
+use crate::pipeline::{PipelineRunner, StepCalls};
 use crate::priority;
 use crate::version::VersionShared;
 use maas_protocol::TensorBytes;
@@ -65,13 +66,20 @@ pub struct Inference {
     max_timeout: Duration,
     limiter: Limiter,
     usage: Option<Arc<UsageMeter>>,
+    pipelines: Option<Arc<dyn PipelineRunner>>,
 }
 
 impl Inference {
     /// Serves from `table`; requests without a timeout get
     /// `default_timeout`, none gets more than `max_timeout`.
     pub fn new(table: Arc<ModelTable>, default_timeout: Duration, max_timeout: Duration) -> Self {
-        Inference { table, default_timeout, max_timeout, limiter: Limiter::new(), usage: None }
+        Inference { table, default_timeout, max_timeout, limiter: Limiter::new(), usage: None, pipelines: None }
+    }
+
+    /// Runs pipeline versions with `runner` (without one they answer 503).
+    pub fn with_pipelines(mut self, runner: Arc<dyn PipelineRunner>) -> Self {
+        self.pipelines = Some(runner);
+        self
     }
 
     /// Counts every request's use in `meter`.
@@ -119,7 +127,7 @@ impl Inference {
         let version = self.table.resolve(model, version).inspect_err(|error| {
             metrics::record_request(metrics::UNKNOWN_MODEL, "", error.outcome(), Duration::ZERO);
         })?;
-        let life = RequestLife { version: &version.shared, arrived, counted: false };
+        let life = RequestLife::new(&version.shared, arrived);
         let mut used = UsageCounts { requests: 1, ..UsageCounts::default() };
         let result = async {
             caller.permit(Action::Infer, Some(&version.shared.name))?;
@@ -170,6 +178,53 @@ impl Inference {
         used.bytes_in = inputs.iter().map(|input| input.data.len() as u64).sum();
         admission.rows(rows as u64)?;
         let priority = priority::level(request.priority, caller)?;
+        // A client's timeout is cut to the server's longest, so that no
+        // request holds its place (and its memory) for as long as it asks.
+        let deadline = arrived + request.timeout.unwrap_or(self.default_timeout).min(self.max_timeout);
+        let outputs = if shared.config.platform == Platform::Pipeline {
+            let runner = self.pipelines.as_ref().ok_or_else(|| {
+                ServeError::Unavailable(format!("this coordinator does not run pipelines ('{}')", shared.name))
+            })?;
+            shared
+                .monitor
+                .observe_inputs(&inputs, || self.table.may_set_reference(&shared.name, shared.version, caller));
+            let calls = StepCalls { inference: self, caller, priority, deadline, compute_us: Default::default() };
+            let run = runner.run(&shared.config, shared.version, inputs, rows, &calls);
+            let outputs = tokio::time::timeout_at(deadline.into(), run).await.map_err(|_| ServeError::Timeout {
+                model: shared.name.clone(),
+                version: shared.version,
+                waited: arrived.elapsed(),
+            })??;
+            used.compute_us = calls.compute_us.into_inner();
+            outputs
+        } else {
+            let answered =
+                self.queue(version, inputs, rows, priority, arrived, deadline, request.id.clone(), caller).await?;
+            used.compute_us = answered.compute_us;
+            answered.outputs
+        };
+        used.bytes_out = outputs.iter().map(|output| output.data.len() as u64).sum();
+        if let Some(id) = request.id.as_deref() {
+            self.table.monitor().record_prediction(&shared.config, shared.version, caller.tenant(), id, &outputs);
+        }
+        Ok(InferResponse { model_name: shared.name.clone(), model_version: shared.version, outputs })
+    }
+
+    /// Queues checked `inputs` of `rows` rows in `version`'s batcher and
+    /// waits for their answer until `deadline`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn queue(
+        &self,
+        version: &ModelVersion,
+        inputs: Vec<TensorBytes>,
+        rows: u32,
+        priority: u32,
+        arrived: Instant,
+        deadline: Instant,
+        id: Option<String>,
+        caller: &Caller,
+    ) -> ServeResult<Answered> {
+        let shared = &version.shared;
         // A version loaded on demand that has no replica yet keeps the
         // request until one is loaded (or its deadline passes); any other
         // version without a replica fails it at once.
@@ -187,20 +242,11 @@ impl Inference {
             waiting
         });
         shared.monitor.observe_inputs(&inputs, || self.table.may_set_reference(&shared.name, shared.version, caller));
-        // A client's timeout is cut to the server's longest, so that no
-        // request holds its place (and its memory) for as long as it asks.
-        let deadline = arrived + request.timeout.unwrap_or(self.default_timeout).min(self.max_timeout);
         let (reply, answer) = oneshot::channel();
-        let id = request.id.clone();
         version.batcher.submit(PendingRequest { inputs, rows, enqueued: arrived, deadline, id, priority, reply })?;
         let waited = tokio::time::timeout_at(deadline.into(), answer).await;
-        let outputs = match waited {
-            Ok(Ok(result)) => {
-                let Answered { outputs, compute_us } = result?;
-                used.compute_us = compute_us;
-                used.bytes_out = outputs.iter().map(|output| output.data.len() as u64).sum();
-                outputs
-            }
+        let answered = match waited {
+            Ok(Ok(result)) => result?,
             Ok(Err(_)) => return Err(ServeError::Internal("the batcher dropped a request; this is a bug".into())),
             Err(_) => {
                 return Err(ServeError::Timeout {
@@ -213,10 +259,7 @@ impl Inference {
         if cold {
             metrics::record_cold_start(&shared.name, arrived.elapsed());
         }
-        if let Some(id) = request.id.as_deref() {
-            self.table.monitor().record_prediction(&shared.config, shared.version, caller.tenant(), id, &outputs);
-        }
-        Ok(InferResponse { model_name: shared.name.clone(), model_version: shared.version, outputs })
+        Ok(answered)
     }
 }
 
@@ -269,7 +312,7 @@ pub fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeR
         let input = slot.ok_or_else(|| invalid(format!("missing input '{}' for model '{model}'", spec.name)))?;
         let input_rows =
             check_input_header(model, spec, input.datatype, &input.shape, config.max_batch_size).map_err(invalid)?;
-        check_data_len(model, &spec.name, input.datatype, &input.shape, input.data.len()).map_err(invalid)?;
+        check_data(model, &spec.name, input.datatype, &input.shape, &input.data).map_err(invalid)?;
         if *rows.get_or_insert(input_rows) != input_rows {
             return Err(invalid(format!(
                 "inputs of model '{model}' disagree on the batch size: '{}' has {input_rows} rows",
@@ -284,15 +327,20 @@ pub fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeR
 /// One request between its arrival and its count: counted once, with its
 /// outcome by [`RequestLife::count`], or as `cancelled` when dropped first
 /// (its front stopped waiting).
-struct RequestLife<'a> {
+pub(crate) struct RequestLife<'a> {
     version: &'a VersionShared,
     arrived: Instant,
     counted: bool,
 }
 
-impl RequestLife<'_> {
+impl<'a> RequestLife<'a> {
+    /// A request of `version` that arrived at `arrived`.
+    pub fn new(version: &'a VersionShared, arrived: Instant) -> Self {
+        RequestLife { version, arrived, counted: false }
+    }
+
     /// Counts the request with the outcome of `result`.
-    fn count<T>(mut self, result: &ServeResult<T>) {
+    pub fn count<T>(mut self, result: &ServeResult<T>) {
         let outcome = match result {
             Ok(_) => "ok",
             Err(error) => error.outcome(),

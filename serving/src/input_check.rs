@@ -37,15 +37,19 @@ impl InputCheck {
     }
 
     /// Checks one input's name, datatype and shape; returns the number of
-    /// bytes its data must have.
-    pub fn header(&self, name: &str, datatype: DataType, shape: &[i64]) -> ServeResult<usize> {
+    /// bytes its data must have (`None` for `BYTES`, whose elements each
+    /// carry their length: its data is checked once decoded).
+    pub fn header(&self, name: &str, datatype: DataType, shape: &[i64]) -> ServeResult<Option<usize>> {
         let model = self.config.name.as_str();
         let spec = self.config.input(name).ok_or_else(|| {
             ServeError::InvalidRequest(format!("unexpected inference input '{name}' for model '{model}'"))
         })?;
         check_input_header(model, spec, datatype, shape, self.config.max_batch_size)
             .map_err(ServeError::InvalidRequest)?;
-        byte_len(datatype, shape).ok_or_else(|| {
+        if datatype == DataType::Bytes {
+            return Ok(None);
+        }
+        byte_len(datatype, shape).map(Some).ok_or_else(|| {
             ServeError::InvalidRequest(format!("input '{name}' for model '{model}' has no fixed byte size"))
         })
     }
@@ -68,7 +72,7 @@ mod tests {
 
     #[test]
     fn a_matching_header_gives_its_byte_size() {
-        assert_eq!(check(None).header("x", DataType::Fp64, &[2, 3]).unwrap(), 48);
+        assert_eq!(check(None).header("x", DataType::Fp64, &[2, 3]).unwrap(), Some(48));
     }
 
     #[test]

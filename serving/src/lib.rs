@@ -18,6 +18,7 @@ pub mod input_check;
 pub mod metrics;
 pub mod models;
 pub mod pending;
+pub mod pipeline;
 pub mod priority;
 pub mod replica;
 pub mod version;

@@ -39,6 +39,8 @@ const RETRIES: &str = "maas_inference_batch_retries_total";
 const ROWS: &str = "maas_inference_rows_total";
 const RATE_LIMITED: &str = "maas_rate_limited_total";
 const COLD_START_SECONDS: &str = "maas_cold_start_duration_seconds";
+/// One step of a pipeline version, by model and step (set by the runner).
+pub const PIPELINE_STEP_SECONDS: &str = "maas_pipeline_step_seconds";
 
 /// The generative requests' histograms (`maas-llm`): time to first token,
 /// time between tokens, tokens per second.
@@ -66,6 +68,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             .set_buckets_for_metric(Matcher::Full(QUEUE_SECONDS.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(COMPUTE_SECONDS.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(COLD_START_SECONDS.into()), COLD_START_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(PIPELINE_STEP_SECONDS.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), ROWS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(BATCH_REQUESTS.into()), ROWS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Prefix(GENERATION_PREFIX.into()), GENERATION_BUCKETS)

@@ -189,7 +189,7 @@ impl ModelTable {
         for number in record.versions_to_load() {
             let stored = &record.versions[&number];
             versions.entry(number).or_insert_with(|| {
-                let engine = (!stored.config.platform.runs_on_nodes())
+                let engine = (stored.config.platform == maas_protocol::Platform::OpenaiEngine)
                     .then(|| EngineState { key: stored.engine_key.clone(), up: Default::default() });
                 self.new_version(record.name.clone(), number, stored.config.clone(), engine)
             });

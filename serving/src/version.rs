@@ -163,8 +163,12 @@ impl VersionShared {
     }
 
     /// Whether a replica is up (for an external engine's version: whether
-    /// one of its URLs answers).
+    /// one of its URLs answers; a pipeline always is).
     pub fn is_ready(&self) -> bool {
+        if self.config.platform == maas_protocol::Platform::Pipeline {
+            // Its steps are resolved, and their readiness checked, per request.
+            return true;
+        }
         match &self.engine {
             Some(engine) => engine.up.load(std::sync::atomic::Ordering::Relaxed),
             None => self.replicas.capacity() > 0,
@@ -175,6 +179,6 @@ impl VersionShared {
     /// finds no replica waits for one instead of failing at once. Never
     /// for an external engine's version.
     pub fn loads_on_demand(&self) -> bool {
-        self.config.replicas.min == 0 && self.engine.is_none()
+        self.config.replicas.min == 0 && self.config.platform.runs_on_nodes()
     }
 }

@@ -14,7 +14,8 @@ const MAX_CRATE_LINES: usize = 4_000;
 const MAX_COORDINATOR_LINES: usize = 1_500;
 
 /// Crates on the coordinator's side, which a node must not link.
-const COORDINATOR_SIDE: &[&str] = &["maas-coordinator", "maas-serving", "maas-control", "maas-fronts"];
+const COORDINATOR_SIDE: &[&str] =
+    &["maas-coordinator", "maas-serving", "maas-control", "maas-fronts", "maas-pipeline", "maas-llm"];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the workspace").to_path_buf()

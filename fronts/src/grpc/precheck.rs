@@ -107,7 +107,7 @@ pub fn check_outline(outline: &RequestOutline, check: &InputCheck) -> Result<(),
                 shape_string(&input.shape)
             )));
         }
-        if let Some(&raw) = outline.raw_sizes.get(index) {
+        if let (Some(&raw), Some(bytes)) = (outline.raw_sizes.get(index), bytes) {
             if raw != bytes {
                 return Err(invalid(format!(
                     "input '{}' has {raw} bytes of raw contents, but shape {} of {datatype} needs {bytes}",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use maas_protocol::DecoderSpec;
-use maas_registry::{ArtifactRef, ArtifactStore};
+use maas_registry::ArtifactStore;
 use minijinja::{context, Environment, Error as TemplateError, ErrorKind};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -190,22 +190,10 @@ impl Codecs {
 }
 
 async fn read_artifact(store: &ArtifactStore, sha256: &str) -> Result<Vec<u8>, GenerationError> {
-    let unavailable = |message: String| GenerationError::unavailable(message);
-    let artifact: ArtifactRef = store
-        .describe(sha256)
+    store
+        .read_small(sha256, MAX_TOKENIZER_BYTES)
         .await
-        .map_err(|e| unavailable(format!("reading tokenizer {sha256}: {e}")))?
-        .ok_or_else(|| unavailable(format!("the tokenizer artifact {sha256} is not in the store")))?;
-    if artifact.size > MAX_TOKENIZER_BYTES {
-        return Err(unavailable(format!("the tokenizer artifact {sha256} is larger than {MAX_TOKENIZER_BYTES} bytes")));
-    }
-    static FETCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let fetch = FETCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("maas-tokenizer-{}-{fetch}-{sha256}", std::process::id()));
-    store.fetch_to(&artifact, &path).await.map_err(|e| unavailable(format!("fetching tokenizer {sha256}: {e}")))?;
-    let bytes = tokio::fs::read(&path).await;
-    let _ = tokio::fs::remove_file(&path).await;
-    bytes.map_err(|e| unavailable(format!("reading tokenizer {sha256}: {e}")))
+        .map_err(|e| GenerationError::unavailable(format!("reading the tokenizer: {e}")))
 }
 
 #[cfg(test)]

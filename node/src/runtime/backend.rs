@@ -29,6 +29,7 @@ pub fn load(config: &ModelConfig, path: &std::path::Path, device: Device) -> Res
         Platform::TorchAoti => Box::new(AotiModel::load(path, device)?),
         Platform::OnnxruntimeOnnx => Box::new(super::onnx::OnnxModel::load(path, device)?),
         Platform::OpenaiEngine => anyhow::bail!("an openai_engine version is served by its engine, not by a node"),
+        Platform::Pipeline => anyhow::bail!("a pipeline version is run by the coordinator, step by step"),
         Platform::PytorchDecoder => {
             anyhow::bail!("a pytorch_decoder version runs on its decoder thread, not as batches")
         }

@@ -30,6 +30,7 @@ pub mod artifacts;
 pub mod cluster;
 pub mod keys;
 pub mod models;
+pub mod pipeline;
 pub mod repository;
 pub mod routing;
 pub mod tenants;

@@ -164,6 +164,15 @@ pub async fn publish(state: web::Data<AppState>, request: HttpRequest, body: web
         }
         return publish_engine(&state, body.config, body.engine_key, lineage).await;
     }
+    if body.config.platform == maas_protocol::Platform::Pipeline {
+        if body.artifact.is_some() || body.engine_key.is_some() {
+            return Err(ServeError::InvalidRequest(
+                "a pipeline version has no artifact or engine key: its steps name what they use".into(),
+            )
+            .into());
+        }
+        return super::pipeline::publish_pipeline(&state, &caller, body.config, lineage).await;
+    }
     if body.engine_key.is_some() {
         return Err(ServeError::InvalidRequest("'engine_key' is for openai_engine versions only".into()).into());
     }
