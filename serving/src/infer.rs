@@ -10,12 +10,14 @@
 //! and counts the outcome once, `cancelled` included.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maas_protocol::validate::{check_data, check_input_header};
 use maas_protocol::{ModelConfig, Platform};
 
+use async_trait::async_trait;
 use tokio::sync::oneshot;
 
 use crate::error::{ServeError, ServeResult};
@@ -23,7 +25,7 @@ use crate::input_check::InputCheck;
 use crate::metrics;
 use crate::models::{ModelTable, ModelVersion};
 use crate::pending::{Answered, PendingRequest};
-use crate::pipeline::{PipelineRunner, StepCalls};
+use crate::pipeline::{in_step, ModelCalls, PipelineRunner};
 use crate::priority;
 use crate::version::VersionShared;
 use maas_protocol::TensorBytes;
@@ -213,7 +215,7 @@ impl Inference {
     /// Queues checked `inputs` of `rows` rows in `version`'s batcher and
     /// waits for their answer until `deadline`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn queue(
+    async fn queue(
         &self,
         version: &ModelVersion,
         inputs: Vec<TensorBytes>,
@@ -260,6 +262,52 @@ impl Inference {
             metrics::record_cold_start(&shared.name, arrived.elapsed());
         }
         Ok(answered)
+    }
+}
+
+/// The model calls of one pipeline request.
+struct StepCalls<'a> {
+    inference: &'a Inference,
+    caller: &'a Caller,
+    priority: u32,
+    deadline: Instant,
+    /// Node compute the steps used, in microseconds.
+    compute_us: AtomicU64,
+}
+
+#[async_trait]
+impl ModelCalls for StepCalls<'_> {
+    async fn infer(
+        &self,
+        step: &str,
+        model: &str,
+        version: Option<&str>,
+        inputs: Vec<TensorBytes>,
+    ) -> ServeResult<Vec<TensorBytes>> {
+        let resolved = self.inference.table().resolve(model, version).map_err(|e| in_step(step, e))?;
+        let shared = &resolved.shared;
+        if !shared.config.platform.runs_on_nodes() || shared.config.platform.is_generative() {
+            return Err(in_step(
+                step,
+                ServeError::Unavailable(format!(
+                    "model '{model}' is a {}, not a tensor model",
+                    shared.config.platform.name()
+                )),
+            ));
+        }
+        let arrived = Instant::now();
+        let life = RequestLife::new(shared, arrived);
+        let result = async {
+            let (inputs, rows) = order_and_check(&shared.config, inputs)?;
+            self.inference
+                .queue(&resolved, inputs, rows, self.priority, arrived, self.deadline, None, self.caller)
+                .await
+        }
+        .await;
+        life.count(&result);
+        let answered = result.map_err(|e| in_step(step, e))?;
+        self.compute_us.fetch_add(answered.compute_us, Ordering::Relaxed);
+        Ok(answered.outputs)
     }
 }
 
@@ -327,7 +375,7 @@ pub fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeR
 /// One request between its arrival and its count: counted once, with its
 /// outcome by [`RequestLife::count`], or as `cancelled` when dropped first
 /// (its front stopped waiting).
-pub(crate) struct RequestLife<'a> {
+struct RequestLife<'a> {
     version: &'a VersionShared,
     arrived: Instant,
     counted: bool,

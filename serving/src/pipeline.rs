@@ -8,15 +8,10 @@
 //! aliases and split, checked, batched with other clients' requests and
 //! counted — under the pipeline request's caller, priority and deadline.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use async_trait::async_trait;
 use maas_protocol::{ModelConfig, TensorBytes};
-use maas_tenancy::Caller;
 
 use crate::error::{ServeError, ServeResult};
-use crate::infer::{order_and_check, Inference, RequestLife};
 
 /// Runs the steps of pipeline versions.
 #[async_trait]
@@ -47,52 +42,6 @@ pub trait ModelCalls: Send + Sync {
         version: Option<&str>,
         inputs: Vec<TensorBytes>,
     ) -> ServeResult<Vec<TensorBytes>>;
-}
-
-/// The model calls of one pipeline request.
-pub(crate) struct StepCalls<'a> {
-    pub inference: &'a Inference,
-    pub caller: &'a Caller,
-    pub priority: u32,
-    pub deadline: Instant,
-    /// Node compute the steps used, in microseconds.
-    pub compute_us: AtomicU64,
-}
-
-#[async_trait]
-impl ModelCalls for StepCalls<'_> {
-    async fn infer(
-        &self,
-        step: &str,
-        model: &str,
-        version: Option<&str>,
-        inputs: Vec<TensorBytes>,
-    ) -> ServeResult<Vec<TensorBytes>> {
-        let resolved = self.inference.table().resolve(model, version).map_err(|e| in_step(step, e))?;
-        let shared = &resolved.shared;
-        if !shared.config.platform.runs_on_nodes() || shared.config.platform.is_generative() {
-            return Err(in_step(
-                step,
-                ServeError::Unavailable(format!(
-                    "model '{model}' is a {}, not a tensor model",
-                    shared.config.platform.name()
-                )),
-            ));
-        }
-        let arrived = Instant::now();
-        let life = RequestLife::new(shared, arrived);
-        let result = async {
-            let (inputs, rows) = order_and_check(&shared.config, inputs)?;
-            self.inference
-                .queue(&resolved, inputs, rows, self.priority, arrived, self.deadline, None, self.caller)
-                .await
-        }
-        .await;
-        life.count(&result);
-        let answered = result.map_err(|e| in_step(step, e))?;
-        self.compute_us.fetch_add(answered.compute_us, Ordering::Relaxed);
-        Ok(answered.outputs)
-    }
 }
 
 /// `error` of the step named `step`, saying so: a step's model that is
