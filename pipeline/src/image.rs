@@ -23,12 +23,16 @@ use crate::tensors::{fp32, one_string_per_row, StepError};
 pub const PIXELS_PER_BYTE: u64 = 64;
 /// Pixels any image may have, whatever its encoded size.
 pub const PIXELS_FLOOR: u64 = 1 << 20;
+/// The widest aspect ratio taken: resizing scales the shorter side to the
+/// step's `resize`, so a thin image would become an enormous one.
+pub const MAX_ASPECT: u64 = 16;
 
 /// Decodes each row's image of `images` and returns `pixels`, FP32
 /// `[rows, 3, crop, crop]`.
 pub fn run(step: &ImageStep, images: &TensorBytes, rows: usize) -> Result<Vec<TensorBytes>, StepError> {
     let side = step.crop as usize;
-    let mut values = Vec::with_capacity(rows * 3 * side * side);
+    // Grown row by row: rows of bad images cost nothing up front.
+    let mut values = Vec::new();
     for (row, encoded) in one_string_per_row(images, rows)?.into_iter().enumerate() {
         let image =
             decode(step, encoded).map_err(|e| StepError::Input(format!("row {row} of '{}': {e}", images.name)))?;
@@ -49,6 +53,10 @@ fn decode(step: &ImageStep, encoded: &[u8]) -> Result<RgbImage, String> {
     if pixels > step.max_pixels {
         return Err(format!("the image is {width}x{height}, over the {} pixels this pipeline takes", step.max_pixels));
     }
+    let (short, long) = (u64::from(width.min(height)), u64::from(width.max(height)));
+    if short == 0 || long > short.saturating_mul(MAX_ASPECT) {
+        return Err(format!("the image is {width}x{height}: its sides differ by more than {MAX_ASPECT} times"));
+    }
     let plausible = (encoded.len() as u64).saturating_mul(PIXELS_PER_BYTE).max(PIXELS_FLOOR);
     if pixels > plausible {
         return Err(format!(
@@ -68,14 +76,13 @@ fn decode(step: &ImageStep, encoded: &[u8]) -> Result<RgbImage, String> {
 
 /// Resizes so that the shorter side is `short`, the longer side scaled
 /// and truncated as torchvision computes it; bilinear, antialiased when
-/// shrinking (as PIL's `BILINEAR`).
+/// shrinking (as PIL's `BILINEAR`). The aspect ratio was bounded by
+/// [`decode`], so the longer side is at most [`MAX_ASPECT`] × `short`.
 fn resize_shorter(image: &RgbImage, short: u32) -> RgbImage {
     let (width, height) = image.dimensions();
-    let (new_width, new_height) = if width <= height {
-        (short, (u64::from(short) * u64::from(height) / u64::from(width)) as u32)
-    } else {
-        ((u64::from(short) * u64::from(width) / u64::from(height)) as u32, short)
-    };
+    let scaled = |long: u32, other: u32| (u64::from(short) * u64::from(long) / u64::from(other).max(1)) as u32;
+    let (new_width, new_height) =
+        if width <= height { (short, scaled(height, width)) } else { (scaled(width, height), short) };
     if (new_width, new_height) == (width, height) {
         return image.clone();
     }
@@ -172,5 +179,8 @@ mod tests {
         assert!(encoded.len() < 65536, "{} bytes", encoded.len());
         let bomb = run(&step(), &images(&[&encoded]), 1).unwrap_err();
         assert!(matches!(&bomb, StepError::Input(m) if m.contains("pixels per byte")), "{bomb:?}");
+        // A thin line would be resized into an enormous image.
+        let thin = run(&step(), &images(&[&png(1, 200)]), 1).unwrap_err();
+        assert!(matches!(&thin, StepError::Input(m) if m.contains("differ by more than 16 times")), "{thin:?}");
     }
 }

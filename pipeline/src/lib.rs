@@ -83,9 +83,10 @@ impl PipelineRunner for Pipelines {
         }
         // Micro-batches go through the steps at once: while one is on the
         // second stage's node, the next is on the first's.
+        let offsets: Vec<Vec<usize>> = inputs.iter().map(|t| tensors::row_offsets(t, rows)).collect();
         let parts = (0..rows).step_by(part).map(|start| {
             let end = (start + part).min(rows);
-            let slices = inputs.iter().map(|t| tensors::slice_rows(t, rows, start, end)).collect();
+            let slices = inputs.iter().zip(&offsets).map(|(t, o)| tensors::slice_rows(t, o, start, end)).collect();
             steps::run(config, &prepared, slices, end - start, models)
         });
         let answers = futures_util::future::try_join_all(parts).await?;
@@ -96,7 +97,13 @@ impl PipelineRunner for Pipelines {
                 by_output[index].push(tensor);
             }
         }
-        Ok(by_output.into_iter().map(tensors::concat_rows).collect())
+        by_output
+            .into_iter()
+            .map(|parts| {
+                tensors::concat_rows(parts)
+                    .map_err(|e| ServeError::Internal(format!("pipeline '{}': {e}", config.name)))
+            })
+            .collect()
     }
 }
 

@@ -24,6 +24,9 @@ pub fn f32_rows(tensor: &TensorBytes, rows: usize) -> Result<(Vec<f32>, usize), 
         return Err(StepError::Pipeline(format!("'{}' does not split into {rows} rows", tensor.name)));
     }
     let per_row = values.len() / rows;
+    if per_row == 0 {
+        return Err(StepError::Input(format!("'{}' has no values in its rows", tensor.name)));
+    }
     Ok((values, per_row))
 }
 
@@ -59,26 +62,39 @@ pub fn fp32(name: &str, shape: Vec<i64>, values: &[f32]) -> TensorBytes {
     tensor(name, DataType::Fp32, shape, values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
 
-/// `tensor`'s rows `start..end` (of `rows`), sharing its bytes.
-pub fn slice_rows(tensor: &TensorBytes, rows: usize, start: usize, end: usize) -> TensorBytes {
-    let per_row: usize = tensor.shape[1..].iter().map(|&d| d.max(0) as usize).product();
-    let range = if tensor.datatype == DataType::Bytes {
+/// Where each of `tensor`'s `rows` rows starts in its data, and where the
+/// last ends (`rows + 1` offsets), found in one pass.
+pub fn row_offsets(tensor: &TensorBytes, rows: usize) -> Vec<usize> {
+    if tensor.datatype == DataType::Bytes {
+        let per_row: usize = tensor.shape[1..].iter().map(|&d| d.max(0) as usize).product();
         let ends = strings::row_ends(&tensor.data, rows, per_row).expect("checked BYTES data holds its rows");
-        let from = if start == 0 { 0 } else { ends[start - 1] };
-        from..ends[end - 1]
+        std::iter::once(0).chain(ends).collect()
     } else {
         let row_bytes = tensor.data.len() / rows.max(1);
-        start * row_bytes..end * row_bytes
-    };
+        (0..=rows).map(|row| row * row_bytes).collect()
+    }
+}
+
+/// `tensor`'s rows `start..end`, by its [`row_offsets`], sharing its bytes.
+pub fn slice_rows(tensor: &TensorBytes, offsets: &[usize], start: usize, end: usize) -> TensorBytes {
+    let range = offsets[start]..offsets[end];
     let mut shape = tensor.shape.clone();
     shape[0] = (end - start) as i64;
     TensorBytes { name: tensor.name.clone(), datatype: tensor.datatype, shape, data: tensor.data.slice(range) }
 }
 
-/// The parts of one tensor, in row order, joined along the first dimension.
-pub fn concat_rows(parts: Vec<TensorBytes>) -> TensorBytes {
+/// The parts of one tensor, in row order, joined along the first
+/// dimension; refused when they disagree on anything but their rows.
+pub fn concat_rows(parts: Vec<TensorBytes>) -> Result<TensorBytes, String> {
     if parts.len() == 1 {
-        return parts.into_iter().next().expect("one part");
+        return Ok(parts.into_iter().next().expect("one part"));
+    }
+    let first = &parts[0];
+    if let Some(odd) = parts.iter().find(|p| p.datatype != first.datatype || p.shape[1..] != first.shape[1..]) {
+        return Err(format!(
+            "micro-batches of '{}' disagree: {} {:?} and {} {:?}",
+            odd.name, first.datatype, first.shape, odd.datatype, odd.shape
+        ));
     }
     let mut shape = parts[0].shape.clone();
     shape[0] = parts.iter().map(|p| p.shape[0]).sum();
@@ -86,7 +102,7 @@ pub fn concat_rows(parts: Vec<TensorBytes>) -> TensorBytes {
     for part in &parts {
         data.extend_from_slice(&part.data);
     }
-    tensor(&parts[0].name, parts[0].datatype, shape, data)
+    Ok(tensor(&parts[0].name, parts[0].datatype, shape, data))
 }
 
 #[cfg(test)]
@@ -98,10 +114,14 @@ mod tests {
         let numbers = fp32("x", vec![3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         let text = tensor("t", DataType::Bytes, vec![3, 1], strings::encode([b"a".as_slice(), b"bcd", b""]));
         for original in [numbers, text] {
-            let parts = vec![slice_rows(&original, 3, 0, 2), slice_rows(&original, 3, 2, 3)];
+            let offsets = row_offsets(&original, 3);
+            let parts = vec![slice_rows(&original, &offsets, 0, 2), slice_rows(&original, &offsets, 2, 3)];
             assert_eq!(parts[0].shape[0], 2);
-            assert_eq!(concat_rows(parts), original);
+            assert_eq!(concat_rows(parts), Ok(original));
         }
+        let wide = fp32("x", vec![1, 3], &[1.0, 2.0, 3.0]);
+        let narrow = fp32("x", vec![1, 2], &[1.0, 2.0]);
+        assert!(concat_rows(vec![wide, narrow]).unwrap_err().contains("disagree"));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub const MAX_STEPS: usize = 16;
 pub const MAX_TOKENS: u32 = 8192;
 /// Largest side of the image a processor resizes or crops to.
 pub const MAX_IMAGE_SIDE: u32 = 4096;
+/// Most bytes of pixels an image step makes for one request.
+pub const MAX_IMAGE_BATCH_BYTES: u64 = 1 << 30;
 /// Most classes a post-processing step ranks.
 pub const MAX_TOP_K: u32 = 1000;
 
@@ -237,8 +239,8 @@ impl StepAction {
                 if !finite || !image.std.iter().all(|s| s.is_finite() && *s > 0.0) {
                     return Err(format!("step '{step}': mean must be finite and std finite and positive"));
                 }
-                if image.max_pixels == 0 || image.max_pixels > 400_000_000 {
-                    return Err(format!("step '{step}': max_pixels must be between 1 and 400000000"));
+                if image.max_pixels == 0 || image.max_pixels > 100_000_000 {
+                    return Err(format!("step '{step}': max_pixels must be between 1 and 100000000"));
                 }
             }
             StepAction::Post(post) => {
@@ -271,6 +273,18 @@ impl PipelineSpec {
         }
         if self.micro_batch_rows.is_some_and(|rows| rows == 0 || rows > config.max_batch_size) {
             return Err(format!("pipeline '{model}': micro_batch_rows must be between 1 and max_batch_size"));
+        }
+        for step in &self.steps {
+            if let StepAction::Image(image) = &step.action {
+                let row_bytes = 3 * u64::from(image.crop).pow(2) * 4;
+                if row_bytes.saturating_mul(u64::from(config.max_batch_size)) > MAX_IMAGE_BATCH_BYTES {
+                    return Err(format!(
+                        "pipeline '{model}': step '{}' makes {row_bytes} bytes of pixels per row; {} rows \
+                         (max_batch_size) would pass {MAX_IMAGE_BATCH_BYTES}",
+                        step.name, config.max_batch_size
+                    ));
+                }
+            }
         }
         let mut known: BTreeSet<&str> = config.inputs.iter().map(|s| s.name.as_str()).collect();
         let mut step_names = BTreeSet::new();

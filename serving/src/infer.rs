@@ -284,6 +284,9 @@ impl ModelCalls for StepCalls<'_> {
         version: Option<&str>,
         inputs: Vec<TensorBytes>,
     ) -> ServeResult<Vec<TensorBytes>> {
+        // The caller must reach the step's model too: a pipeline is not a
+        // way around a key's scope.
+        self.caller.permit(Action::Infer, Some(model)).map_err(|e| in_step(step, e.into()))?;
         let resolved = self.inference.table().resolve(model, version).map_err(|e| in_step(step, e))?;
         let shared = &resolved.shared;
         if !shared.config.platform.runs_on_nodes() || shared.config.platform.is_generative() {

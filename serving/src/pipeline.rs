@@ -54,6 +54,7 @@ pub fn in_step(step: &str, error: ServeError) -> ServeError {
         }
         ServeError::InvalidRequest(message) => ServeError::InvalidRequest(format!("pipeline step '{step}': {message}")),
         ServeError::Unavailable(message) => ServeError::Unavailable(format!("pipeline step '{step}': {message}")),
+        ServeError::Forbidden(message) => ServeError::Forbidden(format!("pipeline step '{step}': {message}")),
         ServeError::ModelFailed { model, message } => {
             ServeError::ModelFailed { model, message: format!("(pipeline step '{step}') {message}") }
         }

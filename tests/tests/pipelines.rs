@@ -125,6 +125,21 @@ async fn a_text_pipeline_answers_as_python_does_and_refuses_bad_input_by_step() 
     assert_eq!(printed.matches(" labels equal, scores within 1e-5").count(), 3, "{printed}");
     let reference: Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
 
+    // A key must reach the pipeline's models as well as the pipeline.
+    let pipeline_only =
+        create_key(&cluster, &json!({"tenant": "readers", "role": "inference", "scope": ["sentiment"]})).await.unwrap();
+    let both = create_key(&cluster, &json!({"tenant": "readers", "role": "inference", "scope": ["sentiment", "bert"]}))
+        .await
+        .unwrap();
+    let url = cluster.url("/v2/models/sentiment/infer");
+    for (key, expected) in [(&pipeline_only.key, 403), (&both.key, 200)] {
+        let response = cluster.client.post(&url).bearer_auth(key).json(&texts_body(&["ok"])).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, expected, "{text}");
+        assert!(status == 200 || text.contains("pipeline step 'classify'"), "{text}");
+    }
+
     // A text longer than 16 tokens: cut by the pipeline that cuts (the
     // Python reference cut it too), refused by the one that does not.
     let long = "Prices went up this month while the quality of the food went down sharply, and the delivery was \
