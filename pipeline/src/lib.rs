@@ -27,6 +27,7 @@ use maas_registry::ArtifactStore;
 use maas_serving::pipeline::{ModelCalls, PipelineRunner};
 use maas_serving::{ServeError, ServeResult};
 use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 
 use crate::prepared::Prepared;
 
@@ -37,12 +38,17 @@ const MAX_PREPARED: usize = 256;
 pub struct Pipelines {
     artifacts: Option<ArtifactStore>,
     prepared: Mutex<HashMap<(String, u64), Arc<Prepared>>>,
+    /// Processors running at once: twice the cores, so that a burst of
+    /// large images queues here (and its late requests never start) instead
+    /// of filling the blocking pool.
+    permits: Arc<Semaphore>,
 }
 
 impl Pipelines {
     /// Runs pipelines whose artifacts are in `artifacts`.
     pub fn new(artifacts: Option<ArtifactStore>) -> Self {
-        Pipelines { artifacts, prepared: Mutex::new(HashMap::new()) }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Pipelines { artifacts, prepared: Mutex::new(HashMap::new()), permits: Arc::new(Semaphore::new(2 * cores)) }
     }
 
     /// The loaded processors of `config` version `version`.
@@ -79,7 +85,7 @@ impl PipelineRunner for Pipelines {
         let rows = rows as usize;
         let part = config.pipeline.as_ref().and_then(|p| p.micro_batch_rows).map_or(rows, |m| m as usize);
         if part >= rows {
-            return steps::run(config, &prepared, inputs, rows, models).await;
+            return steps::run(config, &prepared, inputs, rows, models, &self.permits).await;
         }
         // Micro-batches go through the steps at once: while one is on the
         // second stage's node, the next is on the first's.
@@ -87,7 +93,7 @@ impl PipelineRunner for Pipelines {
         let parts = (0..rows).step_by(part).map(|start| {
             let end = (start + part).min(rows);
             let slices = inputs.iter().zip(&offsets).map(|(t, o)| tensors::slice_rows(t, o, start, end)).collect();
-            steps::run(config, &prepared, slices, end - start, models)
+            steps::run(config, &prepared, slices, end - start, models, &self.permits)
         });
         let answers = futures_util::future::try_join_all(parts).await?;
         let outputs = config.outputs.len();

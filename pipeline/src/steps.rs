@@ -15,18 +15,21 @@ use maas_protocol::{ModelConfig, TensorBytes};
 use maas_serving::metrics::PIPELINE_STEP_SECONDS;
 use maas_serving::pipeline::{in_step, ModelCalls};
 use maas_serving::{ServeError, ServeResult};
+use tokio::sync::Semaphore;
 
 use crate::prepared::Prepared;
 use crate::tensors::StepError;
 
 /// Runs every step of `config` on `inputs` (in configuration order, `rows`
-/// rows each); returns the pipeline's outputs in configuration order.
+/// rows each), each processor once one of `permits` is free; returns the
+/// pipeline's outputs in configuration order.
 pub async fn run(
     config: &ModelConfig,
     prepared: &Arc<Prepared>,
     inputs: Vec<TensorBytes>,
     rows: usize,
     models: &dyn ModelCalls,
+    permits: &Arc<Semaphore>,
 ) -> ServeResult<Vec<TensorBytes>> {
     let spec = config.pipeline.as_ref().ok_or_else(|| ServeError::Internal("a pipeline without steps".into()))?;
     let mut tensors: HashMap<String, TensorBytes> = inputs.into_iter().map(|t| (t.name.clone(), t)).collect();
@@ -46,7 +49,7 @@ pub async fn run(
             StepAction::Model(model) => {
                 models.infer(&step.name, &model.model, model.version.as_deref(), step_inputs).await?
             }
-            _ => process(prepared, index, step_inputs, rows).await.map_err(|e| step_error(config, step, e))?,
+            _ => process(prepared, index, step_inputs, rows, permits).await.map_err(|e| step_error(config, step, e))?,
         };
         metrics::histogram!(PIPELINE_STEP_SECONDS, "model" => config.name.clone(), "step" => step.name.clone())
             .record(started.elapsed().as_secs_f64());
@@ -76,17 +79,24 @@ pub async fn run(
         .collect()
 }
 
-/// Runs processor step `index` on the blocking pool.
+/// Runs processor step `index` on the blocking pool once a permit is
+/// free. A request that stops waiting first (its deadline passed, its
+/// client went away) never starts its processor.
 async fn process(
     prepared: &Arc<Prepared>,
     index: usize,
     inputs: Vec<TensorBytes>,
     rows: usize,
+    permits: &Arc<Semaphore>,
 ) -> Result<Vec<TensorBytes>, StepError> {
+    let permit = permits.clone().acquire_owned().await.map_err(|e| StepError::Pipeline(e.to_string()))?;
     let prepared = prepared.clone();
-    tokio::task::spawn_blocking(move || prepared.process(index, &inputs, rows))
-        .await
-        .map_err(|e| StepError::Pipeline(format!("the step panicked: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let _running = permit;
+        prepared.process(index, &inputs, rows)
+    })
+    .await
+    .map_err(|e| StepError::Pipeline(format!("the step panicked: {e}")))?
 }
 
 /// A processor's error as the client sees it: bad input is theirs (400),
