@@ -26,7 +26,12 @@ const FORMATS: &[(&str, &str, &str)] = &[
 ];
 
 /// Runs the conversion helper; panics with its output when it fails.
+/// Conversions run one at a time: two AOTInductor compiles of the same
+/// module share an entry of inductor's cache, and one can read the other's
+/// half-written files.
 fn convert(out: &Path, args: &[&str]) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let output = Command::new(workspace_root().join(".venv/bin/python"))
         .current_dir(workspace_root())
         .args(["scripts/convert.py", "--path", "tests/fixtures", "--formats", "torchscript,aoti,onnx", "--out"])
