@@ -297,37 +297,16 @@ async fn run(cli: Cli) -> Result<()> {
             let request = PublishRequest { config, artifact: None, engine_key, source: None, parent: None };
             let published: Published =
                 client.send_as(Method::POST, &format!("/v1/models/{name}/versions"), &request).await?;
-            let version = published.version;
-            if let Some(alias) = &alias {
-                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
-            }
-            match cli.json {
-                true => print(&serde_json::to_value(&published)?),
-                false => println!("engine published: {name} version {version}"),
-            }
+            announce(&client, "engine", &name, &published, alias.as_deref(), cli.json).await?;
         }
         Command::Decoder { name, dir, max_batch_size, cache_bytes, alias } => {
             let options = decoder::DecoderOptions { max_batch_size, cache_bytes };
             let published = decoder::publish(&client, &name, &dir, &options, !cli.json).await?;
-            let version = published.version;
-            if let Some(alias) = &alias {
-                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
-            }
-            match cli.json {
-                true => print(&serde_json::to_value(&published)?),
-                false => println!("decoder published: {name} version {version}"),
-            }
+            announce(&client, "decoder", &name, &published, alias.as_deref(), cli.json).await?;
         }
         Command::Pipeline { name, config, alias } => {
             let published = pipeline::publish(&client, &name, &config, !cli.json).await?;
-            let version = published.version;
-            if let Some(alias) = &alias {
-                rollout::move_alias(&client, &name, alias, version, !cli.json).await?;
-            }
-            match cli.json {
-                true => print(&serde_json::to_value(&published)?),
-                false => println!("pipeline published: {name} version {version}"),
-            }
+            announce(&client, "pipeline", &name, &published, alias.as_deref(), cli.json).await?;
         }
         Command::Models => {
             let models: ModelList = client.get_as("/v1/models").await?;
@@ -526,4 +505,24 @@ fn split_text(split: &[SplitEntry]) -> String {
         return "-".into();
     }
     split.iter().map(|e| format!("{}={}", e.version, e.weight)).collect::<Vec<_>>().join(" ")
+}
+
+/// Moves `alias` to a version just published, if asked, and says what was
+/// published (as JSON with `json`).
+async fn announce(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    published: &Published,
+    alias: Option<&str>,
+    json: bool,
+) -> Result<()> {
+    if let Some(alias) = alias {
+        rollout::move_alias(client, name, alias, published.version, !json).await?;
+    }
+    match json {
+        true => print(&serde_json::to_value(published)?),
+        false => println!("{kind} published: {name} version {}", published.version),
+    }
+    Ok(())
 }
