@@ -147,6 +147,19 @@ impl Platform {
     pub fn runs_on_nodes(self) -> bool {
         !matches!(self, Platform::OpenaiEngine | Platform::Pipeline)
     }
+
+    /// Whether its tensors may be BYTES: pipelines carry them between
+    /// steps, ONNX models take and return them as string tensors (LibTorch
+    /// has no strings).
+    pub fn takes_bytes(self) -> bool {
+        matches!(self, Platform::Pipeline | Platform::OnnxruntimeOnnx)
+    }
+
+    /// Whether its BYTES elements must be text (UTF-8 without NUL bytes):
+    /// ONNX Runtime copies each element of a string tensor as a C string.
+    pub fn bytes_are_text(self) -> bool {
+        self == Platform::OnnxruntimeOnnx
+    }
 }
 
 /// Where an external engine answers: one or more base URLs of an
@@ -436,7 +449,7 @@ impl ModelConfig {
                     self.name, spec.name, spec.shape
                 ));
             }
-            if spec.datatype == DataType::Bytes && self.platform != Platform::Pipeline {
+            if spec.datatype == DataType::Bytes && !self.platform.takes_bytes() {
                 return Err(format!(
                     "model '{}': tensor '{}' is BYTES, which {} models cannot take",
                     self.name,

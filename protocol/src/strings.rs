@@ -63,6 +63,24 @@ pub fn row_ends(data: &[u8], rows: usize, per_row: usize) -> Option<Vec<usize>> 
     Some(ends)
 }
 
+/// An element as text, when it is UTF-8 without NUL bytes (what a string
+/// tensor of ONNX Runtime, which copies elements as C strings, can hold).
+pub fn as_text(element: &[u8]) -> Result<&str, &'static str> {
+    let text = std::str::from_utf8(element).map_err(|_| "is not UTF-8 text")?;
+    if text.contains('\0') {
+        return Err("holds a NUL byte");
+    }
+    Ok(text)
+}
+
+/// Checks that every element of checked BYTES data is text ([`as_text`]).
+pub fn check_text(data: &[u8]) -> Result<(), String> {
+    for (index, element) in elements(data).enumerate() {
+        as_text(element).map_err(|why| format!("BYTES element {index} {why}"))?;
+    }
+    Ok(())
+}
+
 /// An element and the data after it; `None` at the end of the data.
 type Split<'a> = Option<(&'a [u8], &'a [u8])>;
 
@@ -109,5 +127,12 @@ mod tests {
         let data = encode([b"a".as_slice(), b"bc", b"", b"def"]);
         assert_eq!(row_ends(&data, 2, 2), Some(vec![11, 22]));
         assert_eq!(row_ends(&data, 3, 2), None);
+    }
+
+    #[test]
+    fn text_is_utf8_without_nul() {
+        assert_eq!(check_text(&encode(["é".as_bytes(), b""])), Ok(()));
+        assert_eq!(check_text(&encode([b"a".as_slice(), &[0xc3]])).unwrap_err(), "BYTES element 1 is not UTF-8 text");
+        assert_eq!(check_text(&encode([b"a\0".as_slice()])).unwrap_err(), "BYTES element 0 holds a NUL byte");
     }
 }

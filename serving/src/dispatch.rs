@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use maas_protocol::answer::{AnswerOutcome, BatchAnswer, InferAnswer};
-use maas_protocol::{BatchInput, InferBatch, NodeError};
+use maas_protocol::validate::element_count;
+use maas_protocol::{strings, BatchInput, DataType, InferBatch, NodeError};
 
 use crate::error::ServeError;
 use crate::pending::{Answered, PendingRequest};
@@ -227,29 +228,48 @@ fn split_outputs(outputs: Vec<TensorBytes>, rows: &[u32]) -> Result<Vec<Vec<Tens
         if output_rows != total_rows as i64 {
             return Err(format!("output '{}' has {output_rows} rows for a batch of {total_rows}", output.name));
         }
-        if !(output.data.len() as u64).is_multiple_of(total_rows) {
-            return Err(format!(
-                "output '{}' has {} bytes, not a whole number of rows",
-                output.name,
-                output.data.len()
-            ));
-        }
-        let row_bytes = output.data.len() / total_rows as usize;
+        let ends = row_ends(&output, rows)?;
         let mut offset = 0usize;
-        for (request, &request_rows) in per_request.iter_mut().zip(rows) {
-            let len = row_bytes * request_rows as usize;
+        for ((request, &request_rows), end) in per_request.iter_mut().zip(rows).zip(ends) {
             let mut shape = output.shape.clone();
             shape[0] = i64::from(request_rows);
             request.push(TensorBytes {
                 name: output.name.clone(),
                 datatype: output.datatype,
                 shape,
-                data: output.data.slice(offset..offset + len),
+                data: output.data.slice(offset..end),
             });
-            offset += len;
+            offset = end;
         }
     }
     Ok(per_request)
+}
+
+/// Where each request's rows of `output` end in its data: a whole number
+/// of fixed-size rows, or, for BYTES, the row boundaries found by walking
+/// the elements (checked first to be exactly as many as the shape holds).
+fn row_ends(output: &TensorBytes, rows: &[u32]) -> Result<Vec<usize>, String> {
+    let total_rows: usize = rows.iter().map(|&r| r as usize).sum();
+    let request_ends = rows.iter().scan(0usize, |end, &r| {
+        *end += r as usize;
+        Some(*end)
+    });
+    if output.datatype == DataType::Bytes {
+        let expected = element_count(&output.shape)
+            .ok_or_else(|| format!("output '{}' has an invalid shape {:?}", output.name, output.shape))?;
+        let count = strings::count(&output.data).map_err(|e| format!("output '{}': {e}", output.name))?;
+        if count != expected {
+            return Err(format!("output '{}' has {count} elements, its shape holds {expected}", output.name));
+        }
+        let per_row = expected.checked_div(total_rows).unwrap_or(0);
+        let ends = strings::row_ends(&output.data, total_rows, per_row).expect("the elements were counted");
+        return Ok(request_ends.map(|end| if end == 0 { 0 } else { ends[end - 1] }).collect());
+    }
+    if !(output.data.len() as u64).is_multiple_of(total_rows as u64) {
+        return Err(format!("output '{}' has {} bytes, not a whole number of rows", output.name, output.data.len()));
+    }
+    let row_bytes = output.data.len() / total_rows;
+    Ok(request_ends.map(|end| end * row_bytes).collect())
 }
 
 fn fail_all(batch: Vec<PendingRequest>, error: ServeError) {
@@ -260,7 +280,6 @@ fn fail_all(batch: Vec<PendingRequest>, error: ServeError) {
 
 #[cfg(test)]
 mod tests {
-    use maas_protocol::DataType;
 
     use super::*;
 
@@ -273,6 +292,19 @@ mod tests {
         assert_eq!(&split[0][0].data[..], &(0u8..8).collect::<Vec<_>>()[..]);
         assert_eq!(split[1][0].shape, vec![2, 2]);
         assert_eq!(&split[1][0].data[..], &(8u8..24).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn bytes_outputs_split_at_their_row_boundaries() {
+        let data = strings::encode(["a", "bcd", "", "éé"].map(str::as_bytes));
+        let output = TensorBytes { name: "t".into(), datatype: DataType::Bytes, shape: vec![2, 2], data: data.into() };
+        let split = split_outputs(vec![output.clone()], &[1, 1]).unwrap();
+        assert_eq!(strings::elements(&split[0][0].data).collect::<Vec<_>>(), vec![b"a".as_slice(), b"bcd"]);
+        assert_eq!(strings::elements(&split[1][0].data).collect::<Vec<_>>(), vec![b"".as_slice(), "éé".as_bytes()]);
+        assert_eq!(split[1][0].shape, vec![1, 2]);
+        let mut short = output;
+        short.shape = vec![3, 2];
+        assert!(split_outputs(vec![short], &[1, 2]).unwrap_err().contains("4 elements, its shape holds 6"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use maas_protocol::validate::{check_data, check_input_header};
-use maas_protocol::{ModelConfig, Platform};
+use maas_protocol::{strings, DataType, ModelConfig, Platform};
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
@@ -364,6 +364,10 @@ pub fn order_and_check(config: &ModelConfig, inputs: Vec<TensorBytes>) -> ServeR
         let input_rows =
             check_input_header(model, spec, input.datatype, &input.shape, config.max_batch_size).map_err(invalid)?;
         check_data(model, &spec.name, input.datatype, &input.shape, &input.data).map_err(invalid)?;
+        if input.datatype == DataType::Bytes && config.platform.bytes_are_text() {
+            strings::check_text(&input.data)
+                .map_err(|why| invalid(format!("input '{}' for model '{model}': {why}", spec.name)))?;
+        }
         if *rows.get_or_insert(input_rows) != input_rows {
             return Err(invalid(format!(
                 "inputs of model '{model}' disagree on the batch size: '{}' has {input_rows} rows",

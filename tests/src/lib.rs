@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod engine;
 pub mod grpc;
 pub mod proxy;
+pub mod python;
 pub mod reference;
 pub mod requests;
 pub mod synthetic;

@@ -5,19 +5,16 @@ use std::process::Command;
 
 use maas_tests::admin::wait_ready;
 use maas_tests::cluster::{workspace_root, TempDir, ADMIN_TOKEN};
+use maas_tests::python;
 use maas_tests::requests::{assert_matches, json_body, post_json};
 use maas_tests::{Cluster, NodeSpec, Reference};
-
-fn python() -> std::path::PathBuf {
-    workspace_root().join(".venv/bin/python")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_is_converted_checked_and_deployed() {
     let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
     let out = TempDir::new("convert");
     let target = out.path().join("tiny");
-    let status = Command::new(python())
+    let status = Command::new(python::interpreter())
         .current_dir(workspace_root())
         .args(["scripts/convert.py", "--path", "tests/fixtures", "--module", "convert_example:TinyNet"])
         .args(["--init-json", r#"{"width": 24}"#, "--example-shape", "1,8", "--max-batch-size", "16"])
@@ -41,7 +38,7 @@ async fn a_module_is_converted_checked_and_deployed() {
     assert_matches(&answer.outputs, &reference.outputs);
 
     // A module whose trace only works at one batch size is refused.
-    let refused = Command::new(python())
+    let refused = Command::new(python::interpreter())
         .current_dir(workspace_root())
         .args(["scripts/convert.py", "--path", "tests/fixtures", "--module", "convert_example:Unbatchable"])
         .args(["--example-shape", "1,2", "--out"])

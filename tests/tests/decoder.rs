@@ -7,11 +7,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use maas_node::decoder::{CachedDecoder, DecoderSpec, Event, Finish, Sampling, Scheduler, SequenceRequest};
 use maas_tests::cluster::{workspace_root, TempDir};
 use maas_tests::engine::build_tiny_llm;
+use maas_tests::python;
 use serde_json::Value;
 
 const NEW_TOKENS: usize = 24;
@@ -35,12 +35,6 @@ for prompt in prompts:
 print(json.dumps(out))
 "#;
 
-fn python(args: &[&str]) -> String {
-    let output = Command::new(workspace_root().join(".venv/bin/python")).args(args).output().unwrap();
-    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// A prompt's token ids and Hugging Face's greedy continuation of it.
 type Reference = (Vec<i64>, Vec<i64>);
 
@@ -50,8 +44,8 @@ fn export(dir: &Path) -> (std::path::PathBuf, Vec<Reference>) {
     build_tiny_llm(&hf).unwrap();
     let exported = dir.join("decoder");
     let script = workspace_root().join("scripts/export_decoder.py");
-    python(&[script.to_str().unwrap(), hf.to_str().unwrap(), exported.to_str().unwrap()]);
-    let printed = python(&["-c", REFERENCE, hf.to_str().unwrap(), &NEW_TOKENS.to_string()]);
+    python::run(&[script.to_str().unwrap(), hf.to_str().unwrap(), exported.to_str().unwrap()]);
+    let printed = python::run(&["-c", REFERENCE, hf.to_str().unwrap(), &NEW_TOKENS.to_string()]);
     let references: Vec<Value> = serde_json::from_str(printed.trim()).unwrap();
     let ids = |v: &Value| v.as_array().unwrap().iter().map(|t| t.as_i64().unwrap()).collect::<Vec<i64>>();
     (exported, references.iter().map(|r| (ids(&r["prompt"]), ids(&r["greedy"]))).collect())

@@ -10,7 +10,6 @@
 //! than the context is a 400.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -18,6 +17,7 @@ use maas_tests::admin::{call, create_key, wait_ready};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, workspace_root, NodeSpec, TempDir, ADMIN_TOKEN};
 use maas_tests::engine::build_tiny_llm;
+use maas_tests::python;
 use maas_tests::wait::wait_until;
 use maas_tests::Cluster;
 use reqwest::Method;
@@ -46,12 +46,6 @@ if not isinstance(chat_ids, list):
     chat_ids = chat_ids["input_ids"]
 print(json.dumps({"prompts": [greedy(tokenizer(p)["input_ids"]) for p in prompts], "chat": greedy(chat_ids)}))
 "#;
-
-fn python(args: &[&str]) -> String {
-    let output = Command::new(workspace_root().join(".venv/bin/python")).args(args).output().unwrap();
-    assert!(output.status.success(), "python failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// Prompts of different lengths.
 fn prompts() -> Vec<String> {
@@ -94,9 +88,9 @@ fn export(dir: &Path) -> (std::path::PathBuf, Value) {
     build_tiny_llm(&hf).unwrap();
     let exported = dir.join("decoder");
     let script = workspace_root().join("scripts/export_decoder.py");
-    python(&[script.to_str().unwrap(), hf.to_str().unwrap(), exported.to_str().unwrap()]);
+    python::run(&[script.to_str().unwrap(), hf.to_str().unwrap(), exported.to_str().unwrap()]);
     let prompts = serde_json::to_string(&prompts()).unwrap();
-    let printed = python(&["-c", REFERENCE, hf.to_str().unwrap(), &NEW_TOKENS.to_string(), &prompts, CHAT]);
+    let printed = python::run(&["-c", REFERENCE, hf.to_str().unwrap(), &NEW_TOKENS.to_string(), &prompts, CHAT]);
     (exported, serde_json::from_str(printed.trim()).unwrap())
 }
 

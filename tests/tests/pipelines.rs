@@ -11,25 +11,15 @@ use std::process::Command;
 
 use maas_tests::admin::{call, create_key, publish, upload, wait_ready};
 use maas_tests::cluster::{workspace_root, NodeSpec, TempDir, ADMIN_TOKEN};
+use maas_tests::python;
 use maas_tests::Cluster;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-fn python(args: &[&str]) -> String {
-    let output = Command::new(workspace_root().join(".venv/bin/python")).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "python failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 /// Makes the fixture of `kind` in `dir`.
 fn fixture(kind: &str, dir: &Path) {
     let script = workspace_root().join("tests/fixtures/pipelines.py");
-    python(&[script.to_str().unwrap(), kind, dir.to_str().unwrap()]);
+    python::run(&[script.to_str().unwrap(), kind, dir.to_str().unwrap()]);
 }
 
 /// Uploads the fixture's model and publishes it as `name`.
@@ -113,7 +103,7 @@ async fn a_text_pipeline_answers_as_python_does_and_refuses_bad_input_by_step() 
 
     // tritonclient over HTTP JSON, HTTP binary and gRPC, against Python.
     let script = workspace_root().join("tests/python/pipeline_clients.py");
-    let printed = python(&[
+    let printed = python::run(&[
         script.to_str().unwrap(),
         "text",
         &cluster.http_addr.to_string(),
@@ -240,7 +230,7 @@ async fn an_image_pipeline_answers_as_torchvision_within_its_tolerance() {
     assert_eq!(status, 201, "{body}");
 
     let script = workspace_root().join("tests/python/pipeline_clients.py");
-    let printed = python(&[
+    let printed = python::run(&[
         script.to_str().unwrap(),
         "image",
         &cluster.http_addr.to_string(),

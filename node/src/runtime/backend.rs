@@ -4,17 +4,32 @@
 //! same for every format.
 
 use anyhow::{anyhow, Context, Result};
-use maas_protocol::{ModelConfig, Platform};
+use maas_protocol::{DataType, ModelConfig, Platform};
 use tch::{CModule, Device, IValue, Tensor};
 
 use super::aoti::AotiModel;
 use super::kind::to_kind;
+use super::value::{TextTensor, Value};
 
 /// One loaded instance of a model, in whatever format.
 pub trait Backend: Send {
     /// Runs the model on `inputs` (on the instance's device, in the
     /// configuration's order) and returns its outputs in order.
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String>;
+
+    /// Runs the model on values that may hold text. Formats without string
+    /// tensors run [`Backend::forward`] (their configurations hold no BYTES,
+    /// which publishing checks).
+    fn forward_values(&self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+        let tensors = inputs
+            .iter()
+            .map(|value| match value {
+                Value::Tensor(tensor) => Ok(tensor.shallow_clone()),
+                Value::Text(_) => Err("this model format takes no text inputs".to_string()),
+            })
+            .collect::<Result<Vec<Tensor>, String>>()?;
+        Ok(self.forward(&tensors)?.into_iter().map(Value::Tensor).collect())
+    }
 }
 
 /// Loads the artifact at `path` in the format `config.platform` names.
@@ -44,22 +59,27 @@ pub fn warm_up(backend: &dyn Backend, config: &ModelConfig, device: Device) -> R
         let inputs = warmup_inputs(config, device, i64::from(rows))?;
         for _ in 0..2 {
             backend
-                .forward(&inputs)
+                .forward_values(&inputs)
                 .map_err(|error| anyhow!("warming up model '{}' at batch size {rows}: {error}", config.name))?;
         }
     }
     Ok(())
 }
 
-fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<Tensor>> {
+fn warmup_inputs(config: &ModelConfig, device: Device, rows: i64) -> Result<Vec<Value>> {
     config
         .inputs
         .iter()
         .map(|spec| {
+            let shape = spec.shape_at(rows);
+            if spec.datatype == DataType::Bytes {
+                let count = shape.iter().product::<i64>().max(0) as usize;
+                return Ok(Value::Text(TextTensor { shape, elements: vec![String::new(); count] }));
+            }
             let kind = to_kind(spec.datatype).ok_or_else(|| {
                 anyhow!("input '{}' has datatype {}, which LibTorch cannot hold", spec.name, spec.datatype)
             })?;
-            Ok(Tensor::zeros(spec.shape_at(rows), (kind, device)))
+            Ok(Value::Tensor(Tensor::zeros(shape, (kind, device))))
         })
         .collect()
 }

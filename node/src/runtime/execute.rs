@@ -7,15 +7,16 @@
 
 use std::time::Instant;
 
-use maas_protocol::validate::{check_data_len, check_input_header};
+use maas_protocol::validate::{check_data, check_input_header};
 use maas_protocol::{
     ArchivedBatchInput, ArchivedInferBatch, BatchOutcome, DataType, ModelConfig, NodeError, RequestOutcome,
-    Tensor as WireTensor,
+    Tensor as WireTensor, TensorSpec,
 };
 use tch::{Device, Tensor};
 
 use super::backend::Backend;
 use super::kind::to_kind;
+use super::value::{TextTensor, Value};
 use crate::metrics::Timings;
 
 /// The parts of a batch `execute` reads, borrowed from the archived frame.
@@ -57,7 +58,7 @@ pub fn execute(
             let mut start = 0i64;
             for &request_rows in &batch.request_rows {
                 let len = i64::from(request_rows);
-                let slice: Vec<Tensor> = inputs.iter().map(|t| t.narrow(0, start, len)).collect();
+                let slice: Vec<Value> = inputs.iter().map(|value| value.rows(start, len)).collect();
                 outcomes.push(match run(backend, config, &slice, len, &mut timings) {
                     Ok(outputs) => RequestOutcome::Ok(outputs),
                     Err(error) => RequestOutcome::Err(error),
@@ -92,7 +93,7 @@ pub(super) fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i6
         let datatype = DataType::from(tensor.datatype);
         let shape = tensor.shape_vec();
         let tensor_rows = check_input_header(model, spec, datatype, &shape, config.max_batch_size)?;
-        check_data_len(model, &spec.name, datatype, &shape, tensor.data.len())?;
+        check_data(model, &spec.name, datatype, &shape, tensor.data.as_slice())?;
         if *rows.get_or_insert(tensor_rows) != tensor_rows {
             return Err(format!("inputs of model '{model}' disagree on the batch size"));
         }
@@ -105,17 +106,22 @@ pub(super) fn validate(config: &ModelConfig, batch: &BatchView<'_>) -> Result<i6
     Ok(rows)
 }
 
-fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInput]) -> Result<Vec<Tensor>, NodeError> {
+fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInput]) -> Result<Vec<Value>, NodeError> {
     inputs
         .iter()
         .map(|tensor| {
             let datatype = DataType::from(tensor.datatype);
+            if datatype == DataType::Bytes {
+                let text = TextTensor::from_bytes(tensor.name.as_str(), tensor.shape_vec(), tensor.data.as_slice())
+                    .map_err(|message| NodeError::InvalidInput { message })?;
+                return Ok(Value::Text(text));
+            }
             let kind = to_kind(datatype).ok_or_else(|| NodeError::InvalidInput {
                 message: format!("datatype {datatype} is not supported by LibTorch models"),
             })?;
             let cpu = Tensor::f_from_data_size(tensor.data.as_slice(), &tensor.shape_vec(), kind)
                 .map_err(|e| internal(config, e))?;
-            Ok(if device == Device::Cpu { cpu } else { cpu.to_device(device) })
+            Ok(Value::Tensor(if device == Device::Cpu { cpu } else { cpu.to_device(device) }))
         })
         .collect()
 }
@@ -123,13 +129,14 @@ fn build_inputs(config: &ModelConfig, device: Device, inputs: &[ArchivedBatchInp
 fn run(
     backend: &dyn Backend,
     config: &ModelConfig,
-    inputs: &[Tensor],
+    inputs: &[Value],
     rows: i64,
     timings: &mut Timings,
 ) -> Result<Vec<WireTensor>, NodeError> {
     let started = Instant::now();
-    let output =
-        backend.forward(inputs).map_err(|message| NodeError::ModelFailed { model: config.name.clone(), message });
+    let output = backend
+        .forward_values(inputs)
+        .map_err(|message| NodeError::ModelFailed { model: config.name.clone(), message });
     timings.infer_ns += elapsed_ns(started);
     let started = Instant::now();
     let outputs = output.and_then(|value| collect_outputs(config, value, rows));
@@ -137,38 +144,43 @@ fn run(
     outputs
 }
 
-fn collect_outputs(config: &ModelConfig, tensors: Vec<Tensor>, rows: i64) -> Result<Vec<WireTensor>, NodeError> {
-    if tensors.len() != config.outputs.len() {
+fn collect_outputs(config: &ModelConfig, values: Vec<Value>, rows: i64) -> Result<Vec<WireTensor>, NodeError> {
+    if values.len() != config.outputs.len() {
         return Err(bad_output(
             config,
-            format!("returned {} outputs, its configuration lists {}", tensors.len(), config.outputs.len()),
+            format!("returned {} outputs, its configuration lists {}", values.len(), config.outputs.len()),
         ));
     }
     config
         .outputs
         .iter()
-        .zip(tensors)
-        .map(|(spec, tensor)| {
-            let expected_kind = to_kind(spec.datatype);
-            if Some(tensor.kind()) != expected_kind {
-                return Err(bad_output(
-                    config,
-                    format!("output '{}' is {:?}, its configuration says {}", spec.name, tensor.kind(), spec.datatype),
-                ));
-            }
+        .zip(values)
+        .map(|(spec, value)| {
+            let tensor = match (value, spec.datatype) {
+                (Value::Text(text), DataType::Bytes) => {
+                    check_output_shape(config, spec, &text.shape, rows)?;
+                    let data = text.to_bytes();
+                    return Ok(WireTensor {
+                        name: spec.name.clone(),
+                        datatype: spec.datatype,
+                        shape: text.shape,
+                        data,
+                    });
+                }
+                (Value::Tensor(tensor), _) if Some(tensor.kind()) == to_kind(spec.datatype) => tensor,
+                (value, _) => {
+                    let got = match value {
+                        Value::Tensor(tensor) => format!("{:?}", tensor.kind()),
+                        Value::Text(_) => "text".to_string(),
+                    };
+                    return Err(bad_output(
+                        config,
+                        format!("output '{}' is {got}, its configuration says {}", spec.name, spec.datatype),
+                    ));
+                }
+            };
             let shape = tensor.size();
-            let matches = shape.len() == spec.shape.len()
-                && shape[0] == rows
-                && shape.iter().zip(&spec.shape).skip(1).all(|(&got, &want)| want == -1 || got == want);
-            if !matches {
-                return Err(bad_output(
-                    config,
-                    format!(
-                        "output '{}' has shape {:?} for {rows} rows, configured {:?}",
-                        spec.name, shape, spec.shape
-                    ),
-                ));
-            }
+            check_output_shape(config, spec, &shape, rows)?;
             let numel = tensor.numel();
             let element_size = spec.datatype.element_size().expect("configs hold fixed-size types; checked at load");
             let mut data = vec![0u8; numel * element_size];
@@ -176,6 +188,20 @@ fn collect_outputs(config: &ModelConfig, tensors: Vec<Tensor>, rows: i64) -> Res
             Ok(WireTensor { name: spec.name.clone(), datatype: spec.datatype, shape, data })
         })
         .collect()
+}
+
+/// Checks an output's shape against its configuration for `rows` rows.
+fn check_output_shape(config: &ModelConfig, spec: &TensorSpec, shape: &[i64], rows: i64) -> Result<(), NodeError> {
+    let matches = shape.len() == spec.shape.len()
+        && shape[0] == rows
+        && shape.iter().zip(&spec.shape).skip(1).all(|(&got, &want)| want == -1 || got == want);
+    if matches {
+        return Ok(());
+    }
+    Err(bad_output(
+        config,
+        format!("output '{}' has shape {:?} for {rows} rows, configured {:?}", spec.name, shape, spec.shape),
+    ))
 }
 
 fn bad_output(config: &ModelConfig, message: String) -> NodeError {

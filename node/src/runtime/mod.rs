@@ -6,7 +6,8 @@
 //! and ONNX Runtime never run on the async runtime. A model is a
 //! [`backend::Backend`] in one of three formats: TorchScript, an
 //! AOTInductor package ([`aoti`]) or ONNX ([`onnx`]). [`execute`] turns a
-//! validated batch into tensors, runs the model and copies the outputs back.
+//! validated batch into tensors (or [`value::TextTensor`]s for BYTES, which
+//! ONNX models take), runs the model and copies the outputs back.
 
 mod aoti;
 mod aoti_sweep;
@@ -19,6 +20,7 @@ mod load_gate;
 mod onnx;
 mod refused;
 mod simulate;
+mod value;
 
 pub use aoti_sweep::{
     sweep_orphans as sweep_orphaned_packages, GRACE as PACKAGE_SWEEP_GRACE, UNPACK_ROOT as PACKAGE_UNPACK_ROOT,

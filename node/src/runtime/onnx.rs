@@ -3,7 +3,8 @@
 //! `onnxruntime` wheel ships, found where the build saw it (beside the
 //! LibTorch the node links) unless `--onnxruntime-lib` names another.
 //! Inputs are handed to it as views of the tch tensors (no copy); outputs
-//! are copied once into tch tensors.
+//! are copied once into tch tensors. BYTES tensors are ONNX string tensors,
+//! copied both ways (ONNX Runtime owns its strings).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,6 +16,9 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, TensorElementType, TensorRef};
 use parking_lot::Mutex;
 use tch::{Device, Kind, Tensor};
+
+use super::backend::Backend;
+use super::value::{TextTensor, Value};
 
 static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
 static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
@@ -77,20 +81,51 @@ impl OnnxModel {
     }
 }
 
-impl super::backend::Backend for OnnxModel {
+impl Backend for OnnxModel {
     fn forward(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+        let values: Vec<Value> = inputs.iter().map(|t| Value::Tensor(t.shallow_clone())).collect();
+        self.forward_values(&values)?
+            .into_iter()
+            .map(|value| match value {
+                Value::Tensor(tensor) => Ok(tensor),
+                Value::Text(_) => Err("the ONNX model returned text where tensors were expected".to_string()),
+            })
+            .collect()
+    }
+
+    fn forward_values(&self, inputs: &[Value]) -> Result<Vec<Value>, String> {
         if inputs.len() != self.input_names.len() {
             return Err(format!("the ONNX model takes {} inputs, not {}", self.input_names.len(), inputs.len()));
         }
-        let contiguous: Vec<Tensor> = inputs.iter().map(Tensor::contiguous).collect();
+        // Kept alive until the run ends: the inputs are views of them.
+        let contiguous: Vec<Option<Tensor>> = inputs
+            .iter()
+            .map(|value| match value {
+                Value::Tensor(tensor) => Some(tensor.contiguous()),
+                Value::Text(_) => None,
+            })
+            .collect();
         let mut values: Vec<(&str, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
-        for (name, tensor) in self.input_names.iter().zip(&contiguous) {
-            values.push((name.as_str(), view(tensor)?));
+        for ((name, value), tensor) in self.input_names.iter().zip(inputs).zip(&contiguous) {
+            let input = match (value, tensor) {
+                (_, Some(tensor)) => view(tensor)?,
+                (Value::Text(text), None) => text_input(text)?,
+                (Value::Tensor(_), None) => unreachable!("every tensor input has its contiguous copy"),
+            };
+            values.push((name.as_str(), input));
         }
         let mut session = self.session.lock();
         let outputs = session.run(values).map_err(|e| e.to_string())?;
-        outputs.iter().map(|(name, value)| to_tch(name, &value)).collect()
+        outputs.iter().map(|(name, value)| to_value(name, &value)).collect()
     }
+}
+
+/// A text input as an ONNX Runtime string tensor (a copy: ONNX Runtime
+/// keeps its own strings).
+fn text_input(text: &TextTensor) -> Result<SessionInputValue<'static>, String> {
+    let tensor = ort::value::Tensor::from_string_array((text.shape.clone(), text.elements.as_slice()))
+        .map_err(|e| format!("building a string tensor: {e}"))?;
+    Ok(SessionInputValue::from(tensor.into_dyn()))
 }
 
 /// The elements of a contiguous CPU tensor as a slice of `T`.
@@ -131,9 +166,15 @@ fn view(tensor: &Tensor) -> Result<SessionInputValue<'_>, String> {
     }
 }
 
-/// Copies an ONNX Runtime output into a tch tensor.
-fn to_tch(name: &str, value: &DynValue) -> Result<Tensor, String> {
+/// Copies an ONNX Runtime output into a tch tensor, or its strings into
+/// a [`TextTensor`].
+fn to_value(name: &str, value: &DynValue) -> Result<Value, String> {
     let element = value.dtype().tensor_type().ok_or_else(|| format!("output '{name}' is not a tensor"))?;
+    if element == TensorElementType::String {
+        let (shape, elements) =
+            value.try_extract_strings().map_err(|e| format!("reading string output '{name}': {e}"))?;
+        return Ok(Value::Text(TextTensor { shape: shape.iter().copied().collect(), elements }));
+    }
     macro_rules! copy_as {
         ($t:ty, $kind:expr) => {{
             let (shape, data) = value.try_extract_tensor::<$t>().map_err(|e| e.to_string())?;
@@ -143,7 +184,7 @@ fn to_tch(name: &str, value: &DynValue) -> Result<Tensor, String> {
             Tensor::f_from_data_size(bytes, &shape, $kind).map_err(|e| e.to_string())
         }};
     }
-    match element {
+    let tensor = match element {
         TensorElementType::Float32 => copy_as!(f32, Kind::Float),
         TensorElementType::Float64 => copy_as!(f64, Kind::Double),
         TensorElementType::Float16 => copy_as!(half::f16, Kind::Half),
@@ -155,5 +196,6 @@ fn to_tch(name: &str, value: &DynValue) -> Result<Tensor, String> {
         TensorElementType::Uint8 => copy_as!(u8, Kind::Uint8),
         TensorElementType::Bool => copy_as!(bool, Kind::Bool),
         other => Err(format!("output '{name}' is of type {other:?}, which maas does not serve")),
-    }
+    };
+    tensor.map(Value::Tensor)
 }
