@@ -8,6 +8,7 @@
 //! when `MAAS_WRITE_OPENAPI=1`).
 
 pub mod cluster;
+pub mod console;
 pub mod keys;
 pub mod models;
 pub mod monitoring;
@@ -16,6 +17,7 @@ pub mod schema;
 pub mod tenants;
 
 pub use cluster::{ClusterStatus, Draining, ModelQueue, NodeLink, NodeLoad};
+pub use console::{ConsoleTick, ConsoleVersion, InputDriftScore, Whoami};
 pub use keys::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
 pub use models::{
     AliasDeleted, AliasRequest, AliasSet, AliasState, Artifact, ArtifactName, ArtifactStored, Lineage, ListedModel,

@@ -282,8 +282,13 @@ impl Monitor {
         outcome
     }
 
-    /// A model's scores per version; `None` when nothing was recorded
-    /// for it.
+    /// Whether any prediction of `model` was recorded for evaluation.
+    pub fn has_evaluation(&self, model: &str) -> bool {
+        self.feedback.lock().contains_key(model)
+    }
+
+    /// The scores of `model`'s versions from the feedback joined so far,
+    /// `None` before any prediction of it was recorded.
     pub fn evaluation(&self, model: &str) -> Option<ModelEvaluation> {
         let feedback = self.feedback.lock();
         let state = feedback.get(model)?;

@@ -234,6 +234,13 @@ impl VersionMonitor {
         summary
     }
 
+    /// Each numeric input's drift score, `None` while its reference
+    /// profile is being built.
+    pub fn drift_scores(&self) -> Vec<(String, Option<f64>)> {
+        let drift = self.drift.lock();
+        drift.iter().filter_map(|(name, tracked)| tracked.as_ref().map(|t| (name.clone(), t.score()))).collect()
+    }
+
     /// Rates and latency percentiles over the last seconds.
     pub fn live_view(&self) -> LiveView {
         let recent = self.recent.lock();

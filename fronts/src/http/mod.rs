@@ -4,13 +4,15 @@
 //! Every route, with the access it needs, is declared once in [`routes`]
 //! (and described for users in `docs/openapi.yaml`, checked against it).
 //! The management API (`/v1/...`) and Triton's repository extension are in
-//! [`admin`]; alerts, feedback and evaluation in [`monitoring`]. Every error
+//! [`admin`]; alerts, feedback and evaluation in [`monitoring`]; the web
+//! console's page and live stream in [`console`]. Every error
 //! body is `{"error": "<message>"}`. The state handlers reach is the
 //! front-neutral [`AppState`] (`crate::state`).
 
 mod admin;
 mod body;
 pub(crate) mod codec;
+mod console;
 mod error;
 mod generate;
 mod health;

@@ -13,7 +13,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, HttpMessage};
 
-use super::{admin, error, generate, health, infer, model, monitoring, usage, AppState};
+use super::{admin, console, error, generate, health, infer, model, monitoring, usage, AppState};
 use crate::auth::{self, bearer_token, Access};
 use maas_tenancy::Caller;
 
@@ -66,6 +66,10 @@ route_table! {
     Get "/v2/models/stats" Read => monitoring::stats;
     Get "/v2/models/{model}/stats" Read => monitoring::stats;
     Get "/v2/models/{model}/versions/{version}/stats" Read => monitoring::stats;
+    Get "/console" Open => console::page;
+    Get "/console/{asset}" Open => console::asset;
+    Get "/v1/whoami" Read => console::whoami;
+    Get "/v1/console/stream" View => console::stream::stream;
     Get "/v1/alerts" View => monitoring::alerts;
     Get "/v1/monitor" View => monitoring::live;
     Get "/v1/usage" Read => usage::usage;
@@ -171,6 +175,10 @@ mod tests {
         ("Get", "/v2/models/stats", Access::Read),
         ("Get", "/v2/models/{model}/stats", Access::Read),
         ("Get", "/v2/models/{model}/versions/{version}/stats", Access::Read),
+        ("Get", "/console", Access::Open),
+        ("Get", "/console/{asset}", Access::Open),
+        ("Get", "/v1/whoami", Access::Read),
+        ("Get", "/v1/console/stream", Access::View),
         ("Get", "/v1/alerts", Access::View),
         ("Get", "/v1/monitor", Access::View),
         ("Get", "/v1/usage", Access::Read),

@@ -38,11 +38,16 @@ async fn describe_link(link: &NodeLink) -> maas_api::NodeLink {
     }
 }
 
-/// The cluster as this coordinator sees it.
+/// `GET /v1/cluster`.
 pub async fn status(state: web::Data<AppState>) -> HttpResult {
+    Ok(HttpResponse::Ok().json(cluster_status(&state).await))
+}
+
+/// The cluster as this coordinator sees it (also on the console's stream).
+pub async fn cluster_status(state: &AppState) -> ClusterStatus {
     let links = state.nodes.list();
     let links = futures_util::future::join_all(links.iter().map(|l| describe_link(l))).await;
-    let body = match &state.cluster {
+    match &state.cluster {
         Some(cluster) => ClusterStatus {
             mode: "cluster".into(),
             leader: cluster.is_leader.load(Ordering::Acquire),
@@ -51,8 +56,7 @@ pub async fn status(state: web::Data<AppState>) -> HttpResult {
             placement: Some(json!(*cluster.placement.borrow())),
         },
         None => ClusterStatus { mode: "static".into(), leader: false, links, members: None, placement: None },
-    };
-    Ok(HttpResponse::Ok().json(body))
+    }
 }
 
 /// Asks a node to drain: it deregisters (so its replicas are placed
