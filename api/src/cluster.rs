@@ -18,7 +18,23 @@ api_type! {
         pub members: Option<Vec<Value>>,
         /// The leader's placement (cluster mode): each version's nodes, or why it fits nowhere.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub placement: Option<Value>
+        pub placement: Option<Value>,
+        /// The live coordinators (with etcd).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub coordinators: Option<Vec<String>>,
+        /// How etcd answered this coordinator just now (with etcd).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub etcd: Option<EtcdHealth>
+    }
+}
+
+api_type! {
+    /// etcd as one coordinator sees it.
+    pub struct EtcdHealth {
+        /// Whether it answered a status call within two seconds.
+        pub healthy: bool,
+        /// Its version and leader, or why it did not answer.
+        pub detail: String
     }
 }
 

@@ -16,7 +16,7 @@ pub mod openapi;
 pub mod schema;
 pub mod tenants;
 
-pub use cluster::{ClusterStatus, Draining, ModelQueue, NodeLink, NodeLoad};
+pub use cluster::{ClusterStatus, Draining, EtcdHealth, ModelQueue, NodeLink, NodeLoad};
 pub use console::{ConsoleTick, ConsoleVersion, InputDriftScore, Whoami};
 pub use keys::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
 pub use models::{

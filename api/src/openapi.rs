@@ -39,6 +39,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
         component::<SplitSet>(),
         component::<ArtifactStored>(),
         component::<ClusterStatus>(),
+        component::<EtcdHealth>(),
         component::<NodeLink>(),
         component::<NodeLoad>(),
         component::<ModelQueue>(),

@@ -1,7 +1,7 @@
 //! Coordinator membership in etcd: each coordinator keeps
 //! `<prefix>coordinators/<name>` alive under a lease, and every coordinator
-//! follows how many are alive. Limits that hold for the whole cluster are
-//! split by that count.
+//! follows which are alive. Limits that hold for the whole cluster are
+//! split by their count.
 
 use std::time::Duration;
 
@@ -19,9 +19,9 @@ pub async fn keep_coordinator_registered(client: Client, prefix: String, name: S
     keep_key(client, format!("{}{name}", prefix_of(&prefix)), name.into_bytes(), ttl).await
 }
 
-/// The number of live coordinators (at least 1), kept current by a watch.
-pub fn watch_coordinators(client: Client, prefix: String) -> watch::Receiver<usize> {
-    let (sender, receiver) = watch::channel(1);
+/// The names of the live coordinators, sorted, kept current by a watch.
+pub fn watch_coordinators(client: Client, prefix: String) -> watch::Receiver<Vec<String>> {
+    let (sender, receiver) = watch::channel(Vec::new());
     tokio::spawn(async move {
         let mut client = client;
         let prefix = prefix_of(&prefix);
@@ -38,12 +38,17 @@ pub fn watch_coordinators(client: Client, prefix: String) -> watch::Receiver<usi
     receiver
 }
 
-async fn follow(client: &mut Client, prefix: &str, sender: &watch::Sender<usize>) -> anyhow::Result<()> {
+async fn follow(client: &mut Client, prefix: &str, sender: &watch::Sender<Vec<String>>) -> anyhow::Result<()> {
     let mut stream = client.watch(prefix, Some(WatchOptions::new().with_prefix())).await?;
     loop {
-        let response = client.get(prefix, Some(GetOptions::new().with_prefix().with_count_only())).await?;
-        let count = usize::try_from(response.count()).unwrap_or(1).max(1);
-        sender.send_if_modified(|current| std::mem::replace(current, count) != count);
+        let response = client.get(prefix, Some(GetOptions::new().with_prefix().with_keys_only())).await?;
+        let mut names: Vec<String> = response
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(prefix).map(str::to_string))
+            .collect();
+        names.sort();
+        sender.send_if_modified(|current| std::mem::replace(current, names.clone()) != names);
         if stream.message().await?.is_none() {
             anyhow::bail!("the watch ended");
         }

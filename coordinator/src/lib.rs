@@ -97,6 +97,8 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         Some(artifacts.clone()),
     ));
     generation.spawn_health_checks(table.clone());
+    let coordinators =
+        etcd.as_ref().map(|client| maas_cluster::watch_coordinators(client.clone(), config.etcd.prefix.clone()));
     let state = Arc::new(state::AppState {
         inference: infer::Inference::new(table, config.request_timeout(), config.max_request_timeout())
             .with_usage(usage.clone())
@@ -110,11 +112,13 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
         gate,
         nodes: node_set,
         cluster,
+        coordinators: coordinators.clone(),
+        etcd: etcd.clone(),
         reconcile: link_up,
         generation,
     });
-    if let Some(client) = &etcd {
-        follow_coordinators(client, &config, state.clone());
+    if let (Some(client), Some(coordinators)) = (&etcd, coordinators) {
+        follow_coordinators(client, &config, state.clone(), coordinators);
     }
     let grpc = match config.grpc_addr()? {
         Some(addr) => {
@@ -190,6 +194,7 @@ fn follow_coordinators(
     client: &maas_registry::etcd_client::Client,
     config: &CoordinatorConfig,
     state: Arc<state::AppState>,
+    mut coordinators: tokio::sync::watch::Receiver<Vec<String>>,
 ) {
     let ttl = std::time::Duration::from_secs(config.lease_ttl_seconds);
     tokio::spawn(maas_cluster::keep_coordinator_registered(
@@ -198,14 +203,13 @@ fn follow_coordinators(
         config.name.clone(),
         ttl,
     ));
-    let mut count = maas_cluster::watch_coordinators(client.clone(), config.etcd.prefix.clone());
     tokio::spawn(async move {
         loop {
-            let live = *count.borrow_and_update();
+            let live = coordinators.borrow_and_update().len().max(1);
             tracing::info!(coordinators = live, "each coordinator enforces 1/{live} of every key's rate");
             state.inference.limiter().set_coordinators(live);
             metrics::record_coordinators(live);
-            if count.changed().await.is_err() {
+            if coordinators.changed().await.is_err() {
                 return;
             }
         }

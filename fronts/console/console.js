@@ -7,7 +7,7 @@
 
 const HISTORY_SECONDS = 300;
 const REFRESH_MS = 5000;
-const page = { key: null, who: null, tick: null, history: new Map(), stream: null, refresh: null, view: null };
+const page = { key: null, who: null, tick: null, history: new Map(), stream: null, refresh: null, retry: null, view: null, closeConfirm: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -59,7 +59,7 @@ async function signIn(key) {
     page.who = await api("GET", "/v1/whoami");
   } catch (error) {
     page.key = null;
-    sessionStorage.removeItem("maas-key");
+    if (error.status === 401 || error.status === 403) sessionStorage.removeItem("maas-key");
     $("sign-in-error").textContent = `Sign-in failed: ${error.message}`;
     showSignIn();
     return;
@@ -77,12 +77,19 @@ async function signIn(key) {
   route();
 }
 
-function signOut() {
+function signOut(message = "") {
   sessionStorage.removeItem("maas-key");
   if (page.stream) page.stream.abort();
   clearInterval(page.refresh);
+  clearTimeout(page.retry);
+  if (page.closeConfirm) page.closeConfirm();
   Object.assign(page, { key: null, who: null, tick: null, stream: null, view: null });
   page.history.clear();
+  $("view").replaceChildren();
+  $("outcome").textContent = "";
+  $("stream-state").textContent = "not connected";
+  $("tick-at").textContent = "";
+  $("sign-in-error").textContent = message;
   showSignIn();
 }
 
@@ -97,18 +104,24 @@ function showSignIn() {
 
 // --- the live stream -----------------------------------------------------
 
-async function startStream() {
+async function startStream(attempt = 0) {
   if (page.stream) page.stream.abort();
   const controller = new AbortController();
   page.stream = controller;
   const state = $("stream-state");
+  let reason = "the stream ended";
   try {
     const response = await fetch("/v1/console/stream", {
       headers: { Authorization: `Bearer ${page.key}` }, signal: controller.signal,
     });
-    if (response.status === 401) return signOut();
-    if (!response.ok) throw new Error(`stream refused: ${response.status}`);
+    if (response.status === 401) return signOut("The key is no longer accepted: sign in again.");
+    if (response.status === 403) {
+      state.textContent = "no live data: this key may not watch the cluster (it takes a viewer, deployer or admin key)";
+      return;
+    }
+    if (!response.ok) throw new Error(`the stream was refused (${response.status})`);
     state.textContent = "live";
+    attempt = 0;
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -120,24 +133,39 @@ async function startStream() {
         const event = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const data = event.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-        if (data) onTick(JSON.parse(data));
+        if (!data) continue;
+        try {
+          onTick(JSON.parse(data));
+        } catch (error) {
+          say(`Could not show the latest data: ${error.message}`, "error");
+        }
       }
     }
   } catch (error) {
     if (controller.signal.aborted) return;
+    reason = error.message;
   }
   if (page.stream !== controller || controller.signal.aborted) return;
-  state.textContent = "reconnecting";
-  setTimeout(() => { if (page.key && page.stream === controller) startStream(); }, 2000);
+  // Back off, with jitter, up to half a minute between tries.
+  const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+  state.textContent = `reconnecting in ${Math.round(delay / 1000)} s (${reason})`;
+  page.retry = setTimeout(() => { if (page.key && page.stream === controller) startStream(attempt + 1); }, delay);
 }
 
 function onTick(tick) {
   const previous = page.tick;
   page.tick = tick;
+  const present = new Set(tick.versions.map((v) => `${v.live.model}/${v.live.version}`));
+  for (const key of [...page.history.keys()]) if (!present.has(key)) page.history.delete(key);
   for (const v of tick.versions) {
     const key = `${v.live.model}/${v.live.version}`;
-    const points = page.history.get(key) || [];
-    const before = points.length > 0 ? points[points.length - 1].totals : null;
+    let points = page.history.get(key) || [];
+    let before = points.length > 0 ? points[points.length - 1].totals : null;
+    // Counters that went down come from another coordinator or a reload.
+    if (before && v.success + v.fail < before.success + before.fail) {
+      points = [];
+      before = null;
+    }
     const requests = before ? (v.success + v.fail) - (before.success + before.fail) : 0;
     const perRequest = (now, then) => (requests > 0 ? (now - then) / requests / 1e6 : NaN);
     points.push({
@@ -163,7 +191,12 @@ function onTick(tick) {
 
 function route() {
   if (!page.key) return;
-  const hash = decodeURIComponent(location.hash.slice(1)) || "models";
+  let hash;
+  try {
+    hash = decodeURIComponent(location.hash.slice(1)) || "models";
+  } catch (_) {
+    hash = "models";
+  }
   const [name, ...rest] = hash.split("/");
   const view = $("view");
   view.replaceChildren();
@@ -194,10 +227,11 @@ function table(columns) {
 // (so buttons in them keep focus) and their cells rewritten each time.
 function syncRows(body, items, keyOf, makeRow, fillRow) {
   const seen = new Set();
+  const rows = new Map([...body.rows].map((r) => [r.dataset.key, r]));
   for (const item of items) {
     const key = keyOf(item);
     seen.add(key);
-    let row = [...body.rows].find((r) => r.dataset.key === key);
+    let row = rows.get(key);
     if (!row) {
       row = makeRow(item);
       row.dataset.key = key;
@@ -226,24 +260,39 @@ function bytes(count) {
 }
 
 // Asks "Confirm" with `text` naming what will change; runs `action` on yes
-// and shows its outcome.
-function confirmThen(text, action) {
+// and shows its outcome. Focus starts on Cancel for what cannot be undone
+// (`risky`), stays inside the dialog, and held keys do not repeat into it.
+function confirmThen(text, action, risky = false) {
+  if (page.closeConfirm) page.closeConfirm();
   const dialog = $("confirm");
+  const buttons = [$("confirm-cancel"), $("confirm-ok")];
   const opener = document.activeElement;
   $("confirm-text").textContent = text;
   dialog.hidden = false;
-  $("confirm-ok").focus();
+  (risky ? buttons[0] : buttons[1]).focus();
+  const onKey = (event) => {
+    if (event.repeat) {
+      event.preventDefault();
+    } else if (event.key === "Escape") {
+      close();
+      say("Cancelled: nothing changed.", "muted");
+    } else if (event.key === "Tab") {
+      event.preventDefault();
+      const next = buttons[(buttons.indexOf(document.activeElement) + 1) % buttons.length];
+      next.focus();
+    }
+  };
   const close = () => {
     dialog.hidden = true;
-    $("confirm-ok").onclick = null;
-    $("confirm-cancel").onclick = null;
-    document.removeEventListener("keydown", onKey);
-    if (opener) opener.focus();
+    buttons.forEach((b) => { b.onclick = null; });
+    document.removeEventListener("keydown", onKey, true);
+    page.closeConfirm = null;
+    if (opener && document.contains(opener)) opener.focus();
   };
-  const onKey = (event) => { if (event.key === "Escape") { close(); say("Cancelled: nothing changed.", "muted"); } };
-  document.addEventListener("keydown", onKey);
-  $("confirm-cancel").onclick = () => { close(); say("Cancelled: nothing changed.", "muted"); };
-  $("confirm-ok").onclick = async () => {
+  page.closeConfirm = close;
+  document.addEventListener("keydown", onKey, true);
+  buttons[0].onclick = () => { close(); say("Cancelled: nothing changed.", "muted"); };
+  buttons[1].onclick = async () => {
     close();
     try {
       say(await action());
@@ -275,7 +324,9 @@ function clusterView(root) {
       const leader = cluster.placement ? cluster.placement.leader : null;
       summary.textContent = `Mode: ${cluster.mode}. This coordinator ${cluster.leader ? "leads" : "follows"}` +
         (leader ? `; the placement was written by ${leader}` : "") +
-        (cluster.members ? `. ${cluster.members.length} nodes registered in etcd.` : ".");
+        (cluster.coordinators ? `. Coordinators: ${cluster.coordinators.join(", ") || "none registered"}` : "") +
+        (cluster.members ? `. ${cluster.members.length} nodes registered in etcd` : "") +
+        (cluster.etcd ? `. etcd: ${cluster.etcd.healthy ? "healthy" : "NOT ANSWERING"} (${cluster.etcd.detail}).` : ".");
       syncRows(nodes.body, cluster.links, (l) => l.name, (link) => {
         const row = element("tr", {}, ...Array.from({ length: 7 }, () => element("td")), element("td"));
         row.cells[3].className = row.cells[4].className = "num";
@@ -284,7 +335,8 @@ function clusterView(root) {
         drain.addEventListener("click", () => confirmThen(
           `Drain node '${link.name}' (${link.addr})? It leaves the cluster: its replicas are placed on other nodes, ` +
           `it finishes what it has in flight and exits.`,
-          async () => { await api("POST", `/v1/cluster/nodes/${encodeURIComponent(link.name)}/drain`); return `Node '${link.name}' is draining.`; }));
+          async () => { await api("POST", `/v1/cluster/nodes/${encodeURIComponent(link.name)}/drain`); return `Node '${link.name}' is draining.`; },
+          true));
         row.cells[7].append(drain);
         return row;
       }, (row, link) => {
@@ -370,6 +422,7 @@ function modelView(root, model) {
     element("h3", { text: "Alerts" }), alerts, element("h3", { text: "Input drift" }), drift.node,
     element("h3", { text: "Evaluation from feedback" }), evaluation);
   let detail = null;
+  let drawnRouting = null;
 
   const drawActions = () => {
     actions.replaceChildren();
@@ -383,8 +436,13 @@ function modelView(root, model) {
     const move = element("button", { type: "button", class: "primary", id: "move-alias", text: "Move alias" });
     move.addEventListener("click", () => {
       const alias = aliasInput.value.trim();
+      if (!alias) {
+        say("Name the alias to move.", "error");
+        aliasInput.focus();
+        return;
+      }
       const version = Number(target.value);
-      const current = detail.aliases[alias];
+      const current = Object.hasOwn(detail.aliases, alias) ? detail.aliases[alias] : null;
       const change = current ? `from version ${current.version} to version ${version}` : `(new) to version ${version}`;
       confirmThen(`Move alias '${alias}' of model '${model}' ${change}? Requests for '${model}:${alias}' will be answered by version ${version}.`,
         async () => { await api("PUT", `/v1/models/${encodeURIComponent(model)}/aliases/${encodeURIComponent(alias)}`, { version });
@@ -451,9 +509,17 @@ function modelView(root, model) {
     async refresh() {
       try {
         const fresh = await api("GET", `/v1/models/${encodeURIComponent(model)}`);
-        const changed = JSON.stringify(fresh) !== JSON.stringify(detail);
+        const routingOf = (d) => d && JSON.stringify([d.revision, d.aliases, d.split, d.versions.map((v) => v.version)]);
         detail = fresh;
-        if (changed) drawActions();
+        // Redrawn when the routing changed, but not under a user's typing;
+        // a focused button keeps the focus (its id is stable).
+        const focused = actions.contains(document.activeElement) ? document.activeElement : null;
+        const typing = focused && (focused.tagName === "INPUT" || focused.tagName === "SELECT");
+        if (routingOf(fresh) !== drawnRouting && !typing) {
+          drawActions();
+          drawnRouting = routingOf(fresh);
+          if (focused && focused.id && $(focused.id)) $(focused.id).focus();
+        }
         drawVersions(page.tick);
       } catch (error) {
         routing.textContent = `Could not read model '${model}': ${error.message}`;
@@ -506,7 +572,8 @@ function describeAlert(alert) {
   const input = alert.input ? ` input '${alert.input}'` : "";
   const since = new Date(alert.since * 1000).toLocaleTimeString();
   const cleared = alert.cleared ? `, cleared ${new Date(alert.cleared * 1000).toLocaleTimeString()}` : "";
-  return `${alert.kind} on ${alert.model} v${alert.version}${input}: ${alert.observed.toPrecision(3)} against ${alert.baseline.toPrecision(3)}, since ${since}${cleared}`;
+  const number = (x) => (typeof x === "number" ? x.toPrecision(3) : "–");
+  return `${alert.kind} on ${alert.model} v${alert.version}${input}: ${number(alert.observed)} against ${number(alert.baseline)}, since ${since}${cleared}`;
 }
 
 function alertsView(root) {
@@ -533,7 +600,11 @@ $("sign-in-form").addEventListener("submit", (event) => {
   signIn($("key").value.trim());
   $("key").value = "";
 });
-$("sign-out").addEventListener("click", signOut);
+$("sign-out").addEventListener("click", () => signOut());
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("main").focus();
+});
 const saved = sessionStorage.getItem("maas-key");
 if (saved) signIn(saved);
 else showSignIn();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use maas_registry::{ArtifactStore, Registry};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use maas_control::leader::ClusterView;
 use maas_control::nodes::NodeSet;
@@ -35,6 +35,10 @@ pub struct AppState {
     pub nodes: Arc<NodeSet>,
     /// Membership, placement and leadership, in cluster mode.
     pub cluster: Option<ClusterView>,
+    /// The live coordinators' names, with etcd.
+    pub coordinators: Option<watch::Receiver<Vec<String>>>,
+    /// The etcd client, with etcd (for its health on the cluster view).
+    pub etcd: Option<maas_registry::etcd_client::Client>,
     /// Wakes the reconciler.
     pub reconcile: Arc<Notify>,
     /// The engines of generative versions.

@@ -228,6 +228,9 @@ def run(driver):
     # Cluster and alerts views.
     driver.get(BASE + "/console#cluster")
     wait_for(driver, "a node row", lambda d: "up" in d.find_element(By.ID, "nodes").text)
+    summary = driver.find_element(By.ID, "cluster-summary").text
+    if "etcd: healthy" not in summary or "Coordinators: coordinator" not in summary:
+        fail(f"the cluster summary lacks etcd's health or the coordinators: {summary!r}")
     check_view_is_usable(driver, "cluster")
     driver.save_screenshot(str(SHOTS / "cluster.png"))
     print(f"cluster view: {driver.find_element(By.ID, 'cluster-summary').text!r}")

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use maas_api::{ClusterStatus, Draining, NodeLoad};
+use maas_api::{ClusterStatus, Draining, EtcdHealth, NodeLoad};
 use serde_json::json;
 
 use crate::state::AppState;
@@ -46,7 +46,12 @@ pub async fn status(state: web::Data<AppState>) -> HttpResult {
 /// The cluster as this coordinator sees it (also on the console's stream).
 pub async fn cluster_status(state: &AppState) -> ClusterStatus {
     let links = state.nodes.list();
-    let links = futures_util::future::join_all(links.iter().map(|l| describe_link(l))).await;
+    let (links, etcd) = futures_util::future::join(
+        futures_util::future::join_all(links.iter().map(|l| describe_link(l))),
+        etcd_health(state),
+    )
+    .await;
+    let coordinators = state.coordinators.as_ref().map(|names| names.borrow().clone());
     match &state.cluster {
         Some(cluster) => ClusterStatus {
             mode: "cluster".into(),
@@ -54,9 +59,37 @@ pub async fn cluster_status(state: &AppState) -> ClusterStatus {
             links,
             members: Some(cluster.nodes.borrow().values().map(|m| json!(m)).collect()),
             placement: Some(json!(*cluster.placement.borrow())),
+            coordinators,
+            etcd,
         },
-        None => ClusterStatus { mode: "static".into(), leader: false, links, members: None, placement: None },
+        None => ClusterStatus {
+            mode: "static".into(),
+            leader: false,
+            links,
+            members: None,
+            placement: None,
+            coordinators,
+            etcd,
+        },
     }
+}
+
+/// Whether etcd answers a status call in time, with its version and leader.
+async fn etcd_health(state: &AppState) -> Option<EtcdHealth> {
+    let mut client = state.etcd.clone()?;
+    Some(match tokio::time::timeout(STATUS_WITHIN, client.status()).await {
+        Ok(Ok(status)) => EtcdHealth {
+            healthy: true,
+            detail: format!(
+                "etcd {}, leader member {:x}, {} bytes",
+                status.version(),
+                status.leader(),
+                status.db_size()
+            ),
+        },
+        Ok(Err(error)) => EtcdHealth { healthy: false, detail: error.to_string() },
+        Err(_) => EtcdHealth { healthy: false, detail: format!("no answer within {STATUS_WITHIN:?}") },
+    })
 }
 
 /// Asks a node to drain: it deregisters (so its replicas are placed

@@ -10,10 +10,12 @@
 
 pub mod stream;
 
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maas_api::Whoami;
-use maas_tenancy::{Action, Caller};
+use maas_tenancy::{Action, Caller, Role};
 
 use super::error::HttpResult;
 use super::routes::caller;
@@ -38,8 +40,9 @@ fn asset_response(name: &str) -> HttpResponse {
             .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .insert_header((X_FRAME_OPTIONS, "DENY"))
             .insert_header((CACHE_CONTROL, "no-cache"))
+            .insert_header((REFERRER_POLICY, "no-referrer"))
             .body(*body),
-        None => HttpResponse::NotFound().json(serde_json::json!({"error": format!("no console file '{name}'")})),
+        None => HttpResponse::NotFound().json(serde_json::json!({"error": "no such console file"})),
     }
 }
 
@@ -55,8 +58,9 @@ pub async fn asset(name: web::Path<String>) -> HttpResponse {
 
 /// What `caller` is and may do.
 pub fn whoami_of(caller: &Caller) -> Whoami {
+    // An admin key reaches every model, whatever its scope says.
     let scope = match caller.key() {
-        Some(key) if !key.scope.is_everything() => key.scope.patterns().to_vec(),
+        Some(key) if key.role != Role::Admin && !key.scope.is_everything() => key.scope.patterns().to_vec(),
         _ => vec!["*".to_string()],
     };
     Whoami {
