@@ -230,6 +230,9 @@ struct HttpArgs {
     /// Seconds of warm-up per point.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Print one JSON object per point instead of the table (what `maas tune` reads).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -267,7 +270,11 @@ fn main() -> Result<()> {
         }
         Command::Http(args) => {
             let points = run_http(&args)?;
-            print!("{}", report::http_table(&points, None));
+            if args.json {
+                points.iter().for_each(|point| println!("{}", report::http_json(point)));
+            } else {
+                print!("{}", report::http_table(&points, None));
+            }
         }
         Command::Placement(args) => {
             let grid: Vec<(usize, usize)> =

@@ -95,6 +95,21 @@ pub fn http_line(p: &LoadPoint) -> String {
     )
 }
 
+/// A point as one line of JSON: throughput, latency quantiles in
+/// milliseconds, errors.
+pub fn http_json(p: &LoadPoint) -> String {
+    serde_json::json!({
+        "model": p.model,
+        "concurrency": p.concurrency,
+        "requests_per_second": p.requests_per_second(),
+        "rows_per_second": p.requests_per_second() * p.rows_per_request as f64,
+        "p50_ms": p.quantile(0.5).as_secs_f64() * 1000.0,
+        "p99_ms": p.quantile(0.99).as_secs_f64() * 1000.0,
+        "errors": p.errors,
+    })
+    .to_string()
+}
+
 /// The HTTP table; with the raw points, each point's rows/s is also shown as
 /// a share of raw LibTorch's rows/s at batch 1 and at its best batch.
 pub fn http_table(points: &[LoadPoint], raw: Option<&[RawPoint]>) -> String {

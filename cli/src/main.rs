@@ -22,6 +22,8 @@ mod pipeline;
 mod replicas;
 mod rollout;
 mod tenants;
+mod tune;
+mod tune_plot;
 mod usage;
 
 use std::path::PathBuf;
@@ -136,6 +138,36 @@ enum Command {
         /// Point this alias at the new version.
         #[arg(long)]
         alias: Option<String>,
+    },
+    /// Find the batching and instance settings with the most throughput
+    /// within a p99 target, on the live cluster (trials run as `MODEL.tune`).
+    Tune {
+        /// Model name.
+        model: String,
+        /// The version to start from (default: the newest).
+        #[arg(long)]
+        version: Option<u64>,
+        /// The p99 latency target, in milliseconds.
+        #[arg(long)]
+        p99_ms: f64,
+        /// Seconds of load per point.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        /// Seconds the whole search may take (it stops after the trial running then).
+        #[arg(long, default_value_t = 600)]
+        budget: u64,
+        /// The most concurrent clients tried.
+        #[arg(long, default_value_t = 64)]
+        max_concurrency: usize,
+        /// Where to write the frontier plot (SVG).
+        #[arg(long, default_value = "tune.svg")]
+        plot: PathBuf,
+        /// Publish the best setting as the model's next version (same artifact).
+        #[arg(long)]
+        apply: bool,
+        /// The load generator (`maas-bench`; by default the one beside `maas`).
+        #[arg(long)]
+        bench: Option<PathBuf>,
     },
     /// List models.
     Models,
@@ -464,6 +496,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys { command } => keys::run(&client, cli.json, command).await?,
         Command::Tenants { command } => tenants::run(&client, cli.json, command).await?,
         Command::Usage { tenant, minutes } => usage::usage(&client, cli.json, minutes, tenant.as_deref()).await?,
+        Command::Tune { model, version, p99_ms, seconds, budget, max_concurrency, plot, apply, bench } => {
+            let options = tune::TuneOptions {
+                version,
+                p99_ms,
+                seconds,
+                budget: std::time::Duration::from_secs(budget),
+                max_concurrency: max_concurrency.max(1),
+                plot,
+                apply,
+                bench: bench.unwrap_or_else(tune::default_bench),
+            };
+            tune::tune(&client, &model, &options, cli.json).await?;
+        }
         Command::Drain { node } => {
             let answer: Draining =
                 client.send_empty_as(Method::POST, &format!("/v1/cluster/nodes/{node}/drain")).await?;
