@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::output::table;
+use crate::tune_plot::Line;
 
 /// What the user asked for.
 pub struct TuneOptions {
@@ -168,9 +169,17 @@ pub async fn tune(client: &Client, model: &str, options: &TuneOptions, json: boo
     }
     progress.finish_and_clear();
     report(&trials, current, options, json)?;
-    crate::tune_plot::write(&options.plot, &trials, options.p99_ms, model)?;
-    eprintln!("frontier plot: {}", options.plot.display());
     let winner = winner(&trials, options.p99_ms);
+    let lines: Vec<Line> = trials
+        .iter()
+        .map(|t| Line {
+            label: t.setting.label(),
+            points: t.points.iter().map(|p| (p.p99_ms, p.requests_per_second)).collect(),
+        })
+        .collect();
+    let best = winner.and_then(|t| t.best_within(options.p99_ms)).map(|p| (p.p99_ms, p.requests_per_second));
+    crate::tune_plot::write(&options.plot, &lines, best, options.p99_ms, model)?;
+    eprintln!("frontier plot: {}", options.plot.display());
     if options.apply {
         match winner {
             Some(trial) if trial.setting != current => {

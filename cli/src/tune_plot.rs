@@ -1,14 +1,21 @@
 //! The throughput-latency frontier of `maas tune` as an SVG: one line per
 //! trial through its points (p99 along x, requests/s up y, a point per
 //! concurrency), the target as a dashed line, the best point within it
-//! ringed.
+//! ringed. It takes plain lines, so it knows nothing of how they were
+//! measured.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::tune::Trial;
+/// One trial's line: its label and its `(p99 ms, requests/s)` points.
+pub struct Line {
+    /// The setting, as a short label.
+    pub label: String,
+    /// Its points, by concurrency.
+    pub points: Vec<(f64, f64)>,
+}
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 420.0;
@@ -18,15 +25,15 @@ const TOP: f64 = 36.0;
 const BOTTOM: f64 = 48.0;
 const COLOURS: [&str; 8] = ["#1d4ed8", "#b45309", "#047857", "#7c3aed", "#be123c", "#0e7490", "#4d7c0f", "#9d174d"];
 
-/// Writes the plot of `trials` against `p99_ms` to `path`.
-pub fn write(path: &Path, trials: &[Trial], p99_ms: f64, model: &str) -> Result<()> {
-    std::fs::write(path, svg(trials, p99_ms, model)).with_context(|| format!("writing {}", path.display()))
+/// Writes the plot of `lines` against `p99_ms`, ringing `best`, to `path`.
+pub fn write(path: &Path, lines: &[Line], best: Option<(f64, f64)>, p99_ms: f64, model: &str) -> Result<()> {
+    std::fs::write(path, svg(lines, best, p99_ms, model)).with_context(|| format!("writing {}", path.display()))
 }
 
-fn svg(trials: &[Trial], p99_ms: f64, model: &str) -> String {
+fn svg(trials: &[Line], best: Option<(f64, f64)>, p99_ms: f64, model: &str) -> String {
     let points = trials.iter().flat_map(|t| &t.points);
-    let max_x = points.clone().map(|p| p.p99_ms).fold(p99_ms * 1.5, f64::max);
-    let max_y = points.map(|p| p.requests_per_second).fold(1.0, f64::max) * 1.1;
+    let max_x = points.clone().map(|p| p.0).fold(p99_ms * 1.5, f64::max);
+    let max_y = points.map(|p| p.1).fold(1.0, f64::max) * 1.1;
     let x = |v: f64| LEFT + v / max_x * (WIDTH - LEFT - RIGHT);
     let y = |v: f64| HEIGHT - BOTTOM - v / max_y * (HEIGHT - TOP - BOTTOM);
     let mut out = String::new();
@@ -76,26 +83,17 @@ fn svg(trials: &[Trial], p99_ms: f64, model: &str) -> String {
         x(p99_ms),
         TOP - 4.0
     );
-    let best = trials
-        .iter()
-        .filter_map(|t| t.best_within(p99_ms))
-        .max_by(|a, b| a.requests_per_second.total_cmp(&b.requests_per_second));
     for (index, trial) in trials.iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
         let line: Vec<String> =
-            trial.points.iter().map(|p| format!("{:.1},{:.1}", x(p.p99_ms), y(p.requests_per_second))).collect();
+            trial.points.iter().map(|&(p99, rate)| format!("{:.1},{:.1}", x(p99), y(rate))).collect();
         let _ = writeln!(
             out,
             r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"##,
             line.join(" ")
         );
         for p in &trial.points {
-            let _ = writeln!(
-                out,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"##,
-                x(p.p99_ms),
-                y(p.requests_per_second)
-            );
+            let _ = writeln!(out, r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"##, x(p.0), y(p.1));
         }
         let legend_y = TOP + 16.0 * index as f64;
         let _ = writeln!(
@@ -105,15 +103,15 @@ fn svg(trials: &[Trial], p99_ms: f64, model: &str) -> String {
             legend_y - 4.0,
             WIDTH - RIGHT + 36.0,
             legend_y + 1.0,
-            escape(&trial.setting.label())
+            escape(&trial.label)
         );
     }
-    if let Some(best) = best {
+    if let Some((p99, rate)) = best {
         let _ = writeln!(
             out,
             r##"<circle cx="{:.1}" cy="{:.1}" r="8" fill="none" stroke="#111827" stroke-width="2"/>"##,
-            x(best.p99_ms),
-            y(best.requests_per_second)
+            x(p99),
+            y(rate)
         );
     }
     out.push_str("</svg>\n");
@@ -127,15 +125,11 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tune::{Point, Setting};
 
     #[test]
     fn draws_a_line_per_trial_and_rings_the_best() {
-        let setting = Setting { max_batch_size: 8, max_queue_delay_us: 500, instance_count: 1 };
-        let point =
-            |c, rps, p99| Point { concurrency: c, requests_per_second: rps, p50_ms: 1.0, p99_ms: p99, errors: 0 };
-        let trials = vec![Trial { setting, points: vec![point(1, 100.0, 2.0), point(2, 180.0, 4.0)] }];
-        let svg = svg(&trials, 5.0, "cnn<1>");
+        let lines = vec![Line { label: "b8 d500us i1".into(), points: vec![(2.0, 100.0), (4.0, 180.0)] }];
+        let svg = svg(&lines, Some((4.0, 180.0)), 5.0, "cnn<1>");
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert_eq!(svg.matches("r=\"8\"").count(), 1);
         assert!(svg.contains("cnn&lt;1&gt;") && svg.contains("b8 d500us i1") && svg.contains("target 5 ms"));
