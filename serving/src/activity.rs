@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 /// A version's recent use.
 #[derive(Debug, Default)]
 pub struct Activity {
-    /// When the last request arrived, in ms since [`origin`], plus one (0:
-    /// never).
+    /// When the last request arrived or ended, in ms since [`origin`],
+    /// plus one (0: never).
     last_request_ms: AtomicU64,
     /// Requests waiting for a replica to be loaded.
     waiting: AtomicU32,
@@ -83,6 +83,10 @@ impl Activity {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
+        // A request that ends is use too: a long one (a generation stream)
+        // leaves the version wanted for the idle time after it, not before.
+        let ms = Instant::now().saturating_duration_since(origin()).as_millis() as u64 + 1;
+        self.0.last_request_ms.fetch_max(ms, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -110,6 +114,20 @@ fn origin() -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_request_leaves_its_version_wanted_for_the_idle_time_after_it_ends() {
+        let activity = Activity::default();
+        let idle = Duration::from_secs(10);
+        // A stream that began a minute ago ends now.
+        let stream = activity.touch(Instant::now() - Duration::from_secs(60));
+        drop(stream);
+        assert!(
+            activity.is_wanted(idle, Instant::now() + Duration::from_secs(5)),
+            "unwanted at once after a long stream"
+        );
+        assert!(!activity.is_wanted(idle, Instant::now() + Duration::from_secs(11)));
+    }
 
     #[test]
     fn a_version_is_wanted_while_requests_wait_and_for_the_idle_time_after_one() {

@@ -7,7 +7,12 @@
 //! `generate` on the same model; 16 concurrent streams each equal their
 //! own reference while their steps are batched; a client that goes away
 //! frees its cache on the node; stop strings cut the text; a prompt longer
-//! than the context is a 400.
+//! than the context is a 400. A tiny Llama (rotary positions, grouped-query
+//! attention, so its cache holds fewer heads than it attends with) exported
+//! by the same helper generates what Hugging Face generates too, alone and
+//! in concurrent batched streams; sampling repeats with its seed; and
+//! prompts that suddenly take far
+//! longer to prefill raise a latency alert on its time to first token.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,7 +21,7 @@ use futures_util::StreamExt;
 use maas_tests::admin::{call, create_key, wait_ready};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{metric_sum, workspace_root, NodeSpec, TempDir, ADMIN_TOKEN};
-use maas_tests::engine::build_tiny_llm;
+use maas_tests::engine::{build_tiny_llama, build_tiny_llm};
 use maas_tests::python;
 use maas_tests::wait::wait_until;
 use maas_tests::Cluster;
@@ -82,10 +87,11 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-/// Exports the decoder; returns its folder and Hugging Face's references.
-fn export(dir: &Path) -> (std::path::PathBuf, Value) {
+/// Builds a tiny model with `build` and exports it as a decoder; returns
+/// its folder and Hugging Face's references.
+fn export(dir: &Path, build: fn(&Path) -> anyhow::Result<()>) -> (std::path::PathBuf, Value) {
     let hf = dir.join("hf");
-    build_tiny_llm(&hf).unwrap();
+    build(&hf).unwrap();
     let exported = dir.join("decoder");
     let script = workspace_root().join("scripts/export_decoder.py");
     python::run(&[script.to_str().unwrap(), hf.to_str().unwrap(), exported.to_str().unwrap()]);
@@ -97,7 +103,7 @@ fn export(dir: &Path) -> (std::path::PathBuf, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_decoder_generates_what_hugging_face_generates_through_every_front() {
     let dir = TempDir::new("native-decoder");
-    let (exported, reference) = export(dir.path());
+    let (exported, reference) = export(dir.path(), build_tiny_llm);
     let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("decoder-node")]).start().await.unwrap();
     let client = reqwest::Client::new();
 
@@ -244,4 +250,106 @@ async fn a_native_decoder_generates_what_hugging_face_generates_through_every_fr
     let (status, text) =
         post(&client, &cluster.url(&format!("/v2/models/{MODEL}/infer")), &key, &json!({"inputs": []})).await;
     assert_eq!(status, 400, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llama_style_decoder_generates_what_hugging_face_generates() {
+    const LLAMA: &str = "tiny-llama";
+    let dir = TempDir::new("native-llama");
+    let (exported, reference) = export(dir.path(), build_tiny_llama);
+    let description: Value =
+        serde_json::from_str(&std::fs::read_to_string(exported.join("decoder.json")).unwrap()).unwrap();
+    assert_eq!(description["architecture"], "llama");
+    assert_eq!(description["heads"], 2, "the cache holds the key/value heads: {description}");
+    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("llama-node")]).start().await.unwrap();
+    let client = reqwest::Client::new();
+    let published = ok(maas(
+        &cluster,
+        ADMIN_TOKEN,
+        &["decoder", LLAMA, "--dir", exported.to_str().unwrap(), "--cache-bytes", &(32u64 << 20).to_string()],
+    ));
+    assert!(published.contains(&format!("decoder published: {LLAMA} version 1")), "{published}");
+    wait_ready(&cluster, LLAMA).await.unwrap();
+    let key =
+        create_key(&cluster, &json!({"tenant": "readers", "role": "inference", "scope": [LLAMA]})).await.unwrap().key;
+
+    let greedy = json!({"max_tokens": NEW_TOKENS, "temperature": 0});
+    let generate = json!({"text_input": prompts()[5], "parameters": greedy});
+    let (status, text) = post(&client, &cluster.url(&format!("/v2/models/{LLAMA}/generate")), &key, &generate).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["text_output"], reference["prompts"][5]["text"], "generate");
+
+    let chat = json!({"model": LLAMA, "messages": [{"role": "user", "content": CHAT}],
+                      "max_tokens": NEW_TOKENS, "temperature": 0, "stream": true});
+    let (status, text) = post(&client, &cluster.url("/v1/chat/completions"), &key, &chat).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(streamed_text(&text), reference["chat"]["text"].as_str().unwrap(), "streamed chat");
+
+    // Concurrent streams of different lengths, padded into shared steps.
+    let streams = prompts().into_iter().enumerate().take(8).map(|(index, prompt)| {
+        let (client, url, key) = (client.clone(), cluster.url("/v1/completions"), key.clone());
+        async move {
+            let body = json!({"model": LLAMA, "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
+                              "stream": true});
+            (index, post(&client, &url, &key, &body).await)
+        }
+    });
+    for (index, (status, text)) in futures_util::future::join_all(streams).await {
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(streamed_text(&text), reference["prompts"][index]["text"].as_str().unwrap(), "stream {index}");
+    }
+    let stats =
+        call(&cluster, Method::GET, &format!("/v2/models/{LLAMA}/stats"), None, None).await.unwrap().ok().unwrap();
+    let steps = stats["model_stats"][0]["batch_stats"].as_array().cloned().unwrap_or_default();
+    assert!(steps.iter().filter_map(|s| s["batch_size"].as_u64()).any(|size| size > 1), "{steps:?}");
+
+    // Sampling: a seed repeats its text, another seed draws another, and
+    // top_k 1 is greedy whatever the temperature.
+    let sampled = |seed: u64, top_k: u32| {
+        json!({"model": LLAMA, "prompt": prompts()[5], "max_tokens": NEW_TOKENS, "temperature": 1.0,
+               "top_p": 0.9, "top_k": top_k, "seed": seed})
+    };
+    let mut texts = Vec::new();
+    for body in [sampled(7, 0), sampled(7, 0), sampled(8, 0), sampled(9, 1)] {
+        let (status, text) = post(&client, &cluster.url("/v1/completions"), &key, &body).await;
+        assert_eq!(status, 200, "{text}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        texts.push(answer["choices"][0]["text"].as_str().unwrap().to_string());
+    }
+    assert_eq!(texts[0], texts[1], "the same seed drew different text");
+    assert_ne!(texts[0], texts[2], "two seeds drew the same text");
+    assert_ne!(texts[0], reference["prompts"][5]["text"].as_str().unwrap(), "sampling gave the greedy text");
+    assert_eq!(texts[3], reference["prompts"][5]["text"].as_str().unwrap(), "top_k 1 is not greedy");
+
+    // The latency detector watches time to first token: after its warm-up
+    // on short prompts, prompts that take far longer to prefill raise a
+    // latency alert on the model.
+    let load = |prompt: String, seconds: u64| {
+        let (client, url, key) = (client.clone(), cluster.url("/v1/completions"), key.clone());
+        async move {
+            let body = json!({"model": LLAMA, "prompt": prompt, "max_tokens": 1, "temperature": 0});
+            let until = std::time::Instant::now() + Duration::from_secs(seconds);
+            while std::time::Instant::now() < until {
+                let (status, text) = post(&client, &url, &key, &body).await;
+                assert_eq!(status, 200, "{text}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    futures_util::future::join(load("the sea".into(), 23), load("the wind".into(), 23)).await;
+    let alerts = call(&cluster, Method::GET, "/v1/alerts", None, None).await.unwrap().ok().unwrap();
+    assert!(alerts["active"].as_array().unwrap().is_empty(), "alerts under normal load: {alerts}");
+    let slow = async {
+        futures_util::future::join(load(" the".repeat(1900), 30), load(" the".repeat(1800), 30)).await;
+    };
+    let watch = wait_until("a latency alert on the decoder", Duration::from_secs(30), async || {
+        let alerts = call(&cluster, Method::GET, "/v1/alerts", None, None).await.unwrap().ok().unwrap();
+        let active = alerts["active"].as_array().cloned().unwrap_or_default();
+        active.iter().any(|a| a["kind"] == "latency" && a["model"] == LLAMA)
+    });
+    tokio::select! {
+        raised = watch => { raised.unwrap(); }
+        () = slow => panic!("no latency alert while prompts took far longer to prefill"),
+    }
 }

@@ -75,6 +75,10 @@ type Out = mpsc::Sender<Result<Bytes, String>>;
 
 impl Writer {
     async fn run(mut self, mut events: Box<dyn TokenStream>, first: GenerateEvent, out: Out) {
+        // A running stream keeps its version in use: one loaded on demand is
+        // not unloaded as idle under it, however long it runs.
+        let version = self.version.clone();
+        let _in_use = version.shared.activity.touch(std::time::Instant::now());
         if self.shape.stream && self.shape.endpoint == Endpoint::Chat {
             let role = json!({"role": "assistant", "content": ""});
             if !self.send(&out, self.chunk(Some(role), None)).await {
