@@ -170,6 +170,11 @@ pub struct CoordinatorConfig {
     #[arg(long, env = "MAAS_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// A CA (PEM) trusted for `https://` engine URLs besides the system's
+    /// roots, for engines behind a private certificate.
+    #[arg(long, env = "MAAS_ENGINE_CA")]
+    pub engine_ca: Option<PathBuf>,
+
     /// Open connections each front (HTTP, gRPC) holds at most; further
     /// clients wait in the listen backlog.
     #[arg(long, env = "MAAS_COORDINATOR_MAX_CONNECTIONS", default_value_t = 4096)]

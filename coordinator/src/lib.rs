@@ -92,10 +92,14 @@ pub async fn run(config: CoordinatorConfig, stop: impl std::future::Future<Outpu
     let placement = cluster.as_ref().map(|c| c.placement.clone());
     reconcile::Reconciler::new(registry.clone(), table.clone(), node_set.clone(), placement, link_up.clone()).spawn();
     let usage = open_usage(&config, etcd.as_ref())?;
-    let generation = Arc::new(maas_llm::Generation::new(
-        maas_llm::GenerationSettings { first_byte: config.max_request_timeout(), ..Default::default() },
-        Some(artifacts.clone()),
-    ));
+    let generation = Arc::new(
+        maas_llm::Generation::new(
+            maas_llm::GenerationSettings { first_byte: config.max_request_timeout(), ..Default::default() },
+            Some(artifacts.clone()),
+            config.engine_ca.as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     generation.spawn_health_checks(table.clone());
     let coordinators =
         etcd.as_ref().map(|client| maas_cluster::watch_coordinators(client.clone(), config.etcd.prefix.clone()));

@@ -105,8 +105,9 @@ impl Engine {
                 Ok(Ok(response)) => return Err(engine_refusal(response).await),
                 Ok(Err(error)) if error.is_connect() => {
                     url.up.store(false, Ordering::Relaxed);
-                    tracing::warn!(engine = %self.model, url = %url.base, %error, "engine URL unreachable; trying the next");
-                    failures.push(format!("{shown}: connection refused"));
+                    let detail = tls_failure(&error).unwrap_or_default();
+                    tracing::warn!(engine = %self.model, url = %url.base, %error, tls = %detail, "engine URL unreachable; trying the next");
+                    failures.push(format!("{shown}: {}", describe(&error)));
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(engine = %self.model, url = %url.base, %error, "engine request failed");
@@ -147,22 +148,51 @@ impl Engine {
     /// Checks every URL (`/health`, else `/v1/models`), within `timeout`
     /// each; returns whether one answers.
     pub async fn check(&self, client: &reqwest::Client, timeout: Duration) -> bool {
+        self.check_each(client, timeout).await.iter().any(Result::is_ok)
+    }
+
+    /// Like [`Engine::check`], saying why when no URL answers: what each
+    /// URL did (its status, a refused connection, a failed TLS handshake).
+    pub async fn probe(&self, client: &reqwest::Client, timeout: Duration) -> Result<(), String> {
+        let results = self.check_each(client, timeout).await;
+        if results.iter().any(Result::is_ok) {
+            return Ok(());
+        }
+        let count = results.len();
+        let each: Vec<String> = results
+            .into_iter()
+            .enumerate()
+            .filter_map(|(place, result)| result.err().map(|why| format!("URL {} of {count}: {why}", place + 1)))
+            .collect();
+        Err(each.join("; "))
+    }
+
+    /// Checks each URL, marking it up or down; what each did.
+    async fn check_each(&self, client: &reqwest::Client, timeout: Duration) -> Vec<Result<(), String>> {
         let checks = self.urls.iter().map(|url| async move {
-            let mut up = false;
+            let mut outcome = Err(String::new());
             for path in ["/health", "/v1/models"] {
                 let mut request = client.get(format!("{}{path}", url.base)).timeout(timeout);
                 if let Some(key) = &self.key {
                     request = request.bearer_auth(key.expose());
                 }
-                if request.send().await.is_ok_and(|r| r.status().is_success()) {
-                    up = true;
+                outcome = match request.send().await {
+                    Ok(response) if response.status().is_success() => Ok(()),
+                    Ok(response) => Err(format!("{path} answered {}", response.status())),
+                    // For the admin publishing it: the TLS error in full.
+                    Err(error) => Err(match tls_failure(&error) {
+                        Some(tls) => format!("TLS failed: {tls}"),
+                        None => describe(&error),
+                    }),
+                };
+                if outcome.is_ok() {
                     break;
                 }
             }
-            url.up.store(up, Ordering::Relaxed);
+            url.up.store(outcome.is_ok(), Ordering::Relaxed);
+            outcome
         });
-        futures_util::future::join_all(checks).await;
-        self.any_up()
+        futures_util::future::join_all(checks).await
     }
 }
 
@@ -207,16 +237,37 @@ async fn engine_refusal(response: reqwest::Response) -> GenerationError {
     GenerationError::from_engine(status, format!("the engine refused the request ({status}): {message}"))
 }
 
-/// A connection error in a few words.
+/// A connection error in a few words, for any client to read.
 fn describe(error: &reqwest::Error) -> String {
-    // Not the error's text: it names the URL, which is not the client's to see.
-    if error.is_connect() {
+    // Not the error's text: it names the URL, which is not the client's to
+    // see; nor the TLS error's, which may name the certificate's hosts.
+    if tls_failure(error).is_some() {
+        "TLS failed: the engine's certificate was not accepted".into()
+    } else if error.is_connect() {
         "connection refused".into()
     } else if error.is_timeout() {
         "timed out".into()
     } else {
         "the connection broke".into()
     }
+}
+
+/// The TLS error under `error`, if a handshake failed (an untrusted or
+/// mismatched certificate); its text names no URL.
+fn tls_failure(error: &reqwest::Error) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = current {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        current = match cause.downcast_ref::<std::io::Error>() {
+            // An I/O error's source skips the error it wraps (which may be
+            // another I/O error): step into it instead.
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    None
 }
 
 #[cfg(test)]

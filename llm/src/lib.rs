@@ -12,6 +12,7 @@
 //! time to first token, time between tokens, tokens in usage and quotas.
 
 pub mod engine;
+pub mod engine_tls;
 pub mod error;
 pub mod ledger;
 pub mod metrics;

@@ -84,16 +84,23 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// No engine known yet; native decoders' tokenizers are read from `artifacts`.
-    pub fn new(settings: GenerationSettings, artifacts: Option<ArtifactStore>) -> Generation {
+    /// No engine known yet; native decoders' tokenizers are read from
+    /// `artifacts`; `https://` engines are trusted by the system's roots and
+    /// `engine_ca`.
+    pub fn new(
+        settings: GenerationSettings,
+        artifacts: Option<ArtifactStore>,
+        engine_ca: Option<&std::path::Path>,
+    ) -> Result<Generation, String> {
         // No redirects: a request goes to the URLs the version names, nowhere else.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(2))
             .pool_idle_timeout(Duration::from_secs(30))
+            .use_preconfigured_tls(crate::engine_tls::engine_tls(engine_ca)?)
             .build()
-            .unwrap_or_default();
-        Generation { client, native: Native::new(artifacts), engines: Mutex::new(HashMap::new()), settings }
+            .map_err(|e| format!("the engines' HTTP client: {e}"))?;
+        Ok(Generation { client, native: Native::new(artifacts), engines: Mutex::new(HashMap::new()), settings })
     }
 
     /// Serves `request` for `caller` (`version`: a version the path named).
@@ -120,7 +127,10 @@ impl Generation {
             )));
         }
         let admitted = inference.limiter().admit(caller).and_then(|admission| {
-            admission.tokens_available()?;
+            if let Err(refusal) = admission.tokens_available() {
+                admission.return_request();
+                return Err(refusal);
+            }
             // Taken now, so requests admitted beside it see it; the
             // difference is settled when the engine says what it used.
             admission.spend_tokens(request.token_estimate);
@@ -191,9 +201,10 @@ impl Generation {
         }
     }
 
-    /// Whether an engine at `endpoint` answers now (before publishing it).
-    pub async fn probe(&self, model: &str, endpoint: &EngineEndpoint, key: Option<EngineKey>) -> bool {
-        Engine::new(model, endpoint, key).check(&self.client, Duration::from_secs(2)).await
+    /// Whether an engine at `endpoint` answers now (before publishing it),
+    /// and if not what each URL did.
+    pub async fn probe(&self, model: &str, endpoint: &EngineEndpoint, key: Option<EngineKey>) -> Result<(), String> {
+        Engine::new(model, endpoint, key).probe(&self.client, Duration::from_secs(2)).await
     }
 
     /// The engine of `version`, made at its first use.

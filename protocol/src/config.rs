@@ -163,7 +163,8 @@ impl Platform {
 }
 
 /// Where an external engine answers: one or more base URLs of an
-/// OpenAI-compatible server (`http://host:port`, with or without `/v1`),
+/// OpenAI-compatible server (`http://host:port` or `https://host:port`,
+/// with or without `/v1`),
 /// and the model name it knows the model by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct EngineEndpoint {
@@ -180,14 +181,14 @@ pub const MAX_ENGINE_URLS: usize = 64;
 
 impl EngineEndpoint {
     /// Refuses an endpoint without URLs or with one that is not plain
-    /// `http://host[:port][/path]`.
+    /// `http(s)://host[:port][/path]`.
     pub fn check(&self, model: &str) -> Result<(), String> {
         if self.urls.is_empty() || self.urls.len() > MAX_ENGINE_URLS {
             return Err(format!("model '{model}': an engine needs between 1 and {MAX_ENGINE_URLS} urls"));
         }
         for url in &self.urls {
-            let Some(rest) = url.strip_prefix("http://") else {
-                return Err(format!("model '{model}': engine url '{url}' must start with http://"));
+            let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+                return Err(format!("model '{model}': engine url '{url}' must start with http:// or https://"));
             };
             let host = rest.split('/').next().unwrap_or_default();
             // No user, query or fragment: the request path is appended to
@@ -195,9 +196,14 @@ impl EngineEndpoint {
             let odd = |c: char| c.is_whitespace() || c.is_control() || matches!(c, '@' | '?' | '#' | '\\');
             if host.is_empty() || url.len() > 2048 || url.chars().any(odd) {
                 return Err(format!(
-                    "model '{model}': engine url '{url}' is not a plain http://host[:port][/path] url"
+                    "model '{model}': engine url '{url}' is not a plain http(s)://host[:port][/path] url"
                 ));
             }
+        }
+        // One scheme for all: the engine's key goes to every URL, and must
+        // not travel in clear text to some of them.
+        if self.urls.iter().any(|u| u.starts_with("https://")) && self.urls.iter().any(|u| u.starts_with("http://")) {
+            return Err(format!("model '{model}': the engine's urls mix http:// and https://; use one scheme"));
         }
         if self.model.as_ref().is_some_and(|m| m.is_empty() || m.len() > 1024) {
             return Err(format!("model '{model}': the engine's model name must be 1 to 1024 bytes"));
@@ -515,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn an_engine_version_needs_plain_http_urls_and_nothing_else() {
+    fn an_engine_version_needs_plain_http_or_https_urls_and_nothing_else() {
         let engine = |urls: serde_json::Value| -> ModelConfig {
             serde_json::from_value(serde_json::json!({
                 "name": "chat", "platform": "openai_engine", "engine": {"urls": urls}
@@ -523,9 +529,12 @@ mod tests {
             .unwrap()
         };
         assert_eq!(engine(serde_json::json!(["http://10.0.0.5:8001/v1"])).check(), Ok(()));
+        assert_eq!(engine(serde_json::json!(["https://engine.example:8443/v1"])).check(), Ok(()));
         for bad in [
             serde_json::json!([]),
-            serde_json::json!(["https://x"]),
+            serde_json::json!(["ftp://x"]),
+            serde_json::json!(["https://a", "http://b"]),
+            serde_json::json!(["https://"]),
             serde_json::json!(["http://"]),
             serde_json::json!(["http://a b"]),
             serde_json::json!(["http://user:pw@internal"]),

@@ -234,6 +234,19 @@ impl Admission {
         refusal.map_or(Ok(()), Err)
     }
 
+    /// Gives back the request taken from each request bucket at admission,
+    /// for a request refused after it (by its token quota), and its
+    /// concurrency slot with the admission: a refused request takes
+    /// nothing.
+    pub fn return_request(self) {
+        for held in &self.held {
+            let capacity = (request_capacity(&held.limits) * self.share).max(1.0);
+            if let Some(bucket) = held.account.lock().requests.as_mut() {
+                bucket.tokens = (bucket.tokens + 1.0).min(capacity);
+            }
+        }
+    }
+
     /// Takes `tokens` from each token bucket the request draws from (they
     /// may go below zero): what it may use when admitted, then the
     /// difference once it is known.
@@ -387,6 +400,33 @@ mod tests {
         let free = limiter.admit(&super::tests::caller(Limits::default())).unwrap();
         free.spend_tokens(1_000_000);
         assert!(free.tokens_available().is_ok());
+    }
+
+    #[test]
+    fn a_request_refused_by_its_token_quota_takes_no_request() {
+        let limiter = Limiter::new();
+        let limits = Limits {
+            requests_per_second: Some(0.01),
+            requests_burst: Some(2.0),
+            tokens_per_minute: Some(60.0),
+            ..Limits::default()
+        };
+        let caller = caller(limits);
+        let first = limiter.admit(&caller).unwrap();
+        first.spend_tokens(600);
+        drop(first);
+        // Refused for tokens, ten times: the second request of the burst is
+        // still there afterwards.
+        for _ in 0..10 {
+            let admission = limiter.admit(&caller).unwrap();
+            assert!(admission.tokens_available().is_err());
+            admission.return_request();
+        }
+        let second = limiter.admit(&caller).unwrap();
+        second.refund_tokens(600);
+        assert!(second.tokens_available().is_ok());
+        drop(second);
+        assert!(limiter.admit(&caller).is_err(), "the burst of two is spent");
     }
 
     #[test]

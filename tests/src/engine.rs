@@ -11,11 +11,22 @@ use anyhow::{bail, Context, Result};
 use crate::cluster::{free_tcp_port, workspace_root, Process};
 use crate::wait::wait_until;
 
-/// Builds the tiny model into `dir`.
+/// Builds the tiny GPT-2 into `dir`.
 pub fn build_tiny_llm(dir: &Path) -> Result<()> {
+    build_tiny_model(dir, "gpt2")
+}
+
+/// Builds the tiny Llama (grouped-query attention, rotary positions) into
+/// `dir`.
+pub fn build_tiny_llama(dir: &Path) -> Result<()> {
+    build_tiny_model(dir, "llama")
+}
+
+fn build_tiny_model(dir: &Path, arch: &str) -> Result<()> {
     let output = Command::new(workspace_root().join(".venv/bin/python"))
         .arg(workspace_root().join("tests/fixtures/tiny_llm.py"))
         .arg(dir)
+        .args(["--arch", arch])
         .output()
         .context("running tests/fixtures/tiny_llm.py")?;
     if !output.status.success() {
@@ -59,5 +70,33 @@ impl Engine {
     /// Kills the engine at once.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+}
+
+/// A TLS front (`tests/fixtures/tls_proxy.py`) before a plain HTTP server on
+/// loopback, killed when dropped.
+pub struct TlsFront {
+    _process: Process,
+    /// Its base URL, `https://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl TlsFront {
+    /// Serves `cert` and `key` (PEM) on a free port, passing the bytes to
+    /// `target_port`; waits until it accepts connections.
+    pub async fn start(target_port: u16, cert: &Path, key: &Path, log: PathBuf) -> Result<TlsFront> {
+        let port = free_tcp_port();
+        let mut command = Command::new(workspace_root().join(".venv/bin/python"));
+        command
+            .arg(workspace_root().join("tests/fixtures/tls_proxy.py"))
+            .args([port.to_string(), target_port.to_string()])
+            .args([cert, key]);
+        let process = Process::spawn(&mut command, log)?;
+        wait_until("the TLS front accepts connections", Duration::from_secs(20), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await
+        .with_context(|| format!("the TLS front did not start: {}", process.log_tail()))?;
+        Ok(TlsFront { _process: process, url: format!("https://127.0.0.1:{port}") })
     }
 }
