@@ -22,7 +22,7 @@ pub use keys::{KeyCreate, KeyInfo, KeyIssued, KeyLimits, KeyList, KeyRevoked};
 pub use models::{
     AliasDeleted, AliasRequest, AliasSet, AliasState, Artifact, ArtifactName, ArtifactStored, Lineage, ListedModel,
     ModelDetail, ModelList, ModelSummary, PublishRequest, Published, RolledBack, SplitEntry, SplitRequest, SplitSet,
-    VersionDeleted, VersionDetail,
+    VersionDeleted, VersionDetail, VersionState,
 };
 pub use monitoring::{
     Alert, AlertList, Evaluation, FeedbackCounts, LiveStatus, LiveVersion, UsageLine, UsageReport, VersionScores,

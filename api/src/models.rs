@@ -61,7 +61,9 @@ api_type! {
         /// The traffic split of requests that name no version (empty: none).
         pub split: Vec<SplitEntry>,
         /// Whether the model is loaded (Triton's repository load and unload).
-        pub loaded: bool
+        pub loaded: bool,
+        /// The state of each version it serves or stages for a rollout.
+        pub states: Vec<VersionState>
     }
 }
 
@@ -97,7 +99,41 @@ api_type! {
         /// Where it came from.
         pub lineage: Lineage,
         /// Replicas ready to serve it, as this coordinator sees them.
-        pub ready_replicas: u64
+        pub ready_replicas: u64,
+        /// Whether it serves, why not if it does not, its replicas and the
+        /// rollout waiting for it.
+        pub state: VersionState
+    }
+}
+
+api_type! {
+    /// A version's state as its operators ask about it.
+    pub struct VersionState {
+        /// Version number.
+        pub version: u64,
+        /// `ready` (serving on every replica wanted), `scaling` (serving,
+        /// more replicas loading), `partial` (serving on fewer replicas than
+        /// wanted: no room for the rest), `loading`, `waiting` (for room or the
+        /// placement), `idle` (loaded on demand, none wanted now),
+        /// `unreachable` (an engine none of whose URLs answers) or `retired`
+        /// (no alias, split or version policy serves it).
+        pub state: String,
+        /// Why, in a sentence.
+        pub reason: String,
+        /// Replicas ready on this coordinator.
+        pub ready_replicas: u64,
+        /// Replicas wanted: the placement's count (scaled with load between
+        /// `replicas.min` and `replicas.max`), else `replicas.min`.
+        pub wanted_replicas: u64,
+        /// Nodes the placement gives it (empty outside cluster mode).
+        pub placed_on: Vec<String>,
+        /// The last scaling decision and why it was made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scaling: Option<String>,
+        /// A rollout (an alias move, split or load) waiting for this version
+        /// to be ready, with how far it has come.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub rollout: Option<String>
     }
 }
 

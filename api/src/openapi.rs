@@ -23,6 +23,7 @@ pub fn components() -> Vec<(&'static str, Value)> {
         component::<ModelSummary>(),
         component::<ModelDetail>(),
         component::<VersionDetail>(),
+        component::<VersionState>(),
         component::<Artifact>(),
         component::<Lineage>(),
         component::<AliasState>(),

@@ -48,11 +48,17 @@ impl Target {
     /// every encoding when it has one FP32 input, else (several inputs,
     /// integer ones) for the HTTP encodings.
     pub async fn discover(base: &str, model: &str, rows: usize) -> Result<Target> {
-        let metadata: Value = reqwest::get(format!("{base}/v2/models/{model}"))
+        let answer = load_client(1)?
+            .get(format!("{base}/v2/models/{model}"))
+            .send()
             .await
-            .with_context(|| format!("is a coordinator running at {base}?"))?
-            .json()
-            .await?;
+            .with_context(|| format!("is a coordinator running at {base}?"))?;
+        let status = answer.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            bail!("reading model {model}'s metadata: {status} (set MAAS_BENCH_TOKEN to a key that may use it)");
+        }
+        let metadata: Value =
+            answer.error_for_status().with_context(|| format!("reading model {model}'s metadata"))?.json().await?;
         let inputs = metadata["inputs"].as_array().context("model metadata has no inputs")?;
         if inputs.len() != 1 || inputs[0]["datatype"] != "FP32" {
             return Self::with_any_inputs(base, model, rows, inputs);
@@ -227,7 +233,7 @@ pub async fn closed_loop(
     warmup: Duration,
     window: Duration,
 ) -> Result<LoadPoint> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let client = load_client(concurrency)?;
     let started = Instant::now();
     let measure_from = started + warmup;
     let stop_at = measure_from + window;
@@ -316,6 +322,20 @@ impl LoadPoint {
             latency_us,
         })
     }
+}
+
+/// The HTTP load's client. With `MAAS_BENCH_TOKEN` set, every request
+/// carries it as a bearer token, for clusters that require keys for
+/// inference (the variable keeps it off the command line).
+pub fn load_client(concurrency: usize) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = std::env::var("MAAS_BENCH_TOKEN").ok().filter(|t| !t.trim().is_empty()) {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .context("MAAS_BENCH_TOKEN is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder().pool_max_idle_per_host(concurrency).default_headers(headers).build()?)
 }
 
 #[cfg(test)]

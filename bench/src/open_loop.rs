@@ -37,7 +37,7 @@ pub struct OpenLoopPoint {
 
 /// Offers `rate` binary requests per second for `window` after `warmup`.
 pub async fn run(target: &Target, rate: f64, warmup: Duration, window: Duration) -> Result<OpenLoopPoint> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = crate::load::load_client(256)?;
     let histogram = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let counts = Arc::new(Mutex::new((0u64, 0u64)));
     let room = Arc::new(Semaphore::new(MAX_IN_FLIGHT));

@@ -40,10 +40,21 @@ impl Client {
         &self.url
     }
 
+    /// The token requests carry, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// A client for `url`, trusting `ca_file` (PEM) for https when given,
     /// that gives up on a connection or an answer silent for `timeout`.
     pub fn new(url: &str, token: Option<String>, ca_file: Option<&Path>, timeout: Duration) -> Result<Client> {
-        let mut builder = reqwest::Client::builder().connect_timeout(timeout).read_timeout(timeout);
+        // Idle connections are dropped before the coordinator's keep-alive
+        // (5 s) closes them, so a call after a pause never meets a
+        // connection closed under it.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(2));
         if let Some(ca_file) = ca_file {
             builder = builder.use_preconfigured_tls(tls_trusting(ca_file)?);
         }

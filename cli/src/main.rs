@@ -262,6 +262,8 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // HTTPS uses aws-lc-rs, whatever else the build links.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     if let Err(error) = run(cli).await {
         eprintln!("error: {error:#}");

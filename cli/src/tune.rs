@@ -156,7 +156,7 @@ pub async fn tune(client: &Client, model: &str, options: &TuneOptions, json: boo
         progress.inc_length(candidates.len() as u64);
         for setting in candidates {
             if started.elapsed() > options.budget {
-                progress.println(format!("stopped at the budget of {:?}", options.budget));
+                progress.suspend(|| eprintln!("stopped at the budget of {:?}", options.budget));
                 break 'axes;
             }
             if trials.iter().any(|t| t.setting == setting) {
@@ -238,7 +238,7 @@ async fn run_trial(
         let mut concurrency = 1;
         while concurrency <= options.max_concurrency {
             progress.set_message(format!("{}: {concurrency} clients", setting.label()));
-            let point = measure(client.url(), trial_model, concurrency, options)?;
+            let point = measure(client.url(), client.token(), trial_model, concurrency, options)?;
             let past_target = point.p99_ms > options.p99_ms || point.errors > 0;
             progress.set_message(format!(
                 "{}: {concurrency} clients, {:.0} req/s, p99 {:.2} ms",
@@ -255,10 +255,17 @@ async fn run_trial(
         Ok::<_, anyhow::Error>(points)
     }
     .await;
-    let deleted: Result<VersionDeleted> =
-        client.send_empty_as(Method::DELETE, &format!("/v1/models/{trial_model}/versions/{}", published.version)).await;
+    let path = format!("/v1/models/{trial_model}/versions/{}", published.version);
+    let mut deleted: Result<VersionDeleted> = client.send_empty_as(Method::DELETE, &path).await;
+    for _ in 0..2 {
+        if deleted.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        deleted = client.send_empty_as(Method::DELETE, &path).await;
+    }
     if let Err(error) = deleted {
-        progress.println(format!("could not delete trial version {}: {error:#}", published.version));
+        progress.suspend(|| eprintln!("could not delete trial version {}: {error:#}", published.version));
     }
     progress.inc(1);
     Ok(Trial { setting, points: measured? })
@@ -277,12 +284,22 @@ async fn wait_ready(client: &Client, path: &str) -> Result<()> {
     }
 }
 
+/// The variable that hands the bench load generator its bearer token.
+const BENCH_TOKEN_VAR: &str = "MAAS_BENCH_TOKEN";
+
 /// One point from the bench load generator.
-fn measure(url: &str, model: &str, concurrency: usize, options: &TuneOptions) -> Result<Point> {
-    let output = Command::new(&options.bench)
+/// The token goes through the environment, never the command line.
+fn measure(url: &str, token: Option<&str>, model: &str, concurrency: usize, options: &TuneOptions) -> Result<Point> {
+    let mut command = Command::new(&options.bench);
+    command
         .args(["http", "--json", "--encoding", "binary", "--url", url, "--model", model])
         .args(["--concurrency", &concurrency.to_string(), "--seconds", &options.seconds.to_string()])
         .args(["--warmup", "0.5"])
+        .env_remove(BENCH_TOKEN_VAR);
+    if let Some(token) = token {
+        command.env(BENCH_TOKEN_VAR, token);
+    }
+    let output = command
         .output()
         .with_context(|| format!("running {} (set --bench to the maas-bench binary)", options.bench.display()))?;
     if !output.status.success() {

@@ -223,11 +223,11 @@ function table(columns) {
   return { node, body };
 }
 
-// Keeps one row per item in `body`, keyed by `keyOf`: rows are made once
+// Keeps one row (or list item) per item in `body`, keyed by `keyOf`: rows are made once
 // (so buttons in them keep focus) and their cells rewritten each time.
 function syncRows(body, items, keyOf, makeRow, fillRow) {
   const seen = new Set();
-  const rows = new Map([...body.rows].map((r) => [r.dataset.key, r]));
+  const rows = new Map([...body.children].map((r) => [r.dataset.key, r]));
   for (const item of items) {
     const key = keyOf(item);
     seen.add(key);
@@ -239,7 +239,7 @@ function syncRows(body, items, keyOf, makeRow, fillRow) {
     }
     fillRow(row, item);
   }
-  for (const row of [...body.rows]) if (!seen.has(row.dataset.key)) row.remove();
+  for (const row of [...body.children]) if (!seen.has(row.dataset.key)) row.remove();
 }
 
 function cells(row, values) {
@@ -359,15 +359,15 @@ function versionTotals(tick, model) {
 
 function modelsView(root) {
   root.append(element("h2", { text: "Models" }));
-  const models = table([["Model"], ["Versions"], ["Ready"], ["Aliases"], ["Split"], ["Requests/s", true], ["p99", true], ["Errors", true]]);
+  const models = table([["Model"], ["Versions"], ["State"], ["Replicas ready/wanted"], ["Aliases"], ["Split"], ["Requests/s", true], ["p99", true], ["Errors", true]]);
   models.body.id = "models";
   const empty = element("p", { class: "muted", text: "Loading…" });
   root.append(empty, models.node);
   let listed = [];
   const draw = () => {
     syncRows(models.body, listed, (m) => m.name, (m) => {
-      const row = element("tr", {}, ...Array.from({ length: 8 }, () => element("td")));
-      [5, 6, 7].forEach((i) => { row.cells[i].className = "num"; });
+      const row = element("tr", {}, ...Array.from({ length: 9 }, () => element("td")));
+      [6, 7, 8].forEach((i) => { row.cells[i].className = "num"; });
       row.cells[0].append(element("a", { href: `#model/${encodeURIComponent(m.name)}`, text: m.name }));
       return row;
     }, (row, m) => {
@@ -375,11 +375,16 @@ function modelsView(root) {
       const rps = live.reduce((sum, v) => sum + v.live.requests_per_second, 0);
       const p99 = Math.max(...live.map((v) => v.live.p99_seconds || 0), 0);
       const errors = live.reduce((sum, v) => sum + v.live.error_rate * v.live.requests_per_second, 0);
-      const values = [m.versions.join(", "), m.ready_versions.join(", ") || "none",
+      const states = m.states || [];
+      const values = [m.versions.join(", "),
+        states.map((st) => `v${st.version} ${st.state}${st.rollout ? " (rollout waiting)" : ""}`).join(", ") || "none served",
+        states.map((st) => `v${st.version}: ${st.ready_replicas}/${st.wanted_replicas}`).join(", ") || "–",
         Object.entries(m.aliases).map(([a, v]) => `${a} → ${v}`).join(", ") || "–",
         m.split.map((s) => `v${s.version}: ${s.weight}`).join(", ") || "–",
         rps.toFixed(1), p99 > 0 ? ms(p99) : "–", rps > 0 ? `${((errors / rps) * 100).toFixed(1)} %` : "–"];
       values.forEach((value, index) => { if (row.cells[index + 1].textContent !== value) row.cells[index + 1].textContent = value; });
+      const reasons = states.map((st) => `version ${st.version}: ${st.reason}`).join("\n");
+      if (row.cells[2].title !== reasons) row.cells[2].title = reasons;
     });
   };
   return {
@@ -388,7 +393,7 @@ function modelsView(root) {
         const answer = await api("GET", "/v1/models");
         listed = answer.models.length > 0 || answer.data.length === 0
           ? answer.models
-          : answer.data.map((m) => ({ name: m.id, versions: [], ready_versions: [], aliases: {}, split: [] }));
+          : answer.data.map((m) => ({ name: m.id, versions: [], ready_versions: [], aliases: {}, split: [], states: [] }));
         empty.textContent = listed.length === 0 ? "No models this key can see." : "";
         draw();
       } catch (error) {
@@ -401,8 +406,9 @@ function modelsView(root) {
 
 function modelView(root, model) {
   root.append(element("p", {}, element("a", { href: "#models", text: "← All models" })), element("h2", { text: `Model ${model}` }));
-  const versions = table([["Version"], ["Platform"], ["Ready replicas", true], ["Answered", true], ["Failed", true], ["Requests/s", true], ["p50", true], ["p99", true], ["In flight", true], ["Queued", true], ["Published"]]);
+  const versions = table([["Version"], ["Platform"], ["State"], ["Replicas ready/wanted", true], ["Answered", true], ["Failed", true], ["Requests/s", true], ["p50", true], ["p99", true], ["In flight", true], ["Queued", true], ["Published"]]);
   versions.body.id = "versions";
+  const states = element("ul", { id: "version-states" });
   const routing = element("p", { id: "routing" });
   const actions = element("div", { id: "actions" });
   const charts = element("div", { class: "cards", id: "charts" });
@@ -418,7 +424,7 @@ function modelView(root, model) {
   const drift = table([["Version"], ["Input"], ["Drift (PSI)", true]]);
   drift.body.id = "drift";
   const evaluation = element("div", { id: "evaluation" });
-  root.append(versions.node, routing, actions, element("h3", { text: "Live, up to the last 5 minutes" }), charts,
+  root.append(versions.node, states, routing, actions, element("h3", { text: "Live, up to the last 5 minutes" }), charts,
     element("h3", { text: "Alerts" }), alerts, element("h3", { text: "Input drift" }), drift.node,
     element("h3", { text: "Evaluation from feedback" }), evaluation);
   let detail = null;
@@ -487,14 +493,15 @@ function modelView(root, model) {
     if (!detail) return;
     const live = versionTotals(tick, model);
     syncRows(versions.body, detail.versions, (v) => String(v.version), () => {
-      const row = element("tr", {}, ...Array.from({ length: 11 }, () => element("td")));
-      for (let i = 2; i <= 9; i++) row.cells[i].className = "num";
+      const row = element("tr", {}, ...Array.from({ length: 12 }, () => element("td")));
+      for (let i = 3; i <= 10; i++) row.cells[i].className = "num";
       return row;
     }, (row, v) => {
       const now = live.find((l) => l.live.version === v.version);
       row.dataset.version = String(v.version);
-      row.cells[3].dataset.stat = "success";
-      cells(row, [v.version, v.config.platform || "pytorch_libtorch", v.ready_replicas,
+      row.cells[2].dataset.stat = "state";
+      row.cells[4].dataset.stat = "success";
+      cells(row, [v.version, v.config.platform || "pytorch_libtorch", v.state.state, `${v.state.ready_replicas}/${v.state.wanted_replicas}`,
         now ? now.success : 0, now ? now.fail : 0, now ? now.live.requests_per_second.toFixed(1) : "0.0",
         now ? ms(now.live.p50_seconds) : null, now ? ms(now.live.p99_seconds) : null,
         now ? now.live.in_flight : 0, now ? now.live.queued : 0,
@@ -503,6 +510,19 @@ function modelView(root, model) {
     const aliases = Object.entries(detail.aliases).map(([a, s]) => `${a} → ${s.version}`).join(", ") || "none";
     const split = detail.split.map((s) => `v${s.version}: ${s.weight}`).join(", ") || "none (the latest ready version answers)";
     routing.textContent = `Aliases: ${aliases}. Split: ${split}. Ready versions: ${detail.ready_versions.join(", ") || "none"}.`;
+    // Each version's state with its reason, its last scaling decision and
+    // the rollout waiting for it.
+    syncRows(states, detail.versions, (v) => String(v.version), () => element("li"), (item, v) => {
+      const st = v.state;
+      const parts = [`Version ${v.version}: ${st.state}: ${st.reason}.`];
+      if (st.placed_on.length > 0) parts.push(`Placed on ${st.placed_on.join(", ")}.`);
+      if (st.scaling) parts.push(`Last scaling: ${st.scaling}.`);
+      if (st.rollout) parts.push(`Rollout: ${st.rollout}.`);
+      const text = parts.join(" ");
+      item.dataset.version = String(v.version);
+      item.dataset.state = st.state;
+      if (item.textContent !== text) item.textContent = text;
+    });
   };
 
   return {

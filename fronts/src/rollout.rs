@@ -100,7 +100,7 @@ async fn wait_ready(state: &AppState, model: &str, versions: &[u64]) -> ServeRes
 }
 
 /// Why `version` of `model` cannot take traffic yet, or `None` once it can.
-fn shortfall(state: &AppState, model: &str, version: u64) -> Option<String> {
+pub(crate) fn shortfall(state: &AppState, model: &str, version: u64) -> Option<String> {
     let Some(found) = state.inference.table().entry(model, version) else {
         return Some(format!("version {version} of model '{model}' is not loaded yet"));
     };

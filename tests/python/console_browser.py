@@ -149,6 +149,8 @@ def run(driver):
     row = driver.find_element(By.CSS_SELECTOR, f'#models tr[data-key="{MODEL}"]').text
     if "production → 1" not in row:
         fail(f"models row {row!r} does not show production → 1")
+    if "v1 ready" not in row or "v3 " not in row or "(rollout waiting)" not in row:
+        fail(f"models row {row!r} does not show the versions' states and version 3's rollout")
     ratio = check_view_is_usable(driver, "models")
     driver.save_screenshot(str(SHOTS / "models.png"))
     print(f"models view: {row!r}, lowest text contrast {ratio:.1f}:1")
@@ -163,6 +165,20 @@ def run(driver):
     if shown_count != api_count:
         fail(f"the console shows {shown_count} answered, the statistics API {api_count}")
     print(f"answered by version 1: console {shown_count}, statistics API {api_count}")
+
+    # Each version's state with its reason; version 3's rollout and progress.
+    state = '#version-states li[data-version="{}"]'
+    first = wait_for(driver, "version 1's state", lambda d: d.find_element(By.CSS_SELECTOR, state.format(1)).text)
+    if not first.startswith("Version 1: ready: ready on 1 replica"):
+        fail(f"version 1's state reads {first!r}")
+    third = wait_for(driver, "version 3's rollout", lambda d: "Rollout:" in d.find_element(
+        By.CSS_SELECTOR, state.format(3)).text and d.find_element(By.CSS_SELECTOR, state.format(3)).text)
+    if "of 2 replicas" not in third:
+        fail(f"version 3's rollout shows no progress: {third!r}")
+    replicas = driver.find_element(By.CSS_SELECTOR, '#versions tr[data-version="3"]').text
+    if "/2" not in replicas:
+        fail(f"version 3's row does not show its 2 wanted replicas: {replicas!r}")
+    print(f"version 3 rollout shown: {third!r}")
 
     # A chart moves while load runs: version 2 had no requests, so its
     # line is flat at zero until this load reaches it.

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use maas_tests::admin::{example_artifact, example_config, publish, upload};
+use maas_tests::admin::{call, example_artifact, example_config, publish, upload};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::ADMIN_TOKEN;
 use maas_tests::requests::{assert_matches, json_body, post_json};
 use maas_tests::wait::wait_until;
 use maas_tests::{Cluster, NodeSpec, Reference};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 const CLIENTS: usize = 16;
@@ -86,6 +87,12 @@ async fn replicas_grow_under_a_load_step_and_shrink_after_it() {
     let status = ok(tokio::task::block_in_place(|| maas(&cluster, ADMIN_TOKEN, &["status"])));
     println!("{status}");
     assert!(status.lines().any(|l| l.starts_with("hot/1") && l.contains("2/2") && l.contains("added a replica")));
+    // The model's description says the same, for its owners (and the console).
+    let described = call(&cluster, Method::GET, "/v1/models/hot", None, None).await.unwrap().ok().unwrap();
+    let state = &described["versions"][0]["state"];
+    assert_eq!(state["wanted_replicas"], 2, "{state}");
+    assert_eq!(state["placed_on"].as_array().map(Vec::len), Some(2), "{state}");
+    assert!(state["scaling"].as_str().is_some_and(|s| s.starts_with("added a replica")), "{state}");
     // Both replicas answer for a while.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);

@@ -14,17 +14,25 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tune_finds_the_frontier_and_applies_the_best_setting() {
-    let cluster = Cluster::builder().nodes(vec![NodeSpec::bare("node-0")]).start().await.unwrap();
+    // Keys are required for inference: the load generator gets the CLI's.
+    let cluster = Cluster::builder()
+        .nodes(vec![NodeSpec::bare("node-0")])
+        .coordinator_args(&["--require-keys"])
+        .start()
+        .await
+        .unwrap();
     deploy_example(&cluster, "cnn", 1, "cnn").await.unwrap();
     maas_tests::admin::wait_ready(&cluster, "cnn").await.unwrap();
     let dir = TempDir::new("tune");
     let plot = dir.path().join("frontier.svg");
     let args = ["--json", "tune", "cnn", "--p99-ms", "200", "--seconds", "0.5", "--max-concurrency", "4"];
-    let printed = ok(maas(
+    let run = maas(
         &cluster,
         ADMIN_TOKEN,
         &[&args[..], &["--budget", "90", "--apply", "--plot", plot.to_str().unwrap()]].concat(),
-    ));
+    );
+    let said = run.stderr.clone();
+    let printed = ok(run);
     let report: Value = serde_json::from_str(&printed).unwrap();
     let trials = report["trials"].as_array().unwrap();
     assert!(trials.len() >= 4, "{printed}");
@@ -41,7 +49,7 @@ async fn tune_finds_the_frontier_and_applies_the_best_setting() {
     let versions = detail["versions"].as_array().unwrap();
     let trial_model = call(&cluster, Method::GET, "/v1/models/cnn.tune", None, None).await.unwrap();
     let leftover = trial_model.body["versions"].as_array().map_or(0, Vec::len);
-    assert_eq!(leftover, 0, "trial versions left behind: {}", trial_model.body);
+    assert_eq!(leftover, 0, "trial versions left behind: {}\ntune said: {said}", trial_model.body);
     if versions.len() == 2 {
         assert_eq!(versions[1]["artifact"]["sha256"], versions[0]["artifact"]["sha256"]);
         assert_ne!(versions[1]["config"], versions[0]["config"]);

@@ -34,6 +34,7 @@ pub mod pipeline;
 pub mod repository;
 pub mod routing;
 pub mod tenants;
+pub mod version_state;
 
 /// Parses a JSON body into `T`, naming what is wrong.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> maas_serving::error::ServeResult<T> {

@@ -13,6 +13,7 @@ use maas_protocol::{LoadModel, ModelConfig};
 use maas_registry::ModelRecord;
 
 use super::parse_json;
+use super::version_state::{sees_nodes, served_states, version_state};
 use crate::state::AppState;
 use maas_serving::error::{ServeError, ServeResult};
 
@@ -35,7 +36,7 @@ fn split_of(record: &ModelRecord) -> Vec<SplitEntry> {
     record.split.iter().map(|s| SplitEntry { version: s.version, weight: s.weight }).collect()
 }
 
-fn summary(state: &AppState, record: &ModelRecord) -> ModelSummary {
+fn summary(state: &AppState, record: &ModelRecord, show_nodes: bool) -> ModelSummary {
     ModelSummary {
         name: record.name.clone(),
         versions: record.versions.keys().copied().collect(),
@@ -43,6 +44,7 @@ fn summary(state: &AppState, record: &ModelRecord) -> ModelSummary {
         aliases: record.aliases.iter().map(|(name, a)| (name.clone(), a.version)).collect::<BTreeMap<_, _>>(),
         split: split_of(record),
         loaded: record.loaded,
+        states: served_states(state, record, show_nodes),
     }
 }
 
@@ -66,7 +68,7 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> HttpResul
     // The registry's detail (versions, aliases, split) is for keys that
     // may view it; any caller may list the names its scope reaches.
     let models = match caller.permit(maas_tenancy::Action::View, None) {
-        Ok(()) => seen.iter().map(|record| summary(&state, record)).collect(),
+        Ok(()) => seen.iter().map(|record| summary(&state, record, sees_nodes(&caller))).collect(),
         Err(_) => Vec::new(),
     };
     Ok(HttpResponse::Ok().json(ModelList { object: "list".into(), data, models }))
@@ -74,6 +76,7 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> HttpResul
 
 /// `GET /v1/models/{m}`.
 pub async fn describe(state: web::Data<AppState>, request: HttpRequest) -> HttpResult {
+    let show_nodes = sees_nodes(&crate::http::routes::caller(&request)?);
     let stored = state.registry.get(path_param(&request, "model")).await?;
     let record = &stored.record;
     let table = state.inference.table();
@@ -95,6 +98,7 @@ pub async fn describe(state: web::Data<AppState>, request: HttpRequest) -> HttpR
                 .resolve(&record.name, Some(&v.version.to_string()))
                 .map(|m| m.shared.replicas.ready_count() as u64)
                 .unwrap_or(0),
+            state: version_state(&state, record, v.version, show_nodes),
         })
         .collect();
     Ok(HttpResponse::Ok().json(ModelDetail {
@@ -228,9 +232,9 @@ async fn publish_engine(
         );
     }
     let engine_key = engine_key.map(maas_registry::EngineKey::new);
-    if !state.generation.probe(&model, &endpoint, engine_key.clone()).await {
+    if let Err(why) = state.generation.probe(&model, &endpoint, engine_key.clone()).await {
         return Err(ServeError::InvalidRequest(format!(
-            "no URL of the engine answers /health or /v1/models: {}",
+            "no URL of the engine answers /health or /v1/models ({}): {why}",
             endpoint.urls.join(", ")
         ))
         .into());
