@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
 
 use crate::cluster::{free_tcp_port, workspace_root, Process};
 use crate::wait::wait_until;
@@ -99,4 +100,26 @@ impl TlsFront {
         .with_context(|| format!("the TLS front did not start: {}", process.log_tail()))?;
         Ok(TlsFront { _process: process, url: format!("https://127.0.0.1:{port}") })
     }
+}
+
+/// A greedy chat completion request for `model`.
+pub fn chat(model: &str, stream: bool, max_tokens: u32) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Tell me about the sea."}],
+           "max_tokens": max_tokens, "temperature": 0, "stream": stream})
+}
+
+/// The `data:` payloads of a server-sent event stream.
+pub fn events(text: &str) -> Vec<String> {
+    text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
+}
+
+/// The text of a streamed chat or completion, from its chunks.
+pub fn streamed_text(payloads: &[String]) -> String {
+    payloads
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str::<Value>(p).unwrap())
+        .flat_map(|chunk| chunk["choices"].as_array().cloned().unwrap_or_default())
+        .map(|choice| choice["delta"]["content"].as_str().or(choice["text"].as_str()).unwrap_or_default().to_string())
+        .collect()
 }

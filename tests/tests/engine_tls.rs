@@ -7,7 +7,7 @@
 
 use maas_tests::admin::{call, create_key};
 use maas_tests::cluster::{make_role_certs, TempDir};
-use maas_tests::engine::{build_tiny_llm, Engine, TlsFront};
+use maas_tests::engine::{build_tiny_llm, chat, events, streamed_text, Engine, TlsFront};
 use maas_tests::Cluster;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -20,22 +20,6 @@ async fn publish_engine(cluster: &Cluster, model: &str, url: &str, engine_model:
     let path = format!("/v1/models/{model}/versions");
     let answer = call(cluster, Method::POST, &path, Some(serde_json::to_vec(&body).unwrap()), None).await.unwrap();
     (answer.status, answer.body)
-}
-
-fn chat(model: &str, stream: bool) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "Tell me about the sea."}],
-           "max_tokens": 16, "temperature": 0, "stream": stream})
-}
-
-/// The text of a streamed chat completion.
-fn streamed_text(body: &str) -> String {
-    body.split("\n\n")
-        .filter_map(|event| event.strip_prefix("data: "))
-        .filter(|payload| *payload != "[DONE]")
-        .map(|payload| serde_json::from_str::<Value>(payload).unwrap())
-        .flat_map(|chunk| chunk["choices"].as_array().cloned().unwrap_or_default())
-        .map(|choice| choice["delta"]["content"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +63,7 @@ async fn an_engine_behind_https_is_served_and_one_with_an_untrusted_certificate_
     let client = reqwest::Client::new();
     let direct: Value = client
         .post(format!("{}/v1/chat/completions", engine.url))
-        .json(&chat(&engine.model, false))
+        .json(&chat(&engine.model, false, 16))
         .send()
         .await
         .unwrap()
@@ -88,14 +72,14 @@ async fn an_engine_behind_https_is_served_and_one_with_an_untrusted_certificate_
         .unwrap();
     let expected = direct["choices"][0]["message"]["content"].as_str().unwrap().to_string();
     assert!(!expected.is_empty());
-    let answer = client.post(cluster.url("/v1/chat/completions")).bearer_auth(&key).json(&chat(MODEL, false));
+    let answer = client.post(cluster.url("/v1/chat/completions")).bearer_auth(&key).json(&chat(MODEL, false, 16));
     let answer = answer.send().await.unwrap();
     assert_eq!(answer.status(), 200);
     let answer: Value = answer.json().await.unwrap();
     assert_eq!(answer["choices"][0]["message"]["content"], expected.as_str(), "{answer}");
     assert_eq!(answer["model"], MODEL);
-    let streamed = client.post(cluster.url("/v1/chat/completions")).bearer_auth(&key).json(&chat(MODEL, true));
+    let streamed = client.post(cluster.url("/v1/chat/completions")).bearer_auth(&key).json(&chat(MODEL, true, 16));
     let streamed = streamed.send().await.unwrap();
     assert_eq!(streamed.status(), 200);
-    assert_eq!(streamed_text(&streamed.text().await.unwrap()), expected, "streamed");
+    assert_eq!(streamed_text(&events(&streamed.text().await.unwrap())), expected, "streamed");
 }

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use maas_tests::admin::{call, create_key, set_split};
 use maas_tests::cli::{maas, ok};
 use maas_tests::cluster::{free_tcp_port, metric_sum, workspace_root, TempDir, ADMIN_TOKEN};
-use maas_tests::engine::{build_tiny_llm, Engine};
+use maas_tests::engine::{build_tiny_llm, chat, events, streamed_text, Engine};
 use maas_tests::Cluster;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -39,27 +39,6 @@ async fn post(client: &reqwest::Client, url: &str, token: &str, body: &Value) ->
     let status = response.status().as_u16();
     let version = response.headers().get("maas-model-version").and_then(|v| v.to_str().ok()?.parse().ok());
     (status, version, response.text().await.unwrap())
-}
-
-/// The `data:` payloads of a server-sent event stream.
-fn events(text: &str) -> Vec<String> {
-    text.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).map(str::to_string).collect()
-}
-
-/// The text of a streamed chat or completion, from its chunks.
-fn streamed_text(payloads: &[String]) -> String {
-    payloads
-        .iter()
-        .filter(|p| *p != "[DONE]")
-        .map(|p| serde_json::from_str::<Value>(p).unwrap())
-        .flat_map(|chunk| chunk["choices"].as_array().cloned().unwrap_or_default())
-        .map(|choice| choice["delta"]["content"].as_str().or(choice["text"].as_str()).unwrap_or_default().to_string())
-        .collect()
-}
-
-fn chat(model: &str, stream: bool, max_tokens: u32) -> Value {
-    json!({"model": model, "messages": [{"role": "user", "content": "Tell me about the sea."}],
-           "max_tokens": max_tokens, "temperature": 0, "stream": stream})
 }
 
 /// Runs the OpenAI Python client against `base_url`: a streamed chat

@@ -87,6 +87,35 @@ async fn post(client: &reqwest::Client, url: &str, key: &str, body: &Value) -> (
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Streams the first `count` prompts to `model` at once: each equals its
+/// own reference, and the node stepped several sequences together.
+async fn concurrent_streams_equal_their_references(
+    cluster: &Cluster,
+    client: &reqwest::Client,
+    key: &str,
+    model: &str,
+    count: usize,
+    reference: &Value,
+) {
+    let streams = prompts().into_iter().enumerate().take(count).map(|(index, prompt)| {
+        let (client, url, key) = (client.clone(), cluster.url("/v1/completions"), key.to_string());
+        async move {
+            let body = json!({"model": model, "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
+                              "stream": true});
+            (index, post(&client, &url, &key, &body).await)
+        }
+    });
+    for (index, (status, text)) in futures_util::future::join_all(streams).await {
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(streamed_text(&text), reference["prompts"][index]["text"].as_str().unwrap(), "stream {index}");
+    }
+    let stats =
+        call(cluster, Method::GET, &format!("/v2/models/{model}/stats"), None, None).await.unwrap().ok().unwrap();
+    let steps = stats["model_stats"][0]["batch_stats"].as_array().cloned().unwrap_or_default();
+    let largest = steps.iter().filter_map(|s| s["batch_size"].as_u64()).max().unwrap_or(0);
+    assert!(largest > 1, "no step batched more than one sequence: {steps:?}");
+}
+
 /// Builds a tiny model with `build` and exports it as a decoder; returns
 /// its folder and Hugging Face's references.
 fn export(dir: &Path, build: fn(&Path) -> anyhow::Result<()>) -> (std::path::PathBuf, Value) {
@@ -169,23 +198,7 @@ async fn a_native_decoder_generates_what_hugging_face_generates_through_every_fr
 
     // Sixteen streams at once, prompts of different lengths: each equals
     // its own reference, and the node stepped several sequences together.
-    let streams = prompts().into_iter().enumerate().map(|(index, prompt)| {
-        let (client, url, key) = (client.clone(), cluster.url("/v1/completions"), key.clone());
-        async move {
-            let body = json!({"model": MODEL, "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
-                              "stream": true});
-            (index, post(&client, &url, &key, &body).await)
-        }
-    });
-    for (index, (status, text)) in futures_util::future::join_all(streams).await {
-        assert_eq!(status, 200, "{text}");
-        assert_eq!(streamed_text(&text), reference["prompts"][index]["text"].as_str().unwrap(), "stream {index}");
-    }
-    let stats =
-        call(&cluster, Method::GET, &format!("/v2/models/{MODEL}/stats"), None, None).await.unwrap().ok().unwrap();
-    let steps = stats["model_stats"][0]["batch_stats"].as_array().cloned().unwrap_or_default();
-    let largest = steps.iter().filter_map(|s| s["batch_size"].as_u64()).max().unwrap_or(0);
-    assert!(largest > 1, "no step batched more than one sequence: {steps:?}");
+    concurrent_streams_equal_their_references(&cluster, &client, &key, MODEL, 16, &reference).await;
 
     // A stop string cuts the text where it appears.
     let stop: String = expected.chars().skip(6).take(3).collect();
@@ -287,22 +300,7 @@ async fn a_llama_style_decoder_generates_what_hugging_face_generates() {
     assert_eq!(streamed_text(&text), reference["chat"]["text"].as_str().unwrap(), "streamed chat");
 
     // Concurrent streams of different lengths, padded into shared steps.
-    let streams = prompts().into_iter().enumerate().take(8).map(|(index, prompt)| {
-        let (client, url, key) = (client.clone(), cluster.url("/v1/completions"), key.clone());
-        async move {
-            let body = json!({"model": LLAMA, "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0,
-                              "stream": true});
-            (index, post(&client, &url, &key, &body).await)
-        }
-    });
-    for (index, (status, text)) in futures_util::future::join_all(streams).await {
-        assert_eq!(status, 200, "{text}");
-        assert_eq!(streamed_text(&text), reference["prompts"][index]["text"].as_str().unwrap(), "stream {index}");
-    }
-    let stats =
-        call(&cluster, Method::GET, &format!("/v2/models/{LLAMA}/stats"), None, None).await.unwrap().ok().unwrap();
-    let steps = stats["model_stats"][0]["batch_stats"].as_array().cloned().unwrap_or_default();
-    assert!(steps.iter().filter_map(|s| s["batch_size"].as_u64()).any(|size| size > 1), "{steps:?}");
+    concurrent_streams_equal_their_references(&cluster, &client, &key, LLAMA, 8, &reference).await;
 
     // Sampling: a seed repeats its text, another seed draws another, and
     // top_k 1 is greedy whatever the temperature.
